@@ -1,0 +1,54 @@
+"""The `dataengine` command line. Each command group is a module with `register(sub)`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import Callable, Sequence
+
+from domain.errors import DomainError
+
+# Command groups, imported lazily so `dataengine --help` stays fast.
+GROUPS = [
+    "api.cli.clients",
+    "api.cli.trees",
+    "api.cli.serve",
+]
+
+
+def add_data_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data", default=os.environ.get("DATAENGINE_DATA", "data"), metavar="DIR",
+        help="folder holding the event store and read models (default: $DATAENGINE_DATA or ./data)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dataengine", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in GROUPS:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def fail(message: str, code: int = 2) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int | None] = args.handler
+    try:
+        return int(handler(args) or 0)
+    except DomainError as e:
+        return fail(f"{e.message} (error_code {int(e.error_code)})")
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

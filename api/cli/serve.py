@@ -1,0 +1,26 @@
+"""`dataengine serve`: the HTTP API on the embedded SQLite store."""
+
+from __future__ import annotations
+
+import argparse
+
+from api.cli import add_data_option
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    serve = sub.add_parser("serve", help="run the HTTP API (uvicorn)")
+    add_data_option(serve)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.set_defaults(handler=run_server)
+
+
+def run_server(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.http.app import create_app
+    from api.storage import data_dir
+
+    app = create_app(data_dir(args.data))
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
