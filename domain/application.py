@@ -18,7 +18,8 @@ from typing import Any, Callable, Iterator, TypeVar
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError, Recording
 
 from domain import commands
 from domain.actor import Actor
@@ -124,37 +125,70 @@ class DataEngine(Application):
             except KeyError:
                 pass
 
+    def _stripes(self, ids: tuple[UUID, ...]) -> list[threading.RLock]:
+        if len(ids) == 1:
+            return [self._locks[ids[0].int % self.lock_stripes]]
+        return [self._locks[s] for s in sorted({i.int % self.lock_stripes for i in ids})]
+
     def run(self, lock_ids: tuple[UUID, ...], command: Callable[[UnitOfWork], T]) -> tuple[T, int | None]:
         """Run a command under the locks of the aggregates it touches; save what changed.
 
         Returns the command's result and the log position of the last event saved
         (None when nothing was recorded).
         """
+        locks = self._stripes(lock_ids)
         for _ in range(self.max_attempts):
             uow = UnitOfWork(self)
-            with self._locked(lock_ids):
-                try:
-                    result = command(uow)
-                    changed = [a for a in uow.loaded.values() if a.pending_events]
-                    position = None
-                    if changed:
-                        recordings = self.save(*changed)
-                        position = recordings[-1].notification.id if recordings else None
-                    return result, position
-                except IntegrityError:
-                    for aggregate_id in uow.loaded:
-                        self._evict(aggregate_id)
-                    continue
-                except DomainError:
-                    for aggregate in uow.loaded.values():
-                        if aggregate.pending_events:
-                            self._evict(aggregate.id)
-                    raise
-                except BaseException:
-                    for aggregate_id in uow.loaded:
-                        self._evict(aggregate_id)
-                    raise
+            for lock in locks:  # always in stripe order, so two commands never deadlock
+                lock.acquire()
+            try:
+                result = command(uow)
+                changed = [a for a in uow.loaded.values() if a.pending_events]
+                position = None
+                if changed:
+                    recordings = self.save(*changed)
+                    position = recordings[-1].notification.id if recordings else None
+                return result, position
+            except IntegrityError:
+                for aggregate_id in uow.loaded:
+                    self._evict(aggregate_id)
+                continue
+            except DomainError:
+                for aggregate in uow.loaded.values():
+                    if aggregate.pending_events:
+                        self._evict(aggregate.id)
+                raise
+            except BaseException:
+                for aggregate_id in uow.loaded:
+                    self._evict(aggregate_id)
+                raise
+            finally:
+                for lock in reversed(locks):
+                    lock.release()
         raise ConcurrencyError("too many concurrent changes; try again")
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording]:
+        """Application.save without its per-save overheads, for plain aggregates.
+
+        The stock save tests every object against runtime-checkable Protocols (slow:
+        typing walks the protocol's attributes each time), calls the deprecated
+        notify() and looks for snapshots to take. Commands save only aggregates, we
+        take no snapshots by default, so this path records the events, puts the
+        aggregates in the cache and calls the _notify hook, as the stock path does.
+        Anything else (events, tracking, snapshot intervals) takes the stock path.
+        """
+        if kwargs or self.snapshotting_intervals or not all(isinstance(o, Aggregate) for o in objs):
+            return super().save(*objs, **kwargs)
+        events: list[Any] = []
+        for obj in objs:
+            events += obj.collect_events()
+        recordings = self.events.put(events)
+        repository = self.repository
+        if repository.cache is not None and not repository.fastforward:
+            for obj in objs:
+                repository.cache.put(obj.id, obj)
+        self._notify(recordings)
+        return recordings
 
     def now(self) -> datetime:
         return self.clock()

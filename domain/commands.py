@@ -7,6 +7,7 @@ without its fact, nor a fact recorded twice for one task.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import TYPE_CHECKING, Any, Iterable
 from uuid import UUID, uuid5
 
@@ -24,13 +25,26 @@ if TYPE_CHECKING:
 
 
 def _outcome(id: UUID, position: int | None) -> Outcome:
-    from domain.application import Outcome
+    return _Outcome()(id=id, position=position, recorded=position is not None)
 
-    return Outcome(id=id, position=position, recorded=position is not None)
+
+@cache
+def _Outcome() -> type[Outcome]:
+    from domain.application import Outcome  # a cycle: application imports this module
+
+    return Outcome
 
 
 def _ids(*ids: UUID | None) -> tuple[UUID, ...]:
     return tuple(i for i in ids if i is not None)
+
+
+def _locks(tree_id: UUID, actor: Actor, task_id: UUID | None) -> tuple[UUID, ...]:
+    """The tree, and the user only when a task brings the user aggregate into the command:
+    a user's commands on different trees then never wait for each other."""
+    if task_id is None or actor.user_id is None:
+        return (tree_id,)
+    return (tree_id, actor.user_id)
 
 
 def _task_for(uow: UnitOfWork, app: DataEngine, actor: Actor, task_id: UUID | None,
@@ -80,10 +94,11 @@ def create_prompt(app: DataEngine, *, actor: Actor, text: str, lang: str = "en",
             goal_tree_size=goal_tree_size, frontend_message_id=frontend_message_id,
             synthetic=synthetic, model_name=model_name, origin=origin))
         if user is not None and task is not None:
-            user.complete_task(task_id=task.id, result_id=tree_id, text_digest=digest)
+            user.complete_task(task_id=task.id, result_id=tree_id, now=app.now(),
+                               text_digest=digest)
         return tree_id
 
-    result, position = app.run(_ids(tree_id, actor.user_id), command)
+    result, position = app.run(_locks(tree_id, actor, task_id), command)
     return _outcome(result, position)
 
 
@@ -114,10 +129,11 @@ def add_reply(app: DataEngine, *, actor: Actor, tree_id: UUID, parent_id: UUID, 
                        frontend_message_id=frontend_message_id, synthetic=synthetic,
                        model_name=model_name)
         if user is not None and task is not None:
-            user.complete_task(task_id=task.id, result_id=new_id, text_digest=digest)
+            user.complete_task(task_id=task.id, result_id=new_id, now=app.now(),
+                               text_digest=digest)
         return new_id
 
-    result, position = app.run(_ids(tree_id, actor.user_id), command)
+    result, position = app.run(_locks(tree_id, actor, task_id), command)
     return _outcome(result, position)
 
 
@@ -142,10 +158,10 @@ def submit_labels(app: DataEngine, *, actor: Actor, tree_id: UUID, message_id: U
                            valid_labels=frozenset(valid) if valid is not None else None,
                            mandatory_labels=frozenset(mandatory) if mandatory is not None else None)
         if user is not None and task is not None:
-            user.complete_task(task_id=task.id, result_id=message_id)
+            user.complete_task(task_id=task.id, result_id=message_id, now=app.now())
         return message_id
 
-    result, position = app.run(_ids(tree_id, actor.user_id), command)
+    result, position = app.run(_locks(tree_id, actor, task_id), command)
     return _outcome(result, position)
 
 
@@ -162,10 +178,10 @@ def submit_ranking(app: DataEngine, *, actor: Actor, tree_id: UUID, parent_id: U
                             actor=actor, config=app.config, not_rankable=not_rankable,
                             task_id=task_id)
         if user is not None and task is not None:
-            user.complete_task(task_id=task.id, result_id=parent_id)
+            user.complete_task(task_id=task.id, result_id=parent_id, now=app.now())
         return parent_id
 
-    result, position = app.run(_ids(tree_id, actor.user_id), command)
+    result, position = app.run(_locks(tree_id, actor, task_id), command)
     return _outcome(result, position)
 
 

@@ -107,6 +107,9 @@ class ConversationTree(Aggregate):
             message = tree.messages[self.message_id]
             message.review_result = self.accepted
             message.review_score = self.score
+            # Equal to the count already applied, except for imported trees, whose
+            # individual reviews are not in the file.
+            message.review_count = max(message.review_count, self.review_count)
 
     class RankingSubmitted(Event):
         parent_id: UUID
@@ -151,6 +154,14 @@ class ConversationTree(Aggregate):
                 position = {child_id: i for i, child_id in enumerate(order)}
                 for child_id in parent.children:
                     tree.messages[child_id].rank = position.get(child_id)
+
+    class RanksImported(Event):
+        """Ranks taken over from an imported export file (same shape as TreeScored)."""
+
+        ranks: dict[str, list[UUID]]
+
+        def apply(self, tree: ConversationTree) -> None:
+            ConversationTree.TreeScored.apply(self, tree)  # type: ignore[arg-type]
 
     class ScoringFailed(Event):
         error: str
@@ -233,6 +244,15 @@ class ConversationTree(Aggregate):
             origin=origin,
             state=TreeState.INITIAL_PROMPT_REVIEW.value,
         )
+
+    @classmethod
+    def import_tree(cls, export: dict[str, Any], *, config: TreeConfig,
+                    state: TreeState | str | None = None,
+                    origin: str | None = None) -> ConversationTree:
+        """A tree rebuilt from an Open-Assistant ``ExportMessageTree`` (see domain.tree_import)."""
+        from domain.tree_import import import_tree
+
+        return import_tree(cls, export, config=config, state=state, origin=origin)
 
     @property
     def root(self) -> Message:
@@ -321,6 +341,8 @@ class ConversationTree(Aggregate):
         """Draw a waiting prompt (lottery) or a backlog tree into its working phase."""
         if self.state is TreeState.PROMPT_LOTTERY_WAITING:
             self.change_state(TreeState.GROWING, reason, SYSTEM)
+            # A goal of 1 is met by the accepted root alone; no later review would notice.
+            rules.check_growth_complete(self, config)
         elif self.state is TreeState.BACKLOG_RANKING:
             if rules.rankable_parents(self, config):
                 self.change_state(TreeState.RANKING, reason, SYSTEM)

@@ -41,7 +41,7 @@ class Task:
         self.message_id = event.message_id
         self.lang = event.lang
         self.payload = event.payload
-        self.issued_at = event.timestamp
+        self.issued_at = event.issued_at
         self.expires_at = event.expires_at
         self.frontend_message_id: str | None = None
         self.done = self.skipped = self.expired = False
@@ -99,6 +99,7 @@ class User(Aggregate):
         message_id: UUID | None
         lang: str
         payload: dict[str, Any]
+        issued_at: datetime
         expires_at: datetime
 
         def apply(self, user: User) -> None:
@@ -175,7 +176,7 @@ class User(Aggregate):
                 f"user has {config.max_pending_tasks_per_user} or more pending tasks")
         self.trigger_event(self.TaskIssued, client_id=self.client_id, task_id=task_id,
                            task_type=task_type, tree_id=tree_id, message_id=message_id, lang=lang,
-                           payload=payload,
+                           payload=payload, issued_at=now,
                            expires_at=now + timedelta(minutes=config.task_validity_minutes))
         return self.tasks[task_id]
 
@@ -225,10 +226,11 @@ class User(Aggregate):
             raise DuplicateTextError("the same text was sent by this user recently")
         return digest
 
-    def complete_task(self, *, task_id: UUID, result_id: UUID | None,
+    def complete_task(self, *, task_id: UUID, result_id: UUID | None, now: datetime,
                       text_digest: str | None = None) -> None:
+        # The duplicate-text window compares this timestamp with the caller's clock.
         self.trigger_event(self.TaskCompleted, client_id=self.client_id, task_id=task_id,
-                           result_id=result_id, text_digest=text_digest)
+                           result_id=result_id, text_digest=text_digest, timestamp=now)
 
     def expire_tasks(self, now: datetime) -> list[UUID]:
         expired = [t.id for t in self.tasks.values() if t.open and t.expires_at <= now]

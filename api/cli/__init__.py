@@ -15,6 +15,11 @@ GROUPS = [
     "api.cli.clients",
     "api.cli.trees",
     "api.cli.serve",
+    "api.cli.projections",
+    "api.cli.simulate",
+    "api.cli.export",
+    "api.cli.datasets",
+    "api.cli.audit",
 ]
 
 

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from api.http.audit import digest_endpoint
 from api.storage import load_config, open_app
 from domain.errors import DomainError
 
@@ -46,6 +47,7 @@ def create_app(folder: Path) -> Starlette:
     app = Starlette(routes=[
         Route("/health", health),
         Route("/api/v1/trees/{tree_id}", tree),
+        Route("/api/v1/audit/digest", digest_endpoint(folder)),
     ])
     app.state.engine = engine
     return app

@@ -1,0 +1,172 @@
+"""Dataset rows from one conversation tree, in TRL's conversational formats.
+
+Only accepted, non-deleted messages count (and no synthetic ones unless asked), as in
+OA's training code; a message that does not count takes its subtree with it. Messages
+become ``{"role": "user"|"assistant", "content": text}``. Rows come out in a fixed order
+(children in creation order), so the same tree always yields the same rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from domain.message import Message, Role
+from domain.tree import ConversationTree
+
+KINDS = ("sft", "rm", "dpo", "kto", "rl")
+SFT_PATHS = ("best", "top-k", "all")
+
+Chat = list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    kinds: tuple[str, ...] = KINDS
+    lang: str | None = None
+    val_fraction: float = 0.05
+    sft_paths: str = "best"
+    top_k: int = 2
+    include_synthetic: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kinds": list(self.kinds), "lang": self.lang, "val_fraction": self.val_fraction,
+                "sft_paths": self.sft_paths, "top_k": self.top_k,
+                "include_synthetic": self.include_synthetic}
+
+
+def chat(m: Message) -> dict[str, str]:
+    return {"role": "user" if m.role is Role.PROMPTER else "assistant", "content": m.text}
+
+
+class TreeRows:
+    """The rows of every kind that one tree yields."""
+
+    def __init__(self, tree: ConversationTree, options: BuildOptions):
+        self.tree = tree
+        self.options = options
+        self._children: dict[tuple[Message, bool], list[Message]] = {}
+        self._prompters: list[tuple[Message, Chat]] | None = None
+
+    def counts(self, m: Message) -> bool:
+        return (m.review_result is True and not m.deleted
+                and (self.options.include_synthetic or not m.synthetic))
+
+    def children(self, m: Message, *, ranked_first: bool = False) -> list[Message]:
+        key = (m, ranked_first)
+        kids = self._children.get(key)
+        if kids is None:
+            kids = [c for c in (self.tree.messages[i] for i in m.children) if self.counts(c)]
+            if ranked_first:
+                kids.sort(key=lambda c: (c.rank is None, c.rank or 0))
+            self._children[key] = kids
+        return kids
+
+    def prompters(self) -> list[tuple[Message, Chat]]:
+        """Every counted prompter message with the conversation up to and including it
+        (computed once: every kind but sft starts from these)."""
+        if self._prompters is not None:
+            return self._prompters
+        self._prompters = found = []
+        root = self.tree.root
+        if not self.counts(root):
+            return found
+        stack: list[tuple[Message, Chat]] = [(root, [chat(root)])]
+        while stack:
+            m, path = stack.pop()
+            if m.role is Role.PROMPTER:
+                found.append((m, path))
+            stack.extend((c, path + [chat(c)]) for c in reversed(self.children(m)))
+        return found
+
+    # ------------------------------------------------------------------ kinds
+    def rl(self) -> Iterator[dict[str, Any]]:
+        for _, path in self.prompters():
+            yield {"prompt": path}
+
+    def ranked(self, m: Message) -> list[Message]:
+        return [c for c in self.children(m, ranked_first=True)
+                if c.role is Role.ASSISTANT and c.rank is not None]
+
+    def pairs(self) -> Iterator[dict[str, Any]]:
+        """Every ordered pair of ranked sibling replies: the better one is chosen."""
+        for m, path in self.prompters():
+            ranked = self.ranked(m)
+            for i, better in enumerate(ranked):
+                for worse in ranked[i + 1:]:
+                    yield {"prompt": path, "chosen": [chat(better)], "rejected": [chat(worse)],
+                           "margin": float(worse.rank - better.rank)}  # type: ignore[operator]
+
+    def listwise(self) -> Iterator[dict[str, Any]]:
+        for m, path in self.prompters():
+            ranked = self.ranked(m)
+            if len(ranked) > 1:
+                yield {"prompt": path, "completions": [[chat(c)] for c in ranked],
+                       "ranks": [c.rank for c in ranked]}
+
+    def kto(self) -> Iterator[dict[str, Any]]:
+        """Rejected replies are undesirable; of ranked siblings the better half is desirable;
+        an accepted reply nobody ranked is desirable."""
+        for m, path in self.prompters():
+            ranked = self.ranked(m)
+            place = {c.id: i for i, c in enumerate(ranked)}
+            for reply in (self.tree.messages[i] for i in m.children):
+                if reply.role is not Role.ASSISTANT or reply.deleted or reply.review_result is None:
+                    continue
+                if reply.synthetic and not self.options.include_synthetic:
+                    continue
+                if reply.review_result is False:
+                    label = False
+                elif reply.id in place and len(ranked) > 1:
+                    label = place[reply.id] < len(ranked) / 2
+                else:
+                    label = True
+                yield {"prompt": path, "completion": [chat(reply)], "label": label}
+
+    def sft(self) -> Iterator[dict[str, Any]]:
+        if self.options.sft_paths == "best":
+            best = self.best_thread()
+            if best:
+                yield {"messages": best}
+            return
+        k = self.options.top_k if self.options.sft_paths == "top-k" else None
+        for thread in self.threads(k):
+            yield {"messages": thread}
+
+    def best_thread(self) -> Chat:
+        """Root, then at each prompter its best-ranked reply, at each assistant the first
+        prompter reply that was answered; ends at an assistant message."""
+        root = self.tree.root
+        if not self.counts(root):
+            return []
+        path, m = [chat(root)], root
+        while True:
+            kids = self.children(m, ranked_first=True)
+            if m.role is Role.ASSISTANT:
+                kids = [c for c in kids if self.children(c)]
+            if not kids:
+                break
+            m = kids[0]
+            path.append(chat(m))
+        return path if len(path) > 1 else []  # a prompter is only entered when answered
+
+    def threads(self, top_k: int | None) -> Iterator[Chat]:
+        """Root-to-leaf threads ending at an assistant (a trailing prompter leaf dropped),
+        each once; with top_k, only threads whose replies all rank below top_k."""
+        root = self.tree.root
+        if not self.counts(root):
+            return
+
+        def kept(m: Message) -> list[Message]:
+            kids = self.children(m)
+            if top_k is None:
+                return kids
+            return [c for c in kids if c.role is Role.PROMPTER or c.rank is None or c.rank < top_k]
+
+        stack: list[tuple[Message, Chat]] = [(root, [chat(root)])]
+        while stack:
+            m, path = stack.pop()
+            kids = kept(m)
+            if m.role is Role.ASSISTANT and (not kids or any(not kept(c) for c in kids)):
+                yield path
+            stack.extend((c, path + [chat(c)]) for c in reversed(kids))

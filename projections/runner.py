@@ -1,0 +1,163 @@
+"""Follows the notification log and keeps the read models current, exactly once.
+
+Each batch of events is applied in one read-model transaction together with the new
+tracking positions: either the batch and its position are both there, or neither is.
+Catch-up reads large batches (one transaction per batch, not per event); live following
+is a thread polling the log every few milliseconds when it has nothing to do, and
+``wait_for(position)`` gives a caller read-your-writes after a command.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from projections.base import Handler, Projection
+from projections.log import LogSource, Row
+from projections.store import ReadModel
+
+
+class ProjectionError(RuntimeError):
+    """A handler failed; the batch was rolled back and following stopped."""
+
+
+class ProjectionRunner:
+    def __init__(self, log: LogSource, path: str | Path,
+                 projections: Sequence[Projection] | None = None, *, batch_size: int = 1000,
+                 poll_interval: float = 0.01):
+        self.log = log
+        self.readmodel = ReadModel(path, projections)
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self._conn = self.readmodel.connect()
+        self.readmodel.create(self._conn)
+        self._positions = self.readmodel.positions(self._conn)
+        self._handlers: dict[str, list[tuple[str, Handler]]] = {}
+        for projection in self.readmodel.projections:
+            for topic, handler in projection.handlers().items():
+                self._handlers.setdefault(topic, []).append((projection.name, handler))
+        self._names = [p.name for p in self.readmodel.projections]
+        self._position = min(self._positions[n] for n in self._names) if self._names else 0
+        self._lock = threading.Lock()  # one batch at a time
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    @property
+    def position(self) -> int:
+        """The log position every projection has reached."""
+        return self._position
+
+    # ------------------------------------------------------------------ catching up
+    def run_once(self, *, until: int | None = None,
+                 progress: Callable[[int], None] | None = None) -> int:
+        """Apply what the log holds now (or up to ``until``); return the number of events."""
+        done = 0
+        while until is None or self._position < until:
+            limit = self.batch_size if until is None else min(self.batch_size, until - self._position)
+            with self._lock:
+                rows = self.log.read(self._position, limit)
+                if not rows:
+                    break
+                self._apply(rows)
+            done += len(rows)
+            if progress is not None:
+                progress(len(rows))
+        return done
+
+    def _apply(self, rows: Sequence[Row]) -> None:
+        conn, positions, handlers, decode = self._conn, self._positions, self._handlers, self.log.decode
+        lagging = any(positions[n] > self._position for n in self._names)
+        last = rows[-1][0]
+        cursor = conn.cursor()
+        cursor.execute("BEGIN")
+        try:
+            for row in rows:
+                found = handlers.get(row[3])
+                if not found:
+                    continue
+                event = decode(row)
+                for name, handler in found:
+                    if lagging and positions[name] >= row[0]:
+                        continue  # this projection already holds the event
+                    handler(cursor, event)
+            cursor.executemany("UPDATE tracking SET position = ? WHERE projection = ? AND position < ?",
+                               [(last, n, last) for n in self._names])
+            cursor.execute("COMMIT")
+        except BaseException as e:
+            cursor.execute("ROLLBACK")
+            raise ProjectionError(f"projecting events {rows[0][0]}..{last} failed: "
+                                  f"{type(e).__name__}: {e}") from e
+        for name in self._names:
+            positions[name] = max(positions[name], last)
+        with self._cond:
+            self._position = last
+            self._cond.notify_all()
+
+    # ------------------------------------------------------------------ live following
+    def start(self) -> ProjectionRunner:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._follow, name="projection-runner",
+                                            daemon=True)
+            self._thread.start()
+        return self
+
+    def _follow(self) -> None:
+        try:
+            while not self._stop.is_set():
+                if self.run_once() == 0:
+                    self._stop.wait(self.poll_interval)
+        except BaseException as e:  # noqa: BLE001 - reported to whoever waits or stops
+            self.error = e
+            with self._cond:
+                self._cond.notify_all()
+
+    def wait_for(self, position: int | None, timeout: float = 5.0) -> bool:
+        """Block until the read models include ``position``; False on timeout.
+
+        Without a live thread the caller catches up itself.
+        """
+        if position is None:
+            return True
+        if self._thread is None:
+            self.run_once(until=position)
+            return self._position >= position
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._position < position:
+                if self.error is not None:
+                    raise ProjectionError("the projection runner stopped") from self.error
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def sync(self, timeout: float = 5.0) -> bool:
+        """Read-your-writes for everything logged so far."""
+        return self.wait_for(self.log.head(), timeout)
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise ProjectionError("the projection runner stopped") from error
+
+    def close(self) -> None:
+        try:
+            self.stop()
+        finally:
+            self._conn.close()
+
+    def __enter__(self) -> ProjectionRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,77 @@
+"""The read-model database: one SQLite file beside the event store, plus its tracking.
+
+The tracking table holds, per projection, the log position its rows reflect. Rows and
+position change in the same transaction, so after any crash the file is exactly the
+projection of a prefix of the log, and following resumes right after that prefix.
+The file can be deleted at any time: it is rebuilt from the log.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Sequence
+
+from projections.base import Projection
+
+READMODEL_FILE = "readmodel.sqlite"
+
+
+def default_projections() -> list[Projection]:
+    # Messages before trees: tree sizes are counted from the message rows.
+    from projections.messages import MessagesProjection
+    from projections.trees import TreesProjection
+    from projections.users import UsersProjection
+
+    return [MessagesProjection(), TreesProjection(), UsersProjection()]
+
+
+class ReadModel:
+    def __init__(self, path: str | Path, projections: Sequence[Projection] | None = None):
+        self.path = Path(path)
+        self.projections = list(projections) if projections is not None else default_projections()
+        self._local = threading.local()
+
+    def connect(self) -> sqlite3.Connection:
+        """A new connection (autocommit; callers BEGIN explicitly when they write)."""
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                               timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        # The file is rebuildable, and WAL with synchronous=NORMAL stays consistent after
+        # a crash (a lost tail is re-projected since its tracking is lost with it).
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    def reader(self) -> sqlite3.Connection:
+        """This thread's reading connection (created on first use)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self.connect()
+        return conn
+
+    def create(self, conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE IF NOT EXISTS tracking ("
+                     "projection TEXT PRIMARY KEY, position INTEGER NOT NULL)")
+        for projection in self.projections:
+            for statement in projection.ddl:
+                conn.execute(statement)
+            conn.execute("INSERT OR IGNORE INTO tracking VALUES (?, 0)", (projection.name,))
+
+    def drop(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN")
+        for projection in self.projections:
+            for table in projection.tables:
+                conn.execute(f"DROP TABLE IF EXISTS {table}")
+            conn.execute("DELETE FROM tracking WHERE projection = ?", (projection.name,))
+        conn.execute("COMMIT")
+
+    def positions(self, conn: sqlite3.Connection | None = None) -> dict[str, int]:
+        conn = conn or self.reader()
+        try:
+            return dict(conn.execute("SELECT projection, position FROM tracking ORDER BY projection"))
+        except sqlite3.OperationalError:
+            return {}
+
+    def tables(self) -> list[str]:
+        return [t for p in self.projections for t in p.tables]

@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import time
+from uuid import UUID
+
+import pytest
+
+from api.storage import open_app
+from domain.actor import Actor
+from domain.config import TreeConfig
+from projections.log import SQLiteLog
+from projections.messages import MessagesProjection
+from projections.rebuild import rebuild
+from projections.runner import ProjectionError, ProjectionRunner
+from projections.simulator import run_simulation
+from projections.store import default_projections
+from projections.trees import TreesProjection
+from projections.users import UsersProjection
+from tests.projection_helpers import World, dump
+
+SMALL = TreeConfig(goal_tree_size=3, min_goal_tree_size=1)
+
+
+@pytest.fixture
+def simulated(tmp_path):
+    """A SQLite store filled by the simulator, followed live by a runner thread."""
+    app = open_app(tmp_path, SMALL)
+    runner = ProjectionRunner(SQLiteLog(tmp_path / "events.sqlite"), tmp_path / "live.sqlite",
+                              batch_size=64).start()
+    run_simulation(app, runner, trees=3, users=10, seed=7)
+    runner.stop()
+    yield tmp_path, runner
+    runner.close()
+
+
+def test_live_read_model_equals_rebuild(simulated):
+    folder, runner = simulated
+    log = SQLiteLog(folder / "events.sqlite")
+    assert runner.position == log.head() > 100
+    events, _ = rebuild(log, folder / "rebuilt.sqlite", batch_size=500)
+    assert events == log.head()
+    rebuilt = ProjectionRunner(log, folder / "rebuilt.sqlite")
+    live, again = dump(runner.readmodel.reader()), dump(rebuilt.readmodel.reader())
+    assert set(live) == set(again) >= {"trees", "messages", "labels", "rankings", "tasks", "users"}
+    for table in live:
+        assert live[table] == again[table], table
+    states = dict(runner.readmodel.reader().execute("SELECT state, count(*) FROM trees GROUP BY state"))
+    assert states["ready_for_export"] >= 3
+
+
+def test_rows_match_the_aggregates(simulated):
+    folder, runner = simulated
+    app = open_app(folder, SMALL)
+    conn = runner.readmodel.reader()
+    for tree_id, state, size in conn.execute("SELECT tree_id, state, size FROM trees").fetchall():
+        tree = app.get_tree(UUID(tree_id))
+        assert state == tree.state.value
+        assert size == sum(1 for m in tree.messages.values() if m.review_result and not m.deleted)
+        for m in tree.messages.values():
+            row = conn.execute(
+                "SELECT review_count, review_result, ranking_count, rank, children_count, deleted"
+                " FROM messages WHERE message_id = ?", (str(m.id),)).fetchone()
+            expected = (m.review_count, None if m.review_result is None else int(m.review_result),
+                        m.ranking_count, m.rank, len(m.children), int(m.deleted))
+            assert row == expected
+
+
+class Failing(MessagesProjection):
+    """Crashes on the n-th label event it sees."""
+
+    def __init__(self, fail_at: int):
+        self.left = fail_at
+
+    def on_labels(self, c, e):
+        self.left -= 1
+        if self.left == 0:
+            raise RuntimeError("crash in a handler")
+        super().on_labels(c, e)
+
+
+def test_crash_mid_batch_resumes_to_the_same_result(simulated):
+    folder, runner = simulated
+    log = SQLiteLog(folder / "events.sqlite")
+    path = folder / "crashy.sqlite"
+    crashing = ProjectionRunner(log, path, [Failing(40), TreesProjection(), UsersProjection()],
+                                batch_size=50)
+    with pytest.raises(ProjectionError):
+        crashing.run_once()
+    stopped_at = crashing.position
+    assert 0 < stopped_at < log.head()
+    assert stopped_at % 50 == 0  # the failing batch was rolled back as a whole
+    positions = crashing.readmodel.positions()
+    assert set(positions.values()) == {stopped_at}
+    # Only events up to the tracked position are in the tables.
+    conn = crashing.readmodel.reader()
+    projected_labels = conn.execute("SELECT count(*) FROM labels").fetchone()[0]
+    crashing.close()
+
+    resumed = ProjectionRunner(log, path, default_projections(), batch_size=50)
+    assert resumed.position == stopped_at
+    assert resumed.run_once() == log.head() - stopped_at
+    assert resumed.run_once() == 0  # exactly once: nothing left, nothing applied twice
+    assert dump(resumed.readmodel.reader()) == dump(runner.readmodel.reader())
+    assert projected_labels < resumed.readmodel.reader().execute(
+        "SELECT count(*) FROM labels").fetchone()[0]
+    resumed.close()
+
+
+def test_a_new_projection_catches_up_while_the_others_skip(tmp_path):
+    world = World(tmp_path)
+    tree = world.growing_tree()
+    world.reply("e", tree, tree)
+    path = tmp_path / "partial.sqlite"
+    first = ProjectionRunner(world.runner.log, path, [UsersProjection()])
+    first.run_once()
+    first.close()
+    both = ProjectionRunner(world.runner.log, path, default_projections())
+    assert both.position == 0
+    both.run_once()
+    assert dump(both.readmodel.reader()) == dump(world.conn)
+
+
+def test_live_following_has_low_lag(tmp_path):
+    app = open_app(tmp_path, SMALL)
+    client, _ = app.register_client(name="lag")
+    runner = ProjectionRunner(SQLiteLog(tmp_path / "events.sqlite"), tmp_path / "rm.sqlite",
+                              poll_interval=0.005).start()
+    lags = []
+    try:
+        for i in range(20):
+            started = time.perf_counter()
+            position = app.create_prompt(actor=Actor(None, client), text=f"prompt {i}").position
+            assert runner.wait_for(position, timeout=2.0)
+            lags.append(time.perf_counter() - started)
+    finally:
+        runner.close()
+    lags.sort()
+    assert lags[len(lags) // 2] < 0.05
+    conn = runner.readmodel.connect()
+    assert conn.execute("SELECT count(*) FROM trees").fetchone()[0] == 20
