@@ -40,24 +40,31 @@ Row = tuple[str, int, str, bytes]
 
 
 class _Pending:
-    __slots__ = ("rows", "ids", "error", "done")
+    """One save waiting for a commit. wake is released when it is done, or when its
+    thread is to commit the queue (lead): only those threads wake, never the others."""
+
+    __slots__ = ("rows", "ids", "error", "lead", "wake")
 
     def __init__(self, rows: list[Row]):
         self.rows = rows
         self.ids: list[int] | None = None
         self.error: BaseException | None = None
-        self.done = False
+        self.lead = False
+        self.wake = threading.Lock()
+        self.wake.acquire()
 
 
 class GroupCommitSQLiteRecorder(SQLiteApplicationRecorder):
     max_batch = 512
+    own_connection = True
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self._cond = threading.Condition()
+        self._mutex = threading.Lock()
         self._queue: list[_Pending] = []
         self._committing = False
         self.synchronous = "FULL"
+        self._conn: sqlite3.Connection | None = None
         self._tuned: weakref.WeakSet[Any] = weakref.WeakSet()
         self._statements: dict[int, str] = {}
         self._max_rows = 0  # rows per statement, from the connection's variable limit
@@ -70,28 +77,38 @@ class GroupCommitSQLiteRecorder(SQLiteApplicationRecorder):
              s.originator_version, s.topic, s.state) for s in stored_events])
         if not request.rows:
             return []
-        cond = self._cond
-        with cond:
+        with self._mutex:
             self._queue.append(request)
-            while True:
-                while self._committing and not request.done:
-                    cond.wait()
-                if request.done:
-                    break
-                self._committing = True
-                batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch:]
-                cond.release()
-                try:
-                    self._commit(batch)
-                finally:
-                    cond.acquire()
-                    for item in batch:
-                        item.done = True
-                    self._committing = False
-                    cond.notify_all()
+            request.lead = not self._committing
+            self._committing = True
+        if not request.lead:
+            request.wake.acquire()  # until a committer stored it, or made this thread lead
+        if request.lead:  # its request is first in the queue, so in the batch
+            self._lead()
         if request.error is not None:
             raise request.error
         return request.ids
+
+    def _lead(self) -> None:
+        with self._mutex:
+            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch:]
+        successor = None
+        try:
+            self._commit(batch)
+        finally:
+            with self._mutex:
+                if self._queue:
+                    successor = self._queue[0]
+                    successor.lead = True
+                else:
+                    self._committing = False
+            for item in batch:
+                if item.ids is None and item.error is None:
+                    item.error = RuntimeError("the commit was interrupted")
+                if not item.lead:
+                    item.wake.release()
+            if successor is not None:
+                successor.wake.release()
 
     def _commit(self, batch: list[_Pending]) -> None:
         stats = self.stats
@@ -99,23 +116,40 @@ class GroupCommitSQLiteRecorder(SQLiteApplicationRecorder):
         stats["requests"] += len(batch)
         stats["max_batch"] = max(stats["max_batch"], len(batch))
         try:
-            with self.datastore.get_connection(commit=True) as conn:
-                cursor = self._tune(conn)
-                try:
-                    self._write(cursor, batch)
-                except sqlite3.IntegrityError:
-                    if len(batch) == 1:
-                        raise
-                    for item in batch:  # find the conflicting requests; store the others
-                        try:
-                            self._write(cursor, [item])
-                        except sqlite3.IntegrityError as e:
-                            item.error = IntegrityError(e)
+            if self.own_connection:
+                self._write_batch(self._writer(), batch)
+            else:
+                with self.datastore.get_connection(commit=True) as conn:
+                    self._write_batch(self._tune(conn), batch)
         except BaseException as e:  # noqa: BLE001 - handed to every request not stored
             error = IntegrityError(e) if isinstance(e, sqlite3.IntegrityError) else e
             for item in batch:
                 if item.ids is None and item.error is None:
                     item.error = error
+
+    def _write_batch(self, cursor: sqlite3.Cursor, batch: list[_Pending]) -> None:
+        try:
+            self._write(cursor, batch)
+        except sqlite3.IntegrityError:
+            if len(batch) == 1:
+                raise
+            for item in batch:  # find the conflicting requests; store the others
+                try:
+                    self._write(cursor, [item])
+                except sqlite3.IntegrityError as e:
+                    item.error = IntegrityError(e)
+
+    def _writer(self) -> sqlite3.Cursor:
+        if self._conn is None:
+            pool = self.datastore.pool
+            conn = sqlite3.connect(pool.db_name, uri=True, check_same_thread=False,
+                                   isolation_level=None, cached_statements=256,
+                                   timeout=pool.lock_timeout or 5)
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            self._max_rows = min(1000, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 4)
+            self._conn = conn
+            weakref.finalize(self, conn.close)
+        return self._conn.cursor()
 
     def _write(self, cursor: sqlite3.Cursor, items: list[_Pending]) -> None:
         """Store the items' rows atomically and give each item its rows' positions."""

@@ -95,16 +95,18 @@ def main() -> None:
             messages += len(tree.messages)
         replay = time.perf_counter() - started
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         manifest = build(folder, out / "ds", BuildOptions())
-        total = time.perf_counter() - started
+        total, cpu = time.perf_counter() - started, time.process_time() - cpu
     finally:
         shutil.rmtree(out, ignore_errors=True)
     rows = sum(c["train"] + c["validation"] for c in manifest["rows"].values())
     print(f"store: {trees_seen} trees, {messages} messages, {position} events")
     print(f"replay alone: {replay:.2f} s")
     per_kind = ", ".join(f"{k} {c['train'] + c['validation']}" for k, c in manifest["rows"].items())
-    print(f"datasets build (all kinds, JSONL + parquet): {total:.2f} s for {rows} rows ({per_kind})")
+    print(f"datasets build (all kinds, JSONL + parquet): {total:.2f} s wall, {cpu:.2f} s CPU "
+          f"for {rows} rows ({per_kind})")
+    # The CPU figure is the one to compare on a machine shared with other work.
     print(f"goal < 10 s: {'met' if total < 10 else 'NOT met'}")
 
 

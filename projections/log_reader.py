@@ -22,6 +22,9 @@ from domain.tree import ConversationTree
 
 EVENTS_FILE = "events.sqlite"
 _TREE_TOPICS = get_topic(ConversationTree) + ".%"
+_SIDE_TOPICS = tuple(get_topic(cls) for cls in (
+    ConversationTree.EmojiToggled, ConversationTree.LabelsSubmitted,
+    ConversationTree.RankingSubmitted, ConversationTree.ScoringFailed))
 
 
 class LogPositionError(DomainError):
@@ -67,15 +70,23 @@ def count_trees(db: Path, position: int) -> int:
     return row[0]
 
 
-def iter_trees(db: Path, position: int) -> Iterator[ConversationTree]:
-    """Every tree as of the position, replayed from its events, in tree-id order."""
+def iter_trees(db: Path, position: int, *, content_only: bool = False) -> Iterator[ConversationTree]:
+    """Every tree as of the position, replayed from its events, in tree-id order.
+
+    content_only: skip the events that only feed emoji counts, labels, individual
+    rankings and ranking counts (a dataset needs none of them; in a live store they
+    are most of the log). Such trees are partial read-only views: their version counts
+    only the events applied.
+    """
     mapper = MsgspecMapper(transcoder=JSONTranscoder())
+    skipped = _SIDE_TOPICS if content_only else ()
     conn = _connect(db)
     try:
         rows = conn.execute(
             "SELECT originator_id, originator_version, topic, state FROM stored_events "
-            "WHERE rowid <= ? AND topic LIKE ? ORDER BY originator_id, originator_version",
-            (position, _TREE_TOPICS),
+            f"WHERE rowid <= ? AND topic LIKE ? AND topic NOT IN ({','.join('?' * len(skipped))}) "
+            "ORDER BY originator_id, originator_version",
+            (position, _TREE_TOPICS, *skipped),
         )
         tree: ConversationTree | None = None
         for originator_id, version, topic, state in rows:
@@ -85,6 +96,9 @@ def iter_trees(db: Path, position: int) -> Iterator[ConversationTree]:
                 if tree is not None:
                     yield tree
                 tree = event.mutate(None)
+            elif content_only:
+                # Versions have gaps here, which mutate() would refuse.
+                event.apply(tree)
             else:
                 tree = event.mutate(tree)
         if tree is not None:

@@ -25,7 +25,8 @@ from domain.actor import Actor
 from domain.config import TreeConfig
 from domain.digest import GENESIS, Text, canonical, chain, encode_value
 from projections.audit import replay
-from projections.digest import AuditStore, open_log, record, verify
+from projections.digest import AuditStore, open_log, record
+from projections.verify import verify
 
 CONFIG = TreeConfig(goal_tree_size=3, min_goal_tree_size=1)
 LABELS = {"spam": 0.0, "lang_mismatch": 0.0}

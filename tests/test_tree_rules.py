@@ -14,7 +14,7 @@ from domain.consensus import consensus
 from domain.errors import ErrorCode as E
 from domain.states import TreeState as S
 from domain.tree import ConversationTree as CT
-from tests.conftest import names, of, state_moves
+from tests.conftest import names, of, small_config, state_moves
 
 
 def author_of(kit, tree_id, message_id) -> Actor:
@@ -331,10 +331,6 @@ def test_each_rankable_parent_needs_its_rankings(kit):
     p = kit.accepted_reply(t, a1)
     b1, b2 = kit.accepted_reply(t, p), kit.accepted_reply(t, p)
     assert kit.state(t) is S.RANKING
-    with kit.refused(E.NO_REPLIES_FOUND, t):
-        kit.rank(t, a1, [p])
-    with kit.refused(E.NO_REPLIES_FOUND, t):
-        kit.rank(t, b1, [])
     root_orders = [[a1, a2], [a2, a1], [a2, a1]]
     for order in root_orders:
         kit.rank(t, t, order)
@@ -356,6 +352,20 @@ def test_each_rankable_parent_needs_its_rankings(kit):
     for order in expected.values():
         assert [tree.messages[m].rank for m in order] == [0, 1]
     assert tree.messages[a1].ranking_count == 3
+
+
+def test_parent_needs_two_rankable_children(kit):
+    t = kit.growing_tree(goal_tree_size=5)
+    a1 = kit.accepted_reply(t, t)
+    kit.accepted_reply(t, t)
+    p = kit.accepted_reply(t, a1)
+    rejected = kit.reply(t, p)
+    b1 = kit.accepted_reply(t, p)
+    kit.review(t, rejected, spam_votes=2)
+    assert kit.state(t) is S.RANKING
+    for parent, order in ((p, [b1]), (p, [b1, rejected]), (a1, [p]), (b1, [])):
+        with kit.refused(E.NO_REPLIES_FOUND, t):
+            kit.rank(t, parent, order)
 
 
 def test_tree_with_nothing_to_rank_goes_straight_to_export(kit):
@@ -388,6 +398,9 @@ def test_scoring_failure_is_recorded_and_retry_scores(kit, monkeypatch):
     monkeypatch.undo()
     with kit.refused(E.TREE_NOT_IN_RANKING_STATE, t):
         kit.rank(t, t, [a1, a2])
+    copy = kit.tree(t)  # a retry under a stricter config finds the rankings short
+    copy.retry_scoring(config=small_config(num_required_rankings=4))
+    assert state_moves(copy.collect_events()) == [(S.SCORING_FAILED, S.RANKING)]
     v = kit.version(t)
     kit.app.retry_scoring(tree_id=t)
     events = kit.events(t, v)

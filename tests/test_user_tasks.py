@@ -127,6 +127,10 @@ def test_task_is_bound_to_its_target_message(kit):
     reply = kit.reply(t, a, user, frontend_message_id="f1", task_id=task.id)
     assert kit.message(t, reply).role == "prompter"  # the role comes from the task type
     assert kit.app.get_user(user.user_id).task(task.id).result_id == reply
+    label = kit.issue(user, "label_prompter_reply", tree_id=t, message_id=reply, ack="f2")
+    with kit.refused(E.INVALID_MESSAGE, t, user.user_id):
+        kit.app.submit_labels(actor=user, tree_id=t, message_id=a, labels={"spam": 0.0},
+                              task_id=label.id)
 
 
 def test_label_task_payload_restricts_labels(kit):
@@ -175,6 +179,14 @@ def test_nack_records_the_skip_and_its_emoji_only(kit, task_type, emoji):
         kit.app.nack_task(user_id=user.user_id, task_id=task.id)
     with kit.refused(E.TASK_ALREADY_UPDATED, user.user_id):
         kit.app.ack_task(user_id=user.user_id, task_id=task.id, frontend_message_id="f")
+
+
+def test_nack_that_fails_on_the_tree_leaves_the_user_unchanged(kit):
+    user = kit.user()
+    task = kit.issue(user, "assistant_reply", tree_id=uuid4(), message_id=uuid4())
+    with kit.refused(E.NO_MESSAGE_TREE_FOUND, user.user_id):
+        kit.app.nack_task(user_id=user.user_id, task_id=task.id)
+    assert kit.app.get_user(user.user_id).task(task.id).open
 
 
 def test_nack_of_a_prompt_task_writes_only_the_user(kit):

@@ -46,6 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     verify = group.add_parser("verify", help="recompute the chain; name the first damaged event")
     verify.add_argument("--digest", default=None, help="a digest published earlier (hex)")
     verify.add_argument("--position", type=int, default=None, help="the position it was taken at")
+    verify.add_argument("--workers", type=int, default=None,
+                        help="processes checking blocks of the log in parallel "
+                             "(default: the CPU count, at most 8)")
     verify.set_defaults(handler=run_verify)
 
     replay = group.add_parser("replay", help="rebuild every read model and compare it with the live one")
@@ -210,10 +213,12 @@ def show_digest(args: argparse.Namespace) -> int:
 
 def run_verify(args: argparse.Namespace) -> int:
     from domain.digest import parse_digest
-    from projections.digest import log_head, verify, verify_digest
+    from projections.digest import log_head
+    from projections.verify import default_workers, verify, verify_digest
 
     if (args.digest is None) != (args.position is None):
         return fail("--digest and --position go together")
+    workers = args.workers or default_workers()
     folder = _folder(args)
     if folder is None:
         return _no_store(args)
@@ -226,13 +231,13 @@ def run_verify(args: argparse.Namespace) -> int:
         if args.position < 1:
             return fail("--position must be at least 1")
         with _progress(min(args.position, log_head(log)), "verifying") as advance:
-            report = verify_digest(log, store, expected, args.position, advance)
+            report = verify_digest(log, store, expected, args.position, advance, workers)
     else:
         if not store.checkpoints():
             return fail("nothing recorded to verify against yet: run `dataengine audit digest` "
                         "first, or pass --digest/--position")
         with _progress(log_head(log), "verifying") as advance:
-            report = verify(log, store, progress=advance)
+            report = verify(log, store, progress=advance, workers=workers)
     return _report(args, report)
 
 

@@ -21,7 +21,7 @@ from domain.states import TreeState
 from domain.tree import ConversationTree
 from projections import log_reader
 from projections.datasets.rows import KINDS, SFT_PATHS, BuildOptions, TreeRows
-from projections.datasets.writer import SPLITS, sha256, write_kind
+from projections.datasets.writer import SPLITS, copy_kind, sha256, write_kind
 
 MANIFEST = "manifest.json"
 FORMAT = "dataengine-datasets/1"
@@ -77,10 +77,11 @@ def collect(trees: Iterable[ConversationTree], options: BuildOptions) -> Collect
         result.trees += 1
         split = split_of(tree.id, options.val_fraction)
         rows = TreeRows(tree, options)
+        pairs = list(rows.pairs()) if "rm" in kinds or "dpo" in kinds else []
         for kind in kinds:
             target = result.rows[kind][split]
             if kind in ("rm", "dpo"):
-                target.extend(rows.pairs())
+                target.extend(pairs)
             elif kind == "rm_listwise":
                 target.extend(rows.listwise())
             else:
@@ -105,7 +106,8 @@ def build(folder: Path, out: Path, options: BuildOptions, as_of: int | None = No
     check_options(options)
     db = log_reader.events_db(folder)
     position = log_reader.resolve_position(db, as_of)
-    trees: Iterable[ConversationTree] = log_reader.iter_trees(db, position)
+    # Emoji, label and ranking events change nothing a dataset row holds: skip decoding them.
+    trees: Iterable[ConversationTree] = log_reader.iter_trees(db, position, content_only=True)
     if progress is not None:
         trees = progress(trees, total=log_reader.count_trees(db, position))
     collected = collect(trees, options)
@@ -113,7 +115,11 @@ def build(folder: Path, out: Path, options: BuildOptions, as_of: int | None = No
     files: dict[str, str] = {}
     counts: dict[str, dict[str, int]] = {}
     for kind, splits in collected.rows.items():
-        for path in write_kind(out / kind, kind, splits):
+        if kind == "dpo" and "rm" in collected.rows:
+            written = copy_kind(out / "rm", out / kind)  # the same rows: the same bytes
+        else:
+            written = write_kind(out / kind, kind, splits)
+        for path in written:
             files[path.relative_to(out).as_posix()] = sha256(path)
         counts[kind] = {s: len(splits[s]) for s in SPLITS}
     manifest = {

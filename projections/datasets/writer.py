@@ -9,6 +9,7 @@ manifest but left out of the reproducibility promise.
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,19 @@ def write_kind(folder: Path, kind: str, splits: dict[str, list[dict[str, Any]]],
         written += [jsonl, parquet]
     if hf:
         written += _write_hf(folder / "hf", splits, schema)
+    return written
+
+
+def copy_kind(source: Path, folder: Path) -> list[Path]:
+    """A kind whose rows equal another's (dpo and rm): copy its JSONL and parquet files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in sorted(source.rglob("*")):
+        if path.is_file():
+            target = folder / path.relative_to(source)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+            written.append(target)
     return written
 
 

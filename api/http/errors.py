@@ -1,0 +1,109 @@
+"""Every failure as JSON ``{"message", "error_code"}`` with OA's code and HTTP status.
+
+Domain rules raise DomainError subclasses (their code and status travel unchanged); the
+HTTP layer adds the few errors only it can see (auth, malformed or oversized bodies,
+unknown routes). A body is read with a size cap before anything parses it, so an
+oversized request costs no decoding. Anything else that escapes a handler is a bug:
+it is logged and answered 500 with error_code 0, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, TypeVar
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from domain.errors import DomainError, ErrorCode
+
+log = logging.getLogger("dataengine.http")
+S = TypeVar("S")
+
+MAX_BODY_BYTES = 256 * 1024
+
+
+class HttpError(DomainError):
+    """An error the HTTP layer detects itself; code and status per instance."""
+
+    def __init__(self, message: str, error_code: ErrorCode, http_status: int):
+        super().__init__(message)
+        self.error_code = error_code
+        self.http_status = http_status
+
+
+def not_authorized(message: str = "the API key is missing, unknown or disabled") -> HttpError:
+    return HttpError(message, ErrorCode.API_CLIENT_NOT_AUTHORIZED, 403)
+
+
+def root_not_authorized() -> HttpError:
+    return HttpError("a valid root token is required", ErrorCode.ROOT_TOKEN_NOT_AUTHORIZED, 403)
+
+
+def validation(message: str) -> HttpError:
+    return HttpError(message, ErrorCode.VALIDATION_ERROR, 422)
+
+
+def not_found(message: str, code: ErrorCode) -> HttpError:
+    return HttpError(message, code, 404)
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(_encoder.encode(data), status_code=status, media_type="application/json",
+                    headers=headers)
+
+
+def no_content() -> Response:
+    return Response(status_code=204)
+
+
+def error_response(error: DomainError) -> Response:
+    return json_response({"message": error.message, "error_code": int(error.error_code)},
+                         error.http_status)
+
+
+def internal_error(exc: BaseException) -> Response:
+    log.error("unhandled error", exc_info=exc)
+    return json_response({"message": "internal server error",
+                          "error_code": int(ErrorCode.GENERIC_ERROR)}, 500)
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, refused (413) once it passes ``limit`` bytes, before any parsing."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            too_big = int(declared) > limit
+        except ValueError:
+            raise validation("Content-Length is not a number") from None
+        if too_big:
+            raise HttpError(f"the request body is larger than {limit} bytes",
+                            ErrorCode.VALIDATION_ERROR, 413)
+    chunks, size = [], 0
+    async for chunk in request.stream():  # a chunked body has no Content-Length to trust
+        size += len(chunk)
+        if size > limit:
+            raise HttpError(f"the request body is larger than {limit} bytes",
+                            ErrorCode.VALIDATION_ERROR, 413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def decode(body: bytes, schema: type[S], *, strict: bool = True) -> S:
+    """Decode and validate a JSON body; 422 naming the offending field on failure.
+
+    ``strict=False`` lets OA clients send numbers as strings (the text front end sends
+    label values as "1"/"0"), as FastAPI's coercion did.
+    """
+    if not body.strip():
+        raise validation("a JSON request body is required")
+    try:
+        return msgspec.json.decode(body, type=schema, strict=strict)
+    except msgspec.ValidationError as e:
+        raise validation(f"invalid request body: {e}") from None
+    except msgspec.DecodeError as e:
+        raise validation(f"malformed JSON body: {e}") from None

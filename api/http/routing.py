@@ -1,0 +1,135 @@
+"""Declaring endpoints once: the route, its access level, its body and answer schemas.
+
+A handler is a plain synchronous function of a ``Call``; the wrapper reads the body
+(size-capped) on the event loop, then runs authentication and the handler together in
+the threadpool (one hop per request), and turns every failure into the JSON error
+shape. The same declarations feed the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+from uuid import UUID
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from api.http import auth
+from api.http.errors import (
+    HttpError, decode, error_response, internal_error, json_response, no_content, read_body,
+)
+from api.http.schemas import User
+from api.http.service import Service
+from domain.actor import Actor
+from domain.api_client import ApiClient
+from domain.errors import DomainError, ErrorCode
+
+Handler = Callable[["Call"], Any]
+
+
+@dataclass
+class Call:
+    request: Request
+    service: Service
+    client: ApiClient | None
+    body: bytes
+
+    def json(self, schema: type, *, strict: bool = True) -> Any:
+        return decode(self.body, schema, strict=strict)
+
+    def path_id(self, name: str, code: ErrorCode, what: str) -> UUID:
+        raw = self.request.path_params[name]
+        try:
+            return UUID(raw)
+        except ValueError:
+            raise HttpError(f"{what} {raw!r} not found", code, 404) from None
+
+    def query(self, name: str, default: str | None = None) -> str | None:
+        return self.request.query_params.get(name, default)
+
+    def flag(self, name: str, default: bool) -> bool:
+        raw = self.request.query_params.get(name)
+        if raw is None:
+            return default
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise HttpError(f"query parameter {name} must be true or false, not {raw!r}",
+                        ErrorCode.VALIDATION_ERROR, 422)
+
+    @property
+    def api_client(self) -> ApiClient:
+        assert self.client is not None
+        return self.client
+
+    def user(self, user: User, **profile: Any) -> Actor:
+        """The body's user as an actor; created on first sight, display name kept current."""
+        client = self.api_client
+        user_id = self.service.ensure_user(client, user.auth_method, user.id, user.display_name,
+                                           **profile)
+        return Actor(user_id, client.id)
+
+    def header_actor(self, required: bool = True) -> Actor | None:
+        found = auth.require_header_user(self.request) if required else auth.header_user(self.request)
+        if found is None:
+            return None
+        client = self.api_client
+        return Actor(self.service.user_id(client, *found), client.id)
+
+
+@dataclass
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    access: auth.Access = "client"
+    body: Any = None
+    response: Any = None
+    status: int = 200
+    summary: str = ""
+    query: dict[str, str] = field(default_factory=dict)
+    tag: str = ""
+
+
+class Api:
+    def __init__(self, service: Service):
+        self.service = service
+        self.endpoints: list[Endpoint] = []
+
+    def add(self, method: str, path: str, handler: Handler, **options: Any) -> None:
+        self.endpoints.append(Endpoint(method, path, handler, **options))
+
+    def routes(self) -> list[Route]:
+        return [Route(e.path, self._wrap(e), methods=[e.method]) for e in self.endpoints]
+
+    def _wrap(self, endpoint: Endpoint) -> Callable[[Request], Any]:
+        service, handler, access = self.service, endpoint.handler, endpoint.access
+
+        def run(call: Call) -> Any:
+            if access == "root":
+                auth.check_root(call.request, service.root_tokens)
+            elif access != "public":
+                call.client = service.authenticate(auth.api_key(call.request))
+                auth.check_client(call.client, access)
+            return handler(call)
+
+        async def asgi_endpoint(request: Request) -> Response:
+            try:
+                body = await read_body(request) if request.method in ("POST", "PUT") else b""
+                result = await run_in_threadpool(run, Call(request, service, None, body))
+            except DomainError as e:
+                return error_response(e)
+            except Exception as e:  # noqa: BLE001 - a bug: logged, answered without details
+                return internal_error(e)
+            if isinstance(result, Response):
+                return result
+            if result is None:
+                return no_content()
+            return json_response(result, endpoint.status)
+
+        asgi_endpoint.__name__ = getattr(handler, "__name__", "endpoint")
+        return asgi_endpoint

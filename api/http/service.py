@@ -1,0 +1,141 @@
+"""What the HTTP handlers share: the application, the projection runner, the hand-out.
+
+Opened by the app's lifespan and closed with it. Handlers run in the threadpool and
+call the synchronous DataEngine directly; read models are read through one SQLite
+connection per thread. After a command, ``settle(position)`` waits (bounded) until
+the read models include it, so the same user's next request sees its effect.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from domain.api_client import ApiClient
+from domain.application import DataEngine
+from domain.config import TreeConfig
+from domain.errors import ErrorCode, MessageNotFoundError
+from domain.user import user_id_for
+from projections.handout import Handout
+from projections.log import SQLiteLog
+from projections.processes import prompt_lottery
+from projections.runner import ProjectionRunner
+from projections.store import READMODEL_FILE
+
+from api.http.errors import HttpError
+from api.storage import EVENTS_FILE, load_config, open_app
+
+ROOT_TOKENS_ENV = "DATAENGINE_ROOT_TOKENS"
+WEB_API_KEY_ENV = "DATAENGINE_WEB_API_KEY"
+
+
+def root_tokens_from_env(environ: dict[str, str] | None = None) -> frozenset[str]:
+    raw = (os.environ if environ is None else environ).get(ROOT_TOKENS_ENV, "")
+    return frozenset(t.strip() for t in raw.split(",") if t.strip())
+
+
+class Service:
+    def __init__(self, folder: Path, config: TreeConfig | None = None, *,
+                 root_tokens: frozenset[str] | None = None, web_api_key: str | None = None,
+                 settle_timeout: float = 2.0, seed: int | None = None):
+        self.folder = Path(folder)
+        self.config = config
+        self.root_tokens = root_tokens_from_env() if root_tokens is None else root_tokens
+        self.web_api_key = web_api_key if web_api_key is not None else os.environ.get(WEB_API_KEY_ENV)
+        self.settle_timeout = settle_timeout
+        self.rng = random.Random(seed)
+        self._lottery = threading.Lock()
+        self.engine: DataEngine | None = None
+        self.runner: ProjectionRunner | None = None
+        self.handout: Handout | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def open(self) -> Service:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        engine = open_app(self.folder, self.config or load_config(self.folder))
+        if self.web_api_key:
+            engine.register_client(name="official web client", api_key=self.web_api_key,
+                                   trusted=True, frontend_type="web")
+        runner = ProjectionRunner(SQLiteLog(self.folder / EVENTS_FILE), self.folder / READMODEL_FILE)
+        runner.run_once()  # catch up before serving, so the first reads are current
+        runner.start()
+        self.engine, self.runner = engine, runner
+        self.handout = Handout(engine, runner.readmodel.reader, self.rng)
+        return self
+
+    def close(self) -> None:
+        try:
+            if self.runner is not None:
+                self.runner.close()
+        finally:
+            if self.engine is not None:
+                self.engine.close()
+            self.engine = self.runner = self.handout = None
+
+    @property
+    def app(self) -> DataEngine:
+        assert self.engine is not None, "the service is not open"
+        return self.engine
+
+    # ------------------------------------------------------------------ consistency
+    def head(self) -> int:
+        return self.app.recorder.max_notification_id() or 0
+
+    def settle(self, position: int | None) -> None:
+        """Wait until the read models include ``position`` (bounded; late is still correct)."""
+        if position is not None and self.runner is not None:
+            self.runner.wait_for(position, timeout=self.settle_timeout)
+
+    def settle_head(self) -> None:
+        """For commands that do not report their position: wait for everything logged."""
+        self.settle(self.head())
+
+    def reader(self) -> Any:
+        assert self.runner is not None, "the service is not open"
+        return self.runner.readmodel.reader()
+
+    def run_lottery(self) -> None:
+        """OA runs the prompt lottery before handing out; one draw at a time, so two
+        concurrent requests never both fill the same free slot."""
+        with self._lottery:
+            for _, position in prompt_lottery(self.app, self.reader(), self.rng):
+                self.settle(position)
+
+    # ------------------------------------------------------------------ identities
+    def authenticate(self, api_key: str | None) -> ApiClient | None:
+        return self.app.authenticate(api_key) if api_key else None
+
+    def ensure_user(self, client: ApiClient, auth_method: str, username: str,
+                    display_name: str | None, **profile: Any) -> UUID:
+        return self.app.ensure_user(client_id=client.id, auth_method=auth_method,
+                                    username=username, display_name=display_name, **profile)
+
+    @staticmethod
+    def user_id(client: ApiClient, auth_method: str, username: str) -> UUID:
+        return user_id_for(client.id, auth_method, username)
+
+    # ------------------------------------------------------------------ read-model lookups
+    def tree_of(self, message_id: UUID) -> UUID:
+        """The tree a message belongs to; 404 when no tree holds it."""
+        sql = "SELECT tree_id FROM messages WHERE message_id = ?"
+        row = self.reader().execute(sql, (str(message_id),)).fetchone()
+        if row is None:  # maybe written a moment ago by someone else
+            self.settle_head()
+            row = self.reader().execute(sql, (str(message_id),)).fetchone()
+        if row is None:
+            raise MessageNotFoundError(f"message {message_id} not found")
+        return UUID(row[0])
+
+    def task_owner(self, task_id: UUID) -> UUID:
+        sql = "SELECT user_id FROM tasks WHERE task_id = ?"
+        row = self.reader().execute(sql, (str(task_id),)).fetchone()
+        if row is None:
+            self.settle_head()
+            row = self.reader().execute(sql, (str(task_id),)).fetchone()
+        if row is None:
+            raise HttpError(f"task {task_id} not found", ErrorCode.TASK_NOT_FOUND, 404)
+        return UUID(row[0])
