@@ -27,7 +27,10 @@ from pathlib import Path
 from typing import Any, Sequence
 from uuid import UUID
 
-from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.persistence import (
+    DatabaseError, DataError, IntegrityError, InterfaceError, InternalError, NotSupportedError,
+    OperationalError, PersistenceError, ProgrammingError, StoredEvent,
+)
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
 from domain.application import DataEngine
@@ -37,6 +40,25 @@ from domain.errors import ConfigError
 EVENTS_FILE = "events.sqlite"
 
 Row = tuple[str, int, str, bytes]
+
+
+# sqlite3's errors as eventsourcing's (as its own transactions convert them), most specific first
+_ERRORS = (
+    (sqlite3.IntegrityError, IntegrityError), (sqlite3.OperationalError, OperationalError),
+    (sqlite3.InterfaceError, InterfaceError), (sqlite3.DataError, DataError),
+    (sqlite3.InternalError, InternalError), (sqlite3.ProgrammingError, ProgrammingError),
+    (sqlite3.NotSupportedError, NotSupportedError), (sqlite3.DatabaseError, DatabaseError),
+    (sqlite3.Error, PersistenceError),
+)
+
+
+def _converted(error: BaseException) -> BaseException:
+    for raw, ours in _ERRORS:
+        if isinstance(error, raw):
+            converted = ours(error)
+            converted.__cause__ = error
+            return converted
+    return error
 
 
 class _Pending:
@@ -55,19 +77,17 @@ class _Pending:
 
 
 class GroupCommitSQLiteRecorder(SQLiteApplicationRecorder):
-    max_batch = 512
-    own_connection = True
+    max_batch = 512  # requests per commit
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._mutex = threading.Lock()
         self._queue: list[_Pending] = []
         self._committing = False
-        self.synchronous = "FULL"
+        self.synchronous = "FULL"  # open_app sets it before the first commit
         self._conn: sqlite3.Connection | None = None
-        self._tuned: weakref.WeakSet[Any] = weakref.WeakSet()
         self._statements: dict[int, str] = {}
-        self._max_rows = 0  # rows per statement, from the connection's variable limit
+        self._max_rows = 249  # rows per INSERT; raised to the connection's variable limit
         # commits and the requests they carried: requests / commits is the mean batch size
         self.stats = {"commits": 0, "requests": 0, "max_batch": 0}
 
@@ -88,6 +108,12 @@ class GroupCommitSQLiteRecorder(SQLiteApplicationRecorder):
         if request.error is not None:
             raise request.error
         return request.ids
+
+    def close(self) -> None:
+        with self._mutex:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
     def _lead(self) -> None:
         with self._mutex:
@@ -116,42 +142,48 @@ class GroupCommitSQLiteRecorder(SQLiteApplicationRecorder):
         stats["requests"] += len(batch)
         stats["max_batch"] = max(stats["max_batch"], len(batch))
         try:
-            if self.own_connection:
-                self._write_batch(self._writer(), batch)
-            else:
+            if self.datastore.pool.db_name == ":memory:":  # private to the pool's connection
                 with self.datastore.get_connection(commit=True) as conn:
-                    self._write_batch(self._tune(conn), batch)
+                    self._write_batch(conn.cursor(), batch)
+            else:
+                self._write_batch(self._writer(), batch)
         except BaseException as e:  # noqa: BLE001 - handed to every request not stored
-            error = IntegrityError(e) if isinstance(e, sqlite3.IntegrityError) else e
+            error = _converted(e)
             for item in batch:
                 if item.ids is None and item.error is None:
                     item.error = error
 
-    def _write_batch(self, cursor: sqlite3.Cursor, batch: list[_Pending]) -> None:
+    def _write_batch(self, cursor: Any, batch: list[_Pending]) -> None:
         try:
             self._write(cursor, batch)
-        except sqlite3.IntegrityError:
+        except sqlite3.Error:
             if len(batch) == 1:
                 raise
-            for item in batch:  # find the conflicting requests; store the others
+            for item in batch:  # alone, each request fails or succeeds on its own merits
                 try:
                     self._write(cursor, [item])
-                except sqlite3.IntegrityError as e:
-                    item.error = IntegrityError(e)
+                except sqlite3.Error as e:
+                    item.error = _converted(e)
 
     def _writer(self) -> sqlite3.Cursor:
+        """The committers' own connection (only the one committer uses it at a time).
+
+        The pool's connections cache one prepared statement, so a batch of another size
+        would be prepared again, and preparing hands the GIL over once more."""
         if self._conn is None:
             pool = self.datastore.pool
             conn = sqlite3.connect(pool.db_name, uri=True, check_same_thread=False,
                                    isolation_level=None, cached_statements=256,
                                    timeout=pool.lock_timeout or 5)
+            if not pool.is_sqlite_memory_mode:
+                conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             self._max_rows = min(1000, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 4)
             self._conn = conn
             weakref.finalize(self, conn.close)
         return self._conn.cursor()
 
-    def _write(self, cursor: sqlite3.Cursor, items: list[_Pending]) -> None:
+    def _write(self, cursor: Any, items: list[_Pending]) -> None:
         """Store the items' rows atomically and give each item its rows' positions."""
         rows = [row for item in items for row in item.rows]
         if len(rows) <= self._max_rows:
@@ -159,7 +191,7 @@ class GroupCommitSQLiteRecorder(SQLiteApplicationRecorder):
             ids = list(range(cursor.lastrowid - len(rows) + 1, cursor.lastrowid + 1))
         else:  # too many for one statement: consecutive statements in one transaction
             ids = []
-            cursor.execute("BEGIN")
+            cursor.execute("BEGIN IMMEDIATE")
             try:
                 for i in range(0, len(rows), self._max_rows):
                     chunk = rows[i: i + self._max_rows]
@@ -176,20 +208,11 @@ class GroupCommitSQLiteRecorder(SQLiteApplicationRecorder):
         statement = self._statements.get(rows)
         if statement is None:
             statement = (f"INSERT INTO {self.events_table_name} "
-                         f"(originator_id, originator_version, topic, state) VALUES "
+                         "(originator_id, originator_version, topic, state) VALUES "
                          + ",".join(["(?,?,?,?)"] * rows))
             if len(self._statements) < 256:
                 self._statements[rows] = statement
         return statement
-
-    def _tune(self, conn: Any) -> sqlite3.Cursor:
-        # The safety level cannot change inside a transaction, so set it per connection.
-        raw: sqlite3.Connection = conn._sqlite_conn
-        if conn not in self._tuned:
-            raw.execute(f"PRAGMA synchronous={self.synchronous}")
-            self._max_rows = min(1000, raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 4)
-            self._tuned.add(conn)
-        return raw.cursor()
 
 
 def data_dir(path: str | os.PathLike[str] | None = None) -> Path:

@@ -21,6 +21,8 @@ Then the stock JSON mapper and our msgspec mapper encode/decode that run's event
 from __future__ import annotations
 
 import argparse
+import gc
+import math
 import os
 import shutil
 import sqlite3
@@ -61,6 +63,7 @@ class RunResult:
     wall: float
     latencies: list[float]
     batch: float | None  # mean requests per group commit
+    fsync: float  # the disk's fsync latency just before the run (s): the noise to read by
 
     @property
     def cps(self) -> float:
@@ -154,6 +157,23 @@ def _drive(drivers: list[Callable[[UUID, Step], int | None]], work: list[list[Tr
     return wall, sorted(x for lat in latencies for x in lat), [p for pos in positions for p in pos]
 
 
+def fsync_probe(folder: Path, n: int = 30) -> float:
+    """Median time of a 4 KiB write + fsync in the run's folder."""
+    path = folder / "fsync.probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        times = []
+        for _ in range(n):
+            os.pwrite(fd, b"x" * 4096, 0)
+            t = time.perf_counter()
+            os.fsync(fd)
+            times.append(time.perf_counter() - t)
+    finally:
+        os.close(fd)
+        path.unlink()
+    return statistics.median(times)
+
+
 def _plans(key: str, config: TreeConfig, trees: int, threads: int) -> list[list[TreePlan]]:
     return [[plan_tree(f"{key}/{t}", config, POOL, start=t) for t in range(w, trees, threads)]
             for w in range(threads)]
@@ -210,6 +230,7 @@ def run_engine(config: TreeConfig, trees: int, threads: int, key: str,
         setup_rows = app.recorder.max_notification_id() or 0
         total = _count_saves(app)
         work = _plans(key, config, trees, threads)
+        fsync = fsync_probe(folder)
         wall, latencies, positions = _drive(drivers, work)
         stats = getattr(app.recorder, "stats", None)
         batch = stats["requests"] / stats["commits"] if stats and stats["commits"] else None
@@ -219,7 +240,7 @@ def run_engine(config: TreeConfig, trees: int, threads: int, key: str,
         if codec is not None:
             codec.append(codec_costs(reopened))
         reopened.close()
-        return RunResult(len(positions), total[0], wall, latencies, batch)
+        return RunResult(len(positions), total[0], wall, latencies, batch, fsync)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -232,32 +253,46 @@ def run_naive(config: TreeConfig, trees: int, threads: int, key: str) -> RunResu
                                              for i in range(POOL)]) for w in range(threads)]
         total = _count_saves(app)
         work = _plans(key, config, trees, threads)
+        fsync = fsync_probe(folder)
         wall, latencies, positions = _drive(drivers, work)
         app.close()
         reopened = NaiveApp(env=naive_env(folder))
         verify(folder / NAIVE_FILE, work, positions, total[0], 0, reopened.repository.get)
         reopened.close()
-        return RunResult(len(positions), total[0], wall, latencies, None)
+        return RunResult(len(positions), total[0], wall, latencies, None, fsync)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def codec_costs(app: Any, limit: int = 20_000) -> dict[str, float]:
-    """µs per event to encode/decode this run's events with the stock and msgspec mappers."""
-    stored = [n for n in app.recorder.select_notifications(start=1, limit=limit)]
+def codec_costs(app: Any, limit: int = 20_000, passes: int = 3) -> dict[str, float]:
+    """µs per event to encode/decode this run's events with the stock and msgspec mappers.
+
+    Best of a few passes, with the garbage collector paused (as timeit does), so neither
+    mapper pays for collections caused by the other's garbage.
+    """
+    stored = list(app.recorder.select_notifications(start=1, limit=limit))
     ours, stock = MsgspecMapper(transcoder=None), stock_mapper()  # type: ignore[arg-type]
     events = [ours.to_domain_event(s) for s in stored]
     costs: dict[str, float] = {}
-    for name, mapper in (("stock", stock), ("msgspec", ours)):
-        t = time.perf_counter()
-        encoded = [mapper.to_stored_event(e) for e in events]
-        costs[f"{name} encode"] = (time.perf_counter() - t) / len(events) * 1e6
-        t = time.perf_counter()
-        decoded = [mapper.to_domain_event(s) for s in encoded]
-        costs[f"{name} decode"] = (time.perf_counter() - t) / len(events) * 1e6
-        costs[f"{name} bytes"] = sum(len(s.state) for s in encoded) / len(encoded)
-        if any(vars(a) != vars(b) for a, b in zip(events, decoded)):
-            raise BenchFailure(f"the {name} mapper does not round-trip the events")
+    for _ in range(passes):
+        for name, mapper in (("stock", stock), ("msgspec", ours)):
+            gc.collect()
+            gc.disable()
+            try:
+                t = time.perf_counter()
+                encoded = [mapper.to_stored_event(e) for e in events]
+                encode = time.perf_counter() - t
+                t = time.perf_counter()
+                decoded = [mapper.to_domain_event(s) for s in encoded]
+                decode = time.perf_counter() - t
+            finally:
+                gc.enable()
+            if any(vars(a) != vars(b) for a, b in zip(events, decoded)):
+                raise BenchFailure(f"the {name} mapper does not round-trip the events")
+            for key, value in ((f"{name} encode", encode), (f"{name} decode", decode)):
+                costs[key] = min(costs.get(key, math.inf), value / len(events) * 1e6)
+            costs[f"{name} bytes"] = sum(len(s.state) for s in encoded) / len(encoded)
+            del encoded, decoded
     return costs
 
 
@@ -270,7 +305,7 @@ def report(results: dict[str, list[RunResult]], codec: list[dict[str, float]],
     base = _med([r.cps for r in results["naive x1"]]) if "naive x1" in results else None
     print(f"\nmedians over {repeat} run(s); range in brackets\n")
     head = (f"{'variant':<16}{'commands/s':>11}{'(min-max)':>15}{'events/s':>10}"
-            f"{'p50 ms':>8}{'p99 ms':>8}{'batch':>7}{'x naive1':>9}")
+            f"{'p50 ms':>8}{'p99 ms':>8}{'batch':>7}{'x naive1':>9}{'fsync ms':>9}")
     print(head)
     print("-" * len(head))
     for name, runs in results.items():
@@ -281,7 +316,8 @@ def report(results: dict[str, list[RunResult]], codec: list[dict[str, float]],
               f"{_med([r.pct(0.5) for r in runs]) * 1e3:>8.2f}"
               f"{_med([r.pct(0.99) for r in runs]) * 1e3:>8.2f}"
               f"{(f'{_med(batch):.1f}' if batch else '-'):>7}"
-              f"{(f'{_med(cps) / base:.1f}' if base else '-'):>9}")
+              f"{(f'{_med(cps) / base:.1f}' if base else '-'):>9}"
+              f"{_med([r.fsync for r in runs]) * 1e3:>9.2f}")
     n, one = f"engine x{threads}", "engine x1"
     if n in results and one in results and threads != 1:
         gain = _med([r.cps for r in results[n]]) / _med([r.cps for r in results[one]])

@@ -190,6 +190,12 @@ class DataEngine(Application):
         self._notify(recordings)
         return recordings
 
+    def close(self) -> None:
+        close = getattr(self.recorder, "close", None)  # a recorder with its own connection
+        if callable(close):
+            close()
+        super().close()
+
     def now(self) -> datetime:
         return self.clock()
 

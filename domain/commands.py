@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any, Iterable
 from uuid import UUID, uuid5
 
 from domain.actor import Actor
-from domain.errors import InvalidMessageError, MessageAlreadyExistsError, TreeNotFoundError
+from domain.errors import (
+    InvalidMessageError, MessageAlreadyExistsError, TreeNotFoundError, UserNotFoundError,
+)
 from domain.message import SKIP_LABELING, SKIP_RANKING, SKIP_REPLY, Role
 from domain.task_types import (
     LABEL_TASKS, PROMPT_TASKS, RANKING_TASKS, REPLY_ROLE, REPLY_TASKS, TaskType,
@@ -49,7 +51,15 @@ def _locks(tree_id: UUID, actor: Actor, task_id: UUID | None) -> tuple[UUID, ...
 
 def _task_for(uow: UnitOfWork, app: DataEngine, actor: Actor, task_id: UUID | None,
               types: Iterable[TaskType]) -> tuple[User | None, Task | None]:
-    if task_id is None or actor.user_id is None:
+    if actor.user_id is None:
+        return None, None
+    if task_id is None:
+        # Free work (no task) is still refused to a disabled user; actors that are not
+        # registered users (imports, pre-labelling models) have no account to disable.
+        try:
+            uow.get(User, actor.user_id).check_enabled()
+        except UserNotFoundError:
+            pass
         return None, None
     user = uow.get(User, actor.user_id)
     user.check_enabled()
@@ -142,9 +152,8 @@ def submit_labels(app: DataEngine, *, actor: Actor, tree_id: UUID, message_id: U
                   valid_labels: Iterable[str] | None = None,
                   mandatory_labels: Iterable[str] | None = None) -> Outcome:
     def command(uow: UnitOfWork) -> UUID:
-        user, task = (None, None)
+        user, task = _task_for(uow, app, actor, task_id if kind == "task" else None, LABEL_TASKS)
         if kind == "task":
-            user, task = _task_for(uow, app, actor, task_id, LABEL_TASKS)
             if task is not None and task.done:
                 return message_id
             _check_target(task, message_id)

@@ -80,6 +80,7 @@ def summarize(event: Any) -> str:
 def history(log: sqlite3.Connection, mapper: Any, tree_id: UUID,
             names: Names | None = None) -> list[dict[str, Any]]:
     """Every stored event of a tree in log order, with position, actor and a summary."""
+    factory, log.text_factory = log.text_factory, bytes  # a damaged topic must not stop us
     try:
         rows = log.execute(
             "SELECT rowid, originator_version, topic, state FROM stored_events "
@@ -88,7 +89,10 @@ def history(log: sqlite3.Connection, mapper: Any, tree_id: UUID,
         if "no such table" not in str(e):
             raise
         rows = []
-    topics = [t.decode() if isinstance(t, bytes) else t for _, _, t, _ in rows]
+    finally:
+        log.text_factory = factory
+    topics = [bytes(t).decode("utf-8", "replace") if isinstance(t, bytes) else str(t)
+              for _, _, t, _ in rows]
     if not rows or not any(t.startswith(TREE_TOPIC) for t in topics):
         raise TreeNotFoundError(f"tree {tree_id} not found")
     entries = []

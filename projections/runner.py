@@ -5,6 +5,15 @@ tracking positions: either the batch and its position are both there, or neither
 Catch-up reads large batches (one transaction per batch, not per event); live following
 is a thread polling the log every few milliseconds when it has nothing to do, and
 ``wait_for(position)`` gives a caller read-your-writes after a command.
+
+Two optional parts of a projection make replay fast (projections.base keeps the plain
+protocol: handlers get the batch's cursor and the domain event):
+- ``views``: True (or a mapping event class -> msgspec struct) hands its handlers views
+  decoded straight from the stored JSON (projections.log) instead of domain events;
+- ``begin_batch(cursor)`` / ``end_batch(cursor)`` / ``abort_batch()``: called around each
+  batch, in projection order, so a projection can keep the batch's changes in dicts and
+  write them with a few executemany calls at its end (the batch is one transaction anyway).
+  A projection that does this only reads its own rows, except where it says otherwise.
 """
 
 from __future__ import annotations
@@ -12,7 +21,9 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
+
+from eventsourcing.utils import resolve_topic
 
 from projections.base import Handler, Projection
 from projections.log import LogSource, Row
@@ -26,18 +37,16 @@ class ProjectionError(RuntimeError):
 class ProjectionRunner:
     def __init__(self, log: LogSource, path: str | Path,
                  projections: Sequence[Projection] | None = None, *, batch_size: int = 1000,
-                 poll_interval: float = 0.01):
+                 poll_interval: float = 0.01, bulk: bool = False):
         self.log = log
         self.readmodel = ReadModel(path, projections)
         self.batch_size = batch_size
         self.poll_interval = poll_interval
-        self._conn = self.readmodel.connect()
+        self._conn = self.readmodel.connect(bulk=bulk)
         self.readmodel.create(self._conn)
         self._positions = self.readmodel.positions(self._conn)
-        self._handlers: dict[str, list[tuple[str, Handler]]] = {}
-        for projection in self.readmodel.projections:
-            for topic, handler in projection.handlers().items():
-                self._handlers.setdefault(topic, []).append((projection.name, handler))
+        self._routes = self._route(self.readmodel.projections)
+        self._batched = [p for p in self.readmodel.projections if hasattr(p, "end_batch")]
         self._names = [p.name for p in self.readmodel.projections]
         self._position = min(self._positions[n] for n in self._names) if self._names else 0
         self._lock = threading.Lock()  # one batch at a time
@@ -45,6 +54,27 @@ class ProjectionRunner:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
+
+    def _route(self, projections: Sequence[Projection]
+               ) -> dict[str, list[tuple[Callable[[Row], Any], str, Handler]]]:
+        """topic -> [(decoder, projection name, handler), ...] in projection order."""
+        routes: dict[str, list[tuple[Callable[[Row], Any], str, Handler]]] = {}
+        decoders: dict[Any, Callable[[Row], Any]] = {}
+        can_view = hasattr(self.log, "view_decoder")
+        full = self.log.decode  # one bound method, so neighbours share the decoded event
+        for projection in projections:
+            views = getattr(projection, "views", False)
+            for topic, handler in projection.handlers().items():
+                decoder = full
+                if views and can_view:
+                    event_class = resolve_topic(topic)
+                    narrow = views.get(event_class) if isinstance(views, dict) else None
+                    if (topic, narrow) not in decoders:
+                        decoders[topic, narrow] = self.log.view_decoder(  # type: ignore[attr-defined]
+                            event_class, narrow)
+                    decoder = decoders[topic, narrow]
+                routes.setdefault(topic, []).append((decoder, projection.name, handler))
+        return routes
 
     @property
     def position(self) -> int:
@@ -69,26 +99,34 @@ class ProjectionRunner:
         return done
 
     def _apply(self, rows: Sequence[Row]) -> None:
-        conn, positions, handlers, decode = self._conn, self._positions, self._handlers, self.log.decode
+        conn, positions, routes = self._conn, self._positions, self._routes
         lagging = any(positions[n] > self._position for n in self._names)
         last = rows[-1][0]
         cursor = conn.cursor()
         cursor.execute("BEGIN")
         try:
+            for projection in self._batched:
+                projection.begin_batch(cursor)  # type: ignore[attr-defined]
             for row in rows:
-                found = handlers.get(row[3])
-                if not found:
+                route = routes.get(row[3])
+                if route is None:
                     continue
-                event = decode(row)
-                for name, handler in found:
+                decoded = None  # handlers next to each other that want the same kind share it
+                for decode, name, handler in route:
                     if lagging and positions[name] >= row[0]:
                         continue  # this projection already holds the event
+                    if decoded is not decode:
+                        event, decoded = decode(row), decode
                     handler(cursor, event)
+            for projection in self._batched:
+                projection.end_batch(cursor)  # type: ignore[attr-defined]
             cursor.executemany("UPDATE tracking SET position = ? WHERE projection = ? AND position < ?",
                                [(last, n, last) for n in self._names])
             cursor.execute("COMMIT")
         except BaseException as e:
             cursor.execute("ROLLBACK")
+            for projection in self._batched:
+                projection.abort_batch()  # type: ignore[attr-defined]
             raise ProjectionError(f"projecting events {rows[0][0]}..{last} failed: "
                                   f"{type(e).__name__}: {e}") from e
         for name in self._names:

@@ -19,12 +19,18 @@ READMODEL_FILE = "readmodel.sqlite"
 
 
 def default_projections() -> list[Projection]:
-    # Messages before trees: tree sizes are counted from the message rows.
+    # Messages before trees: tree sizes are counted from the message rows. The statistics
+    # come after all three: they read the messages, labels, rankings, trees and tasks rows
+    # as already updated for the event they handle.
+    from projections.agreement import AgreementProjection
     from projections.messages import MessagesProjection
+    from projections.model_stats import ModelStatsProjection
+    from projections.stats import StatsProjection
     from projections.trees import TreesProjection
     from projections.users import UsersProjection
 
-    return [MessagesProjection(), TreesProjection(), UsersProjection()]
+    return [MessagesProjection(), TreesProjection(), UsersProjection(), StatsProjection(),
+            ModelStatsProjection(), AgreementProjection()]
 
 
 class ReadModel:
@@ -33,10 +39,20 @@ class ReadModel:
         self.projections = list(projections) if projections is not None else default_projections()
         self._local = threading.local()
 
-    def connect(self) -> sqlite3.Connection:
-        """A new connection (autocommit; callers BEGIN explicitly when they write)."""
+    def connect(self, *, bulk: bool = False) -> sqlite3.Connection:
+        """A new connection (autocommit; callers BEGIN explicitly when they write).
+
+        ``bulk`` is for a rebuild into a scratch file nobody else reads: no fsync, the
+        rollback journal in memory, one lock for the whole run and a large page cache.
+        A crash loses the scratch file, never the live one (projections.rebuild).
+        """
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                timeout=30)
+        if bulk:
+            for pragma in ("journal_mode=MEMORY", "synchronous=OFF", "locking_mode=EXCLUSIVE",
+                           "cache_size=-262144", "temp_store=MEMORY"):
+                conn.execute(f"PRAGMA {pragma}")
+            return conn
         conn.execute("PRAGMA journal_mode=WAL")
         # The file is rebuildable, and WAL with synchronous=NORMAL stays consistent after
         # a crash (a lost tail is re-projected since its tracking is lost with it).

@@ -398,19 +398,60 @@ def test_record_and_verify_in_process(store: Store) -> None:
     assert checkpoints == sorted(set([p for p in range(4, position + 1, 4)] + [position]))
 
 
+def test_parallel_blocks_find_what_one_pass_finds(store: Store, monkeypatch) -> None:
+    import projections.verify as verify_mod
+
+    monkeypatch.setattr(verify_mod, "TASK_EVENTS", 8)  # several blocks on a small log
+    log, audit = open_log(store.db), AuditStore(store.folder / "audit.sqlite")
+    position, link, _, _ = record(log, audit)
+    store.more()
+    intact = verify(log, audit, workers=2)
+    assert intact.intact and intact == verify(log, audit, workers=1)
+    assert verify_mod.verify_digest(log, audit, link, position, workers=2).intact
+    b_pos = store.row_of(store.tree_b, 1)
+    store.flip(store.row_of(store.tree_a, 9))
+    store.sql("DELETE FROM stored_events WHERE rowid=?", (b_pos,))
+    damaged = verify(log, audit, workers=2)
+    assert damaged.damage == verify(log, audit, workers=1).damage
+    assert [(d.position, d.kind) for d in damaged.damage] == [
+        (store.row_of(store.tree_a, 9), "modified"), (b_pos, "missing")]
+    assert not verify_mod.verify_digest(log, audit, link, position, workers=2).intact
+
+
+def test_text_that_is_not_utf8_is_hashed_not_fatal(store: Store, capsys) -> None:
+    cli(capsys, store.folder, "audit", "digest")
+    position = store.row_of(store.tree_a, 4)
+    store.sql("UPDATE stored_events SET topic=CAST(X'FF41' AS TEXT) WHERE rowid=?", (position,))
+    code, data = cli_json(capsys, store.folder, "audit", "verify")
+    assert code == 1 and [d["position"] for d in data["damage"]] == [position]
+    assert "topic" in data["first_damaged"]["detail"]
+    code, history = cli_json(capsys, store.folder, "audit", "history", str(store.tree_a))
+    count = store.sql("SELECT count(*) FROM stored_events WHERE originator_id=?",
+                      (store.tree_a.hex,))[0][0]
+    assert code == 0 and len(history["events"]) == count
+    assert history["events"][3]["summary"].startswith("undecodable event")
+
+
 # ---------------------------------------------------------------------------- HTTP
-def test_http_digest(store: Store, capsys) -> None:
+def test_http_digest(store: Store) -> None:
+    # The handler on its own: the main app mounts it behind its API-key check.
+    from starlette.applications import Starlette
+    from starlette.routing import Route
     from starlette.testclient import TestClient
 
-    from api.http.app import create_app
+    from api.http.audit import digest_endpoint
 
-    with TestClient(create_app(store.folder)) as client:
+    app = Starlette(routes=[Route("/api/v1/audit/digest", digest_endpoint(store.folder))])
+    with TestClient(app) as client:
         body = client.get("/api/v1/audit/digest").json()
         assert (body["position"], body["digest"]) == spec_digest(store.db)
         assert client.get("/api/v1/audit/digest?position=5").json() == {
             "position": 5, "digest": spec_digest(store.db, 5)[1]}
         assert client.get("/api/v1/audit/digest?position=x").status_code == 422
         assert client.get("/api/v1/audit/digest?position=999999").status_code == 422
+        store.flip(body["position"])  # the head changed under the record: refused
+        refused = client.get("/api/v1/audit/digest")
+        assert refused.status_code == 409 and "audit verify" in refused.json()["message"]
 
 
 # ---------------------------------------------------------------------------- replay

@@ -438,15 +438,24 @@ class TreeMachine(RuleBasedStateMachine):
             mode, order)
         self.ranking(tree_id, parent_id, u, order)
 
-    @rule(pick=ix, msg=ix, u=users, op=st.sampled_from(["toggle", "toggle", "add", "remove", "flip"]),
+    @rule(pick=ix, msg=ix, u=users,
+          op=st.sampled_from(["toggle", "toggle", "add", "remove", "flip", "pile-on"]),
           emoji=st.sampled_from(["red_flag", "red_flag", "+1", "-1", "heart_eyes", SKIP_REPLY, "??",
                                  "skip", "skip"]))
     def react(self, pick, msg, u, emoji, op) -> None:
-        """Toggle an emoji, or ("skip") skip a reply task about the message."""
+        """Toggle an emoji; "skip": skip a reply task about the message; "pile-on": three users
+        add the emoji one after the other (enough red flags for auto-moderation)."""
         tree_id, tree = self.choose_tree(pick)
-        message_id, actor = self.choose_message(tree, msg), self.actor(u)
-        if emoji == "skip":
-            return self.skip_reply(tree_id, tree, message_id, actor)
+        message_id = self.choose_message(tree, msg)
+        for k in range(3 if op == "pile-on" else 1):
+            actor = self.actor((u + k) % N_USERS)
+            if emoji == "skip":
+                self.skip_reply(tree_id, self.tree(tree_id), message_id, actor)
+            else:
+                self.toggle(tree_id, message_id, actor, emoji, "add" if op == "pile-on" else op)
+
+    def toggle(self, tree_id: UUID, message_id: UUID, actor: Actor, emoji: str, op: str) -> None:
+        tree = self.tree(tree_id)
         errors = self.missing(tree, message_id)
         if not errors and (emoji not in USER_EMOJIS or op not in ("toggle", "add", "remove")):
             errors = {E.EmojiOpUnsupportedError}
@@ -480,10 +489,17 @@ class TreeMachine(RuleBasedStateMachine):
             user_id=actor.user_id, task_id=task.id), errors, expect)
 
     @rule(pick=ix, msg=ix, text=texts, action=st.sampled_from(
-        ["activate", "halt", "resume", "delete", "undelete", "edit", "retry_scoring"]))
+        ["activate", "halt", "resume", "delete", "delete", "undelete", "undelete", "edit",
+         "retry_scoring"]))
     def moderate(self, pick, msg, text, action) -> None:
         tree_id, tree = self.choose_tree(pick)
         message_id = self.choose_message(tree, msg)
+        # Mostly delete replies (a deleted root stops the tree) and revive what was deleted.
+        wanted = {"delete": lambda m: m.parent_id and not m.deleted,
+                  "undelete": lambda m: m.deleted}.get(action)
+        targets = [m.id for m in tree.messages.values() if wanted(m)] if tree and wanted else []
+        if targets and msg % 4:
+            message_id = targets[msg % len(targets)]
         errors, expect = self.missing(tree, message_id), [(tree_id, None, {})]
         state = tree.state if tree is not None else None
         if action == "activate":

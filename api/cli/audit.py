@@ -11,9 +11,9 @@ import importlib
 import json
 import sys
 from contextlib import contextmanager
-from functools import lru_cache
+from functools import lru_cache, wraps
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 from uuid import UUID
 
 from api.cli import add_data_option, fail
@@ -57,6 +57,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     for parser in (history, show, digest, verify, replay):
         add_data_option(parser)
         parser.add_argument("--json", action="store_true", help="print JSON")
+        parser.set_defaults(handler=_guarded(parser.get_default("handler")))
+
+
+def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A damaged or foreign file is a finding to report, not a crash."""
+    import sqlite3
+
+    from projections.digest import ChainBroken
+
+    @wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except ChainBroken as e:
+            return fail(str(e), 1)
+        except sqlite3.DatabaseError as e:
+            return fail(f"cannot read the store in {args.data}: {e}", 1)
+
+    return run
 
 
 # ---------------------------------------------------------------------------- plumbing
@@ -182,7 +201,7 @@ def _open(folder: Path) -> tuple[Any, Any]:
 
 
 def show_digest(args: argparse.Namespace) -> int:
-    from projections.digest import ChainBroken, digest_at, log_head, record
+    from projections.digest import digest_at, log_head, record
 
     folder = _folder(args)
     if folder is None:
@@ -195,8 +214,6 @@ def show_digest(args: argparse.Namespace) -> int:
         if args.position is not None:
             digest = digest_at(log, store, args.position)
             position = args.position
-    except ChainBroken as e:
-        return fail(str(e), 1)
     except ValueError as e:
         return fail(str(e))
     if args.json:

@@ -1,53 +1,100 @@
-"""The starlette application. Sync application calls run in the threadpool."""
+"""The starlette application: OA's v1 protocol over the DataEngine.
+
+The lifespan opens the application on the SQLite store and starts the projection
+runner's live thread on ``<data>/readmodel.sqlite``; both stop with the server.
+Endpoints are declared in their modules (tasks, users, messages, labels) through
+``routing.Api``, which also feeds ``/openapi.json``.
+"""
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
 from pathlib import Path
-from uuid import UUID
+from typing import Any, AsyncIterator
 
-import msgspec
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from api.http import auth, labels, messages, openapi, stats, tasks, users
+from api.http import schemas as s
 from api.http.audit import digest_endpoint
-from api.storage import load_config, open_app
-from domain.errors import DomainError
+from api.http.errors import error_response, internal_error, json_response
+from api.http.routing import Api, Call
+from api.http.service import Service
+from domain.config import TreeConfig
+from domain.errors import DomainError, ErrorCode
+
+__all__ = ["create_app", "json_response", "error_response"]
 
 
-def json_response(data: object, status: int = 200) -> Response:
-    return Response(msgspec.json.encode(data), status_code=status, media_type="application/json")
+def health(call: Call) -> Any:
+    runner = call.service.runner
+    return s.Health(status="ok", log_position=call.service.head(),
+                    readmodel_position=runner.position if runner else 0)
 
 
-def error_response(error: DomainError) -> Response:
-    return json_response({"message": error.message, "error_code": int(error.error_code)},
-                         error.http_status)
+def _guarded(service: Service, handler: Any) -> Any:
+    """An async handler from elsewhere behind the API-key check."""
 
-
-def create_app(folder: Path) -> Starlette:
-    engine = open_app(folder, load_config(folder))
-
-    async def health(request: Request) -> Response:
-        position = await run_in_threadpool(engine.recorder.max_notification_id)
-        return json_response({"status": "ok", "log_position": position or 0})
-
-    async def tree(request: Request) -> Response:
+    async def guarded(request: Request) -> Response:
         try:
-            tree_id = UUID(request.path_params["tree_id"])
-        except ValueError:
-            return json_response({"message": "not a tree id", "error_code": 2006}, 404)
-        try:
-            found = await run_in_threadpool(engine.get_tree, tree_id)
+            client = await run_in_threadpool(service.authenticate, auth.api_key(request))
+            auth.check_client(client, "client")
         except DomainError as e:
             return error_response(e)
-        return json_response(found.as_dict())
+        return await handler(request)
 
-    app = Starlette(routes=[
-        Route("/health", health),
-        Route("/api/v1/trees/{tree_id}", tree),
-        Route("/api/v1/audit/digest", digest_endpoint(folder)),
-    ])
-    app.state.engine = engine
+    return guarded
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = ErrorCode.VALIDATION_ERROR if exc.status_code == 422 else ErrorCode.GENERIC_ERROR
+    return json_response({"message": str(exc.detail), "error_code": int(code)}, exc.status_code)
+
+
+async def _unhandled(request: Request, exc: Exception) -> Response:
+    return internal_error(exc)
+
+
+def create_app(folder: Path | str, config: TreeConfig | None = None, *,
+               root_tokens: frozenset[str] | None = None, web_api_key: str | None = None,
+               settle_timeout: float = 2.0, seed: int | None = None) -> Starlette:
+    """The app on the store in ``folder``; config from the folder/environment unless given.
+
+    Root tokens default to $DATAENGINE_ROOT_TOKENS (comma-separated); a trusted official
+    client is registered from $DATAENGINE_WEB_API_KEY when set.
+    """
+    folder = Path(folder)
+    service = Service(folder, config, root_tokens=root_tokens, web_api_key=web_api_key,
+                      settle_timeout=settle_timeout, seed=seed)
+    api = Api(service)
+    api.add("GET", "/health", health, access="public", response=s.Health,
+            summary="liveness and log/read-model positions", tag="meta")
+    tasks.register(api)
+    users.register(api)
+    labels.register(api)
+    messages.register(api)
+    stats.register(api)
+    openapi.register(api)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await run_in_threadpool(service.open)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(service.close)
+
+    routes = api.routes() + [
+        Route("/api/v1/audit/digest", _guarded(service, digest_endpoint(folder)), methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={HTTPException: _http_error, Exception: _unhandled})
+    app.state.service = service
+    app.state.api = api
     return app

@@ -1,0 +1,383 @@
+"""Per-user statistics (OA's UserStats and TrollStats) as hourly counters.
+
+OA recomputes its stats tables wholesale every few minutes, counting each fact in the
+window of its own date: a message by its creation, a label task by the time it was
+issued, a ranking by its submission. Here each fact is a counter in the row (user, UTC
+hour of that date). Handlers only add and subtract, never look at a clock, so the rows
+are a function of the log; a time frame is summed from the hour rows at query time:
+
+- day: the last 24 hours, at hour granularity (the hour holding now - 24 h counts whole,
+  so the window is 24 to 25 hours long);
+- week / month: since UTC midnight 7 / 30 days before today (OA's bounds, exact);
+- total: everything.
+
+Message counters (prompts, replies, acceptance, emoji and label sums, spam prompts)
+follow the message: review, deletion, emojis, labels and the tree's state change them.
+``stats_messages`` keeps the facts of each message that matter here; a handler computes
+the message's contribution before and after the change and moves the author's hour row
+by the difference. The projection reads only its own tables, so it does not depend on
+the order or batching of the other projections.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from bisect import bisect_right
+from datetime import datetime, timedelta, timezone
+from itertools import accumulate
+from typing import Any, Iterable, Mapping
+from uuid import UUID
+
+from domain.errors import DomainError, ErrorCode
+from domain.states import TreeState
+from domain.task_types import LABEL_TASKS
+from domain.tree import ConversationTree as T
+from domain.user import User as U
+from projections.base import Projection, dumps, handles, ts, uid
+
+TIME_FRAMES = ("day", "week", "month", "total")
+HOUR = 3600.0
+DAY = 86400.0
+# OA's periodic job resets the streak of users inactive for more than 36 hours.
+STREAK_TIMEOUT = 36 * HOUR
+
+LEADER_FIELDS = (
+    "prompts", "accepted_prompts", "replies_assistant", "replies_prompter",
+    "accepted_replies_assistant", "accepted_replies_prompter", "labels_simple", "labels_full",
+    "rankings_total", "reply_ranked_1", "reply_ranked_2", "reply_ranked_3",
+)
+# Labels whose values others gave a user's messages add to the troll score (integer-cast).
+TROLL_LABELS = ("spam", "lang_mismatch", "not_appropriate", "pii", "hate_speech",
+                "sexual_content", "political_content")
+# Labels the troll board shows as means.
+MEAN_LABELS = ("quality", "humor", "toxicity", "violence", "helpfulness")
+TROLL_FIELDS = (("upvotes", "downvotes", "red_flags", "spam_prompts") + TROLL_LABELS
+                + tuple(f"{n}_{k}" for n in MEAN_LABELS for k in ("sum", "n")))
+FIELDS = LEADER_FIELDS + TROLL_FIELDS
+_EMOJI_FIELDS = {"+1": "upvotes", "-1": "downvotes", "red_flag": "red_flags"}
+
+# Level = number of thresholds <= score (OA get_thresholds): 0, 4, 9, 16, 24, ... 6000.
+LEVEL_THRESHOLDS: tuple[int, ...] = (0,) + tuple(
+    round(x) for x in accumulate(i * 1.1521 + 3 for i in range(1, 100)))
+
+InvalidStatsQueryError = type("InvalidStatsQueryError", (DomainError,),
+                             {"error_code": ErrorCode.VALIDATION_ERROR, "http_status": 422})
+
+
+def hour_of(seconds: float) -> int:
+    return math.floor(seconds / HOUR)
+
+
+def label_int(value: float) -> int:
+    """A label value cast to an integer as Postgres casts OA's JSON numbers (half away from 0)."""
+    return math.floor(value + 0.5) if value >= 0 else -math.floor(-value + 0.5)
+
+
+def _add(c: sqlite3.Cursor, user_id: str | None, hour: int, delta: Mapping[str, float]) -> None:
+    delta = {k: v for k, v in delta.items() if v}
+    if user_id is None or not delta:
+        return
+    names = list(delta)
+    c.execute(
+        f"INSERT INTO user_hours (user_id, hour, {', '.join(names)})"
+        f" VALUES (?, ?, {', '.join('?' * len(names))})"
+        f" ON CONFLICT (user_id, hour) DO UPDATE SET"
+        f" {', '.join(f'{n} = {n} + excluded.{n}' for n in names)}",
+        (user_id, hour, *delta.values()))
+
+
+class StatsProjection(Projection):
+    name = "user_stats"
+    views = True  # handlers take ids as text, so they accept log views and domain events
+    tables = ("user_hours", "stats_messages", "stats_label_votes", "stats_tasks", "user_streaks")
+    ddl = (
+        "CREATE TABLE IF NOT EXISTS user_hours (user_id TEXT NOT NULL, hour INTEGER NOT NULL, "
+        + ", ".join(f"{f} NUMERIC NOT NULL DEFAULT 0" for f in FIELDS)
+        + ", PRIMARY KEY (user_id, hour)) WITHOUT ROWID",
+        # kind: the counter the message feeds (prompts / replies_<role>); emojis and labels:
+        # its emoji counts and label sums as counter deltas (JSON).
+        """CREATE TABLE IF NOT EXISTS stats_messages (
+            message_id TEXT PRIMARY KEY, user_id TEXT, hour INTEGER NOT NULL, kind TEXT NOT NULL,
+            deleted INTEGER NOT NULL DEFAULT 0, accepted INTEGER NOT NULL DEFAULT 0,
+            spam_tree INTEGER NOT NULL DEFAULT 0, emojis TEXT NOT NULL DEFAULT '{}',
+            labels TEXT NOT NULL DEFAULT '{}') WITHOUT ROWID""",
+        # A user's latest task labels and latest free/report labels of a message (kind task /
+        # other), as the messages projection keeps them: a new submission replaces the old.
+        """CREATE TABLE IF NOT EXISTS stats_label_votes (
+            message_id TEXT NOT NULL, user_id TEXT NOT NULL, kind TEXT NOT NULL,
+            votes TEXT NOT NULL, PRIMARY KEY (message_id, user_id, kind)) WITHOUT ROWID""",
+        # Open label tasks: a completed one counts in the hour it was issued (as OA).
+        """CREATE TABLE IF NOT EXISTS stats_tasks (
+            task_id TEXT PRIMARY KEY, mode TEXT NOT NULL, hour INTEGER NOT NULL) WITHOUT ROWID""",
+        """CREATE TABLE IF NOT EXISTS user_streaks (
+            user_id TEXT PRIMARY KEY, last_activity REAL NOT NULL, streak_start REAL,
+            streak_days INTEGER NOT NULL) WITHOUT ROWID""",
+        "CREATE INDEX IF NOT EXISTS user_hours_hour ON user_hours (hour)",
+    )
+
+    # ------------------------------------------------------------ message counters
+    def _change(self, c: sqlite3.Cursor, message_id: str, **changes: Any) -> None:
+        """Change a message's facts and move its counters by the difference."""
+        row = c.execute(
+            "SELECT user_id, hour, kind, deleted, accepted, spam_tree, emojis, labels"
+            " FROM stats_messages WHERE message_id = ?", (message_id,)).fetchone()
+        if row is None:
+            return
+        m = dict(zip(("user_id", "hour", "kind", "deleted", "accepted", "spam_tree"), row))
+        m["emojis"], m["labels"] = json.loads(row[6]), json.loads(row[7])
+        old = _contribution(m)
+        for name, change in changes.items():
+            m[name] = change(m[name]) if callable(change) else change
+        new = _contribution(m)
+        c.execute("UPDATE stats_messages SET deleted = ?, accepted = ?, spam_tree = ?,"
+                  " emojis = ?, labels = ? WHERE message_id = ?",
+                  (m["deleted"], m["accepted"], m["spam_tree"], dumps(m["emojis"]),
+                   dumps(m["labels"]), message_id))
+        _add(c, m["user_id"], m["hour"], _minus(new, old))
+
+    def _insert(self, c: sqlite3.Cursor, e: Any, message_id: str, kind: str) -> None:
+        c.execute("INSERT INTO stats_messages (message_id, user_id, hour, kind) VALUES (?,?,?,?)",
+                  (message_id, uid(e.user_id), hour_of(ts(e.timestamp)), kind))
+        _add(c, uid(e.user_id), hour_of(ts(e.timestamp)), {kind: 1})
+
+    @handles(T.TreeStarted)
+    def on_started(self, c: sqlite3.Cursor, e: Any) -> None:
+        self._insert(c, e, uid(e.originator_id), "prompts")
+        if e.state == TreeState.ABORTED_LOW_GRADE.value:
+            self._change(c, uid(e.originator_id), spam_tree=1)
+
+    @handles(T.ReplyAdded)
+    def on_reply(self, c: sqlite3.Cursor, e: Any) -> None:
+        self._insert(c, e, uid(e.message_id), f"replies_{e.role}")
+
+    @handles(T.ReviewDecided)
+    def on_review(self, c: sqlite3.Cursor, e: Any) -> None:
+        self._change(c, uid(e.message_id), accepted=int(e.accepted))
+
+    @handles(T.EmojiToggled)
+    def on_emoji(self, c: sqlite3.Cursor, e: Any) -> None:
+        name = _EMOJI_FIELDS.get(e.emoji)
+        if name is not None:  # the domain records only toggles that change something
+            step = 1 if e.added else -1
+            self._change(c, uid(e.message_id),
+                         emojis=lambda counts: _plus(counts, {name: step}))
+
+    @handles(T.LabelsSubmitted)
+    def on_labels(self, c: sqlite3.Cursor, e: Any) -> None:
+        message_id, user_id = uid(e.message_id), uid(e.user_id) or ""
+        kind = "task" if e.kind == "task" else "other"
+        votes = _label_votes(e.labels)
+        found = c.execute("SELECT votes FROM stats_label_votes WHERE message_id = ? AND"
+                          " user_id = ? AND kind = ?", (message_id, user_id, kind)).fetchone()
+        before = json.loads(found[0]) if found else {}
+        c.execute("INSERT OR REPLACE INTO stats_label_votes VALUES (?, ?, ?, ?)",
+                  (message_id, user_id, kind, dumps(votes)))
+        self._change(c, message_id, labels=lambda sums: _plus(sums, _minus(votes, before)))
+
+    @handles(T.MessageDeleted)
+    def on_deleted(self, c: sqlite3.Cursor, e: Any) -> None:
+        for message_id in e.message_ids:
+            self._change(c, uid(message_id), deleted=1)
+
+    @handles(T.MessageUndeleted)
+    def on_undeleted(self, c: sqlite3.Cursor, e: Any) -> None:
+        for message_id in e.message_ids:
+            self._change(c, uid(message_id), deleted=0)
+
+    @handles(T.StateChanged, T.TreeHalted, T.TreeResumed)
+    def on_state(self, c: sqlite3.Cursor, e: Any) -> None:
+        aborted = TreeState.ABORTED_LOW_GRADE.value
+        if aborted in (e.from_state, e.to_state):
+            self._change(c, uid(e.originator_id), spam_tree=int(e.to_state == aborted))
+
+    # ------------------------------------------------------------ other facts
+    @handles(T.RankingSubmitted)
+    def on_ranking(self, c: sqlite3.Cursor, e: Any) -> None:
+        hour = hour_of(ts(e.timestamp))
+        _add(c, uid(e.user_id), hour, {"rankings_total": 1})
+        # reply_ranked_k: the author of the message at position k of this submission.
+        for k, message_id in enumerate(e.ranked_message_ids[:3], start=1):
+            author = c.execute("SELECT user_id FROM stats_messages WHERE message_id = ?",
+                               (uid(message_id),)).fetchone()
+            if author is not None:
+                _add(c, author[0], hour, {f"reply_ranked_{k}": 1})
+
+    @handles(U.TaskIssued)
+    def on_issued(self, c: sqlite3.Cursor, e: Any) -> None:
+        mode = e.payload.get("mode")
+        if e.task_type in LABEL_TASKS and mode in ("simple", "full"):
+            c.execute("INSERT OR REPLACE INTO stats_tasks VALUES (?, ?, ?)",
+                      (uid(e.task_id), mode, hour_of(ts(e.issued_at))))
+
+    @handles(U.TaskSkipped, U.TaskExpired)
+    def on_task_closed(self, c: sqlite3.Cursor, e: Any) -> None:
+        c.execute("DELETE FROM stats_tasks WHERE task_id = ?", (uid(e.task_id),))
+
+    @handles(U.TaskCompleted)
+    def on_task_done(self, c: sqlite3.Cursor, e: Any) -> None:
+        user_id, task_id, now = uid(e.originator_id), uid(e.task_id), ts(e.timestamp)
+        task = c.execute("SELECT mode, hour FROM stats_tasks WHERE task_id = ?",
+                         (task_id,)).fetchone()
+        if task is not None:
+            _add(c, user_id, task[1], {f"labels_{task[0]}": 1})
+            c.execute("DELETE FROM stats_tasks WHERE task_id = ?", (task_id,))
+        row = c.execute("SELECT last_activity, streak_start FROM user_streaks WHERE user_id = ?",
+                        (user_id,)).fetchone()
+        last, start = row if row else (None, None)
+        days, start = next_streak(last, start, now)
+        c.execute("INSERT OR REPLACE INTO user_streaks VALUES (?, ?, ?, ?)",
+                  (user_id, now, start, days))
+
+
+def _contribution(m: Mapping[str, Any]) -> dict[str, float]:
+    """The counters a message adds to its author's hour row."""
+    out: dict[str, float] = {}
+    if m["spam_tree"]:
+        out["spam_prompts"] = 1  # OA counts aborted trees whether the prompt is deleted or not
+    if not m["deleted"]:
+        out[m["kind"]] = 1
+        if m["accepted"]:
+            out["accepted_" + m["kind"]] = 1
+        out.update(m["emojis"])
+        out.update(m["labels"])
+    return out
+
+
+def _label_votes(labels: Mapping[str, float]) -> dict[str, float]:
+    """One submission's share of the troll counters."""
+    out: dict[str, float] = {}
+    for label, value in labels.items():
+        if label in TROLL_LABELS:
+            out[label] = label_int(value)
+        elif label in MEAN_LABELS:
+            out[f"{label}_sum"], out[f"{label}_n"] = value, 1
+    return out
+
+
+def _plus(a: Mapping[str, float], b: Mapping[str, float]) -> dict[str, float]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = out.get(k, 0) + v
+    return {k: v for k, v in out.items() if v}
+
+
+def _minus(a: Mapping[str, float], b: Mapping[str, float]) -> dict[str, float]:
+    return {k: a.get(k, 0) - b.get(k, 0) for k in a.keys() | b.keys()}
+
+
+def next_streak(last_activity: float | None, streak_start: float | None,
+                now: float) -> tuple[int, float]:
+    """OA's streak rule at a completed task: (streak_days, streak_start) afterwards.
+
+    OA's periodic job clears the streak of a user inactive for more than 36 hours; at the
+    next activity that reset has happened, so the streak starts again. A missing (or future)
+    start begins a new streak of 0 days; otherwise the streak is the whole days since it began.
+    """
+    if last_activity is not None and last_activity < now - STREAK_TIMEOUT:
+        streak_start = None
+    if streak_start is None or streak_start > now:
+        return 0, now
+    return int((now - streak_start) // DAY), streak_start
+
+
+# ---------------------------------------------------------------- queries
+def as_utc(now: datetime) -> datetime:
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    return now.astimezone(timezone.utc)
+
+
+def check_time_frame(time_frame: str) -> str:
+    if time_frame not in TIME_FRAMES:
+        raise InvalidStatsQueryError(
+            f"unknown time frame {time_frame!r}; expected one of {', '.join(TIME_FRAMES)}")
+    return time_frame
+
+
+def window_start(time_frame: str, now: datetime) -> datetime | None:
+    """OA's base_date of the time frame (None for total)."""
+    check_time_frame(time_frame)
+    now = as_utc(now)
+    if time_frame == "day":
+        return now - timedelta(days=1)
+    if time_frame == "total":
+        return None
+    day = now.date() - timedelta(days=7 if time_frame == "week" else 30)
+    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+
+
+def frame_totals(conn: sqlite3.Connection, time_frame: str, now: datetime,
+                 user_id: str | UUID | None = None) -> dict[str, dict[str, float]]:
+    """user_id -> summed counters over the time frame, for users with any counter there."""
+    start = window_start(time_frame, now)
+    where, args = [], []
+    if start is not None:
+        where.append("hour >= ?")
+        args.append(hour_of(start.timestamp()))
+    if user_id is not None:
+        where.append("user_id = ?")
+        args.append(str(user_id))
+    sql = (f"SELECT user_id, {', '.join(f'sum({f})' for f in FIELDS)} FROM user_hours"
+           + (f" WHERE {' AND '.join(where)}" if where else "") + " GROUP BY user_id")
+    return {row[0]: dict(zip(FIELDS, row[1:])) for row in conn.execute(sql, args)}
+
+
+def leader_score(s: Mapping[str, float]) -> int:
+    """OA's UserStats.compute_leader_score (rankings_good is never computed: 0)."""
+    return int(
+        int(s["prompts"] * 0.1) + s["replies_assistant"] * 4 + s["replies_prompter"]
+        + s["labels_simple"] + s["labels_full"] * 2 + s["rankings_total"]
+        + int(s["accepted_prompts"] * 0.1) + s["accepted_replies_assistant"] * 4
+        + s["accepted_replies_prompter"] + s["reply_ranked_1"] * 9 + s["reply_ranked_2"] * 3
+        + s["reply_ranked_3"])
+
+
+def level(score: int) -> int:
+    """Number of level thresholds the score reaches: 0 -> 1, 100 -> 11, 1000 -> 39."""
+    return bisect_right(LEVEL_THRESHOLDS, score)
+
+
+def troll_score(s: Mapping[str, float]) -> int:
+    """OA's TrollStats.compute_troll_score."""
+    return int(3 * s["red_flags"] - s["upvotes"] + s["downvotes"] + s["spam_prompts"]
+               + sum(s[label] for label in TROLL_LABELS if label != "spam"))
+
+
+def has_leader_stats(s: Mapping[str, float]) -> bool:
+    return any(s[f] for f in LEADER_FIELDS)
+
+
+def has_troll_stats(s: Mapping[str, float]) -> bool:
+    # Counts only: a float sum may keep a rounding residue after its labels are gone.
+    return any(s[f] for f in TROLL_FIELDS if not f.endswith("_sum"))
+
+
+def streaks(conn: sqlite3.Connection, now: datetime,
+            user_ids: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+    """user_id -> streak_days, streak_last_day_date, last_activity_date as of ``now``.
+
+    A user inactive for more than 36 hours has no streak (OA's periodic reset).
+    """
+    cutoff = as_utc(now).timestamp() - STREAK_TIMEOUT
+    sql = "SELECT user_id, last_activity, streak_start, streak_days FROM user_streaks"
+    args: list[str] = []
+    if user_ids is not None:
+        args = list(user_ids)
+        sql += f" WHERE user_id IN ({', '.join('?' * len(args))})"
+    out = {}
+    for user_id, last, start, days in conn.execute(sql, args):
+        expired = last < cutoff
+        out[user_id] = {
+            "streak_days": 0 if expired else days,
+            "streak_last_day_date": None if expired else iso(start),
+            "last_activity_date": iso(last),
+        }
+    return out
+
+
+def iso(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat()

@@ -1,0 +1,138 @@
+"""A front end speaking only OA's HTTP protocol, for the HTTP tests and bench/http.py.
+
+``Crowd`` drives simulated users through request -> ack -> interaction cycles as OA's
+text front end does (reference §8), against any base URL or an in-process ASGI app,
+until enough trees are ready for export. It learns the world only through HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+
+import httpx
+
+from domain.config import TreeConfig
+
+SMALL = TreeConfig(goal_tree_size=3, min_goal_tree_size=1, num_required_rankings=2,
+                   num_reviews_initial_prompt=2, num_reviews_reply=2)
+ROOT = "root-token-for-tests"
+WEB_KEY = "trusted-web-key-for-tests"
+
+
+@asynccontextmanager
+async def in_process(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client on the app, with the app's lifespan (store and runner) around it."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
+async def new_client_key(client: httpx.AsyncClient, trusted: bool = False) -> str:
+    r = await client.post("/api/v1/admin/api_client",
+                          json={"description": "tests", "frontend_type": "tests",
+                                "trusted": trusted},
+                          headers={"Authorization": f"Bearer {ROOT}"})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def user(i: int) -> dict[str, str]:
+    return {"id": f"u{i}", "display_name": f"User {i}", "auth_method": "local"}
+
+
+class Crowd:
+    def __init__(self, client: httpx.AsyncClient, key: str, *, users: int, trees: int,
+                 seed: int = 0):
+        self.client, self.trees = client, trees
+        self.headers = {"X-API-Key": key}
+        self.users = [user(i) for i in range(users)]
+        self.rng = random.Random(seed)
+        self.ids = itertools.count()
+        self.types: dict[str, int] = {}
+        self.tree_ids: set[str] = set()
+        self.errors: list[str] = []
+        self.cycles = 0
+        self.attempts = 0
+        self.latencies: list[float] = []
+
+    async def post(self, path: str, body: Any) -> httpx.Response:
+        return await self.client.post(path, json=body, headers=self.headers)
+
+    async def state_counts(self) -> dict[str, int]:
+        r = await self.client.get("/api/v1/stats/tree_manager/state_counts", headers=self.headers)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    async def live_and_ready(self) -> tuple[int, int]:
+        counts = await self.state_counts()
+        dead = counts["aborted_low_grade"] + counts["halted_by_moderator"]
+        return sum(counts.values()) - dead, counts["ready_for_export"]
+
+    async def cycle(self, who: dict[str, str], want_prompt: bool) -> bool:
+        """One task: request, ack, answer. False when no task was available."""
+        kind = "initial_prompt" if want_prompt else "random"
+        r = await self.post("/api/v1/tasks/", {"type": kind, "user": who})
+        if r.status_code == 503 and r.json()["error_code"] == 1006:
+            return False
+        assert r.status_code == 200, r.text
+        task = r.json()
+        self.types[task["type"]] = self.types.get(task["type"], 0) + 1
+        if "message_tree_id" in task:
+            self.tree_ids.add(task["message_tree_id"])
+        n = next(self.ids)
+        ack = await self.post(f"/api/v1/tasks/{task['id']}/ack", {"message_id": f"f{n}"})
+        assert ack.status_code == 204, ack.text
+        body = self.answer(task, who, f"f{n}", n)
+        done = await self.post("/api/v1/tasks/interaction", body)
+        if done.status_code != 200:  # the world moved on since the hand-out: skip it
+            self.errors.append(done.text)
+            nack = await self.client.post(
+                f"/api/v1/tasks/{task['id']}/nack", json={"reason": "failed"},
+                headers={**self.headers, "x-oasst-user": f"local:{who['id']}"})
+            assert nack.status_code in (204, 400), nack.text
+            return True
+        assert done.json() == {"type": "task_done", "id": task["id"]}, done.text
+        self.cycles += 1
+        return True
+
+    def answer(self, task: dict[str, Any], who: dict[str, str], frontend_id: str,
+               n: int) -> dict[str, Any]:
+        kind = task["type"]
+        if kind in ("initial_prompt", "prompter_reply", "assistant_reply"):
+            return {"type": "text_reply_to_message", "message_id": frontend_id,
+                    "user_message_id": f"m{n}", "text": f"{kind} number {n} by {who['id']}",
+                    "user": who}
+        if kind.startswith("rank_"):
+            order = list(range(len(task["replies"])))
+            self.rng.shuffle(order)
+            return {"type": "message_ranking", "message_id": frontend_id, "ranking": order,
+                    "user": who}
+        labels = {name: ("0" if name in ("spam", "lang_mismatch") else "0.75")
+                  for name in task["valid_labels"]}  # strings, as the text front end sends
+        return {"type": "text_labels", "message_id": task["message_id"], "task_id": task["id"],
+                "text": task.get("prompt") or task.get("reply"), "labels": labels, "user": who}
+
+    async def run(self, max_cycles: int = 2000) -> int:
+        """Drive every user concurrently until ``trees`` are ready (or ``max_cycles``
+        attempts were made); returns the number of trees ready for export."""
+        stop = asyncio.Event()
+        ready_seen = [0]
+
+        async def person(who: dict[str, str]) -> None:
+            while not stop.is_set() and self.attempts < max_cycles:
+                self.attempts += 1
+                live, ready = await self.live_and_ready()
+                ready_seen[0] = max(ready_seen[0], ready)
+                if ready >= self.trees:
+                    stop.set()
+                    return
+                if not await self.cycle(who, want_prompt=live < self.trees):
+                    await asyncio.sleep(0.005)
+
+        await asyncio.gather(*(person(u) for u in self.users))
+        return max(ready_seen[0], (await self.live_and_ready())[1])
