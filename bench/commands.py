@@ -349,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     n = args.threads
     variants: dict[str, Callable[[str, list[Any]], RunResult]] = {
         f"engine x{n}": lambda k, c: run_engine(config, args.trees, n, k, codec=c),
-        "engine x1": lambda k, c: run_engine(config, args.trees, 1, k),
+        "engine x1": lambda k, c: run_engine(config, max(1, args.trees // 4), 1, k),
     }
     if not args.no_normal:
         variants[f"engine x{n} nrm"] = lambda k, c: run_engine(config, args.trees, n, k, "NORMAL")
@@ -358,7 +358,8 @@ def main(argv: list[str] | None = None) -> int:
         variants[f"naive x{n}"] = lambda k, c: run_naive(config, args.naive_trees, n, k)
     steps = len(plan_tree("count", config, POOL).steps)
     print(f"{os.cpu_count()} cpus; goal tree size {config.goal_tree_size}: {steps} commands per "
-          f"tree; {args.trees} trees per engine run, {args.naive_trees} per naive run")
+          f"tree; trees per run: {args.trees} (engine xN), {max(1, args.trees // 4)} (engine x1), "
+          f"{args.naive_trees} (naive)")
     results: dict[str, list[RunResult]] = {name: [] for name in variants}
     codec: list[dict[str, float]] = []
     with tqdm(total=args.repeat * len(variants), desc="runs", leave=False) as bar:

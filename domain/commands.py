@@ -41,14 +41,6 @@ def _ids(*ids: UUID | None) -> tuple[UUID, ...]:
     return tuple(i for i in ids if i is not None)
 
 
-def _locks(tree_id: UUID, actor: Actor, task_id: UUID | None) -> tuple[UUID, ...]:
-    """The tree, and the user only when a task brings the user aggregate into the command:
-    a user's commands on different trees then never wait for each other."""
-    if task_id is None or actor.user_id is None:
-        return (tree_id,)
-    return (tree_id, actor.user_id)
-
-
 def _task_for(uow: UnitOfWork, app: DataEngine, actor: Actor, task_id: UUID | None,
               types: Iterable[TaskType]) -> tuple[User | None, Task | None]:
     if actor.user_id is None:
@@ -108,7 +100,7 @@ def create_prompt(app: DataEngine, *, actor: Actor, text: str, lang: str = "en",
                                text_digest=digest)
         return tree_id
 
-    result, position = app.run(_locks(tree_id, actor, task_id), command)
+    result, position = app.run(_ids(tree_id, actor.user_id), command)
     return _outcome(result, position)
 
 
@@ -143,7 +135,7 @@ def add_reply(app: DataEngine, *, actor: Actor, tree_id: UUID, parent_id: UUID, 
                                text_digest=digest)
         return new_id
 
-    result, position = app.run(_locks(tree_id, actor, task_id), command)
+    result, position = app.run(_ids(tree_id, actor.user_id), command)
     return _outcome(result, position)
 
 
@@ -170,7 +162,7 @@ def submit_labels(app: DataEngine, *, actor: Actor, tree_id: UUID, message_id: U
             user.complete_task(task_id=task.id, result_id=message_id, now=app.now())
         return message_id
 
-    result, position = app.run(_locks(tree_id, actor, task_id), command)
+    result, position = app.run(_ids(tree_id, actor.user_id), command)
     return _outcome(result, position)
 
 
@@ -190,7 +182,7 @@ def submit_ranking(app: DataEngine, *, actor: Actor, tree_id: UUID, parent_id: U
             user.complete_task(task_id=task.id, result_id=parent_id, now=app.now())
         return parent_id
 
-    result, position = app.run(_locks(tree_id, actor, task_id), command)
+    result, position = app.run(_ids(tree_id, actor.user_id), command)
     return _outcome(result, position)
 
 

@@ -57,7 +57,7 @@ def open_log(path: str | Path) -> sqlite3.Connection | None:
 
 
 def scan(log: sqlite3.Connection | None, after: int, upto: int | None = None
-          ) -> Iterator[list[tuple]]:
+         ) -> Iterator[list[tuple]]:
     """Batches of (position, originator_id, version, topic, state) in position order.
 
     TEXT arrives as str; should a TEXT value not be UTF-8 (a damaged row), the connection
@@ -148,12 +148,16 @@ class AuditStore:
     def topic_name(self, topic_id: int | None) -> str | None:
         return self._topic_names.get(topic_id) if topic_id is not None else None
 
-    def topic_id(self, topic: str) -> int:
-        found = self._topics.get(topic)
+    def topic_id(self, topic: object) -> int:
+        found = self._topics.get(topic)  # type: ignore[call-overload]
         if found is None:
-            found = self.conn.execute("INSERT INTO topics (topic) VALUES (?)", (topic,)).lastrowid
-            self._topics[topic] = found
-            self._topic_names[found] = topic
+            name = as_text(topic) or ""  # a damaged (undecodable) topic arrives as bytes
+            found = self._topics.get(name)
+            if found is None:
+                found = self.conn.execute("INSERT INTO topics (topic) VALUES (?)",
+                                          (name,)).lastrowid
+                self._topics[name] = found
+                self._topic_names[found] = name
         return found
 
     def event(self, position: int) -> tuple | None:
@@ -205,9 +209,8 @@ def record(log: sqlite3.Connection | None, store: AuditStore, progress: Progress
         for rows in scan(log, start):
             holes.extend(holes_in(rows, last + 1))
             link, fingerprints, links = chain_with_fingerprints(rows, link)
-            topic_id = store.topic_id
-            events = [(pos, as_text(oid), ver if type(ver) is int else None,
-                       topic_id(as_text(topic) or ""), fp)
+            events = [(pos, oid if type(oid) is str else as_text(oid),
+                       ver if type(ver) is int else None, store.topic_id(topic), fp)
                       for (pos, oid, ver, topic, _), fp in zip(rows, fingerprints)]
             checkpoints = [(row[0], after) for row, after in zip(rows, links)
                            if row[0] % CHECKPOINT_EVERY == 0]

@@ -4,6 +4,11 @@
 state, consensus rank, emoji counts, label sums and counts); `message_emojis`, `labels`
 and `rankings` keep per-user participation, which task availability needs (who skipped,
 labelled or ranked what). Replies are found through messages.parent_id/user_id.
+
+Handlers change rows in write-back caches (projections.writeback) and the runner flushes
+them at the end of the batch, or earlier when a projection that reads these tables is
+about to see the event. Label sums are recomputed once per changed message per flush,
+from the message's labels in memory, in the order SQL would sum them (label, user, kind).
 """
 
 from __future__ import annotations
@@ -13,11 +18,27 @@ from typing import Any
 from uuid import UUID
 
 from domain.tree import ConversationTree as T
-from projections.base import Projection, dumps, handles, ts, uid
+from projections.base import Projection, dumps, handles
+from projections.writeback import RowCache
+
+COLUMNS = ("message_id", "tree_id", "parent_id", "role", "depth", "lang", "text", "user_id",
+           "client_id", "frontend_message_id", "created_at", "synthetic", "model_name",
+           "children_count", "review_count", "review_result", "review_score", "ranking_count",
+           "rankings_received", "rank", "emojis", "label_sums", "label_counts", "deleted",
+           "edited", "revision", "updated_at")
+(TEXT, CHILDREN, REVIEWS, RESULT, SCORE, RANKED, RECEIVED, RANK, EMOJIS, SUMS, COUNTS, DELETED,
+ EDITED, REVISION, UPDATED) = (COLUMNS.index(c) for c in (
+    "text", "children_count", "review_count", "review_result", "review_score", "ranking_count",
+    "rankings_received", "rank", "emojis", "label_sums", "label_counts", "deleted", "edited",
+    "revision", "updated_at"))
+MUTABLE = COLUMNS[TEXT:TEXT + 1] + COLUMNS[CHILDREN:]
+
+LabelKey = tuple[str, str, str]  # (label, user_id, kind): the order label sums are taken in
 
 
 class MessagesProjection(Projection):
     name = "messages"
+    views = True
     tables = ("messages", "message_emojis", "labels", "rankings")
     ddl = (
         """CREATE TABLE IF NOT EXISTS messages (
@@ -50,87 +71,170 @@ class MessagesProjection(Projection):
         "CREATE INDEX IF NOT EXISTS rankings_user ON rankings (user_id, created_at)",
     )
 
-    def _insert(self, c: sqlite3.Cursor, e: Any, message_id: UUID, parent_id: UUID | None,
-                role: str, depth: int) -> None:
-        c.execute(
-            "INSERT INTO messages (message_id, tree_id, parent_id, role, depth, lang, text, user_id,"
-            " client_id, frontend_message_id, created_at, synthetic, model_name, updated_at)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (uid(message_id), uid(e.originator_id), uid(parent_id), role, depth, e.lang, e.text,
-             uid(e.user_id), uid(e.client_id), e.frontend_message_id, ts(e.timestamp),
-             int(e.synthetic), e.model_name, ts(e.timestamp)))
+    # ------------------------------------------------------------------ the batch
+    def _setup(self) -> None:
+        # Here, not in __init__: subclasses (tests) need not call it.
+        if "_rows" not in vars(self):
+            self._rows = RowCache("messages", COLUMNS, MUTABLE)
+            self._labels: dict[str, dict[LabelKey, tuple[float, str | None, float]]] = {}
+            self._labels_changed: dict[str, set[LabelKey]] = {}
+            self._rankings: list[tuple] = []
+
+    def begin_batch(self, cursor: sqlite3.Cursor) -> None:
+        self.abort_batch()
+        self._rows.begin(cursor)
+
+    def flush(self, cursor: sqlite3.Cursor) -> None:
+        rows = self._rows
+        if self._labels_changed:
+            upserts, deletes = [], []
+            for message_id, keys in self._labels_changed.items():
+                labels = self._labels[message_id]
+                for key in keys:
+                    if key in labels:
+                        upserts.append((message_id, key[1], key[2], key[0], *labels[key]))
+                    else:
+                        deletes.append((message_id, key[1], key[2], key[0]))
+                row = rows.get(message_id)
+                if row is not None:
+                    sums: dict[str, float] = {}
+                    counts: dict[str, int] = {}
+                    for (name, _, _), (value, _, _) in sorted(labels.items()):
+                        sums[name] = sums.get(name, 0.0) + value
+                        counts[name] = counts.get(name, 0) + 1
+                    row[SUMS], row[COUNTS] = dumps(sums), dumps(counts)
+                    rows.changed(message_id)
+            cursor.executemany("DELETE FROM labels WHERE message_id = ? AND user_id = ?"
+                               " AND kind = ? AND label = ?", deletes)
+            cursor.executemany("INSERT OR REPLACE INTO labels VALUES (?,?,?,?,?,?,?)", upserts)
+            self._labels_changed.clear()
+        rows.flush()
+        if self._rankings:
+            cursor.executemany("INSERT INTO rankings VALUES (?,?,?,?,?,?,?)", self._rankings)
+            self._rankings.clear()
+
+    def abort_batch(self) -> None:
+        self._setup()
+        self._rows.discard()
+        self._labels.clear()
+        self._labels_changed.clear()
+        self._rankings.clear()
+
+    def _touch(self, message_id: str, at: float) -> list[Any] | None:
+        """The message's row, marked changed at ``at``; None for an unknown message."""
+        row = self._rows.get(message_id)
+        if row is not None:
+            row[UPDATED] = at
+            self._rows.changed(message_id)
+        return row
+
+    # ------------------------------------------------------------------ handlers
+    def _insert(self, e: Any, message_id: str, parent_id: str | None, role: str,
+                depth: int) -> None:
+        at = e.timestamp.timestamp()
+        self._rows.add([message_id, e.originator_id, parent_id, role, depth, e.lang, e.text,
+                        e.user_id, e.client_id, e.frontend_message_id, at, int(e.synthetic),
+                        e.model_name, 0, 0, None, None, 0, 0, None, "{}", "{}", "{}", 0, 0, 0, at])
 
     @handles(T.TreeStarted)
-    def on_started(self, c: sqlite3.Cursor, e: T.TreeStarted) -> None:
-        self._insert(c, e, e.originator_id, None, "prompter", 0)
+    def on_started(self, c: sqlite3.Cursor, e: Any) -> None:
+        self._insert(e, e.originator_id, None, "prompter", 0)
 
     @handles(T.ReplyAdded)
-    def on_reply(self, c: sqlite3.Cursor, e: T.ReplyAdded) -> None:
-        self._insert(c, e, e.message_id, e.parent_id, e.role, e.depth)
-        c.execute("UPDATE messages SET children_count = children_count + 1, updated_at = ?"
-                  " WHERE message_id = ?", (ts(e.timestamp), uid(e.parent_id)))
+    def on_reply(self, c: sqlite3.Cursor, e: Any) -> None:
+        self._insert(e, e.message_id, e.parent_id, e.role, e.depth)
+        parent = self._touch(e.parent_id, e.timestamp.timestamp())
+        if parent is not None:
+            parent[CHILDREN] += 1
 
     @handles(T.LabelsSubmitted)
-    def on_labels(self, c: sqlite3.Cursor, e: T.LabelsSubmitted) -> None:
-        message_id, user_id = uid(e.message_id), uid(e.user_id) or ""
-        if e.kind == "task":
-            c.execute("UPDATE messages SET review_count = review_count + 1 WHERE message_id = ?",
-                      (message_id,))
+    def on_labels(self, c: sqlite3.Cursor, e: Any) -> None:
+        message_id, user_id, kind = e.message_id, e.user_id or "", e.kind
+        at = e.timestamp.timestamp()
+        labels = self._labels.get(message_id)
+        if labels is None:
+            labels = self._labels[message_id] = {
+                (label, user, k): (value, task, created) for label, user, k, value, task, created
+                in c.execute("SELECT label, user_id, kind, value, task_id, created_at FROM labels"
+                             " WHERE message_id = ?", (message_id,))}
+        changed = self._labels_changed.setdefault(message_id, set())
+        row = self._touch(message_id, at)
+        if kind == "task":
+            if row is not None:
+                row[REVIEWS] += 1
         else:
             # Free and report labels: the user's latest submission replaces the earlier one.
-            c.execute("DELETE FROM labels WHERE message_id = ? AND user_id = ? AND kind != 'task'",
-                      (message_id, user_id))
-        c.executemany("INSERT OR REPLACE INTO labels VALUES (?,?,?,?,?,?,?)",
-                      [(message_id, user_id, e.kind, name, value, uid(e.task_id), ts(e.timestamp))
-                       for name, value in e.labels.items()])
-        sums: dict[str, float] = {}
-        counts: dict[str, int] = {}
-        for name, value in c.execute(
-                "SELECT label, value FROM labels WHERE message_id = ? ORDER BY label, user_id, kind",
-                (message_id,)).fetchall():
-            sums[name] = sums.get(name, 0.0) + value
-            counts[name] = counts.get(name, 0) + 1
-        c.execute("UPDATE messages SET label_sums = ?, label_counts = ?, updated_at = ?"
-                  " WHERE message_id = ?", (dumps(sums), dumps(counts), ts(e.timestamp), message_id))
+            for key in [k for k in labels if k[1] == user_id and k[2] != "task"]:
+                del labels[key]
+                changed.add(key)
+        for name, value in e.labels.items():
+            key = (name, user_id, kind)
+            labels[key] = (value, e.task_id, at)
+            changed.add(key)
 
     @handles(T.ReviewDecided)
-    def on_review(self, c: sqlite3.Cursor, e: T.ReviewDecided) -> None:
-        c.execute("UPDATE messages SET review_result = ?, review_score = ?, updated_at = ?"
-                  " WHERE message_id = ?",
-                  (int(e.accepted), e.score, ts(e.timestamp), uid(e.message_id)))
+    def on_review(self, c: sqlite3.Cursor, e: Any) -> None:
+        row = self._touch(e.message_id, e.timestamp.timestamp())
+        if row is not None:
+            row[RESULT], row[SCORE] = int(e.accepted), e.score
 
     @handles(T.RankingSubmitted)
-    def on_ranking(self, c: sqlite3.Cursor, e: T.RankingSubmitted) -> None:
-        ranked = [uid(i) for i in e.ranked_message_ids]
-        c.execute("INSERT INTO rankings VALUES (?,?,?,?,?,?,?)",
-                  (uid(e.parent_id), uid(e.user_id) or "", uid(e.originator_id), dumps(ranked),
-                   int(e.not_rankable), uid(e.task_id), ts(e.timestamp)))
-        c.executemany("UPDATE messages SET ranking_count = ranking_count + 1 WHERE message_id = ?",
-                      [(i,) for i in ranked])
-        c.execute("UPDATE messages SET rankings_received = rankings_received + 1, updated_at = ?"
-                  " WHERE message_id = ?", (ts(e.timestamp), uid(e.parent_id)))
+    def on_ranking(self, c: sqlite3.Cursor, e: Any) -> None:
+        at = e.timestamp.timestamp()
+        self._rankings.append((e.parent_id, e.user_id or "", e.originator_id,
+                               dumps(e.ranked_message_ids), int(e.not_rankable), e.task_id, at))
+        rows = self._rows
+        for message_id in e.ranked_message_ids:
+            row = rows.get(message_id)
+            if row is not None:
+                row[RANKED] += 1
+                rows.changed(message_id)
+        parent = self._touch(e.parent_id, at)
+        if parent is not None:
+            parent[RECEIVED] += 1
 
-    @handles(T.TreeScored)
-    def on_scored(self, c: sqlite3.Cursor, e: T.TreeScored) -> None:
+    @handles(T.TreeScored, T.RanksImported)
+    def on_scored(self, c: sqlite3.Cursor, e: Any) -> None:
+        rows = self._rows
+        rows.flush()  # the children are found in the table
         for parent_id, order in e.ranks.items():
-            c.execute("UPDATE messages SET rank = NULL WHERE parent_id = ?", (uid(UUID(parent_id)),))
-            c.executemany("UPDATE messages SET rank = ? WHERE message_id = ?",
-                          [(i, uid(child)) for i, child in enumerate(order)])
+            children = c.execute("SELECT message_id FROM messages WHERE parent_id = ?",
+                                 (str(UUID(parent_id)),)).fetchall()
+            for (child,) in children:
+                row = rows.get(child)
+                if row is not None and row[RANK] is not None:
+                    row[RANK] = None
+                    rows.changed(child)
+            for i, child in enumerate(order):
+                row = rows.get(child)
+                if row is not None:
+                    row[RANK] = i
+                    rows.changed(child)
 
-    @handles(T.MessageDeleted, T.MessageUndeleted)
+    @handles(T.MessageDeleted)
     def on_deleted(self, c: sqlite3.Cursor, e: Any) -> None:
-        deleted = int(isinstance(e, T.MessageDeleted))
-        c.executemany("UPDATE messages SET deleted = ?, updated_at = ? WHERE message_id = ?",
-                      [(deleted, ts(e.timestamp), uid(i)) for i in e.message_ids])
+        self._set_deleted(e, 1)
+
+    @handles(T.MessageUndeleted)
+    def on_undeleted(self, c: sqlite3.Cursor, e: Any) -> None:
+        self._set_deleted(e, 0)
+
+    def _set_deleted(self, e: Any, deleted: int) -> None:
+        at = e.timestamp.timestamp()
+        for message_id in e.message_ids:
+            row = self._touch(message_id, at)
+            if row is not None:
+                row[DELETED] = deleted
 
     @handles(T.MessageEdited)
-    def on_edited(self, c: sqlite3.Cursor, e: T.MessageEdited) -> None:
-        c.execute("UPDATE messages SET text = ?, edited = 1, revision = ?, updated_at = ?"
-                  " WHERE message_id = ?", (e.text, e.revision, ts(e.timestamp), uid(e.message_id)))
+    def on_edited(self, c: sqlite3.Cursor, e: Any) -> None:
+        row = self._touch(e.message_id, e.timestamp.timestamp())
+        if row is not None:
+            row[TEXT], row[EDITED], row[REVISION] = e.text, 1, e.revision
 
     @handles(T.EmojiToggled)
-    def on_emoji(self, c: sqlite3.Cursor, e: T.EmojiToggled) -> None:
-        key = (uid(e.message_id), e.emoji, uid(e.user_id) or "")
+    def on_emoji(self, c: sqlite3.Cursor, e: Any) -> None:
+        key = (e.message_id, e.emoji, e.user_id or "")
         if e.added:
             c.execute("INSERT OR IGNORE INTO message_emojis VALUES (?,?,?)", key)
         else:
@@ -138,5 +242,6 @@ class MessagesProjection(Projection):
                       key)
         counts = dict(c.execute("SELECT emoji, count(*) FROM message_emojis WHERE message_id = ?"
                                 " GROUP BY emoji", key[:1]).fetchall())
-        c.execute("UPDATE messages SET emojis = ?, updated_at = ? WHERE message_id = ?",
-                  (dumps(counts), ts(e.timestamp), key[0]))
+        row = self._touch(e.message_id, e.timestamp.timestamp())
+        if row is not None:
+            row[EMOJIS] = dumps(counts)

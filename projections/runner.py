@@ -10,10 +10,11 @@ Two optional parts of a projection make replay fast (projections.base keeps the 
 protocol: handlers get the batch's cursor and the domain event):
 - ``views``: True (or a mapping event class -> msgspec struct) hands its handlers views
   decoded straight from the stored JSON (projections.log) instead of domain events;
-- ``begin_batch(cursor)`` / ``end_batch(cursor)`` / ``abort_batch()``: called around each
-  batch, in projection order, so a projection can keep the batch's changes in dicts and
-  write them with a few executemany calls at its end (the batch is one transaction anyway).
-  A projection that does this only reads its own rows, except where it says otherwise.
+- ``begin_batch(cursor)`` / ``flush(cursor)`` / ``abort_batch()``: a projection with these
+  keeps the batch's changes in memory (projections.writeback) and writes them when
+  flushed: at the end of the batch (which is one transaction anyway), and before any
+  projection without them handles an event, since such a projection may read the
+  others' rows and must see them as of that event. Flushes go in projection order.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class ProjectionRunner:
         self.readmodel.create(self._conn)
         self._positions = self.readmodel.positions(self._conn)
         self._routes = self._route(self.readmodel.projections)
-        self._batched = [p for p in self.readmodel.projections if hasattr(p, "end_batch")]
+        self._batched = [p for p in self.readmodel.projections if hasattr(p, "flush")]
         self._names = [p.name for p in self.readmodel.projections]
         self._position = min(self._positions[n] for n in self._names) if self._names else 0
         self._lock = threading.Lock()  # one batch at a time
@@ -56,14 +57,15 @@ class ProjectionRunner:
         self.error: BaseException | None = None
 
     def _route(self, projections: Sequence[Projection]
-               ) -> dict[str, list[tuple[Callable[[Row], Any], str, Handler]]]:
-        """topic -> [(decoder, projection name, handler), ...] in projection order."""
-        routes: dict[str, list[tuple[Callable[[Row], Any], str, Handler]]] = {}
+               ) -> dict[str, list[tuple[Callable[[Row], Any], str, Handler, bool]]]:
+        """topic -> [(decoder, projection name, handler, buffered), ...] in projection order."""
+        routes: dict[str, list[tuple[Callable[[Row], Any], str, Handler, bool]]] = {}
         decoders: dict[Any, Callable[[Row], Any]] = {}
         can_view = hasattr(self.log, "view_decoder")
         full = self.log.decode  # one bound method, so neighbours share the decoded event
         for projection in projections:
             views = getattr(projection, "views", False)
+            buffered = hasattr(projection, "flush")
             for topic, handler in projection.handlers().items():
                 decoder = full
                 if views and can_view:
@@ -73,8 +75,12 @@ class ProjectionRunner:
                         decoders[topic, narrow] = self.log.view_decoder(  # type: ignore[attr-defined]
                             event_class, narrow)
                     decoder = decoders[topic, narrow]
-                routes.setdefault(topic, []).append((decoder, projection.name, handler))
+                routes.setdefault(topic, []).append((decoder, projection.name, handler, buffered))
         return routes
+
+    def _flush(self, cursor: Any) -> None:
+        for projection in self._batched:
+            projection.flush(cursor)  # type: ignore[attr-defined]
 
     @property
     def position(self) -> int:
@@ -107,19 +113,24 @@ class ProjectionRunner:
         try:
             for projection in self._batched:
                 projection.begin_batch(cursor)  # type: ignore[attr-defined]
+            pending = False  # buffered changes a reader has not seen
             for row in rows:
                 route = routes.get(row[3])
                 if route is None:
                     continue
                 decoded = None  # handlers next to each other that want the same kind share it
-                for decode, name, handler in route:
+                for decode, name, handler, buffered in route:
                     if lagging and positions[name] >= row[0]:
                         continue  # this projection already holds the event
                     if decoded is not decode:
                         event, decoded = decode(row), decode
+                    if buffered:
+                        pending = True
+                    elif pending:
+                        self._flush(cursor)
+                        pending = False
                     handler(cursor, event)
-            for projection in self._batched:
-                projection.end_batch(cursor)  # type: ignore[attr-defined]
+            self._flush(cursor)
             cursor.executemany("UPDATE tracking SET position = ? WHERE projection = ? AND position < ?",
                                [(last, n, last) for n in self._names])
             cursor.execute("COMMIT")

@@ -75,20 +75,18 @@ def label_int(value: float) -> int:
     return math.floor(value + 0.5) if value >= 0 else -math.floor(-value + 0.5)
 
 
-def _add(c: sqlite3.Cursor, user_id: str | None, hour: int, delta: Mapping[str, float]) -> None:
-    delta = {k: v for k, v in delta.items() if v}
-    if user_id is None or not delta:
-        return
-    names = list(delta)
-    c.execute(
-        f"INSERT INTO user_hours (user_id, hour, {', '.join(names)})"
-        f" VALUES (?, ?, {', '.join('?' * len(names))})"
-        f" ON CONFLICT (user_id, hour) DO UPDATE SET"
-        f" {', '.join(f'{n} = {n} + excluded.{n}' for n in names)}",
-        (user_id, hour, *delta.values()))
+_MESSAGE_COLUMNS = ("user_id", "hour", "kind", "deleted", "accepted", "spam_tree", "emojis",
+                    "labels")
+_HOURS_UPSERT = (
+    f"INSERT INTO user_hours (user_id, hour, {', '.join(FIELDS)})"
+    f" VALUES (?, ?, {', '.join('?' * len(FIELDS))}) ON CONFLICT (user_id, hour) DO UPDATE SET"
+    f" {', '.join(f'{n} = {n} + excluded.{n}' for n in FIELDS)}")
 
 
 class StatsProjection(Projection):
+    """Handlers change dicts of the batch (rows read on first use); ``end_batch`` writes
+    them with a few executemany calls. The runner calls begin/end around every batch."""
+
     name = "user_stats"
     views = True  # handlers take ids as text, so they accept log views and domain events
     tables = ("user_hours", "stats_messages", "stats_label_votes", "stats_tasks", "user_streaks")
@@ -117,118 +115,193 @@ class StatsProjection(Projection):
         "CREATE INDEX IF NOT EXISTS user_hours_hour ON user_hours (hour)",
     )
 
-    # ------------------------------------------------------------ message counters
-    def _change(self, c: sqlite3.Cursor, message_id: str, **changes: Any) -> None:
-        """Change a message's facts and move its counters by the difference."""
-        row = c.execute(
-            "SELECT user_id, hour, kind, deleted, accepted, spam_tree, emojis, labels"
-            " FROM stats_messages WHERE message_id = ?", (message_id,)).fetchone()
-        if row is None:
+    def __init__(self) -> None:
+        self._cursor: sqlite3.Cursor | None = None
+
+    # ------------------------------------------------------------ the batch
+    def begin_batch(self, c: sqlite3.Cursor) -> None:
+        self._cursor = c
+        # key -> current row (None: absent); the dirty sets say what end_batch writes.
+        self._messages: dict[str, dict[str, Any] | None] = {}
+        self._votes: dict[tuple[str, str, str], dict[str, float]] = {}
+        self._tasks: dict[str, tuple[str, int] | None] = {}
+        self._streaks: dict[str, tuple[float, float, int] | None] = {}
+        self._dirty_messages: set[str] = set()
+        self._dirty_votes: set[tuple[str, str, str]] = set()
+        self._dirty_tasks: set[str] = set()
+        self._dirty_streaks: set[str] = set()
+        self._hours: dict[tuple[str, int], dict[str, float]] = {}
+
+    def abort_batch(self) -> None:
+        self._cursor = None
+
+    def end_batch(self, c: sqlite3.Cursor) -> None:
+        messages = [m for m in (self._messages[k] for k in self._dirty_messages) if m]
+        c.executemany(
+            f"INSERT OR REPLACE INTO stats_messages (message_id, {', '.join(_MESSAGE_COLUMNS)})"
+            f" VALUES ({', '.join('?' * (len(_MESSAGE_COLUMNS) + 1))})",
+            [(m["message_id"], *(m[k] for k in _MESSAGE_COLUMNS[:6]), dumps(m["emojis"]),
+              dumps(m["labels"])) for m in messages])
+        c.executemany("INSERT OR REPLACE INTO stats_label_votes VALUES (?, ?, ?, ?)",
+                      [(*key, dumps(self._votes[key])) for key in self._dirty_votes])
+        done = [(k,) for k in self._dirty_tasks if self._tasks[k] is None]
+        c.executemany("DELETE FROM stats_tasks WHERE task_id = ?", done)
+        c.executemany("INSERT OR REPLACE INTO stats_tasks VALUES (?, ?, ?)",
+                      [(k, *self._tasks[k]) for k in self._dirty_tasks  # type: ignore[misc]
+                       if self._tasks[k] is not None])
+        c.executemany("INSERT OR REPLACE INTO user_streaks VALUES (?, ?, ?, ?)",
+                      [(k, *self._streaks[k]) for k in self._dirty_streaks])  # type: ignore[misc]
+        c.executemany(_HOURS_UPSERT, [(user_id, hour, *(d.get(f, 0) for f in FIELDS))
+                                      for (user_id, hour), d in self._hours.items()
+                                      if any(d.values())])
+        self._cursor = None
+
+    def _c(self) -> sqlite3.Cursor:
+        if self._cursor is None:
+            raise RuntimeError("StatsProjection handlers run between begin_batch and end_batch")
+        return self._cursor
+
+    def _add(self, user_id: str | None, hour: int, delta: Mapping[str, float]) -> None:
+        if user_id is None:
             return
-        m = dict(zip(("user_id", "hour", "kind", "deleted", "accepted", "spam_tree"), row))
-        m["emojis"], m["labels"] = json.loads(row[6]), json.loads(row[7])
+        row = self._hours.setdefault((user_id, hour), {})
+        for k, v in delta.items():
+            if v:
+                row[k] = row.get(k, 0) + v
+
+    def _message(self, message_id: str) -> dict[str, Any] | None:
+        if message_id not in self._messages:
+            row = self._c().execute(
+                f"SELECT {', '.join(_MESSAGE_COLUMNS)} FROM stats_messages WHERE message_id = ?",
+                (message_id,)).fetchone()
+            m = None
+            if row is not None:
+                m = dict(zip(_MESSAGE_COLUMNS, row), message_id=message_id)
+                m["emojis"], m["labels"] = json.loads(row[6]), json.loads(row[7])
+            self._messages[message_id] = m
+        return self._messages[message_id]
+
+    # ------------------------------------------------------------ message counters
+    def _change(self, message_id: str, **changes: Any) -> None:
+        """Change a message's facts and move its counters by the difference."""
+        m = self._message(message_id)
+        if m is None:
+            return
         old = _contribution(m)
         for name, change in changes.items():
             m[name] = change(m[name]) if callable(change) else change
-        new = _contribution(m)
-        c.execute("UPDATE stats_messages SET deleted = ?, accepted = ?, spam_tree = ?,"
-                  " emojis = ?, labels = ? WHERE message_id = ?",
-                  (m["deleted"], m["accepted"], m["spam_tree"], dumps(m["emojis"]),
-                   dumps(m["labels"]), message_id))
-        _add(c, m["user_id"], m["hour"], _minus(new, old))
+        self._dirty_messages.add(message_id)
+        self._add(m["user_id"], m["hour"], _minus(_contribution(m), old))
 
-    def _insert(self, c: sqlite3.Cursor, e: Any, message_id: str, kind: str) -> None:
-        c.execute("INSERT INTO stats_messages (message_id, user_id, hour, kind) VALUES (?,?,?,?)",
-                  (message_id, uid(e.user_id), hour_of(ts(e.timestamp)), kind))
-        _add(c, uid(e.user_id), hour_of(ts(e.timestamp)), {kind: 1})
+    def _insert(self, e: Any, message_id: str, kind: str) -> None:
+        user_id, hour = uid(e.user_id), hour_of(ts(e.timestamp))
+        self._messages[message_id] = {
+            "message_id": message_id, "user_id": user_id, "hour": hour, "kind": kind,
+            "deleted": 0, "accepted": 0, "spam_tree": 0, "emojis": {}, "labels": {}}
+        self._dirty_messages.add(message_id)
+        self._add(user_id, hour, {kind: 1})
 
     @handles(T.TreeStarted)
     def on_started(self, c: sqlite3.Cursor, e: Any) -> None:
-        self._insert(c, e, uid(e.originator_id), "prompts")
+        self._insert(e, uid(e.originator_id), "prompts")
         if e.state == TreeState.ABORTED_LOW_GRADE.value:
-            self._change(c, uid(e.originator_id), spam_tree=1)
+            self._change(uid(e.originator_id), spam_tree=1)
 
     @handles(T.ReplyAdded)
     def on_reply(self, c: sqlite3.Cursor, e: Any) -> None:
-        self._insert(c, e, uid(e.message_id), f"replies_{e.role}")
+        self._insert(e, uid(e.message_id), f"replies_{e.role}")
 
     @handles(T.ReviewDecided)
     def on_review(self, c: sqlite3.Cursor, e: Any) -> None:
-        self._change(c, uid(e.message_id), accepted=int(e.accepted))
+        self._change(uid(e.message_id), accepted=int(e.accepted))
 
     @handles(T.EmojiToggled)
     def on_emoji(self, c: sqlite3.Cursor, e: Any) -> None:
         name = _EMOJI_FIELDS.get(e.emoji)
         if name is not None:  # the domain records only toggles that change something
             step = 1 if e.added else -1
-            self._change(c, uid(e.message_id),
-                         emojis=lambda counts: _plus(counts, {name: step}))
+            self._change(uid(e.message_id), emojis=lambda counts: _plus(counts, {name: step}))
 
     @handles(T.LabelsSubmitted)
     def on_labels(self, c: sqlite3.Cursor, e: Any) -> None:
-        message_id, user_id = uid(e.message_id), uid(e.user_id) or ""
-        kind = "task" if e.kind == "task" else "other"
-        votes = _label_votes(e.labels)
-        found = c.execute("SELECT votes FROM stats_label_votes WHERE message_id = ? AND"
-                          " user_id = ? AND kind = ?", (message_id, user_id, kind)).fetchone()
-        before = json.loads(found[0]) if found else {}
-        c.execute("INSERT OR REPLACE INTO stats_label_votes VALUES (?, ?, ?, ?)",
-                  (message_id, user_id, kind, dumps(votes)))
-        self._change(c, message_id, labels=lambda sums: _plus(sums, _minus(votes, before)))
+        message_id = uid(e.message_id)
+        key = (message_id, uid(e.user_id) or "", "task" if e.kind == "task" else "other")
+        if key in self._votes:
+            before = self._votes[key]
+        else:
+            found = self._c().execute(
+                "SELECT votes FROM stats_label_votes WHERE message_id = ? AND user_id = ?"
+                " AND kind = ?", key).fetchone()
+            before = json.loads(found[0]) if found else {}
+        votes = self._votes[key] = _label_votes(e.labels)
+        self._dirty_votes.add(key)
+        self._change(message_id, labels=lambda sums: _plus(sums, _minus(votes, before)))
 
     @handles(T.MessageDeleted)
     def on_deleted(self, c: sqlite3.Cursor, e: Any) -> None:
         for message_id in e.message_ids:
-            self._change(c, uid(message_id), deleted=1)
+            self._change(uid(message_id), deleted=1)
 
     @handles(T.MessageUndeleted)
     def on_undeleted(self, c: sqlite3.Cursor, e: Any) -> None:
         for message_id in e.message_ids:
-            self._change(c, uid(message_id), deleted=0)
+            self._change(uid(message_id), deleted=0)
 
     @handles(T.StateChanged, T.TreeHalted, T.TreeResumed)
     def on_state(self, c: sqlite3.Cursor, e: Any) -> None:
         aborted = TreeState.ABORTED_LOW_GRADE.value
-        if aborted in (e.from_state, e.to_state):
-            self._change(c, uid(e.originator_id), spam_tree=int(e.to_state == aborted))
+        if e.from_state == aborted or e.to_state == aborted:
+            self._change(uid(e.originator_id), spam_tree=int(e.to_state == aborted))
 
     # ------------------------------------------------------------ other facts
     @handles(T.RankingSubmitted)
     def on_ranking(self, c: sqlite3.Cursor, e: Any) -> None:
         hour = hour_of(ts(e.timestamp))
-        _add(c, uid(e.user_id), hour, {"rankings_total": 1})
+        self._add(uid(e.user_id), hour, {"rankings_total": 1})
         # reply_ranked_k: the author of the message at position k of this submission.
         for k, message_id in enumerate(e.ranked_message_ids[:3], start=1):
-            author = c.execute("SELECT user_id FROM stats_messages WHERE message_id = ?",
-                               (uid(message_id),)).fetchone()
-            if author is not None:
-                _add(c, author[0], hour, {f"reply_ranked_{k}": 1})
+            m = self._message(uid(message_id))
+            if m is not None:
+                self._add(m["user_id"], hour, {f"reply_ranked_{k}": 1})
 
     @handles(U.TaskIssued)
     def on_issued(self, c: sqlite3.Cursor, e: Any) -> None:
         mode = e.payload.get("mode")
         if e.task_type in LABEL_TASKS and mode in ("simple", "full"):
-            c.execute("INSERT OR REPLACE INTO stats_tasks VALUES (?, ?, ?)",
-                      (uid(e.task_id), mode, hour_of(ts(e.issued_at))))
+            task_id = uid(e.task_id)
+            self._tasks[task_id] = (mode, hour_of(ts(e.issued_at)))
+            self._dirty_tasks.add(task_id)
+
+    def _close_task(self, task_id: str) -> tuple[str, int] | None:
+        if task_id in self._tasks:
+            task = self._tasks[task_id]
+        else:
+            task = self._c().execute("SELECT mode, hour FROM stats_tasks WHERE task_id = ?",
+                                     (task_id,)).fetchone()
+        if task is not None:
+            self._tasks[task_id] = None
+            self._dirty_tasks.add(task_id)
+        return task
 
     @handles(U.TaskSkipped, U.TaskExpired)
     def on_task_closed(self, c: sqlite3.Cursor, e: Any) -> None:
-        c.execute("DELETE FROM stats_tasks WHERE task_id = ?", (uid(e.task_id),))
+        self._close_task(uid(e.task_id))
 
     @handles(U.TaskCompleted)
     def on_task_done(self, c: sqlite3.Cursor, e: Any) -> None:
-        user_id, task_id, now = uid(e.originator_id), uid(e.task_id), ts(e.timestamp)
-        task = c.execute("SELECT mode, hour FROM stats_tasks WHERE task_id = ?",
-                         (task_id,)).fetchone()
+        user_id, now = uid(e.originator_id), ts(e.timestamp)
+        task = self._close_task(uid(e.task_id))
         if task is not None:
-            _add(c, user_id, task[1], {f"labels_{task[0]}": 1})
-            c.execute("DELETE FROM stats_tasks WHERE task_id = ?", (task_id,))
-        row = c.execute("SELECT last_activity, streak_start FROM user_streaks WHERE user_id = ?",
-                        (user_id,)).fetchone()
-        last, start = row if row else (None, None)
+            self._add(user_id, task[1], {f"labels_{task[0]}": 1})
+        if user_id in self._streaks:
+            row = self._streaks[user_id]
+        else:
+            row = self._c().execute("SELECT last_activity, streak_start, streak_days"
+                                    " FROM user_streaks WHERE user_id = ?", (user_id,)).fetchone()
+        last, start = (row[0], row[1]) if row else (None, None)
         days, start = next_streak(last, start, now)
-        c.execute("INSERT OR REPLACE INTO user_streaks VALUES (?, ?, ?, ?)",
-                  (user_id, now, start, days))
+        self._streaks[user_id] = (now, start, days)
+        self._dirty_streaks.add(user_id)
 
 
 def _contribution(m: Mapping[str, Any]) -> dict[str, float]:

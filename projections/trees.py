@@ -2,8 +2,11 @@
 
 ``size`` counts accepted, undeleted messages (the domain's tree size); ``grow_size``
 counts what OA's extendible-tree check counts: the accepted root plus undeleted replies
-that are accepted or still under review. Both are recounted from the message rows of
-the tree (a tree has tens of messages) whenever a fact can change them.
+that are accepted or still under review; ``message_count`` counts every message. They
+are kept as running totals: `tree_members` holds, per message, the three facts they
+depend on (reply or root, review result, deleted), so each event adds the difference its
+message makes instead of recounting the tree, and the projection reads no other
+projection's rows. Rows live in write-back caches for the batch (projections.writeback).
 """
 
 from __future__ import annotations
@@ -13,14 +16,35 @@ from typing import Any
 
 from domain.states import ACTIVE_STATES, TreeState
 from domain.tree import ConversationTree as T
-from projections.base import Projection, handles, ts, uid
+from projections.base import Projection, handles
+from projections.writeback import RowCache
 
 _ACTIVE = frozenset(s.value for s in ACTIVE_STATES)
+_GROWING = TreeState.GROWING.value
+
+COLUMNS = ("tree_id", "state", "active", "lang", "goal_tree_size", "max_depth",
+           "max_children_count", "origin", "user_id", "created_at", "won_lottery_at",
+           "halted_from", "state_changed_at", "state_reason", "size", "grow_size", "message_count")
+STATE, ACTIVE, WON, HALTED_FROM, CHANGED_AT, REASON, SIZE, GROW, COUNT = (
+    COLUMNS.index(c) for c in ("state", "active", "won_lottery_at", "halted_from",
+                               "state_changed_at", "state_reason", "size", "grow_size",
+                               "message_count"))
+MEMBER_COLUMNS = ("message_id", "tree_id", "reply", "review_result", "deleted")
+_, M_TREE, M_REPLY, M_RESULT, M_DELETED = range(len(MEMBER_COLUMNS))
+
+
+def _counts(member: list[Any]) -> tuple[int, int]:
+    """What one message adds to (size, grow_size)."""
+    if member[M_DELETED]:
+        return 0, 0
+    result = member[M_RESULT]
+    return int(result == 1), int(result == 1 or (result is None and member[M_REPLY] == 1))
 
 
 class TreesProjection(Projection):
     name = "trees"
-    tables = ("trees",)
+    views = True
+    tables = ("trees", "tree_members")
     ddl = (
         """CREATE TABLE IF NOT EXISTS trees (
             tree_id TEXT PRIMARY KEY, state TEXT NOT NULL, active INTEGER NOT NULL,
@@ -30,38 +54,98 @@ class TreesProjection(Projection):
             state_changed_at REAL NOT NULL, state_reason TEXT,
             size INTEGER NOT NULL DEFAULT 0, grow_size INTEGER NOT NULL DEFAULT 0,
             message_count INTEGER NOT NULL DEFAULT 1)""",
+        """CREATE TABLE IF NOT EXISTS tree_members (
+            message_id TEXT PRIMARY KEY, tree_id TEXT NOT NULL, reply INTEGER NOT NULL,
+            review_result INTEGER, deleted INTEGER NOT NULL) WITHOUT ROWID""",
         "CREATE INDEX IF NOT EXISTS trees_state ON trees (state, lang)",
     )
 
+    # ------------------------------------------------------------------ the batch
+    def _setup(self) -> None:
+        if "_trees" not in vars(self):  # here, not in __init__: subclasses need not call it
+            self._trees = RowCache("trees", COLUMNS, COLUMNS[1:])
+            self._members = RowCache("tree_members", MEMBER_COLUMNS,
+                                     ("review_result", "deleted"))
+
+    def begin_batch(self, cursor: sqlite3.Cursor) -> None:
+        self._setup()
+        self._trees.begin(cursor)
+        self._members.begin(cursor)
+
+    def flush(self, cursor: sqlite3.Cursor) -> None:
+        self._trees.flush()
+        self._members.flush()
+
+    def abort_batch(self) -> None:
+        self._setup()
+        self._trees.discard()
+        self._members.discard()
+
+    def _change(self, e: Any, message_id: str, column: int, value: Any) -> None:
+        """Set one fact of a member of the event's tree and carry the difference to the tree."""
+        member = self._members.get(message_id)
+        if member is None or member[M_TREE] != e.originator_id or member[column] == value:
+            return
+        before = _counts(member)
+        member[column] = value
+        self._members.changed(message_id)
+        after = _counts(member)
+        tree = self._trees.get(e.originator_id)
+        if tree is not None and after != before:
+            tree[SIZE] += after[0] - before[0]
+            tree[GROW] += after[1] - before[1]
+            self._trees.changed(e.originator_id)
+
+    # ------------------------------------------------------------------ handlers
     @handles(T.TreeStarted)
-    def on_started(self, c: sqlite3.Cursor, e: T.TreeStarted) -> None:
-        c.execute(
-            "INSERT INTO trees (tree_id, state, active, lang, goal_tree_size, max_depth,"
-            " max_children_count, origin, user_id, created_at, state_changed_at, state_reason)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (uid(e.originator_id), e.state, int(e.state in _ACTIVE), e.lang, e.goal_tree_size,
-             e.max_depth, e.max_children_count, e.origin, uid(e.user_id), ts(e.timestamp),
-             ts(e.timestamp), "started"))
+    def on_started(self, c: sqlite3.Cursor, e: Any) -> None:
+        at = e.timestamp.timestamp()
+        self._trees.add([e.originator_id, e.state, int(e.state in _ACTIVE), e.lang,
+                         e.goal_tree_size, e.max_depth, e.max_children_count, e.origin, e.user_id,
+                         at, None, None, at, "started", 0, 0, 1])
+        self._members.add([e.originator_id, e.originator_id, 0, None, 0])
 
-    @handles(T.ReplyAdded, T.ReviewDecided, T.MessageDeleted, T.MessageUndeleted)
-    def on_size_change(self, c: sqlite3.Cursor, e: Any) -> None:
-        tree_id = uid(e.originator_id)
-        c.execute(
-            "UPDATE trees SET"
-            " size = (SELECT count(*) FROM messages WHERE tree_id = :t AND review_result = 1"
-            "         AND deleted = 0),"
-            " grow_size = (SELECT count(*) FROM messages WHERE tree_id = :t AND deleted = 0 AND"
-            "         (review_result = 1 OR (review_result IS NULL AND parent_id IS NOT NULL))),"
-            " message_count = (SELECT count(*) FROM messages WHERE tree_id = :t)"
-            " WHERE tree_id = :t", {"t": tree_id})
+    @handles(T.ReplyAdded)
+    def on_reply(self, c: sqlite3.Cursor, e: Any) -> None:
+        member = [e.message_id, e.originator_id, 1, None, 0]
+        self._members.add(member)
+        tree = self._trees.get(e.originator_id)
+        if tree is not None:
+            size, grow = _counts(member)
+            tree[SIZE] += size
+            tree[GROW] += grow
+            tree[COUNT] += 1
+            self._trees.changed(e.originator_id)
 
-    @handles(T.StateChanged, T.TreeHalted, T.TreeResumed)
-    def on_state(self, c: sqlite3.Cursor, e: T.StateChanged) -> None:
-        halted_from = e.from_state if isinstance(e, T.TreeHalted) else None
-        c.execute(
-            "UPDATE trees SET state = ?, active = ?, state_changed_at = ?, state_reason = ?,"
-            " halted_from = ?,"
-            " won_lottery_at = CASE WHEN ? AND won_lottery_at IS NULL THEN ? ELSE won_lottery_at END"
-            " WHERE tree_id = ?",
-            (e.to_state, int(e.to_state in _ACTIVE), ts(e.timestamp), e.reason, halted_from,
-             e.to_state == TreeState.GROWING.value, ts(e.timestamp), uid(e.originator_id)))
+    @handles(T.ReviewDecided)
+    def on_review(self, c: sqlite3.Cursor, e: Any) -> None:
+        self._change(e, e.message_id, M_RESULT, int(e.accepted))
+
+    @handles(T.MessageDeleted)
+    def on_deleted(self, c: sqlite3.Cursor, e: Any) -> None:
+        for message_id in e.message_ids:
+            self._change(e, message_id, M_DELETED, 1)
+
+    @handles(T.MessageUndeleted)
+    def on_undeleted(self, c: sqlite3.Cursor, e: Any) -> None:
+        for message_id in e.message_ids:
+            self._change(e, message_id, M_DELETED, 0)
+
+    @handles(T.StateChanged, T.TreeResumed)
+    def on_state(self, c: sqlite3.Cursor, e: Any) -> None:
+        self._move(e, None)
+
+    @handles(T.TreeHalted)
+    def on_halted(self, c: sqlite3.Cursor, e: Any) -> None:
+        self._move(e, e.from_state)  # a halt remembers where the tree came from
+
+    def _move(self, e: Any, halted_from: str | None) -> None:
+        tree = self._trees.get(e.originator_id)
+        if tree is None:
+            return
+        at = e.timestamp.timestamp()
+        tree[STATE], tree[ACTIVE] = e.to_state, int(e.to_state in _ACTIVE)
+        tree[CHANGED_AT], tree[REASON], tree[HALTED_FROM] = at, e.reason, halted_from
+        if e.to_state == _GROWING and tree[WON] is None:
+            tree[WON] = at
+        self._trees.changed(e.originator_id)

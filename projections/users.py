@@ -1,21 +1,54 @@
 """Users and the tasks handed to them (from the User aggregate's events).
 
 A task row is ``open`` until it is done, skipped or expired; open reply tasks issued
-recently reserve their parent message (see projections.availability).
+recently reserve their parent message (see projections.availability). Task rows live in
+a write-back cache for the batch (projections.writeback): a task issued, acknowledged
+and completed within one batch is one INSERT. Of the payload a task carries (the whole
+conversation, kilobytes) only ``mode`` is kept, so only ``mode`` is decoded.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from datetime import datetime
+from typing import Any
+
+import msgspec
 
 from domain.user import User as U
 from projections.base import Projection, handles, ts, uid
+from projections.writeback import RowCache
+
+TASK_COLUMNS = ("task_id", "user_id", "type", "tree_id", "message_id", "lang", "mode",
+                "issued_at", "expires_at", "frontend_message_id", "status", "result_id",
+                "skip_reason", "updated_at")
+FRONTEND, STATUS, RESULT, SKIP_REASON, UPDATED = (
+    TASK_COLUMNS.index(c) for c in ("frontend_message_id", "status", "result_id", "skip_reason",
+                                    "updated_at"))
+
+
+class _Payload(msgspec.Struct):
+    mode: Any = None
+
+
+class _TaskIssued(msgspec.Struct, kw_only=True):
+    originator_id: str = ""
+    originator_version: int = 0
+    task_id: str
+    task_type: str
+    tree_id: str | None
+    message_id: str | None
+    lang: str
+    payload: _Payload
+    issued_at: datetime
+    expires_at: datetime
 
 _PROFILE = ("display_name", "enabled", "show_on_leaderboard", "tos_accepted_at", "notes", "deleted")
 
 
 class UsersProjection(Projection):
     name = "users"
+    views = {U.TaskIssued: _TaskIssued}
     tables = ("users", "tasks")
     ddl = (
         """CREATE TABLE IF NOT EXISTS users (
@@ -32,6 +65,23 @@ class UsersProjection(Projection):
         "CREATE INDEX IF NOT EXISTS tasks_user ON tasks (user_id, status)",
     )
 
+    # ------------------------------------------------------------------ the batch
+    def _setup(self) -> None:
+        if "_tasks" not in vars(self):  # here, not in __init__: subclasses need not call it
+            self._tasks = RowCache("tasks", TASK_COLUMNS, TASK_COLUMNS[FRONTEND:])
+
+    def begin_batch(self, cursor: sqlite3.Cursor) -> None:
+        self._setup()
+        self._tasks.begin(cursor)
+
+    def flush(self, cursor: sqlite3.Cursor) -> None:
+        self._tasks.flush()
+
+    def abort_batch(self) -> None:
+        self._setup()
+        self._tasks.discard()
+
+    # ------------------------------------------------------------------ handlers
     @handles(U.Registered)
     def on_registered(self, c: sqlite3.Cursor, e: U.Registered) -> None:
         c.execute("INSERT INTO users VALUES (?,?,?,?,?,1,0,1,NULL,'',?)",
@@ -51,28 +101,36 @@ class UsersProjection(Projection):
             c.execute(f"UPDATE users SET {name} = ? WHERE user_id = ?", (value, uid(e.originator_id)))
 
     @handles(U.TaskIssued)
-    def on_issued(self, c: sqlite3.Cursor, e: U.TaskIssued) -> None:
-        c.execute("INSERT INTO tasks VALUES (?,?,?,?,?,?,?,?,?,NULL,'open',NULL,NULL,?)",
-                  (uid(e.task_id), uid(e.originator_id), e.task_type, uid(e.tree_id),
-                   uid(e.message_id), e.lang, e.payload.get("mode"), ts(e.issued_at),
-                   ts(e.expires_at), ts(e.issued_at)))
+    def on_issued(self, c: sqlite3.Cursor, e: _TaskIssued) -> None:
+        issued = e.issued_at.timestamp()
+        self._tasks.add([e.task_id, e.originator_id, e.task_type, e.tree_id, e.message_id, e.lang,
+                         e.payload.mode, issued, e.expires_at.timestamp(), None, "open", None,
+                         None, issued])
+
+    def _task(self, e: Any) -> list[Any] | None:
+        """The event's task row, marked changed (None for an unknown task)."""
+        row = self._tasks.get(e.task_id)
+        if row is not None:
+            row[UPDATED] = e.timestamp.timestamp()
+            self._tasks.changed(e.task_id)
+        return row
 
     @handles(U.TaskAcknowledged)
-    def on_ack(self, c: sqlite3.Cursor, e: U.TaskAcknowledged) -> None:
-        c.execute("UPDATE tasks SET frontend_message_id = ?, updated_at = ? WHERE task_id = ?",
-                  (e.frontend_message_id, ts(e.timestamp), uid(e.task_id)))
+    def on_ack(self, c: sqlite3.Cursor, e: Any) -> None:
+        if (row := self._task(e)) is not None:
+            row[FRONTEND] = e.frontend_message_id
 
     @handles(U.TaskSkipped)
-    def on_skipped(self, c: sqlite3.Cursor, e: U.TaskSkipped) -> None:
-        c.execute("UPDATE tasks SET status = 'skipped', skip_reason = ?, updated_at = ?"
-                  " WHERE task_id = ?", (e.reason, ts(e.timestamp), uid(e.task_id)))
+    def on_skipped(self, c: sqlite3.Cursor, e: Any) -> None:
+        if (row := self._task(e)) is not None:
+            row[STATUS], row[SKIP_REASON] = "skipped", e.reason
 
     @handles(U.TaskCompleted)
-    def on_completed(self, c: sqlite3.Cursor, e: U.TaskCompleted) -> None:
-        c.execute("UPDATE tasks SET status = 'done', result_id = ?, updated_at = ? WHERE task_id = ?",
-                  (uid(e.result_id), ts(e.timestamp), uid(e.task_id)))
+    def on_completed(self, c: sqlite3.Cursor, e: Any) -> None:
+        if (row := self._task(e)) is not None:
+            row[STATUS], row[RESULT] = "done", e.result_id
 
     @handles(U.TaskExpired)
-    def on_expired(self, c: sqlite3.Cursor, e: U.TaskExpired) -> None:
-        c.execute("UPDATE tasks SET status = 'expired', updated_at = ? WHERE task_id = ?",
-                  (ts(e.timestamp), uid(e.task_id)))
+    def on_expired(self, c: sqlite3.Cursor, e: Any) -> None:
+        if (row := self._task(e)) is not None:
+            row[STATUS] = "expired"

@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import random
-from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+import socket
+import subprocess
+import sys
+import time
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator, Iterator
 
 import httpx
 
@@ -39,6 +45,61 @@ async def new_client_key(client: httpx.AsyncClient, trusted: bool = False) -> st
                           headers={"Authorization": f"Bearer {ROOT}"})
     assert r.status_code == 200, r.text
     return r.json()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def small_config_env() -> dict[str, str]:
+    """SMALL as DATAENGINE_TREE__* variables, for a server in another process."""
+    fields = ("goal_tree_size", "min_goal_tree_size", "num_required_rankings",
+              "num_reviews_initial_prompt", "num_reviews_reply")
+    return {f"DATAENGINE_TREE__{f.upper()}": str(getattr(SMALL, f)) for f in fields}
+
+
+@contextmanager
+def server(data: Path, command: list[str] | None = None, **env: str) -> Iterator[tuple[str, Any]]:
+    """A real server process on loopback: yields (base URL, process); stops it after.
+
+    The default command is `dataengine serve`; the root token, trusted web key and the
+    SMALL config come through the environment, as in production."""
+    port = free_port()
+    command = command or [sys.executable, "-m", "api.cli", "serve", "--data", str(data),
+                          "--port", str(port)]
+    command = [part.replace("{port}", str(port)) for part in command]
+    environ = {**os.environ, "DATAENGINE_ROOT_TOKENS": ROOT, "DATAENGINE_WEB_API_KEY": WEB_KEY,
+               "DATAENGINE_DATA": str(data), **small_config_env(), **env}
+    log = open(data / "server.log", "w+b")  # a file, not a pipe: a full pipe would block it
+    proc = subprocess.Popen(command, env=environ, cwd=Path(__file__).resolve().parent.parent,
+                            stdout=log, stderr=subprocess.STDOUT)
+    proc.log_path = data / "server.log"  # type: ignore[attr-defined]
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                import httpx as _h
+
+                if _h.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except Exception:  # noqa: BLE001 - not listening yet
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not start: {proc.log_path.read_text()[-2000:]}")
+            time.sleep(0.1)
+        yield url, proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
 
 
 def user(i: int) -> dict[str, str]:
@@ -76,6 +137,7 @@ class Crowd:
     async def cycle(self, who: dict[str, str], want_prompt: bool) -> bool:
         """One task: request, ack, answer. False when no task was available."""
         kind = "initial_prompt" if want_prompt else "random"
+        started = time.perf_counter()
         r = await self.post("/api/v1/tasks/", {"type": kind, "user": who})
         if r.status_code == 503 and r.json()["error_code"] == 1006:
             return False
@@ -97,6 +159,7 @@ class Crowd:
             assert nack.status_code in (204, 400), nack.text
             return True
         assert done.json() == {"type": "task_done", "id": task["id"]}, done.text
+        self.latencies.append(time.perf_counter() - started)
         self.cycles += 1
         return True
 
@@ -117,21 +180,33 @@ class Crowd:
         return {"type": "text_labels", "message_id": task["message_id"], "task_id": task["id"],
                 "text": task.get("prompt") or task.get("reply"), "labels": labels, "user": who}
 
-    async def run(self, max_cycles: int = 2000) -> int:
+    async def run(self, max_cycles: int = 2000, *, check_every: int = 1,
+                  duration: float | None = None, active_target: int | None = None) -> int:
         """Drive every user concurrently until ``trees`` are ready (or ``max_cycles``
-        attempts were made); returns the number of trees ready for export."""
+        attempts were made); returns the number of trees ready for export.
+
+        With ``active_target`` (a benchmark's steady state) prompts are requested while
+        fewer trees than that are unfinished, and ``trees`` only ends the run."""
         stop = asyncio.Event()
         ready_seen = [0]
+        until = time.monotonic() + duration if duration is not None else None
 
         async def person(who: dict[str, str]) -> None:
-            while not stop.is_set() and self.attempts < max_cycles:
+            live = ready = 0
+            for step in itertools.count():
+                if stop.is_set() or self.attempts >= max_cycles:
+                    return
+                if until is not None and time.monotonic() > until:
+                    return
                 self.attempts += 1
-                live, ready = await self.live_and_ready()
-                ready_seen[0] = max(ready_seen[0], ready)
+                if step % check_every == 0:
+                    live, ready = await self.live_and_ready()
+                    ready_seen[0] = max(ready_seen[0], ready)
                 if ready >= self.trees:
                     stop.set()
                     return
-                if not await self.cycle(who, want_prompt=live < self.trees):
+                want = live < self.trees if active_target is None else live - ready < active_target
+                if not await self.cycle(who, want_prompt=want):
                     await asyncio.sleep(0.005)
 
         await asyncio.gather(*(person(u) for u in self.users))

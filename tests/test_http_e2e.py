@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import pytest
 
 from api.http.app import create_app
-from tests.http_helpers import ROOT, SMALL, Crowd, in_process, new_client_key
+from tests.http_helpers import ROOT, SMALL, WEB_KEY, Crowd, in_process, new_client_key, server
 
 pytestmark = pytest.mark.anyio
 
@@ -43,3 +44,19 @@ async def test_ten_users_drive_twenty_trees_to_export(tmp_path, monkeypatch):
         messages = r.json()["messages"]
         assert len([m for m in messages if m["review_result"]]) >= 3
         assert any(m["rank"] is not None for m in messages)
+
+
+@pytest.mark.slow
+async def test_same_crowd_against_a_real_uvicorn_process(tmp_path):
+    with server(tmp_path, DATAENGINE_SYNCHRONOUS="NORMAL") as (url, proc):
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            crowd = Crowd(client, await new_client_key(client), users=10, trees=20, seed=3)
+            ready = await crowd.run(max_cycles=3000)
+            assert ready >= 20, (crowd.cycles, crowd.types, crowd.errors[:5])
+            # the trusted official client from DATAENGINE_WEB_API_KEY can moderate
+            tree_id = next(iter(crowd.tree_ids))
+            r = await client.get(f"/api/v1/messages/{tree_id}/history",
+                                 headers={"X-API-Key": WEB_KEY})
+            assert r.status_code == 200 and r.json()[0]["revision"] == 0, r.text
+    # uvicorn re-raises SIGTERM after a graceful shutdown; the lifespan must have completed
+    assert "Application shutdown complete" in proc.log_path.read_text()

@@ -498,8 +498,8 @@ class TreeMachine(RuleBasedStateMachine):
         wanted = {"delete": lambda m: m.parent_id and not m.deleted,
                   "undelete": lambda m: m.deleted}.get(action)
         targets = [m.id for m in tree.messages.values() if wanted(m)] if tree and wanted else []
-        if targets and msg % 4:
-            message_id = targets[msg % len(targets)]
+        if wanted and msg % 4:
+            message_id = targets[msg % len(targets)] if targets else GHOST
         errors, expect = self.missing(tree, message_id), [(tree_id, None, {})]
         state = tree.state if tree is not None else None
         if action == "activate":

@@ -21,7 +21,7 @@ from api.storage import EVENTS_FILE
 
 # Read models `audit replay` rebuilds and compares: "module:attribute", the attribute being a
 # projections.audit.ReadModelRebuilder or a function of no arguments returning one.
-READ_MODELS: list[str] = []
+READ_MODELS: list[str] = ["projections.replay_check:read_model"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,7 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                              "(default: the CPU count, at most 8)")
     verify.set_defaults(handler=run_verify)
 
-    replay = group.add_parser("replay", help="rebuild every read model and compare it with the live one")
+    replay = group.add_parser("replay",
+                              help="rebuild every read model and compare it with the live one")
     replay.set_defaults(handler=run_replay)
 
     for parser in (history, show, digest, verify, replay):
@@ -224,7 +225,8 @@ def show_digest(args: argparse.Namespace) -> int:
         print(f"digest:   {digest.hex()}")
         print(f"({added} new events hashed and recorded in {store.path})", file=sys.stderr)
     for a, b in holes:
-        print(f"warning: positions {a}..{b} are absent from the log (deleted rows)", file=sys.stderr)
+        print(f"warning: positions {a}..{b} are absent from the log (deleted rows)",
+              file=sys.stderr)
     return 1 if holes else 0
 
 

@@ -28,7 +28,7 @@ from api.http.service import Service
 from domain.config import TreeConfig
 from domain.errors import DomainError, ErrorCode
 
-__all__ = ["create_app", "json_response", "error_response"]
+__all__ = ["create_app", "from_env", "json_response", "error_response"]
 
 
 def health(call: Call) -> Any:
@@ -98,3 +98,10 @@ def create_app(folder: Path | str, config: TreeConfig | None = None, *,
     app.state.service = service
     app.state.api = api
     return app
+
+
+def from_env() -> Starlette:
+    """A factory for ``uvicorn --factory api.http.app:from_env``: the store in $DATAENGINE_DATA."""
+    from api.storage import data_dir
+
+    return create_app(data_dir())
