@@ -52,39 +52,59 @@ class AgreementProjection(Projection):
         "CREATE INDEX IF NOT EXISTS ranking_agreement_user ON ranking_agreement (user_id)",
     )
 
+    def __init__(self) -> None:
+        self._units: dict[tuple[str, str], list[float]] = {}
+        self._rankings: dict[tuple[str, str], str] = {}
+
+    # Reviews and rankings of a batch are kept in dicts and written at its end.
+    def begin_batch(self, c: sqlite3.Cursor) -> None:
+        self._units, self._rankings = {}, {}
+
+    def abort_batch(self) -> None:
+        self._units, self._rankings = {}, {}
+
+    def end_batch(self, c: sqlite3.Cursor) -> None:
+        c.executemany(
+            "INSERT INTO label_units VALUES (?, ?, ?, ?, ?) ON CONFLICT (message_id, label)"
+            " DO UPDATE SET n = n + excluded.n, s1 = s1 + excluded.s1, s2 = s2 + excluded.s2",
+            [(*key, *sums) for key, sums in self._units.items()])
+        c.executemany("INSERT OR REPLACE INTO agreement_rankings VALUES (?, ?, ?)",
+                      [(*key, ranked) for key, ranked in self._rankings.items()])
+        self._units, self._rankings = {}, {}
+
     @handles(T.LabelsSubmitted)
-    def on_labels(self, c: sqlite3.Cursor, e: T.LabelsSubmitted) -> None:
+    def on_labels(self, c: sqlite3.Cursor, e: Any) -> None:
         if e.kind != "task":
             return
         # The domain takes one task review per user and message, so each adds one value.
-        c.executemany(
-            "INSERT INTO label_units VALUES (?, ?, 1, ?, ?) ON CONFLICT (message_id, label)"
-            " DO UPDATE SET n = n + 1, s1 = s1 + excluded.s1, s2 = s2 + excluded.s2",
-            [(uid(e.message_id), label, value, value * value)
-             for label, value in sorted(e.labels.items())])
+        message_id = uid(e.message_id)
+        for label, value in e.labels.items():
+            sums = self._units.setdefault((message_id, label), [0, 0.0, 0.0])
+            sums[0] += 1
+            sums[1] += value
+            sums[2] += value * value
 
     @handles(T.RankingSubmitted)
     def on_ranking(self, c: sqlite3.Cursor, e: Any) -> None:
         if e.user_id is not None:  # one ranking per user and parent (the domain's rule)
-            c.execute("INSERT OR REPLACE INTO agreement_rankings VALUES (?, ?, ?)",
-                      (uid(e.parent_id), uid(e.user_id),
-                       dumps([uid(i) for i in e.ranked_message_ids])))
+            self._rankings[uid(e.parent_id), uid(e.user_id)] = dumps(
+                [uid(i) for i in e.ranked_message_ids])
 
     @handles(T.TreeScored, T.RanksImported)
     def on_scored(self, c: sqlite3.Cursor, e: Any) -> None:
         for parent_id, order in e.ranks.items():
             parent = uid(UUID(parent_id))
             consensus = [uid(i) for i in order]
-            c.execute("DELETE FROM ranking_agreement WHERE parent_id = ?", (parent,))
+            rankings = dict(c.execute(
+                "SELECT user_id, ranked FROM agreement_rankings WHERE parent_id = ?", (parent,)))
+            rankings.update({u: r for (p, u), r in self._rankings.items() if p == parent})
             rows = []
-            for user_id, ranked in c.execute(
-                    "SELECT user_id, ranked FROM agreement_rankings WHERE parent_id = ?"
-                    " ORDER BY user_id",
-                    (parent,)).fetchall():
+            for user_id, ranked in sorted(rankings.items()):
                 ids = json.loads(ranked)
                 items = len(set(ids) & set(consensus))
                 if items >= 2:
                     rows.append((parent, user_id, kendall_tau(ids, consensus), items))
+            c.execute("DELETE FROM ranking_agreement WHERE parent_id = ?", (parent,))
             c.executemany("INSERT INTO ranking_agreement VALUES (?, ?, ?, ?)", rows)
 
 

@@ -9,22 +9,95 @@ who show on the leaderboard and are enabled, the troll rank among everyone.
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime
-from typing import Any, Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterable, Mapping
 from uuid import UUID
 
-from domain.errors import UserNotFoundError
+from domain.errors import DomainError, ErrorCode, UserNotFoundError
 from domain.states import TreeState
 from projections.stats import (
-    LEADER_FIELDS, MEAN_LABELS, TIME_FRAMES, TROLL_LABELS, InvalidStatsQueryError, as_utc,
-    frame_totals, has_leader_stats, has_troll_stats, leader_score, level, streaks, troll_score,
-    window_start,
+    FIELDS, LEADER_FIELDS, MEAN_LABELS, STREAK_TIMEOUT, TROLL_LABELS, has_leader_stats,
+    has_troll_stats, hour_of, leader_score, level, troll_score,
 )
 
+TIME_FRAMES = ("day", "week", "month", "total")
 MAX_COUNT = 10000  # OA's limit on max_count
 
 _USER_COLUMNS = ("user_id", "username", "auth_method", "display_name", "enabled", "deleted",
                  "show_on_leaderboard")
+
+
+InvalidStatsQueryError = type("InvalidStatsQueryError", (DomainError,),
+                             {"error_code": ErrorCode.VALIDATION_ERROR, "http_status": 422})
+
+def as_utc(now: datetime) -> datetime:
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    return now.astimezone(timezone.utc)
+
+
+def check_time_frame(time_frame: str) -> str:
+    if time_frame not in TIME_FRAMES:
+        raise InvalidStatsQueryError(
+            f"unknown time frame {time_frame!r}; expected one of {', '.join(TIME_FRAMES)}")
+    return time_frame
+
+
+def window_start(time_frame: str, now: datetime) -> datetime | None:
+    """OA's base_date of the time frame (None for total)."""
+    check_time_frame(time_frame)
+    now = as_utc(now)
+    if time_frame == "day":
+        return now - timedelta(days=1)
+    if time_frame == "total":
+        return None
+    day = now.date() - timedelta(days=7 if time_frame == "week" else 30)
+    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+
+
+def frame_totals(conn: sqlite3.Connection, time_frame: str, now: datetime,
+                 user_id: str | UUID | None = None) -> dict[str, dict[str, float]]:
+    """user_id -> summed counters over the time frame, for users with any counter there."""
+    start = window_start(time_frame, now)
+    where, args = [], []
+    if start is not None:
+        where.append("hour >= ?")
+        args.append(hour_of(start.timestamp()))
+    if user_id is not None:
+        where.append("user_id = ?")
+        args.append(str(user_id))
+    sql = (f"SELECT user_id, {', '.join(f'sum({f})' for f in FIELDS)} FROM user_hours"
+           + (f" WHERE {' AND '.join(where)}" if where else "") + " GROUP BY user_id")
+    return {row[0]: dict(zip(FIELDS, row[1:])) for row in conn.execute(sql, args)}
+
+
+def streaks(conn: sqlite3.Connection, now: datetime,
+            user_ids: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+    """user_id -> streak_days, streak_last_day_date, last_activity_date as of ``now``.
+
+    A user inactive for more than 36 hours has no streak (OA's periodic reset).
+    """
+    cutoff = as_utc(now).timestamp() - STREAK_TIMEOUT
+    sql = "SELECT user_id, last_activity, streak_start, streak_days FROM user_streaks"
+    args: list[str] = []
+    if user_ids is not None:
+        args = list(user_ids)
+        sql += f" WHERE user_id IN ({', '.join('?' * len(args))})"
+    out = {}
+    for user_id, last, start, days in conn.execute(sql, args):
+        expired = last < cutoff
+        out[user_id] = {
+            "streak_days": 0 if expired else days,
+            "streak_last_day_date": None if expired else iso(start),
+            "last_activity_date": iso(last),
+        }
+    return out
+
+
+def iso(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat()
 
 
 def _check_count(max_count: int) -> int:

@@ -113,6 +113,8 @@ class MessagesProjection(Projection):
             cursor.executemany("INSERT INTO rankings VALUES (?,?,?,?,?,?,?)", self._rankings)
             self._rankings.clear()
 
+    end_batch = flush
+
     def abort_batch(self) -> None:
         self._setup()
         self._rows.discard()

@@ -34,26 +34,50 @@ class ModelStatsProjection(Projection):
         "CREATE INDEX IF NOT EXISTS model_replies_model ON model_replies (model_name)",
     )
 
+    def __init__(self) -> None:
+        self._known: set[str] | None = None  # ids in model_replies (few: synthetic replies)
+        self._conn: sqlite3.Connection | None = None
+
+    def begin_batch(self, c: sqlite3.Cursor) -> None:
+        # Loaded once per connection, so most review and deletion events cost a set lookup.
+        if self._known is None or self._conn is not c.connection:
+            self._known = {i for (i,) in c.execute("SELECT message_id FROM model_replies")}
+            self._conn = c.connection
+
+    def end_batch(self, c: sqlite3.Cursor) -> None:
+        pass
+
+    def abort_batch(self) -> None:
+        self._known = None
+
+    def _ids(self, ids: list[Any]) -> list[tuple[str]]:
+        known = self._known if self._known is not None else set()
+        return [(i,) for i in map(uid, ids) if i in known]
+
     @handles(T.ReplyAdded)
-    def on_reply(self, c: sqlite3.Cursor, e: T.ReplyAdded) -> None:
+    def on_reply(self, c: sqlite3.Cursor, e: Any) -> None:
         if e.model_name or e.synthetic:
             c.execute("INSERT INTO model_replies (message_id, model_name, parent_id)"
-                      " VALUES (?, ?, ?)", (uid(e.message_id), e.model_name or None, uid(e.parent_id)))
+                      " VALUES (?, ?, ?)",
+                      (uid(e.message_id), e.model_name or None, uid(e.parent_id)))
+            if self._known is not None:
+                self._known.add(uid(e.message_id))
 
     @handles(T.ReviewDecided)
-    def on_review(self, c: sqlite3.Cursor, e: T.ReviewDecided) -> None:
-        c.execute("UPDATE model_replies SET review_result = ? WHERE message_id = ?",
-                  (int(e.accepted), uid(e.message_id)))
+    def on_review(self, c: sqlite3.Cursor, e: Any) -> None:
+        for (i,) in self._ids([e.message_id]):
+            c.execute("UPDATE model_replies SET review_result = ? WHERE message_id = ?",
+                      (int(e.accepted), i))
 
     @handles(T.MessageDeleted)
     def on_deleted(self, c: sqlite3.Cursor, e: Any) -> None:
         c.executemany("UPDATE model_replies SET deleted = 1 WHERE message_id = ?",
-                      [(uid(i),) for i in e.message_ids])
+                      self._ids(e.message_ids))
 
     @handles(T.MessageUndeleted)
     def on_undeleted(self, c: sqlite3.Cursor, e: Any) -> None:
         c.executemany("UPDATE model_replies SET deleted = 0 WHERE message_id = ?",
-                      [(uid(i),) for i in e.message_ids])
+                      self._ids(e.message_ids))
 
     @handles(T.TreeScored, T.RanksImported)
     def on_scored(self, c: sqlite3.Cursor, e: Any) -> None:

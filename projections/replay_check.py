@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Iterable
 
 from projections.log import SQLiteLog
+from projections.log_reader import EVENTS_FILE
 from projections.runner import ProjectionRunner
 from projections.store import READMODEL_FILE, ReadModel
-
-EVENTS_FILE = "events.sqlite"
 
 
 class ProjectionReadModel:

@@ -10,11 +10,13 @@ Two optional parts of a projection make replay fast (projections.base keeps the 
 protocol: handlers get the batch's cursor and the domain event):
 - ``views``: True (or a mapping event class -> msgspec struct) hands its handlers views
   decoded straight from the stored JSON (projections.log) instead of domain events;
-- ``begin_batch(cursor)`` / ``flush(cursor)`` / ``abort_batch()``: a projection with these
-  keeps the batch's changes in memory (projections.writeback) and writes them when
-  flushed: at the end of the batch (which is one transaction anyway), and before any
-  projection without them handles an event, since such a projection may read the
-  others' rows and must see them as of that event. Flushes go in projection order.
+- ``begin_batch(cursor)`` / ``end_batch(cursor)`` / ``abort_batch()``: called around each
+  batch, in projection order, so a projection can keep the batch's changes in memory
+  (projections.writeback) and write them with a few executemany calls at its end (the
+  batch is one transaction anyway). Such rows are stale to other projections until then,
+  so handlers read only their own projection's tables; a projection whose handlers must
+  read others' rows sets ``reads_others = True``, and before each of its handlers the
+  runner calls ``flush(cursor)`` on the projections that have one.
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ class ProjectionRunner:
         self.readmodel.create(self._conn)
         self._positions = self.readmodel.positions(self._conn)
         self._routes = self._route(self.readmodel.projections)
-        self._batched = [p for p in self.readmodel.projections if hasattr(p, "flush")]
+        self._batched = [p for p in self.readmodel.projections if hasattr(p, "end_batch")]
+        self._flushable = [p for p in self._batched if hasattr(p, "flush")]
         self._names = [p.name for p in self.readmodel.projections]
         self._position = min(self._positions[n] for n in self._names) if self._names else 0
         self._lock = threading.Lock()  # one batch at a time
@@ -57,15 +60,17 @@ class ProjectionRunner:
         self.error: BaseException | None = None
 
     def _route(self, projections: Sequence[Projection]
-               ) -> dict[str, list[tuple[Callable[[Row], Any], str, Handler, bool]]]:
-        """topic -> [(decoder, projection name, handler, buffered), ...] in projection order."""
-        routes: dict[str, list[tuple[Callable[[Row], Any], str, Handler, bool]]] = {}
+               ) -> dict[str, list[tuple[Callable[[Row], Any], str, Handler, bool, bool]]]:
+        """topic -> [(decoder, projection name, handler, buffered, reader), ...] in
+        projection order; ``reader``: flush the buffered changes before the handler."""
+        routes: dict[str, list[tuple[Callable[[Row], Any], str, Handler, bool, bool]]] = {}
         decoders: dict[Any, Callable[[Row], Any]] = {}
         can_view = hasattr(self.log, "view_decoder")
         full = self.log.decode  # one bound method, so neighbours share the decoded event
         for projection in projections:
             views = getattr(projection, "views", False)
-            buffered = hasattr(projection, "flush")
+            buffered = hasattr(projection, "end_batch")
+            reader = bool(getattr(projection, "reads_others", False))
             for topic, handler in projection.handlers().items():
                 decoder = full
                 if views and can_view:
@@ -75,11 +80,12 @@ class ProjectionRunner:
                         decoders[topic, narrow] = self.log.view_decoder(  # type: ignore[attr-defined]
                             event_class, narrow)
                     decoder = decoders[topic, narrow]
-                routes.setdefault(topic, []).append((decoder, projection.name, handler, buffered))
+                routes.setdefault(topic, []).append(
+                    (decoder, projection.name, handler, buffered, reader))
         return routes
 
     def _flush(self, cursor: Any) -> None:
-        for projection in self._batched:
+        for projection in self._flushable:
             projection.flush(cursor)  # type: ignore[attr-defined]
 
     @property
@@ -119,18 +125,19 @@ class ProjectionRunner:
                 if route is None:
                     continue
                 decoded = None  # handlers next to each other that want the same kind share it
-                for decode, name, handler, buffered in route:
+                for decode, name, handler, buffered, reader in route:
                     if lagging and positions[name] >= row[0]:
                         continue  # this projection already holds the event
                     if decoded is not decode:
                         event, decoded = decode(row), decode
-                    if buffered:
-                        pending = True
-                    elif pending:
+                    if reader and pending:
                         self._flush(cursor)
                         pending = False
+                    if buffered:
+                        pending = True
                     handler(cursor, event)
-            self._flush(cursor)
+            for projection in self._batched:
+                projection.end_batch(cursor)  # type: ignore[attr-defined]
             cursor.executemany("UPDATE tracking SET position = ? WHERE projection = ? AND position < ?",
                                [(last, n, last) for n in self._names])
             cursor.execute("COMMIT")

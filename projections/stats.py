@@ -25,19 +25,15 @@ import json
 import math
 import sqlite3
 from bisect import bisect_right
-from datetime import datetime, timedelta, timezone
 from itertools import accumulate
-from typing import Any, Iterable, Mapping
-from uuid import UUID
+from typing import Any, Mapping
 
-from domain.errors import DomainError, ErrorCode
 from domain.states import TreeState
 from domain.task_types import LABEL_TASKS
 from domain.tree import ConversationTree as T
 from domain.user import User as U
 from projections.base import Projection, dumps, handles, ts, uid
 
-TIME_FRAMES = ("day", "week", "month", "total")
 HOUR = 3600.0
 DAY = 86400.0
 # OA's periodic job resets the streak of users inactive for more than 36 hours.
@@ -61,10 +57,6 @@ _EMOJI_FIELDS = {"+1": "upvotes", "-1": "downvotes", "red_flag": "red_flags"}
 # Level = number of thresholds <= score (OA get_thresholds): 0, 4, 9, 16, 24, ... 6000.
 LEVEL_THRESHOLDS: tuple[int, ...] = (0,) + tuple(
     round(x) for x in accumulate(i * 1.1521 + 3 for i in range(1, 100)))
-
-InvalidStatsQueryError = type("InvalidStatsQueryError", (DomainError,),
-                             {"error_code": ErrorCode.VALIDATION_ERROR, "http_status": 422})
-
 
 def hour_of(seconds: float) -> int:
     return math.floor(seconds / HOUR)
@@ -355,48 +347,7 @@ def next_streak(last_activity: float | None, streak_start: float | None,
     return int((now - streak_start) // DAY), streak_start
 
 
-# ---------------------------------------------------------------- queries
-def as_utc(now: datetime) -> datetime:
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
-    return now.astimezone(timezone.utc)
-
-
-def check_time_frame(time_frame: str) -> str:
-    if time_frame not in TIME_FRAMES:
-        raise InvalidStatsQueryError(
-            f"unknown time frame {time_frame!r}; expected one of {', '.join(TIME_FRAMES)}")
-    return time_frame
-
-
-def window_start(time_frame: str, now: datetime) -> datetime | None:
-    """OA's base_date of the time frame (None for total)."""
-    check_time_frame(time_frame)
-    now = as_utc(now)
-    if time_frame == "day":
-        return now - timedelta(days=1)
-    if time_frame == "total":
-        return None
-    day = now.date() - timedelta(days=7 if time_frame == "week" else 30)
-    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
-
-
-def frame_totals(conn: sqlite3.Connection, time_frame: str, now: datetime,
-                 user_id: str | UUID | None = None) -> dict[str, dict[str, float]]:
-    """user_id -> summed counters over the time frame, for users with any counter there."""
-    start = window_start(time_frame, now)
-    where, args = [], []
-    if start is not None:
-        where.append("hour >= ?")
-        args.append(hour_of(start.timestamp()))
-    if user_id is not None:
-        where.append("user_id = ?")
-        args.append(str(user_id))
-    sql = (f"SELECT user_id, {', '.join(f'sum({f})' for f in FIELDS)} FROM user_hours"
-           + (f" WHERE {' AND '.join(where)}" if where else "") + " GROUP BY user_id")
-    return {row[0]: dict(zip(FIELDS, row[1:])) for row in conn.execute(sql, args)}
-
-
+# ---------------------------------------------------------------- scores
 def leader_score(s: Mapping[str, float]) -> int:
     """OA's UserStats.compute_leader_score (rankings_good is never computed: 0)."""
     return int(
@@ -425,32 +376,3 @@ def has_leader_stats(s: Mapping[str, float]) -> bool:
 def has_troll_stats(s: Mapping[str, float]) -> bool:
     # Counts only: a float sum may keep a rounding residue after its labels are gone.
     return any(s[f] for f in TROLL_FIELDS if not f.endswith("_sum"))
-
-
-def streaks(conn: sqlite3.Connection, now: datetime,
-            user_ids: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
-    """user_id -> streak_days, streak_last_day_date, last_activity_date as of ``now``.
-
-    A user inactive for more than 36 hours has no streak (OA's periodic reset).
-    """
-    cutoff = as_utc(now).timestamp() - STREAK_TIMEOUT
-    sql = "SELECT user_id, last_activity, streak_start, streak_days FROM user_streaks"
-    args: list[str] = []
-    if user_ids is not None:
-        args = list(user_ids)
-        sql += f" WHERE user_id IN ({', '.join('?' * len(args))})"
-    out = {}
-    for user_id, last, start, days in conn.execute(sql, args):
-        expired = last < cutoff
-        out[user_id] = {
-            "streak_days": 0 if expired else days,
-            "streak_last_day_date": None if expired else iso(start),
-            "last_activity_date": iso(last),
-        }
-    return out
-
-
-def iso(seconds: float | None) -> str | None:
-    if seconds is None:
-        return None
-    return datetime.fromtimestamp(seconds, timezone.utc).isoformat()

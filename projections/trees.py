@@ -76,6 +76,8 @@ class TreesProjection(Projection):
         self._trees.flush()
         self._members.flush()
 
+    end_batch = flush
+
     def abort_batch(self) -> None:
         self._setup()
         self._trees.discard()

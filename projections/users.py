@@ -77,6 +77,8 @@ class UsersProjection(Projection):
     def flush(self, cursor: sqlite3.Cursor) -> None:
         self._tasks.flush()
 
+    end_batch = flush
+
     def abort_batch(self) -> None:
         self._setup()
         self._tasks.discard()

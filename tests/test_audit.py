@@ -486,5 +486,19 @@ def test_replay_compares_rebuilt_and_live_read_models(store: Store, capsys) -> N
     assert not result.same and result.differences == 2
     assert result.only_live[0][0] == result.only_rebuilt[0][0] \
         == "domain.tree:ConversationTree.TreeStarted"
-    code, _, err = cli(capsys, store.folder, "audit", "replay")
-    assert code == 2 and "no read models are registered yet" in err
+    # The registered read model: built live by the projection runner, then audited.
+    from projections.log import SQLiteLog
+    from projections.runner import ProjectionRunner
+    from projections.store import READMODEL_FILE
+
+    log = SQLiteLog(store.folder / "events.sqlite")
+    ProjectionRunner(log, store.folder / READMODEL_FILE).run_once()
+    log.close()
+    code, out, _ = cli(capsys, store.folder, "audit", "replay")
+    assert code == 0 and "same" in out
+    conn = sqlite3.connect(store.folder / READMODEL_FILE)
+    with conn:
+        conn.execute("UPDATE messages SET text = 'tampered' WHERE rowid = 1")
+    conn.close()
+    code, out, _ = cli(capsys, store.folder, "audit", "replay")
+    assert code == 1 and "1 rows differ" not in out and "rows differ" in out

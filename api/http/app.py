@@ -32,9 +32,13 @@ __all__ = ["create_app", "from_env", "json_response", "error_response"]
 
 
 def health(call: Call) -> Any:
+    """200 while the read models follow the log; 503 once the runner has stopped on an error."""
     runner = call.service.runner
-    return s.Health(status="ok", log_position=call.service.head(),
+    failed = runner is None or runner.error is not None
+    body = s.Health(status="read models stopped" if failed else "ok",
+                    log_position=call.service.head(),
                     readmodel_position=runner.position if runner else 0)
+    return json_response(body, 503 if failed else 200)
 
 
 def _guarded(service: Service, handler: Any) -> Any:

@@ -23,10 +23,10 @@ from domain.user import user_id_for
 from projections.handout import Handout
 from projections.log import SQLiteLog
 from projections.processes import prompt_lottery
-from projections.runner import ProjectionRunner
+from projections.runner import ProjectionError, ProjectionRunner
 from projections.store import READMODEL_FILE
 
-from api.http.errors import HttpError
+from api.http.errors import HttpError, log
 from api.storage import EVENTS_FILE, load_config, open_app
 
 ROOT_TOKENS_ENV = "DATAENGINE_ROOT_TOKENS"
@@ -71,6 +71,8 @@ class Service:
         try:
             if self.runner is not None:
                 self.runner.close()
+        except ProjectionError:  # already reported by /health; the store must still close
+            log.error("the projection runner had stopped", exc_info=True)
         finally:
             if self.engine is not None:
                 self.engine.close()
@@ -86,9 +88,15 @@ class Service:
         return self.app.recorder.max_notification_id() or 0
 
     def settle(self, position: int | None) -> None:
-        """Wait until the read models include ``position`` (bounded; late is still correct)."""
+        """Wait until the read models include ``position`` (bounded; late is still correct).
+
+        The command is committed before this is called, so a stopped runner must not turn
+        its success into an error: the answer goes out, /health reports the runner."""
         if position is not None and self.runner is not None:
-            self.runner.wait_for(position, timeout=self.settle_timeout)
+            try:
+                self.runner.wait_for(position, timeout=self.settle_timeout)
+            except ProjectionError:
+                log.error("read models are not following the log", exc_info=True)
 
     def settle_head(self) -> None:
         """For commands that do not report their position: wait for everything logged."""

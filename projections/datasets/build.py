@@ -100,6 +100,21 @@ def _prepare(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
+def _audit_digest(folder: Path, position: int) -> dict[str, Any]:
+    """The log's hash-chain digest at the build position: proof of which log was used."""
+    from domain.digest import SCHEME
+    from projections.digest import AUDIT_FILE, AuditStore, digest_at, open_log
+
+    log, store = open_log(Path(folder) / log_reader.EVENTS_FILE), AuditStore(Path(folder) / AUDIT_FILE)
+    try:
+        return {"scheme": SCHEME, "position": position,
+                "digest": digest_at(log, store, position).hex()}
+    finally:
+        store.conn.close()
+        if log is not None:
+            log.close()
+
+
 def build(folder: Path, out: Path, options: BuildOptions, as_of: int | None = None,
           progress: Any = None) -> dict[str, Any]:
     """Build every requested kind into ``out``; returns the manifest (also written there)."""
@@ -123,7 +138,8 @@ def build(folder: Path, out: Path, options: BuildOptions, as_of: int | None = No
             files[path.relative_to(out).as_posix()] = sha256(path)
         counts[kind] = {s: len(splits[s]) for s in SPLITS}
     manifest = {
-        "format": FORMAT, "log_position": position, "options": options.as_dict(),
+        "format": FORMAT, "log_position": position, "audit": _audit_digest(folder, position),
+        "options": options.as_dict(),
         "ready_trees": collected.trees, "rows": counts, "files": dict(sorted(files.items())),
     }
     (out / MANIFEST).write_bytes(msgspec.json.format(msgspec.json.encode(manifest), indent=2) + b"\n")
