@@ -11,10 +11,12 @@ is one transaction and one fsync, and it hands the GIL to other threads only onc
 statement per row or a SAVEPOINT per request hands it over at every step, and each time
 the committer waits for a busy thread to give it back: that convoy cost more than the
 fsync.) SQLite gives the rows of one statement consecutive rowids after the current
-maximum, so lastrowid tells every row's position. If the statement fails on a version
-conflict nothing of it is stored, and each request of the batch is retried as its own
-statement, so the conflict fails only its own request. Any other failure fails every
-request not yet stored: no request is ever half-written.
+maximum, so lastrowid tells every row's position. If the statement fails (a version
+conflict, a value SQLite cannot store) nothing of it is stored, and each request of the
+batch is retried as its own statement, so the failure fails only its own request. A
+request is one statement (or, when too big for one, one BEGIN IMMEDIATE..COMMIT), so no
+request is ever half-written. Committers write through their own connection, which keeps
+the prepared INSERT of each batch size (the pool's connections keep only one).
 """
 
 from __future__ import annotations
@@ -91,7 +93,8 @@ class GroupCommitSQLiteRecorder(SQLiteApplicationRecorder):
         # commits and the requests they carried: requests / commits is the mean batch size
         self.stats = {"commits": 0, "requests": 0, "max_batch": 0}
 
-    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+    def insert_events(self, stored_events: Sequence[StoredEvent],
+                      **kwargs: Any) -> Sequence[int] | None:
         request = _Pending([
             (s.originator_id.hex if isinstance(s.originator_id, UUID) else s.originator_id,
              s.originator_version, s.topic, s.state) for s in stored_events])

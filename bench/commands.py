@@ -6,9 +6,15 @@ reviews, rankings. Every successful application command counts. Variants, run
 interleaved in each repeat so machine noise hits them alike:
 
   engine xN      DataEngine via api.storage.open_app, N threads (group commit shares fsyncs)
-  engine x1      the same, one thread (every command commits alone)
+  engine x1      the same, one thread (every command commits alone), on a quarter of the trees
   engine xN nrm  N threads with DATAENGINE_SYNCHRONOUS=NORMAL (weaker: see api/storage.py)
   naive x1/xN    stock Application: repository.get + command + save, stock mapper, no cache
+
+Rates are per command, and a command's cost depends on the size of its tree, not on how
+many trees a run has, so the slower variants run fewer trees. The disk's fsync latency is
+probed before every run and printed: on a shared machine it swings between ~0.2 ms and
+~4 ms, and with synchronous=FULL it bounds what any variant can do (N threads can have at
+most N commands in one commit, so about N / fsync commands per second).
 
 After each run the store is reopened and checked: stored rows = setup rows + the events
 the saves reported, every reported position is a distinct row of its own tree, and every
@@ -158,7 +164,7 @@ def _drive(drivers: list[Callable[[UUID, Step], int | None]], work: list[list[Tr
 
 
 def fsync_probe(folder: Path, n: int = 30) -> float:
-    """Median time of a 4 KiB write + fsync in the run's folder."""
+    """Median time of a 4 KiB write + fdatasync (what SQLite calls) in the run's folder."""
     path = folder / "fsync.probe"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
     try:
@@ -166,7 +172,7 @@ def fsync_probe(folder: Path, n: int = 30) -> float:
         for _ in range(n):
             os.pwrite(fd, b"x" * 4096, 0)
             t = time.perf_counter()
-            os.fsync(fd)
+            os.fdatasync(fd)
             times.append(time.perf_counter() - t)
     finally:
         os.close(fd)
@@ -325,7 +331,8 @@ def report(results: dict[str, list[RunResult]], codec: list[dict[str, float]],
     if codec:
         print("\nmapper cost per event (µs), this run's events:")
         for op in ("encode", "decode"):
-            s, m = _med([c[f"stock {op}"] for c in codec]), _med([c[f"msgspec {op}"] for c in codec])
+            s = _med([c[f"stock {op}"] for c in codec])
+            m = _med([c[f"msgspec {op}"] for c in codec])
             print(f"  {op}: stock json {s:.2f}  msgspec {m:.2f}  (stock/msgspec x{s / m:.2f})")
         print(f"  stored bytes: stock {_med([c['stock bytes'] for c in codec]):.0f}  "
               f"msgspec {_med([c['msgspec bytes'] for c in codec]):.0f}")
@@ -347,15 +354,18 @@ def main(argv: list[str] | None = None) -> int:
     config = TreeConfig() if args.goal is None else TreeConfig(
         goal_tree_size=args.goal, min_goal_tree_size=min(5, args.goal))
     n = args.threads
+    if n < 1 or args.trees < 1 or args.repeat < 1:
+        p.error("--threads, --trees and --repeat must be at least 1")
     variants: dict[str, Callable[[str, list[Any]], RunResult]] = {
-        f"engine x{n}": lambda k, c: run_engine(config, args.trees, n, k, codec=c),
-        "engine x1": lambda k, c: run_engine(config, max(1, args.trees // 4), 1, k),
-    }
+        f"engine x{n}": lambda k, c: run_engine(config, args.trees, n, k, codec=c)}
+    if n > 1:
+        variants["engine x1"] = lambda k, c: run_engine(config, max(1, args.trees // 4), 1, k)
     if not args.no_normal:
         variants[f"engine x{n} nrm"] = lambda k, c: run_engine(config, args.trees, n, k, "NORMAL")
     if not args.no_naive:
         variants["naive x1"] = lambda k, c: run_naive(config, args.naive_trees, 1, k)
-        variants[f"naive x{n}"] = lambda k, c: run_naive(config, args.naive_trees, n, k)
+        if n > 1:
+            variants[f"naive x{n}"] = lambda k, c: run_naive(config, args.naive_trees, n, k)
     steps = len(plan_tree("count", config, POOL).steps)
     print(f"{os.cpu_count()} cpus; goal tree size {config.goal_tree_size}: {steps} commands per "
           f"tree; trees per run: {args.trees} (engine xN), {max(1, args.trees // 4)} (engine x1), "

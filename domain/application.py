@@ -130,7 +130,8 @@ class DataEngine(Application):
             return [self._locks[ids[0].int % self.lock_stripes]]
         return [self._locks[s] for s in sorted({i.int % self.lock_stripes for i in ids})]
 
-    def run(self, lock_ids: tuple[UUID, ...], command: Callable[[UnitOfWork], T]) -> tuple[T, int | None]:
+    def run(self, lock_ids: tuple[UUID, ...],
+            command: Callable[[UnitOfWork], T]) -> tuple[T, int | None]:
         """Run a command under the locks of the aggregates it touches; save what changed.
 
         Returns the command's result and the log position of the last event saved

@@ -20,6 +20,8 @@ interval data. With the interval metric a unit is summarised by (m, sum v, sum v
 so alpha = 1 - D_o / D_e = 1 - (n - 1) * W / (n * T2 - T1^2), with n, T1, T2 the count,
 sum and sum of squares of all pairable values and W = sum_u (m_u S2_u - S1_u^2) / (m_u - 1).
 Each review only adds to its unit's three numbers, and alpha is one SQL aggregate.
+Values are kept as integers in units of 1/SCALE (alpha does not change when all values
+are scaled), so the sums are exact and independent of how the log was batched.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from domain.consensus import kendall_tau
 from domain.labels import LABELS, TextLabel
 from domain.tree import ConversationTree as T
 from projections.base import Projection, dumps, handles, uid
+
+SCALE = 10_000  # label values are compared at a resolution of 1e-4 (likert steps are exact)
 
 
 class AgreementProjection(Projection):
@@ -48,13 +52,14 @@ class AgreementProjection(Projection):
             items INTEGER NOT NULL, PRIMARY KEY (parent_id, user_id)) WITHOUT ROWID""",
         """CREATE TABLE IF NOT EXISTS label_units (
             message_id TEXT NOT NULL, label TEXT NOT NULL, n INTEGER NOT NULL,
-            s1 REAL NOT NULL, s2 REAL NOT NULL, PRIMARY KEY (message_id, label)) WITHOUT ROWID""",
+            s1 INTEGER NOT NULL, s2 INTEGER NOT NULL,
+            PRIMARY KEY (message_id, label)) WITHOUT ROWID""",
         "CREATE INDEX IF NOT EXISTS ranking_agreement_user ON ranking_agreement (user_id)",
     )
 
     def __init__(self) -> None:
-        self._units: dict[tuple[str, str], list[float]] = {}
-        self._rankings: dict[tuple[str, str], str] = {}
+        self._units: dict[tuple[str, str], list[int]] = {}
+        self._rankings: dict[str, dict[str, str]] = {}  # parent -> user -> ranked ids
 
     # Reviews and rankings of a batch are kept in dicts and written at its end.
     def begin_batch(self, c: sqlite3.Cursor) -> None:
@@ -69,7 +74,8 @@ class AgreementProjection(Projection):
             " DO UPDATE SET n = n + excluded.n, s1 = s1 + excluded.s1, s2 = s2 + excluded.s2",
             [(*key, *sums) for key, sums in self._units.items()])
         c.executemany("INSERT OR REPLACE INTO agreement_rankings VALUES (?, ?, ?)",
-                      [(*key, ranked) for key, ranked in self._rankings.items()])
+                      [(parent, user, ranked) for parent, users in self._rankings.items()
+             for user, ranked in users.items()])
         self._units, self._rankings = {}, {}
 
     @handles(T.LabelsSubmitted)
@@ -77,17 +83,21 @@ class AgreementProjection(Projection):
         if e.kind != "task":
             return
         # The domain takes one task review per user and message, so each adds one value.
-        message_id = uid(e.message_id)
+        message_id, units = uid(e.message_id), self._units
         for label, value in e.labels.items():
-            sums = self._units.setdefault((message_id, label), [0, 0.0, 0.0])
-            sums[0] += 1
-            sums[1] += value
-            sums[2] += value * value
+            q = round(value * SCALE)
+            sums = units.get((message_id, label))
+            if sums is None:
+                units[message_id, label] = [1, q, q * q]
+            else:
+                sums[0] += 1
+                sums[1] += q
+                sums[2] += q * q
 
     @handles(T.RankingSubmitted)
     def on_ranking(self, c: sqlite3.Cursor, e: Any) -> None:
         if e.user_id is not None:  # one ranking per user and parent (the domain's rule)
-            self._rankings[uid(e.parent_id), uid(e.user_id)] = dumps(
+            self._rankings.setdefault(uid(e.parent_id), {})[uid(e.user_id)] = dumps(
                 [uid(i) for i in e.ranked_message_ids])
 
     @handles(T.TreeScored, T.RanksImported)
@@ -97,7 +107,7 @@ class AgreementProjection(Projection):
             consensus = [uid(i) for i in order]
             rankings = dict(c.execute(
                 "SELECT user_id, ranked FROM agreement_rankings WHERE parent_id = ?", (parent,)))
-            rankings.update({u: r for (p, u), r in self._rankings.items() if p == parent})
+            rankings.update(self._rankings.get(parent, {}))
             rows = []
             for user_id, ranked in sorted(rankings.items()):
                 ids = json.loads(ranked)
@@ -146,7 +156,8 @@ def label_agreement(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     """Per label: pairable units (messages with >= 2 reviews giving it), values, alpha."""
     out = []
     for label, units, n, t1, t2, within in conn.execute(
-            "SELECT label, count(*), sum(n), sum(s1), sum(s2), sum((n * s2 - s1 * s1) / (n - 1))"
+            "SELECT label, count(*), sum(n), sum(s1), sum(s2),"
+            " sum((n * s2 - s1 * s1) * 1.0 / (n - 1))"
             " FROM label_units WHERE n >= 2 GROUP BY label ORDER BY label"):
         out.append({"label": label, "widget": _widget(label), "metric": "interval",
                     "units": units, "values": n, "alpha": alpha_from_totals(n, t1, t2, within)})

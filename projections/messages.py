@@ -4,11 +4,13 @@
 state, consensus rank, emoji counts, label sums and counts); `message_emojis`, `labels`
 and `rankings` keep per-user participation, which task availability needs (who skipped,
 labelled or ranked what). Replies are found through messages.parent_id/user_id.
+A `labels` row is one submission, its values a JSON object, as OA's text_labels has it
+(a row per value made label rows most of a replay's writes).
 
 Handlers change rows in write-back caches (projections.writeback) and the runner flushes
 them at the end of the batch, or earlier when a projection that reads these tables is
 about to see the event. Label sums are recomputed once per changed message per flush,
-from the message's labels in memory, in the order SQL would sum them (label, user, kind).
+from the message's labels in memory, summed in (label, user, kind) order.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 from uuid import UUID
+
+import msgspec
 
 from domain.tree import ConversationTree as T
 from projections.base import Projection, dumps, handles
@@ -33,7 +37,8 @@ COLUMNS = ("message_id", "tree_id", "parent_id", "role", "depth", "lang", "text"
     "revision", "updated_at"))
 MUTABLE = COLUMNS[TEXT:TEXT + 1] + COLUMNS[CHILDREN:]
 
-LabelKey = tuple[str, str, str]  # (label, user_id, kind): the order label sums are taken in
+Submission = tuple[str, str]  # (user_id, kind): one labels row of a message
+_encode = msgspec.json.Encoder(order="sorted").encode
 
 
 class MessagesProjection(Projection):
@@ -59,8 +64,8 @@ class MessagesProjection(Projection):
             PRIMARY KEY (message_id, emoji, user_id)) WITHOUT ROWID""",
         """CREATE TABLE IF NOT EXISTS labels (
             message_id TEXT NOT NULL, user_id TEXT NOT NULL, kind TEXT NOT NULL,
-            label TEXT NOT NULL, value REAL NOT NULL, task_id TEXT, created_at REAL NOT NULL,
-            PRIMARY KEY (message_id, user_id, kind, label)) WITHOUT ROWID""",
+            labels TEXT NOT NULL, task_id TEXT, created_at REAL NOT NULL,
+            PRIMARY KEY (message_id, user_id, kind)) WITHOUT ROWID""",
         """CREATE TABLE IF NOT EXISTS rankings (
             parent_id TEXT NOT NULL, user_id TEXT NOT NULL, tree_id TEXT NOT NULL,
             ranked TEXT NOT NULL, not_rankable INTEGER NOT NULL, task_id TEXT,
@@ -76,8 +81,9 @@ class MessagesProjection(Projection):
         # Here, not in __init__: subclasses (tests) need not call it.
         if "_rows" not in vars(self):
             self._rows = RowCache("messages", COLUMNS, MUTABLE)
-            self._labels: dict[str, dict[LabelKey, tuple[float, str | None, float]]] = {}
-            self._labels_changed: dict[str, set[LabelKey]] = {}
+            # message -> (user, kind) -> [labels, task_id, created_at]
+            self._labels: dict[str, dict[Submission, list[Any]]] = {}
+            self._labels_changed: dict[str, set[Submission]] = {}
             self._rankings: list[tuple] = []
 
     def begin_batch(self, cursor: sqlite3.Cursor) -> None:
@@ -89,24 +95,22 @@ class MessagesProjection(Projection):
         if self._labels_changed:
             upserts, deletes = [], []
             for message_id, keys in self._labels_changed.items():
-                labels = self._labels[message_id]
+                submissions = self._labels[message_id]
                 for key in keys:
-                    if key in labels:
-                        upserts.append((message_id, key[1], key[2], key[0], *labels[key]))
+                    if key in submissions:
+                        labels, task_id, at = submissions[key]
+                        upserts.append((message_id, *key, _encode(labels).decode(), task_id, at))
                     else:
-                        deletes.append((message_id, key[1], key[2], key[0]))
+                        deletes.append((message_id, *key))
                 row = rows.get(message_id)
                 if row is not None:
-                    sums: dict[str, float] = {}
-                    counts: dict[str, int] = {}
-                    for (name, _, _), (value, _, _) in sorted(labels.items()):
-                        sums[name] = sums.get(name, 0.0) + value
-                        counts[name] = counts.get(name, 0) + 1
-                    row[SUMS], row[COUNTS] = dumps(sums), dumps(counts)
+                    row[SUMS], row[COUNTS] = _sums(submissions)
                     rows.changed(message_id)
+            deletes.sort()
+            upserts.sort()  # key order: neighbouring rows share B-tree pages
             cursor.executemany("DELETE FROM labels WHERE message_id = ? AND user_id = ?"
-                               " AND kind = ? AND label = ?", deletes)
-            cursor.executemany("INSERT OR REPLACE INTO labels VALUES (?,?,?,?,?,?,?)", upserts)
+                               " AND kind = ?", deletes)
+            cursor.executemany("INSERT OR REPLACE INTO labels VALUES (?,?,?,?,?,?)", upserts)
             self._labels_changed.clear()
         rows.flush()
         if self._rankings:
@@ -152,27 +156,30 @@ class MessagesProjection(Projection):
     @handles(T.LabelsSubmitted)
     def on_labels(self, c: sqlite3.Cursor, e: Any) -> None:
         message_id, user_id, kind = e.message_id, e.user_id or "", e.kind
-        at = e.timestamp.timestamp()
-        labels = self._labels.get(message_id)
-        if labels is None:
-            labels = self._labels[message_id] = {
-                (label, user, k): (value, task, created) for label, user, k, value, task, created
-                in c.execute("SELECT label, user_id, kind, value, task_id, created_at FROM labels"
-                             " WHERE message_id = ?", (message_id,))}
+        submissions = self._labels.get(message_id)
+        if submissions is None:
+            submissions = self._labels[message_id] = {
+                (user, k): [msgspec.json.decode(labels), task_id, at]
+                for user, k, labels, task_id, at in c.execute(
+                    "SELECT user_id, kind, labels, task_id, created_at FROM labels"
+                    " WHERE message_id = ?", (message_id,))}
         changed = self._labels_changed.setdefault(message_id, set())
+        at = e.timestamp.timestamp()
         row = self._touch(message_id, at)
+        labels = dict(e.labels)
         if kind == "task":
             if row is not None:
                 row[REVIEWS] += 1
+            earlier = submissions.get((user_id, kind))
+            if earlier is not None:  # the domain takes one review per user; merge as OA would
+                labels = earlier[0] | labels
         else:
-            # Free and report labels: the user's latest submission replaces the earlier one.
-            for key in [k for k in labels if k[1] == user_id and k[2] != "task"]:
-                del labels[key]
+            # Free labels and reports: the user's latest submission replaces the earlier one.
+            for key in [k for k in submissions if k[0] == user_id and k[1] != "task"]:
+                del submissions[key]
                 changed.add(key)
-        for name, value in e.labels.items():
-            key = (name, user_id, kind)
-            labels[key] = (value, e.task_id, at)
-            changed.add(key)
+        submissions[user_id, kind] = [labels, e.task_id, at]
+        changed.add((user_id, kind))
 
     @handles(T.ReviewDecided)
     def on_review(self, c: sqlite3.Cursor, e: Any) -> None:
@@ -247,3 +254,21 @@ class MessagesProjection(Projection):
         row = self._touch(e.message_id, e.timestamp.timestamp())
         if row is not None:
             row[EMOJIS] = dumps(counts)
+
+
+def _sums(submissions: dict[Submission, list[Any]]) -> tuple[str, str]:
+    """label_sums and label_counts of a message (JSON).
+
+    Each label's values are added in (user, kind) order, whatever order the submissions
+    were loaded or made in, so a live and a rebuilt read model hold the same floats.
+    """
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for key in sorted(submissions):
+        for name, value in submissions[key][0].items():
+            if name in sums:
+                sums[name] += value
+                counts[name] += 1
+            else:
+                sums[name], counts[name] = 0.0 + value, 1
+    return _encode(sums).decode(), _encode(counts).decode()

@@ -13,26 +13,26 @@ are a function of the log; a time frame is summed from the hour rows at query ti
 
 Message counters (prompts, replies, acceptance, emoji and label sums, spam prompts)
 follow the message: review, deletion, emojis, labels and the tree's state change them.
-``stats_messages`` keeps the facts of each message that matter here; a handler computes
-the message's contribution before and after the change and moves the author's hour row
-by the difference. The projection reads only its own tables, so it does not depend on
-the order or batching of the other projections.
+``stats_messages`` keeps the facts of each message that matter here, and each change
+moves the author's hour row by what it changes (a deletion takes the message's whole
+share away, an undeletion brings it back). The projection reads only its own tables, so
+it does not depend on the order or batching of the other projections.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import sqlite3
-from bisect import bisect_right
-from itertools import accumulate
+from functools import lru_cache
 from typing import Any, Mapping
+
+import msgspec
 
 from domain.states import TreeState
 from domain.task_types import LABEL_TASKS
 from domain.tree import ConversationTree as T
 from domain.user import User as U
-from projections.base import Projection, dumps, handles, ts, uid
+from projections.base import Projection, handles, ts, uid
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -47,16 +47,14 @@ LEADER_FIELDS = (
 # Labels whose values others gave a user's messages add to the troll score (integer-cast).
 TROLL_LABELS = ("spam", "lang_mismatch", "not_appropriate", "pii", "hate_speech",
                 "sexual_content", "political_content")
-# Labels the troll board shows as means.
+# Labels the troll board shows as means. Their sums are integers in units of 1/LABEL_SCALE:
+# exact, so the rows do not depend on how the log was batched.
+LABEL_SCALE = 10_000
 MEAN_LABELS = ("quality", "humor", "toxicity", "violence", "helpfulness")
 TROLL_FIELDS = (("upvotes", "downvotes", "red_flags", "spam_prompts") + TROLL_LABELS
                 + tuple(f"{n}_{k}" for n in MEAN_LABELS for k in ("sum", "n")))
 FIELDS = LEADER_FIELDS + TROLL_FIELDS
 _EMOJI_FIELDS = {"+1": "upvotes", "-1": "downvotes", "red_flag": "red_flags"}
-
-# Level = number of thresholds <= score (OA get_thresholds): 0, 4, 9, 16, 24, ... 6000.
-LEVEL_THRESHOLDS: tuple[int, ...] = (0,) + tuple(
-    round(x) for x in accumulate(i * 1.1521 + 3 for i in range(1, 100)))
 
 def hour_of(seconds: float) -> int:
     return math.floor(seconds / HOUR)
@@ -64,40 +62,50 @@ def hour_of(seconds: float) -> int:
 
 def label_int(value: float) -> int:
     """A label value cast to an integer as Postgres casts OA's JSON numbers (half away from 0)."""
-    return math.floor(value + 0.5) if value >= 0 else -math.floor(-value + 0.5)
+    return int(value + 0.5) if value >= 0 else -int(-value + 0.5)
 
 
-_MESSAGE_COLUMNS = ("user_id", "hour", "kind", "deleted", "accepted", "spam_tree", "emojis",
-                    "labels")
-_HOURS_UPSERT = (
-    f"INSERT INTO user_hours (user_id, hour, {', '.join(FIELDS)})"
-    f" VALUES (?, ?, {', '.join('?' * len(FIELDS))}) ON CONFLICT (user_id, hour) DO UPDATE SET"
-    f" {', '.join(f'{n} = {n} + excluded.{n}' for n in FIELDS)}")
+
+
+@lru_cache(maxsize=None)
+def _hours_upsert(names: tuple[str, ...]) -> str:
+    """Add to these counters of an hour row (a batch has a few distinct sets of them)."""
+    return (f"INSERT INTO user_hours (user_id, hour, {', '.join(names)})"
+            f" VALUES (?, ?, {', '.join('?' * len(names))}) ON CONFLICT (user_id, hour)"
+            f" DO UPDATE SET {', '.join(f'{n} = {n} + excluded.{n}' for n in names)}")
+
+
+_encode = msgspec.json.Encoder(order="sorted").encode
+_decode = msgspec.json.decode
+# A cached message: [user_id, hour, kind, deleted, accepted, spam_tree, counters].
+USER, HOUR_, KIND, DELETED, ACCEPTED, SPAM_TREE, COUNTERS = range(7)
+_CACHE_LIMIT = 200_000
+_UNKNOWN: Any = object()
 
 
 class StatsProjection(Projection):
-    """Handlers change dicts of the batch (rows read on first use); ``end_batch`` writes
-    them with a few executemany calls. The runner calls begin/end around every batch."""
+    """Handlers work on dicts (message facts cached across batches, the batch's counter
+    deltas); ``end_batch`` writes them with a few executemany calls. The runner calls
+    begin_batch / end_batch (abort_batch on failure) around every batch."""
 
     name = "user_stats"
     views = True  # handlers take ids as text, so they accept log views and domain events
     tables = ("user_hours", "stats_messages", "stats_label_votes", "stats_tasks", "user_streaks")
     ddl = (
         "CREATE TABLE IF NOT EXISTS user_hours (user_id TEXT NOT NULL, hour INTEGER NOT NULL, "
-        + ", ".join(f"{f} NUMERIC NOT NULL DEFAULT 0" for f in FIELDS)
+        + ", ".join(f"{f} INTEGER NOT NULL DEFAULT 0" for f in FIELDS)
         + ", PRIMARY KEY (user_id, hour)) WITHOUT ROWID",
-        # kind: the counter the message feeds (prompts / replies_<role>); emojis and labels:
-        # its emoji counts and label sums as counter deltas (JSON).
+        # kind: the counter the message feeds (prompts / replies_<role>); counters: its emoji
+        # counts and label sums, which count for the author while the message is not deleted.
         """CREATE TABLE IF NOT EXISTS stats_messages (
             message_id TEXT PRIMARY KEY, user_id TEXT, hour INTEGER NOT NULL, kind TEXT NOT NULL,
-            deleted INTEGER NOT NULL DEFAULT 0, accepted INTEGER NOT NULL DEFAULT 0,
-            spam_tree INTEGER NOT NULL DEFAULT 0, emojis TEXT NOT NULL DEFAULT '{}',
-            labels TEXT NOT NULL DEFAULT '{}') WITHOUT ROWID""",
-        # A user's latest task labels and latest free/report labels of a message (kind task /
-        # other), as the messages projection keeps them: a new submission replaces the old.
+            deleted INTEGER NOT NULL, accepted INTEGER NOT NULL, spam_tree INTEGER NOT NULL,
+            counters TEXT NOT NULL) WITHOUT ROWID""",
+        # A user's latest free/report labels of a message, which a new submission replaces
+        # (as in the messages projection); task labels are one per user and never replaced.
         """CREATE TABLE IF NOT EXISTS stats_label_votes (
-            message_id TEXT NOT NULL, user_id TEXT NOT NULL, kind TEXT NOT NULL,
-            votes TEXT NOT NULL, PRIMARY KEY (message_id, user_id, kind)) WITHOUT ROWID""",
+            message_id TEXT NOT NULL, user_id TEXT NOT NULL, votes TEXT NOT NULL,
+            PRIMARY KEY (message_id, user_id)) WITHOUT ROWID""",
         # Open label tasks: a completed one counts in the hour it was issued (as OA).
         """CREATE TABLE IF NOT EXISTS stats_tasks (
             task_id TEXT PRIMARY KEY, mode TEXT NOT NULL, hour INTEGER NOT NULL) WITHOUT ROWID""",
@@ -109,95 +117,122 @@ class StatsProjection(Projection):
 
     def __init__(self) -> None:
         self._cursor: sqlite3.Cursor | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._messages: dict[str, list[Any] | None] = {}
+        self._streaks: dict[str, tuple[float, float, int] | None] = {}
+        self._reset_batch()
 
     # ------------------------------------------------------------ the batch
-    def begin_batch(self, c: sqlite3.Cursor) -> None:
-        self._cursor = c
-        # key -> current row (None: absent); the dirty sets say what end_batch writes.
-        self._messages: dict[str, dict[str, Any] | None] = {}
-        self._votes: dict[tuple[str, str, str], dict[str, float]] = {}
+    def _reset_batch(self) -> None:
+        self._dirty: set[str] = set()
+        self._votes: dict[tuple[str, str], dict[str, int]] = {}
         self._tasks: dict[str, tuple[str, int] | None] = {}
-        self._streaks: dict[str, tuple[float, float, int] | None] = {}
-        self._dirty_messages: set[str] = set()
-        self._dirty_votes: set[tuple[str, str, str]] = set()
-        self._dirty_tasks: set[str] = set()
         self._dirty_streaks: set[str] = set()
-        self._hours: dict[tuple[str, int], dict[str, float]] = {}
+        self._hours: dict[tuple[str, int], dict[str, int]] = {}
+
+    def begin_batch(self, c: sqlite3.Cursor) -> None:
+        # The caches hold what the tables hold; another connection (a rebuilt file) or a
+        # full cache starts them afresh.
+        if self._conn is not c.connection or len(self._messages) > _CACHE_LIMIT:
+            self._messages, self._streaks, self._conn = {}, {}, c.connection
+        self._cursor = c
+        self._reset_batch()
 
     def abort_batch(self) -> None:
-        self._cursor = None
+        self._cursor, self._conn = None, None
+        self._messages, self._streaks = {}, {}
+        self._reset_batch()
 
     def end_batch(self, c: sqlite3.Cursor) -> None:
-        messages = [m for m in (self._messages[k] for k in self._dirty_messages) if m]
-        c.executemany(
-            f"INSERT OR REPLACE INTO stats_messages (message_id, {', '.join(_MESSAGE_COLUMNS)})"
-            f" VALUES ({', '.join('?' * (len(_MESSAGE_COLUMNS) + 1))})",
-            [(m["message_id"], *(m[k] for k in _MESSAGE_COLUMNS[:6]), dumps(m["emojis"]),
-              dumps(m["labels"])) for m in messages])
-        c.executemany("INSERT OR REPLACE INTO stats_label_votes VALUES (?, ?, ?, ?)",
-                      [(*key, dumps(self._votes[key])) for key in self._dirty_votes])
-        done = [(k,) for k in self._dirty_tasks if self._tasks[k] is None]
-        c.executemany("DELETE FROM stats_tasks WHERE task_id = ?", done)
+        messages = self._messages
+        c.executemany("INSERT OR REPLACE INTO stats_messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                      [(k, *m[:COUNTERS], _encode(m[COUNTERS]).decode())
+                       for k, m in ((k, messages[k]) for k in self._dirty) if m is not None])
+        c.executemany("INSERT OR REPLACE INTO stats_label_votes VALUES (?, ?, ?)",
+                      [(*key, _encode(v).decode()) for key, v in self._votes.items()])
+        tasks = self._tasks
+        c.executemany("DELETE FROM stats_tasks WHERE task_id = ?",
+                      [(k,) for k, t in tasks.items() if t is None])
         c.executemany("INSERT OR REPLACE INTO stats_tasks VALUES (?, ?, ?)",
-                      [(k, *self._tasks[k]) for k in self._dirty_tasks  # type: ignore[misc]
-                       if self._tasks[k] is not None])
+                      [(k, *t) for k, t in tasks.items() if t is not None])
         c.executemany("INSERT OR REPLACE INTO user_streaks VALUES (?, ?, ?, ?)",
                       [(k, *self._streaks[k]) for k in self._dirty_streaks])  # type: ignore[misc]
-        c.executemany(_HOURS_UPSERT, [(user_id, hour, *(d.get(f, 0) for f in FIELDS))
-                                      for (user_id, hour), d in self._hours.items()
-                                      if any(d.values())])
+        groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        for (user_id, hour), delta in self._hours.items():
+            names = tuple(sorted(k for k, v in delta.items() if v))
+            if names:
+                groups.setdefault(names, []).append((user_id, hour, *map(delta.get, names)))
+        for names, rows in groups.items():
+            c.executemany(_hours_upsert(names), rows)
         self._cursor = None
+        self._reset_batch()
 
     def _c(self) -> sqlite3.Cursor:
         if self._cursor is None:
             raise RuntimeError("StatsProjection handlers run between begin_batch and end_batch")
         return self._cursor
 
-    def _add(self, user_id: str | None, hour: int, delta: Mapping[str, float]) -> None:
+    def _add(self, user_id: str | None, hour: int, delta: Mapping[str, int], sign: int = 1
+             ) -> None:
         if user_id is None:
             return
-        row = self._hours.setdefault((user_id, hour), {})
+        row = self._hours.get((user_id, hour))
+        if row is None:
+            row = self._hours[user_id, hour] = {}
         for k, v in delta.items():
-            if v:
-                row[k] = row.get(k, 0) + v
+            row[k] = row.get(k, 0) + sign * v
 
-    def _message(self, message_id: str) -> dict[str, Any] | None:
-        if message_id not in self._messages:
-            row = self._c().execute(
-                f"SELECT {', '.join(_MESSAGE_COLUMNS)} FROM stats_messages WHERE message_id = ?",
-                (message_id,)).fetchone()
-            m = None
-            if row is not None:
-                m = dict(zip(_MESSAGE_COLUMNS, row), message_id=message_id)
-                m["emojis"], m["labels"] = json.loads(row[6]), json.loads(row[7])
-            self._messages[message_id] = m
-        return self._messages[message_id]
+    def _message(self, message_id: str) -> list[Any] | None:
+        m = self._messages.get(message_id, _UNKNOWN)
+        if m is not _UNKNOWN:
+            return m
+        row = self._c().execute(
+            "SELECT user_id, hour, kind, deleted, accepted, spam_tree, counters"
+            " FROM stats_messages WHERE message_id = ?", (message_id,)).fetchone()
+        m = None if row is None else [*row[:COUNTERS], _decode(row[COUNTERS])]
+        self._messages[message_id] = m
+        return m
 
     # ------------------------------------------------------------ message counters
-    def _change(self, message_id: str, **changes: Any) -> None:
-        """Change a message's facts and move its counters by the difference."""
+    @staticmethod
+    def _counted(m: list[Any]) -> dict[str, int]:
+        """What an undeleted message adds for its author (spam_prompts aside)."""
+        out = dict(m[COUNTERS])
+        out[m[KIND]] = out.get(m[KIND], 0) + 1
+        if m[ACCEPTED]:
+            out["accepted_" + m[KIND]] = 1
+        return out
+
+    def _insert(self, e: Any, message_id: str, kind: str, spam_tree: int = 0) -> None:
+        user_id, hour = uid(e.user_id), hour_of(ts(e.timestamp))
+        self._messages[message_id] = [user_id, hour, kind, 0, 0, spam_tree, {}]
+        self._dirty.add(message_id)
+        self._add(user_id, hour, {kind: 1, "spam_prompts": spam_tree})
+
+    def _bump(self, message_id: str, delta: Mapping[str, int]) -> None:
+        """Add to a message's emoji / label counters (and to its author while undeleted)."""
         m = self._message(message_id)
         if m is None:
             return
-        old = _contribution(m)
-        for name, change in changes.items():
-            m[name] = change(m[name]) if callable(change) else change
-        self._dirty_messages.add(message_id)
-        self._add(m["user_id"], m["hour"], _minus(_contribution(m), old))
-
-    def _insert(self, e: Any, message_id: str, kind: str) -> None:
-        user_id, hour = uid(e.user_id), hour_of(ts(e.timestamp))
-        self._messages[message_id] = {
-            "message_id": message_id, "user_id": user_id, "hour": hour, "kind": kind,
-            "deleted": 0, "accepted": 0, "spam_tree": 0, "emojis": {}, "labels": {}}
-        self._dirty_messages.add(message_id)
-        self._add(user_id, hour, {kind: 1})
+        self._dirty.add(message_id)
+        counters, row = m[COUNTERS], None
+        if not m[DELETED] and m[USER] is not None:
+            row = self._hours.get((m[USER], m[HOUR_]))
+            if row is None:
+                row = self._hours[m[USER], m[HOUR_]] = {}
+        for k, v in delta.items():
+            total = counters.get(k, 0) + v
+            if total:
+                counters[k] = total
+            else:
+                counters.pop(k, None)
+            if row is not None:
+                row[k] = row.get(k, 0) + v
 
     @handles(T.TreeStarted)
     def on_started(self, c: sqlite3.Cursor, e: Any) -> None:
-        self._insert(e, uid(e.originator_id), "prompts")
-        if e.state == TreeState.ABORTED_LOW_GRADE.value:
-            self._change(uid(e.originator_id), spam_tree=1)
+        self._insert(e, uid(e.originator_id), "prompts",
+                     int(e.state == TreeState.ABORTED_LOW_GRADE.value))
 
     @handles(T.ReplyAdded)
     def on_reply(self, c: sqlite3.Cursor, e: Any) -> None:
@@ -205,45 +240,71 @@ class StatsProjection(Projection):
 
     @handles(T.ReviewDecided)
     def on_review(self, c: sqlite3.Cursor, e: Any) -> None:
-        self._change(uid(e.message_id), accepted=int(e.accepted))
+        message_id = uid(e.message_id)
+        m = self._message(message_id)
+        accepted = int(e.accepted)
+        if m is None or m[ACCEPTED] == accepted:
+            return
+        m[ACCEPTED] = accepted
+        self._dirty.add(message_id)
+        if not m[DELETED]:
+            self._add(m[USER], m[HOUR_], {"accepted_" + m[KIND]: 1 if accepted else -1})
 
     @handles(T.EmojiToggled)
     def on_emoji(self, c: sqlite3.Cursor, e: Any) -> None:
         name = _EMOJI_FIELDS.get(e.emoji)
         if name is not None:  # the domain records only toggles that change something
-            step = 1 if e.added else -1
-            self._change(uid(e.message_id), emojis=lambda counts: _plus(counts, {name: step}))
+            self._bump(uid(e.message_id), {name: 1 if e.added else -1})
 
     @handles(T.LabelsSubmitted)
     def on_labels(self, c: sqlite3.Cursor, e: Any) -> None:
         message_id = uid(e.message_id)
-        key = (message_id, uid(e.user_id) or "", "task" if e.kind == "task" else "other")
-        if key in self._votes:
-            before = self._votes[key]
-        else:
-            found = self._c().execute(
-                "SELECT votes FROM stats_label_votes WHERE message_id = ? AND user_id = ?"
-                " AND kind = ?", key).fetchone()
-            before = json.loads(found[0]) if found else {}
-        votes = self._votes[key] = _label_votes(e.labels)
-        self._dirty_votes.add(key)
-        self._change(message_id, labels=lambda sums: _plus(sums, _minus(votes, before)))
+        votes = _label_votes(e.labels)
+        if e.kind != "task":  # the user's earlier free/report labels are replaced
+            key = (message_id, uid(e.user_id) or "")
+            before = self._votes.get(key)
+            if before is None:
+                found = self._c().execute("SELECT votes FROM stats_label_votes"
+                                          " WHERE message_id = ? AND user_id = ?", key).fetchone()
+                before = _decode(found[0]) if found else {}
+            self._votes[key] = votes
+            votes = dict(votes)
+            for k, v in before.items():
+                votes[k] = votes.get(k, 0) - v
+        if votes:
+            self._bump(message_id, votes)
+
+    def _set_deleted(self, ids: list[Any], deleted: int) -> None:
+        for message_id in map(uid, ids):
+            m = self._message(message_id)
+            if m is None or m[DELETED] == deleted:
+                continue
+            m[DELETED] = deleted
+            self._dirty.add(message_id)
+            self._add(m[USER], m[HOUR_], self._counted(m), -1 if deleted else 1)
 
     @handles(T.MessageDeleted)
     def on_deleted(self, c: sqlite3.Cursor, e: Any) -> None:
-        for message_id in e.message_ids:
-            self._change(uid(message_id), deleted=1)
+        self._set_deleted(e.message_ids, 1)
 
     @handles(T.MessageUndeleted)
     def on_undeleted(self, c: sqlite3.Cursor, e: Any) -> None:
-        for message_id in e.message_ids:
-            self._change(uid(message_id), deleted=0)
+        self._set_deleted(e.message_ids, 0)
 
     @handles(T.StateChanged, T.TreeHalted, T.TreeResumed)
     def on_state(self, c: sqlite3.Cursor, e: Any) -> None:
         aborted = TreeState.ABORTED_LOW_GRADE.value
-        if e.from_state == aborted or e.to_state == aborted:
-            self._change(uid(e.originator_id), spam_tree=int(e.to_state == aborted))
+        if e.from_state != aborted and e.to_state != aborted:
+            return
+        message_id = uid(e.originator_id)
+        m = self._message(message_id)
+        spam = int(e.to_state == aborted)
+        if m is None or m[SPAM_TREE] == spam:
+            return
+        m[SPAM_TREE] = spam
+        self._dirty.add(message_id)
+        # OA counts aborted trees whether the prompt is deleted or not.
+        self._add(m[USER], m[HOUR_], {"spam_prompts": 1 if spam else -1})
 
     # ------------------------------------------------------------ other facts
     @handles(T.RankingSubmitted)
@@ -254,15 +315,13 @@ class StatsProjection(Projection):
         for k, message_id in enumerate(e.ranked_message_ids[:3], start=1):
             m = self._message(uid(message_id))
             if m is not None:
-                self._add(m["user_id"], hour, {f"reply_ranked_{k}": 1})
+                self._add(m[USER], hour, {f"reply_ranked_{k}": 1})
 
     @handles(U.TaskIssued)
     def on_issued(self, c: sqlite3.Cursor, e: Any) -> None:
         mode = e.payload.get("mode")
         if e.task_type in LABEL_TASKS and mode in ("simple", "full"):
-            task_id = uid(e.task_id)
-            self._tasks[task_id] = (mode, hour_of(ts(e.issued_at)))
-            self._dirty_tasks.add(task_id)
+            self._tasks[uid(e.task_id)] = (mode, hour_of(ts(e.issued_at)))
 
     def _close_task(self, task_id: str) -> tuple[str, int] | None:
         if task_id in self._tasks:
@@ -271,8 +330,7 @@ class StatsProjection(Projection):
             task = self._c().execute("SELECT mode, hour FROM stats_tasks WHERE task_id = ?",
                                      (task_id,)).fetchone()
         if task is not None:
-            self._tasks[task_id] = None
-            self._dirty_tasks.add(task_id)
+            self._tasks[task_id] = None  # deleted at the end of the batch
         return task
 
     @handles(U.TaskSkipped, U.TaskExpired)
@@ -296,40 +354,26 @@ class StatsProjection(Projection):
         self._dirty_streaks.add(user_id)
 
 
-def _contribution(m: Mapping[str, Any]) -> dict[str, float]:
-    """The counters a message adds to its author's hour row."""
-    out: dict[str, float] = {}
-    if m["spam_tree"]:
-        out["spam_prompts"] = 1  # OA counts aborted trees whether the prompt is deleted or not
-    if not m["deleted"]:
-        out[m["kind"]] = 1
-        if m["accepted"]:
-            out["accepted_" + m["kind"]] = 1
-        out.update(m["emojis"])
-        out.update(m["labels"])
-    return out
+# label -> (counter, count counter): troll labels add their integer value, mean labels
+# their scaled value and a count.
+_LABEL_COUNTERS = {**{label: (label, None) for label in TROLL_LABELS},
+                   **{label: (f"{label}_sum", f"{label}_n") for label in MEAN_LABELS}}
 
 
-def _label_votes(labels: Mapping[str, float]) -> dict[str, float]:
-    """One submission's share of the troll counters."""
-    out: dict[str, float] = {}
+def _label_votes(labels: Mapping[str, float]) -> dict[str, int]:
+    """One submission's share of the troll counters (zeros left out)."""
+    out: dict[str, int] = {}
     for label, value in labels.items():
-        if label in TROLL_LABELS:
-            out[label] = label_int(value)
-        elif label in MEAN_LABELS:
-            out[f"{label}_sum"], out[f"{label}_n"] = value, 1
+        target = _LABEL_COUNTERS.get(label)
+        if target is None:
+            continue
+        key, count_key = target
+        v = label_int(value) if count_key is None else round(value * LABEL_SCALE)
+        if v:
+            out[key] = v
+        if count_key is not None:
+            out[count_key] = 1
     return out
-
-
-def _plus(a: Mapping[str, float], b: Mapping[str, float]) -> dict[str, float]:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = out.get(k, 0) + v
-    return {k: v for k, v in out.items() if v}
-
-
-def _minus(a: Mapping[str, float], b: Mapping[str, float]) -> dict[str, float]:
-    return {k: a.get(k, 0) - b.get(k, 0) for k in a.keys() | b.keys()}
 
 
 def next_streak(last_activity: float | None, streak_start: float | None,
@@ -345,34 +389,3 @@ def next_streak(last_activity: float | None, streak_start: float | None,
     if streak_start is None or streak_start > now:
         return 0, now
     return int((now - streak_start) // DAY), streak_start
-
-
-# ---------------------------------------------------------------- scores
-def leader_score(s: Mapping[str, float]) -> int:
-    """OA's UserStats.compute_leader_score (rankings_good is never computed: 0)."""
-    return int(
-        int(s["prompts"] * 0.1) + s["replies_assistant"] * 4 + s["replies_prompter"]
-        + s["labels_simple"] + s["labels_full"] * 2 + s["rankings_total"]
-        + int(s["accepted_prompts"] * 0.1) + s["accepted_replies_assistant"] * 4
-        + s["accepted_replies_prompter"] + s["reply_ranked_1"] * 9 + s["reply_ranked_2"] * 3
-        + s["reply_ranked_3"])
-
-
-def level(score: int) -> int:
-    """Number of level thresholds the score reaches: 0 -> 1, 100 -> 11, 1000 -> 39."""
-    return bisect_right(LEVEL_THRESHOLDS, score)
-
-
-def troll_score(s: Mapping[str, float]) -> int:
-    """OA's TrollStats.compute_troll_score."""
-    return int(3 * s["red_flags"] - s["upvotes"] + s["downvotes"] + s["spam_prompts"]
-               + sum(s[label] for label in TROLL_LABELS if label != "spam"))
-
-
-def has_leader_stats(s: Mapping[str, float]) -> bool:
-    return any(s[f] for f in LEADER_FIELDS)
-
-
-def has_troll_stats(s: Mapping[str, float]) -> bool:
-    # Counts only: a float sum may keep a rounding residue after its labels are gone.
-    return any(s[f] for f in TROLL_FIELDS if not f.endswith("_sum"))

@@ -65,7 +65,7 @@ class TreesProjection(Projection):
         if "_trees" not in vars(self):  # here, not in __init__: subclasses need not call it
             self._trees = RowCache("trees", COLUMNS, COLUMNS[1:])
             self._members = RowCache("tree_members", MEMBER_COLUMNS,
-                                     ("review_result", "deleted"))
+                                     ("review_result", "deleted"), clustered=True)
 
     def begin_batch(self, cursor: sqlite3.Cursor) -> None:
         self._setup()

@@ -15,8 +15,13 @@ from typing import Any, Sequence
 
 
 class RowCache:
-    def __init__(self, table: str, columns: Sequence[str], mutable: Sequence[str]):
+    def __init__(self, table: str, columns: Sequence[str], mutable: Sequence[str], *,
+                 clustered: bool = False):
+        """``clustered``: a WITHOUT ROWID table, whose rows are stored in key order: new rows
+        are inserted sorted by key (neighbours share pages); a rowid table gets them in
+        the order they were added, so its rowids are the same as one by one."""
         self.table = table
+        self.clustered = clustered
         self.columns = tuple(columns)
         key = self.columns[0]  # the primary key comes first
         self._select = f"SELECT {', '.join(columns)} FROM {table} WHERE {key} = ?"
@@ -45,9 +50,10 @@ class RowCache:
         return row
 
     def add(self, row: list[Any]) -> None:
-        """A new row; a key already present fails the batch as the INSERT would."""
+        """A new row. A key already present fails the batch: here if the cache holds it,
+        else at the flush's INSERT (no lookup for what is new in the common case)."""
         key = row[0]
-        if key in self._new or self.get(key) is not None:
+        if self.rows.get(key) is not None:
             raise sqlite3.IntegrityError(f"UNIQUE constraint failed: {self.table}.{self.columns[0]}")
         self.rows[key] = row
         self._new[key] = None
@@ -64,7 +70,8 @@ class RowCache:
         cursor, rows = self.cursor, self.rows
         assert cursor is not None, "begin() first"
         if self._new:
-            cursor.executemany(self._insert, [rows[k] for k in self._new])
+            cursor.executemany(self._insert, [rows[k] for k in (
+                sorted(self._new) if self.clustered else self._new)])
             self._new.clear()
         if self._changed:
             mutable = self._mutable

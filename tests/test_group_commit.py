@@ -9,7 +9,9 @@ from typing import Any, Callable
 from uuid import UUID, uuid4
 
 import pytest
-from eventsourcing.persistence import IntegrityError, OperationalError, PersistenceError, StoredEvent
+from eventsourcing.persistence import (
+    IntegrityError, OperationalError, PersistenceError, StoredEvent,
+)
 
 from api.storage import EVENTS_FILE, GroupCommitSQLiteRecorder, open_app
 from domain.actor import Actor

@@ -303,3 +303,37 @@ async def test_no_input_yields_a_500(env: Env):
                     if r.status_code >= 400:
                         assert set(r.json()) == {"message", "error_code"}, r.text
     assert checked > 300
+
+
+async def test_concurrent_reviews_decide_once_and_count_each_user_once(env: Env):
+    import asyncio
+
+    await env.prompt(U, "Many reviewers at once", "p1")
+    people = [user(i) for i in range(2, 12)]
+    tasks = []
+    for who in people:
+        task = await env.label_task(who)
+        await env.ack(task, f"l-{who['id']}")
+        tasks.append(task)
+    tree_id = tasks[0]["message_id"]
+
+    def body(who: dict, task: dict) -> dict:
+        return {"type": "text_labels", "message_id": tree_id, "task_id": task["id"], "user": who,
+                "labels": {n: 0 for n in task["valid_labels"]}}
+
+    # every reviewer at once, and the first two each send their answer twice
+    sends = [body(w, t) for w, t in zip(people, tasks)] + [body(people[0], tasks[0]),
+                                                           body(people[1], tasks[1])]
+    answers = await asyncio.gather(*(env.post("/api/v1/tasks/interaction", b) for b in sends))
+    ok = [r for r in answers if r.status_code == 200]
+    refused = [r for r in answers if r.status_code != 200]
+    assert all(r.json()["error_code"] == 2056 for r in refused), [r.text for r in refused]
+    events = (await env.client.get(f"/api/v1/trees/{tree_id}/events", headers=env.h)).json()
+    reviews = [e for e in events if e["type"] == "LabelsSubmitted"]
+    assert len(reviews) == SMALL.num_reviews_initial_prompt  # exactly the configured number
+    assert len({e["user_id"] for e in reviews}) == len(reviews)  # nobody counted twice
+    assert [e["type"] for e in events].count("ReviewDecided") == 1
+    reviewers = {e["user_id"] for e in reviews}
+    assert len(ok) >= len(reviews) and len(ok) <= len(reviews) + 2  # retries answered the same
+    msg = (await env.client.get(f"/api/v1/messages/{tree_id}", headers=env.h)).json()
+    assert msg["review_count"] == len(reviewers) and msg["review_result"] is True

@@ -13,7 +13,7 @@ import math
 from datetime import datetime, timezone
 from uuid import UUID
 
-from hypothesis import HealthCheck, event, settings, strategies as st, target
+from hypothesis import HealthCheck, event, settings, strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine, initialize, invariant, precondition, rule,
 )
@@ -36,7 +36,6 @@ MODERATOR = Actor(UUID(int=0x30D), CLIENT)
 TREE_IDS = [UUID(int=0x7000 + i) for i in range(3)]
 GHOST = UUID(int=0xDEAD)  # never a message of any tree
 N_USERS = 6
-PROGRESS = {S.PROMPT_LOTTERY_WAITING: 1, S.GROWING: 2, S.RANKING: 3, S.READY_FOR_EXPORT: 4}
 
 
 class Long(str):
@@ -488,31 +487,39 @@ class TreeMachine(RuleBasedStateMachine):
         self.send("skip_reply", lambda: self.app.nack_task(
             user_id=actor.user_id, task_id=task.id), errors, expect)
 
-    @rule(pick=ix, msg=ix, text=texts, action=st.sampled_from(
-        ["activate", "halt", "resume", "delete", "delete", "undelete", "undelete", "edit",
-         "retry_scoring"]))
-    def moderate(self, pick, msg, text, action) -> None:
+    @rule(pick=ix, action=st.sampled_from(["activate", "halt", "resume", "retry_scoring"]))
+    def moderate_tree(self, pick: int, action: str) -> None:
+        tree_id, tree = self.choose_tree(pick)
+        if action == "activate":
+            return self.activate(tree_id)
+        state = tree.state if tree is not None else None
+        allowed = {"halt": state in HALTABLE_STATES, "resume": state is S.HALTED_BY_MODERATOR,
+                   "retry_scoring": state is S.SCORING_FAILED}[action]
+        errors = {E.TreeNotFoundError} if tree is None else set()
+        if tree is not None and not allowed:
+            errors = {E.InvalidStateTransitionError}
+        cls = {"halt": Tree.TreeHalted, "resume": Tree.TreeResumed}.get(action)
+        command = {
+            "halt": lambda: self.app.halt_tree(tree_id=tree_id, actor=MODERATOR),
+            "resume": lambda: self.app.resume_tree(tree_id=tree_id, actor=MODERATOR),
+            "retry_scoring": lambda: self.app.retry_scoring(tree_id=tree_id),
+        }[action]
+        self.send(action, command, errors, [(tree_id, cls, {"from_state": state})] if cls else None)
+
+    @rule(pick=ix, msg=ix, text=texts, action=st.sampled_from(["delete", "undelete", "edit"]))
+    def moderate_message(self, pick: int, msg: int, text: str, action: str) -> None:
         tree_id, tree = self.choose_tree(pick)
         message_id = self.choose_message(tree, msg)
-        # Mostly delete replies (a deleted root stops the tree) and revive what was deleted.
+        # Mostly delete replies (a deleted root stops the tree) and restore removed replies
+        # (the top of a deleted subtree, whose parent may have taken new replies since).
         wanted = {"delete": lambda m: m.parent_id and not m.deleted,
-                  "undelete": lambda m: m.deleted}.get(action)
+                  "undelete": lambda m: m.deleted and m.parent_id
+                  and not tree.messages[m.parent_id].deleted}.get(action)
         targets = [m.id for m in tree.messages.values() if wanted(m)] if tree and wanted else []
         if wanted and msg % 4:
             message_id = targets[msg % len(targets)] if targets else GHOST
         errors, expect = self.missing(tree, message_id), [(tree_id, None, {})]
-        state = tree.state if tree is not None else None
-        if action == "activate":
-            return self.activate(tree_id)
-        if action in ("halt", "resume", "retry_scoring"):
-            errors = {E.TreeNotFoundError} if tree is None else set()
-            allowed = {"halt": state in HALTABLE_STATES, "resume": state is S.HALTED_BY_MODERATOR,
-                       "retry_scoring": state is S.SCORING_FAILED}[action]
-            if tree is not None and not allowed:
-                errors = {E.InvalidStateTransitionError}
-            cls = {"halt": Tree.TreeHalted, "resume": Tree.TreeResumed}.get(action)
-            expect = [(tree_id, cls, {"from_state": state})] if cls else None
-        elif not errors and action == "delete":
+        if not errors and action == "delete":
             stack, ids = [message_id], set()
             while stack:
                 m = tree.messages[stack.pop()]
@@ -527,14 +534,11 @@ class TreeMachine(RuleBasedStateMachine):
                 m = tree.messages.get(m.parent_id)
             if ids:
                 expect = [(tree_id, Tree.MessageUndeleted, {"message_ids": ids})]
-        elif not errors and action == "edit":
+        elif not errors:
             m = tree.messages[message_id]
             errors = {E.MessageDeletedError} if m.deleted else text_errors(text)
             expect = [(tree_id, Tree.MessageEdited, {"text": text, "revision": m.revision + 1})]
         command = {
-            "halt": lambda: self.app.halt_tree(tree_id=tree_id, actor=MODERATOR),
-            "resume": lambda: self.app.resume_tree(tree_id=tree_id, actor=MODERATOR),
-            "retry_scoring": lambda: self.app.retry_scoring(tree_id=tree_id),
             "delete": lambda: self.app.delete_message(
                 tree_id=tree_id, message_id=message_id, actor=MODERATOR),
             "undelete": lambda: self.app.undelete_message(
@@ -651,11 +655,8 @@ class TreeMachine(RuleBasedStateMachine):
                     f"ranking tree {tree.id} has nothing left to rank")
 
     def teardown(self) -> None:
-        progress = 0
         for tree, _ in self.views():
             event(f"final state: {tree.state.value}")
-            progress += PROGRESS.get(tree.state, 0)
-        target(float(progress), label="tree progress")
 
 
 TreeMachine.TestCase.settings = settings(

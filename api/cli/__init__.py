@@ -20,6 +20,7 @@ GROUPS = [
     "api.cli.export",
     "api.cli.datasets",
     "api.cli.audit",
+    "api.cli.stats",
 ]
 
 

@@ -9,8 +9,6 @@ Untrusted clients may only read and act on messages written through themselves.
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 from datetime import datetime, timezone
 from typing import Any
 from uuid import UUID
@@ -21,7 +19,6 @@ from api.http import auth
 from api.http import schemas as s
 from api.http.errors import validation
 from api.http.routing import Api, Call
-from api.storage import EVENTS_FILE
 from domain.actor import Actor
 from domain.errors import ErrorCode, MessageNotFoundError, TreeNotFoundError
 from domain.states import ACTIVE_STATES
@@ -195,23 +192,11 @@ def emoji(call: Call) -> Any:
 
 
 # ---------------------------------------------------------------- history (from the log)
-_events_conn = threading.local()
-
-
 def _tree_events(call: Call, tree_id: UUID) -> list[tuple[int, Any]]:
     """(log position, decoded event) for every event of the tree, oldest first."""
-    conn = getattr(_events_conn, "conn", None)
-    if conn is None:
-        path = call.service.folder / EVENTS_FILE
-        conn = _events_conn.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True,
-                                                   check_same_thread=False)
-    rows = conn.execute("SELECT rowid, originator_version, topic, state FROM stored_events"
-                        " WHERE originator_id = ? ORDER BY originator_version",
-                        (tree_id.hex,)).fetchall()
-    if not rows:
-        rows = conn.execute("SELECT rowid, originator_version, topic, state FROM stored_events"
-                            " WHERE originator_id = ? ORDER BY originator_version",
-                            (str(tree_id),)).fetchall()
+    rows = call.service.events_reader().execute(
+        "SELECT rowid, originator_version, topic, state FROM stored_events"
+        " WHERE originator_id = ? ORDER BY originator_version", (tree_id.hex,)).fetchall()
     mapper = call.service.app.mapper
     return [(r[0], mapper.to_domain_event(StoredEvent(
         originator_id=tree_id, originator_version=r[1], topic=r[2], state=r[3]))) for r in rows]

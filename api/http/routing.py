@@ -36,6 +36,12 @@ class Call:
     service: Service
     client: ApiClient | None
     body: bytes
+    wait: int | None = None  # a log position the answer waits for (off the threadpool)
+
+    def settle(self, position: int | None) -> None:
+        """Answer only once the read models include ``position`` (read-your-writes)."""
+        if position is not None:
+            self.wait = max(self.wait or 0, position)
 
     def json(self, schema: type, *, strict: bool = True) -> Any:
         return decode(self.body, schema, strict=strict)
@@ -120,7 +126,9 @@ class Api:
         async def asgi_endpoint(request: Request) -> Response:
             try:
                 body = await read_body(request) if request.method in ("POST", "PUT") else b""
-                result = await run_in_threadpool(run, Call(request, service, None, body))
+                call = Call(request, service, None, body)
+                result = await run_in_threadpool(run, call)
+                await service.settle_async(call.wait)
             except DomainError as e:
                 return error_response(e)
             except Exception as e:  # noqa: BLE001 - a bug: logged, answered without details

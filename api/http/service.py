@@ -8,8 +8,10 @@ the read models include it, so the same user's next request sees its effect.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,7 @@ class Service:
         self.settle_timeout = settle_timeout
         self.rng = random.Random(seed)
         self._lottery = threading.Lock()
+        self._local = threading.local()
         self.engine: DataEngine | None = None
         self.runner: ProjectionRunner | None = None
         self.handout: Handout | None = None
@@ -98,20 +101,57 @@ class Service:
             except ProjectionError:
                 log.error("read models are not following the log", exc_info=True)
 
+    async def settle_async(self, position: int | None) -> None:
+        """``settle`` on the event loop: the request's thread is free while it waits, so
+        waiting requests do not crowd the threadpool (nor the GIL) the runner needs."""
+        runner = self.runner
+        if position is None or runner is None or runner.position >= position:
+            return
+        loop = asyncio.get_running_loop()
+        deadline, delay = loop.time() + self.settle_timeout, 0.0005
+        while runner.position < position and runner.error is None and loop.time() < deadline:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.004)
+
     def settle_head(self) -> None:
         """For commands that do not report their position: wait for everything logged."""
         self.settle(self.head())
+
+    def position_of(self, *aggregate_ids: UUID) -> int | None:
+        """The log position of the latest event of these aggregates: what to settle on
+        after a command that does not report its position (hand-out, nack, profile)."""
+        marks = ",".join("?" * len(aggregate_ids))
+        row = self.events_reader().execute(
+            f"SELECT max(rowid) FROM stored_events WHERE originator_id IN ({marks})",
+            [i.hex for i in aggregate_ids]).fetchone()
+        return row[0] if row else None
+
+    def events_reader(self) -> sqlite3.Connection:
+        """This thread's read-only connection to the event store (WAL: never blocks writers)."""
+        conn = getattr(self._local, "events", None)
+        if conn is None:
+            conn = self._local.events = sqlite3.connect(
+                f"file:{self.folder / EVENTS_FILE}?mode=ro", uri=True, check_same_thread=False)
+        return conn
 
     def reader(self) -> Any:
         assert self.runner is not None, "the service is not open"
         return self.runner.readmodel.reader()
 
     def run_lottery(self) -> None:
-        """OA runs the prompt lottery before handing out; one draw at a time, so two
-        concurrent requests never both fill the same free slot."""
-        with self._lottery:
+        """OA runs the prompt lottery before handing out. One draw at a time, so two
+        concurrent requests never both fill the same free slot; a request that finds a
+        draw under way does not wait for it (that draw serves it), and with no waiting
+        prompt there is nothing to draw."""
+        waiting = self.reader().execute(
+            "SELECT 1 FROM trees WHERE state = 'prompt_lottery_waiting' LIMIT 1").fetchone()
+        if waiting is None or not self._lottery.acquire(blocking=False):
+            return
+        try:
             for _, position in prompt_lottery(self.app, self.reader(), self.rng):
                 self.settle(position)
+        finally:
+            self._lottery.release()
 
     # ------------------------------------------------------------------ identities
     def authenticate(self, api_key: str | None) -> ApiClient | None:

@@ -118,7 +118,8 @@ def request_task(call: Call) -> Any:
     service = call.service
     service.run_lottery()
     handed = service.handout.request(user_id, TaskType(req.type), req.lang or "en")
-    service.settle_head()  # the user's next request must see this task (pending, reservation)
+    # the user's next request must see this task (pending count, reply reservation)
+    call.settle(service.position_of(user_id))
     return task_body(call, handed, user_id)
 
 
@@ -143,14 +144,17 @@ def nack(call: Call) -> None:
     task_id = call.path_id("task_id", TASK_ID, "task")
     req: s.TaskNAck = call.json(s.TaskNAck) if call.body.strip() else s.TaskNAck()
     user_id = _task_owner(call, task_id)
-    call.service.app.nack_task(user_id=user_id, task_id=task_id, reason=req.reason)
-    call.service.settle_head()  # the skip hides the target from this user's next request
+    app = call.service.app
+    app.nack_task(user_id=user_id, task_id=task_id, reason=req.reason)
+    # the skip (on the user, and as an emoji on the tree) hides the target from this user
+    tree_id = _user_aggregate(call, user_id).task(task_id).tree_id
+    call.settle(call.service.position_of(user_id, *([tree_id] if tree_id else [])))
 
 
 def interaction(call: Call) -> Any:
     body = call.json(s.AnyInteraction, strict=False)
     actor = call.user(body.user)
-    app, service = call.service.app, call.service
+    app = call.service.app
     if isinstance(body, s.MessageRating):
         raise HttpError("rating tasks are never handed out", ErrorCode.TASK_INVALID_RESPONSE_TYPE,
                         400)
@@ -175,7 +179,7 @@ def interaction(call: Call) -> Any:
         outcome = app.submit_ranking(actor=actor, tree_id=task.tree_id, parent_id=task.message_id,
                                      ranked_message_ids=_ranked_ids(task, body.ranking),
                                      not_rankable=body.not_rankable, task_id=task.id)
-    service.settle(outcome.position)
+    call.settle(outcome.position)
     return s.TaskDone(id=task.id)
 
 
@@ -197,7 +201,7 @@ def submit_labels(call: Call, actor: Any, body: s.TextLabels | s.FreeTextLabels)
         tree_id, kind = service.tree_of(body.message_id), "report" if body.is_report else "free"
     outcome = service.app.submit_labels(actor=actor, tree_id=tree_id, message_id=body.message_id,
                                         labels=body.labels, kind=kind, task_id=body.task_id)
-    service.settle(outcome.position)
+    call.settle(outcome.position)
     return s.TaskDone(id=body.task_id or body.message_id)
 
 

@@ -31,7 +31,7 @@ def create_or_update(call: Call) -> Any:
         if existing is None or existing.tos_accepted_at is None:
             profile["tos_accepted_at"] = app.now()
     actor = call.user(req, **profile)
-    call.service.settle_head()
+    call.settle(call.service.position_of(actor.user_id))
     return frontend_user(app.get_user(actor.user_id))
 
 

@@ -1,0 +1,153 @@
+"""`dataengine stats leaderboard|trollboard|models|agreement`: the statistics read models.
+
+The read model is brought up to the log's head first (with a progress bar on stderr), so
+the answer covers everything recorded; ``--json`` prints the same dicts the HTTP API serves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, timezone
+from typing import Any, Sequence
+
+from api.cli import add_data_option, fail
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    group = sub.add_parser("stats", help="leaderboards, model statistics, annotator agreement"
+                           ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    board = group.add_parser("leaderboard", help="users by OA's leader score")
+    board.set_defaults(handler=show_leaderboard)
+    troll = group.add_parser("trollboard", help="users by OA's troll score")
+    troll.set_defaults(handler=show_trollboard)
+    for parser in (board, troll):
+        parser.add_argument("--time-frame", default="total",
+                            choices=("day", "week", "month", "total"))
+        parser.add_argument("--max-count", type=int, default=20)
+    models = group.add_parser("models", help="replies, acceptance, rank and win rate per model")
+    models.set_defaults(handler=show_models)
+    agreement = group.add_parser("agreement",
+                                 help="rankers vs the consensus (Kendall tau), labels (alpha)")
+    agreement.add_argument("--min-rankings", type=int, default=1,
+                           help="list rankers with at least this many scored rankings")
+    agreement.set_defaults(handler=show_agreement)
+    for parser in (board, troll, models, agreement):
+        add_data_option(parser)
+        parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _readmodel(data: str) -> Any:
+    """A connection to the read model, caught up with the whole log."""
+    from tqdm import tqdm
+
+    from api.storage import EVENTS_FILE, data_dir
+    from projections.log import SQLiteLog
+    from projections.runner import ProjectionRunner
+    from projections.store import READMODEL_FILE
+
+    folder = data_dir(data)
+    if not (folder / EVENTS_FILE).exists():
+        raise FileNotFoundError(f"no event store in {folder}")
+    runner = ProjectionRunner(SQLiteLog(folder / EVENTS_FILE), folder / READMODEL_FILE)
+    behind = runner.log.head() - runner.position
+    with tqdm(total=behind, unit="ev", unit_scale=True, desc="read model", file=sys.stderr,
+              disable=behind == 0) as bar:
+        runner.run_once(progress=bar.update)
+    return runner
+
+
+def _run(args: argparse.Namespace, query: Any, render: Any) -> int:
+    try:
+        runner = _readmodel(args.data)
+    except FileNotFoundError as e:
+        return fail(str(e))
+    try:
+        result = query(runner.readmodel.reader())
+    finally:
+        runner.close()
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        render(result)
+    return 0
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    def cell(v: Any) -> str:
+        if v is None:
+            return "-"
+        return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    text = [[cell(v) for v in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in text]) for i, h in enumerate(headers)]
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
+    for row in text:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
+def show_leaderboard(args: argparse.Namespace) -> int:
+    from projections.leaderboard import leaderboard
+
+    def render(result: dict[str, Any]) -> None:
+        print(f"leaderboard ({result['time_frame']}), {len(result['leaderboard'])} users")
+        _table(("rank", "user", "score", "level", "prompts", "replies", "labels", "rankings",
+                "ranked 1st", "streak"),
+               [(r["rank"], r["display_name"], r["leader_score"], r["level"], r["prompts"],
+                 r["replies_assistant"] + r["replies_prompter"],
+                 r["labels_simple"] + r["labels_full"], r["rankings_total"], r["reply_ranked_1"],
+                 r["streak_days"]) for r in result["leaderboard"]])
+
+    now = datetime.now(timezone.utc)
+    return _run(args, lambda conn: leaderboard(conn, args.time_frame, now,
+                                               max_count=args.max_count), render)
+
+
+def show_trollboard(args: argparse.Namespace) -> int:
+    from projections.leaderboard import trollboard
+
+    def render(result: dict[str, Any]) -> None:
+        print(f"trollboard ({result['time_frame']}), {len(result['trollboard'])} users")
+        _table(("rank", "user", "troll score", "red flags", "up", "down", "spam prompts",
+                "enabled"),
+               [(r["rank"], r["display_name"], r["troll_score"], r["red_flags"], r["upvotes"],
+                 r["downvotes"], r["spam_prompts"], r["enabled"]) for r in result["trollboard"]])
+
+    now = datetime.now(timezone.utc)
+    return _run(args, lambda conn: trollboard(conn, args.time_frame, now,
+                                              max_count=args.max_count), render)
+
+
+def show_models(args: argparse.Namespace) -> int:
+    from projections.model_stats import model_leaderboard
+
+    def render(rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            print("no model replies recorded")
+            return
+        _table(("model", "replies", "accepted", "acceptance", "mean rank", "pairs vs human",
+                "win rate"),
+               [(r["model_name"], r["replies"], r["accepted"], r["acceptance_rate"],
+                 r["mean_rank"], r["human_pairs"], r["win_rate"]) for r in rows])
+
+    return _run(args, model_leaderboard, render)
+
+
+def show_agreement(args: argparse.Namespace) -> int:
+    from projections.agreement import agreement
+
+    def render(result: dict[str, Any]) -> None:
+        mean = result["mean_tau"]
+        print(f"rankings compared with the consensus: {result['rankings_compared']}, "
+              f"mean Kendall tau {'-' if mean is None else f'{mean:.3f}'}")
+        _table(("user", "rankings", "mean tau", "min", "max"),
+               [(r["display_name"] or r["user_id"], r["rankings"], r["mean_tau"], r["min_tau"],
+                 r["max_tau"]) for r in result["rankers"]])
+        print()
+        print("Krippendorff's alpha per label (interval metric; 0/1 labels: = nominal)")
+        _table(("label", "widget", "messages", "values", "alpha"),
+               [(r["label"], r["widget"], r["units"], r["values"], r["alpha"])
+                for r in result["labels"]])
+
+    return _run(args, lambda conn: agreement(conn, min_rankings=args.min_rankings), render)
