@@ -1,14 +1,29 @@
-"""Rebuild throughput: fill a store with the simulator, then time `projections rebuild`.
+"""Rebuild throughput: fill a store with a crowd, then time `projections rebuild`.
 
-    python bench/replay.py --trees 200            # quick run in a temporary folder
+    python bench/replay.py --scale 0.02           # ~280 ready trees (oasst2 has ~14k)
+    python bench/replay.py --trees 1650           # ~0.5M events
     python bench/replay.py --data DIR --reuse     # time rebuilds of an existing store
 
-Prints events in the log, rebuild seconds and events/s (best of --repeat runs).
+The log comes from bench/crowd.py: people driven straight through DataEngine commands
+(hand-out payloads, acks, prompts, replies, reviews, rankings, skips, emojis, edits,
+deletions: the events the simulator and a live service make), picking their targets from
+the application's aggregates instead of the read model, so a big log takes minutes, not
+hours. ``--simulator`` uses projections.simulator instead (slow; small runs only).
+
+Each repeat times, interleaved so machine noise hits them alike:
+  stock   the log read and decoded into domain events (eventsourcing's mapper, our codec)
+          and nothing else: the floor a projection that decodes every event cannot beat
+  core    rebuild of the messages, trees and users read models
+  all     rebuild of every read model (store.default_projections()), what
+          `dataengine projections rebuild` does
+Wall-clock and CPU (process) time are both printed: on a shared machine the wall clock
+also counts the time other processes hold the cores.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -17,44 +32,88 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from api.storage import EVENTS_FILE, open_app  # noqa: E402
+from bench import crowd  # noqa: E402
 from domain.config import TreeConfig  # noqa: E402
 from projections.log import SQLiteLog  # noqa: E402
-from projections.rebuild import rebuild  # noqa: E402
+from projections.rebuild import BATCH_SIZE, rebuild  # noqa: E402
 from projections.runner import ProjectionRunner  # noqa: E402
 from projections.simulator import run_simulation  # noqa: E402
+from projections.store import default_projections  # noqa: E402
+
+OASST2_TREES = 14_000
+
+
+def fill(folder: Path, args: argparse.Namespace) -> None:
+    trees = args.trees or max(10, round(args.scale * OASST2_TREES))
+    started = time.perf_counter()
+    if args.simulator:
+        config = TreeConfig(goal_tree_size=6, min_goal_tree_size=5, max_active_trees=50)
+        app = open_app(folder, config)
+        runner = ProjectionRunner(SQLiteLog(folder / EVENTS_FILE), folder / "sim-readmodel.sqlite")
+        _, stats, _ = run_simulation(app, runner, trees=trees, users=args.users or 60,
+                                     seed=args.seed)
+        runner.close()
+        how = f"simulator, {stats.steps} steps"
+    else:
+        made, _ = crowd.build(folder, trees, args.users, args.seed)
+        how = f"crowd, {made.steps} steps, {len(made.people)} users"
+    elapsed = time.perf_counter() - started
+    head = SQLiteLog(folder / EVENTS_FILE).head()
+    print(f"log: {trees} ready trees ({how}): {head:,} events in {elapsed:.0f} s")
+
+
+def stock_decode(log: SQLiteLog, batch_size: int) -> int:
+    position = done = 0
+    while rows := log.read(position, batch_size):
+        for row in rows:
+            log.decode(row)
+        done += len(rows)
+        position = rows[-1][0]
+    return done
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--trees", type=int, default=200)
-    parser.add_argument("--users", type=int, default=60)
-    parser.add_argument("--goal-tree-size", type=int, default=6)
+    parser.add_argument("--scale", type=float, default=0.02,
+                        help="fraction of oasst2's ~14k ready trees to grow (default 0.02)")
+    parser.add_argument("--trees", type=int, default=None, help="ready trees (overrides --scale)")
+    parser.add_argument("--users", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--simulator", action="store_true", help="fill with the slow simulator")
     parser.add_argument("--data", default=None)
-    parser.add_argument("--reuse", action="store_true", help="do not simulate; use the store as is")
+    parser.add_argument("--reuse", action="store_true", help="do not fill; use the store as is")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=2000)
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+    parser.add_argument("--only", choices=("stock", "core", "all"), action="append",
+                        help="time only these variants (repeatable)")
     args = parser.parse_args()
 
-    folder = Path(args.data or tempfile.mkdtemp(prefix="dataengine-bench-"))
+    folder = Path(args.data or tempfile.mkdtemp(prefix="dataengine-replay-"))
     if not args.reuse:
-        config = TreeConfig(goal_tree_size=args.goal_tree_size,
-                            min_goal_tree_size=min(5, args.goal_tree_size), max_active_trees=50)
-        app = open_app(folder, config)
-        runner = ProjectionRunner(SQLiteLog(folder / EVENTS_FILE), folder / "sim-readmodel.sqlite")
-        started = time.perf_counter()
-        _, stats, _ = run_simulation(app, runner, trees=args.trees, users=args.users, seed=args.seed)
-        runner.close()
-        elapsed = time.perf_counter() - started
-        print(f"simulated {args.trees} ready trees: {stats.steps} steps, {runner.position} events "
-              f"in {elapsed:.1f} s ({stats.steps / elapsed:,.0f} tasks/s)")
+        fill(folder, args)
     log = SQLiteLog(folder / EVENTS_FILE)
-    best = None
+    variants = args.only or ["stock", "core", "all"]
+    results: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
+    events = log.head()
     for _ in range(args.repeat):
-        events, seconds = rebuild(log, folder / "bench-readmodel.sqlite", batch_size=args.batch_size)
-        best = seconds if best is None else min(best, seconds)
-    print(f"rebuild: {events} events, best of {args.repeat}: {best:.3f} s "
-          f"= {events / best:,.0f} events/s (batch {args.batch_size})")
+        for variant in variants:
+            wall, cpu = time.perf_counter(), time.process_time()
+            if variant == "stock":
+                stock_decode(log, args.batch_size)
+            else:
+                projections = default_projections()
+                if variant == "core":
+                    projections = projections[:3]
+                rebuild(log, folder / f"bench-{variant}.sqlite", projections=projections,
+                        batch_size=args.batch_size)
+            results[variant].append((time.perf_counter() - wall, time.process_time() - cpu))
+    print(f"{events:,} events, batch {args.batch_size}, median of {args.repeat} "
+          f"(all runs in parentheses):")
+    for variant, runs in results.items():
+        wall = statistics.median(w for w, _ in runs)
+        cpu = statistics.median(c for _, c in runs)
+        print(f"  {variant:5}  {events / wall:>9,.0f} events/s wall  {events / cpu:>9,.0f} events/s cpu"
+              f"  ({', '.join(f'{events / w / 1000:.0f}k' for w, _ in runs)})")
     print(f"store: {folder}")
 
 

@@ -49,6 +49,18 @@ class ProjectionRunner:
         self.readmodel.create(self._conn)
         self._positions = self.readmodel.positions(self._conn)
         self._routes = self._route(self.readmodel.projections)
+        self._readers = any(r[4] for route in self._routes.values() for r in route)
+        # The common case (no projection ahead of the others, none reading others' rows):
+        # topic -> ((decoder, (handler, ...)), ...), handlers grouped by the object they take.
+        self._plain: dict[str, tuple[tuple[Callable[[Row], Any], tuple[Handler, ...]], ...]] = {}
+        for topic, route in self._routes.items():
+            groups: list[tuple[Callable[[Row], Any], list[Handler]]] = []
+            for decode, _, handler, _, _ in route:
+                if groups and groups[-1][0] is decode:
+                    groups[-1][1].append(handler)
+                else:
+                    groups.append((decode, [handler]))
+            self._plain[topic] = tuple((d, tuple(h)) for d, h in groups)
         self._batched = [p for p in self.readmodel.projections if hasattr(p, "end_batch")]
         self._flushable = [p for p in self._batched if hasattr(p, "flush")]
         self._names = [p.name for p in self.readmodel.projections]
@@ -119,23 +131,17 @@ class ProjectionRunner:
         try:
             for projection in self._batched:
                 projection.begin_batch(cursor)  # type: ignore[attr-defined]
-            pending = False  # buffered changes a reader has not seen
-            for row in rows:
-                route = routes.get(row[3])
-                if route is None:
-                    continue
-                decoded = None  # handlers next to each other that want the same kind share it
-                for decode, name, handler, buffered, reader in route:
-                    if lagging and positions[name] >= row[0]:
-                        continue  # this projection already holds the event
-                    if decoded is not decode:
-                        event, decoded = decode(row), decode
-                    if reader and pending:
-                        self._flush(cursor)
-                        pending = False
-                    if buffered:
-                        pending = True
-                    handler(cursor, event)
+            if lagging or self._readers:
+                self._dispatch(cursor, rows, lagging)
+            else:
+                plain = self._plain
+                for row in rows:
+                    groups = plain.get(row[3])
+                    if groups is not None:
+                        for decode, handlers in groups:
+                            event = decode(row)
+                            for handler in handlers:
+                                handler(cursor, event)
             for projection in self._batched:
                 projection.end_batch(cursor)  # type: ignore[attr-defined]
             cursor.executemany("UPDATE tracking SET position = ? WHERE projection = ? AND position < ?",
@@ -152,6 +158,27 @@ class ProjectionRunner:
         with self._cond:
             self._position = last
             self._cond.notify_all()
+
+    def _dispatch(self, cursor: Any, rows: Sequence[Row], lagging: bool) -> None:
+        """The general case: skip what a projection already holds, flush before readers."""
+        positions, routes = self._positions, self._routes
+        pending = False  # buffered changes a reader has not seen
+        for row in rows:
+                route = routes.get(row[3])
+                if route is None:
+                    continue
+                decoded = None  # handlers next to each other that want the same kind share it
+                for decode, name, handler, buffered, reader in route:
+                    if lagging and positions[name] >= row[0]:
+                        continue  # this projection already holds the event
+                    if decoded is not decode:
+                        event, decoded = decode(row), decode
+                    if reader and pending:
+                        self._flush(cursor)
+                        pending = False
+                    if buffered:
+                        pending = True
+                    handler(cursor, event)
 
     # ------------------------------------------------------------------ live following
     def start(self) -> ProjectionRunner:

@@ -90,7 +90,8 @@ class StatsProjection(Projection):
 
     name = "user_stats"
     views = True  # handlers take ids as text, so they accept log views and domain events
-    tables = ("user_hours", "stats_messages", "stats_label_votes", "stats_tasks", "user_streaks")
+    tables = ("user_hours", "stats_messages", "stats_label_votes", "stats_emojis", "stats_tasks",
+              "user_streaks")
     ddl = (
         "CREATE TABLE IF NOT EXISTS user_hours (user_id TEXT NOT NULL, hour INTEGER NOT NULL, "
         + ", ".join(f"{f} INTEGER NOT NULL DEFAULT 0" for f in FIELDS)
@@ -106,6 +107,10 @@ class StatsProjection(Projection):
         """CREATE TABLE IF NOT EXISTS stats_label_votes (
             message_id TEXT NOT NULL, user_id TEXT NOT NULL, votes TEXT NOT NULL,
             PRIMARY KEY (message_id, user_id)) WITHOUT ROWID""",
+        # Who clicked the emojis the troll board counts (+1, -1, red_flag).
+        """CREATE TABLE IF NOT EXISTS stats_emojis (
+            message_id TEXT NOT NULL, emoji TEXT NOT NULL, user_id TEXT NOT NULL,
+            PRIMARY KEY (message_id, emoji, user_id)) WITHOUT ROWID""",
         # Open label tasks: a completed one counts in the hour it was issued (as OA).
         """CREATE TABLE IF NOT EXISTS stats_tasks (
             task_id TEXT PRIMARY KEY, mode TEXT NOT NULL, hour INTEGER NOT NULL) WITHOUT ROWID""",
@@ -126,6 +131,7 @@ class StatsProjection(Projection):
     def _reset_batch(self) -> None:
         self._dirty: set[str] = set()
         self._votes: dict[tuple[str, str], dict[str, int]] = {}
+        self._emojis: dict[tuple[str, str, str], bool] = {}
         self._tasks: dict[str, tuple[str, int] | None] = {}
         self._dirty_streaks: set[str] = set()
         self._hours: dict[tuple[str, int], dict[str, int]] = {}
@@ -150,6 +156,10 @@ class StatsProjection(Projection):
                        for k, m in ((k, messages[k]) for k in self._dirty) if m is not None])
         c.executemany("INSERT OR REPLACE INTO stats_label_votes VALUES (?, ?, ?)",
                       [(*key, _encode(v).decode()) for key, v in self._votes.items()])
+        c.executemany("INSERT OR IGNORE INTO stats_emojis VALUES (?, ?, ?)",
+                      [key for key, on in self._emojis.items() if on])
+        c.executemany("DELETE FROM stats_emojis WHERE message_id = ? AND emoji = ? AND"
+                      " user_id = ?", [key for key, on in self._emojis.items() if not on])
         tasks = self._tasks
         c.executemany("DELETE FROM stats_tasks WHERE task_id = ?",
                       [(k,) for k, t in tasks.items() if t is None])
@@ -253,8 +263,19 @@ class StatsProjection(Projection):
     @handles(T.EmojiToggled)
     def on_emoji(self, c: sqlite3.Cursor, e: Any) -> None:
         name = _EMOJI_FIELDS.get(e.emoji)
-        if name is not None:  # the domain records only toggles that change something
-            self._bump(uid(e.message_id), {name: 1 if e.added else -1})
+        if name is None:
+            return
+        # A report flags the message again even when the user flagged it before: a click
+        # counts once per user, so the clicks themselves are kept.
+        key = (uid(e.message_id), e.emoji, uid(e.user_id) or "")
+        present = self._emojis.get(key)
+        if present is None:
+            present = self._c().execute(
+                "SELECT 1 FROM stats_emojis WHERE message_id = ? AND emoji = ? AND user_id = ?",
+                key).fetchone() is not None
+        if present != bool(e.added):
+            self._emojis[key] = bool(e.added)
+            self._bump(key[0], {name: 1 if e.added else -1})
 
     @handles(T.LabelsSubmitted)
     def on_labels(self, c: sqlite3.Cursor, e: Any) -> None:
