@@ -256,7 +256,8 @@ def delete_message(app: DataEngine, *, tree_id: UUID, message_id: UUID, actor: A
 
 
 def undelete_message(app: DataEngine, *, tree_id: UUID, message_id: UUID, actor: Actor) -> int | None:
-    return _tree_command(app, tree_id, lambda t: t.undelete_message(message_id=message_id, actor=actor))
+    return _tree_command(app, tree_id, lambda t: t.undelete_message(
+        message_id=message_id, actor=actor, config=app.config))
 
 
 def edit_message(app: DataEngine, *, tree_id: UUID, message_id: UUID, text: str,

@@ -75,6 +75,24 @@ def rankable_parents(tree: ConversationTree, config: TreeConfig) -> list[Message
 
 
 # ---------------------------------------------------------------- guards
+def reply_limit(tree: ConversationTree, parent: Message, config: TreeConfig) -> int:
+    if parent.role is Role.ASSISTANT:
+        return min(tree.max_children_count, config.num_prompter_replies)
+    return tree.max_children_count
+
+
+def check_undelete(tree: ConversationTree, revived: list[Message], config: TreeConfig) -> None:
+    """A restored reply counts again: its parent may have taken other replies since."""
+    for message in revived:
+        if message.parent_id is None or message.review_result is False:
+            continue
+        parent = tree.messages[message.parent_id]
+        limit = reply_limit(tree, parent, config)
+        if len(active_children(tree, parent)) >= limit:
+            raise MaxChildrenExceededError(
+                f"message {parent.id} already has its {limit} replies; delete one first")
+
+
 def check_reply(tree: ConversationTree, parent: Message, actor: Actor, config: TreeConfig,
                 role: Role | str | None) -> None:
     if parent.deleted:
@@ -85,9 +103,7 @@ def check_reply(tree: ConversationTree, parent: Message, actor: Actor, config: T
         raise InvalidRoleError(f"a {parent.role.value} message takes {parent.role.reply_role.value} replies")
     if parent.depth >= tree.max_depth:
         raise MaxDepthExceededError(f"message {parent.id} is at the maximum depth {tree.max_depth}")
-    limit = tree.max_children_count
-    if parent.role is Role.ASSISTANT:
-        limit = min(limit, config.num_prompter_replies)
+    limit = reply_limit(tree, parent, config)
     if len(active_children(tree, parent)) >= limit:
         raise MaxChildrenExceededError(f"message {parent.id} already has its {limit} replies")
     if actor.user_id is not None and any(
@@ -229,6 +245,12 @@ def after_deletion(tree: ConversationTree, config: TreeConfig) -> None:
         tree.change_state(S.HALTED_BY_MODERATOR, "all_messages_deleted", SYSTEM)
     elif tree.state is S.RANKING:
         check_scoring(tree, config)
+
+
+def after_undeletion(tree: ConversationTree, config: TreeConfig) -> None:
+    # Restored accepted replies count towards the goal size again.
+    if tree.state is S.GROWING:
+        check_growth_complete(tree, config)
 
 
 def auto_moderate(tree: ConversationTree, message: Message, emoji: str, config: TreeConfig) -> None:

@@ -60,13 +60,14 @@ class AgreementProjection(Projection):
     def __init__(self) -> None:
         self._units: dict[tuple[str, str], list[int]] = {}
         self._rankings: dict[str, dict[str, str]] = {}  # parent -> user -> ranked ids
+        self._taus: dict[str, list[tuple[str, str, float, int]]] = {}  # parent -> rows
 
     # Reviews and rankings of a batch are kept in dicts and written at its end.
     def begin_batch(self, c: sqlite3.Cursor) -> None:
-        self._units, self._rankings = {}, {}
+        self._units, self._rankings, self._taus = {}, {}, {}
 
     def abort_batch(self) -> None:
-        self._units, self._rankings = {}, {}
+        self._units, self._rankings, self._taus = {}, {}, {}
 
     def end_batch(self, c: sqlite3.Cursor) -> None:
         c.executemany(
@@ -75,8 +76,12 @@ class AgreementProjection(Projection):
             [(*key, *sums) for key, sums in self._units.items()])
         c.executemany("INSERT OR REPLACE INTO agreement_rankings VALUES (?, ?, ?)",
                       [(parent, user, ranked) for parent, users in self._rankings.items()
-             for user, ranked in users.items()])
-        self._units, self._rankings = {}, {}
+                       for user, ranked in users.items()])
+        c.executemany("DELETE FROM ranking_agreement WHERE parent_id = ?",
+                      [(parent,) for parent in self._taus])
+        c.executemany("INSERT INTO ranking_agreement VALUES (?, ?, ?, ?)",
+                      [row for rows in self._taus.values() for row in rows])
+        self._units, self._rankings, self._taus = {}, {}, {}
 
     @handles(T.LabelsSubmitted)
     def on_labels(self, c: sqlite3.Cursor, e: Any) -> None:
@@ -114,8 +119,7 @@ class AgreementProjection(Projection):
                 items = len(set(ids) & set(consensus))
                 if items >= 2:
                     rows.append((parent, user_id, kendall_tau(ids, consensus), items))
-            c.execute("DELETE FROM ranking_agreement WHERE parent_id = ?", (parent,))
-            c.executemany("INSERT INTO ranking_agreement VALUES (?, ?, ?, ?)", rows)
+            self._taus[parent] = rows  # replaces the parent's rows at the end of the batch
 
 
 # ---------------------------------------------------------------- Krippendorff's alpha

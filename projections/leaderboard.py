@@ -9,57 +9,22 @@ who show on the leaderboard and are enabled, the troll rank among everyone.
 from __future__ import annotations
 
 import sqlite3
-from bisect import bisect_right
 from datetime import datetime, timedelta, timezone
-from itertools import accumulate
 from typing import Any, Iterable, Mapping
 from uuid import UUID
 
 from domain.errors import DomainError, ErrorCode, UserNotFoundError
 from domain.states import TreeState
-from projections.stats import (
-    FIELDS, LABEL_SCALE, LEADER_FIELDS, MEAN_LABELS, STREAK_TIMEOUT, TROLL_FIELDS, TROLL_LABELS,
-    hour_of,
+from projections.stats_rules import (
+    FIELDS, LABEL_SCALE, LEADER_FIELDS, MEAN_LABELS, STREAK_TIMEOUT, TROLL_LABELS,
+    has_leader_stats, has_troll_stats, hour_of, leader_score, level, troll_score,
 )
 
 TIME_FRAMES = ("day", "week", "month", "total")
-# Level = number of thresholds <= score (OA get_thresholds): 0, 4, 9, 16, 24, ... 6000.
-LEVEL_THRESHOLDS: tuple[int, ...] = (0,) + tuple(
-    round(x) for x in accumulate(i * 1.1521 + 3 for i in range(1, 100)))
 MAX_COUNT = 10000  # OA's limit on max_count
 
 _USER_COLUMNS = ("user_id", "username", "auth_method", "display_name", "enabled", "deleted",
                  "show_on_leaderboard")
-
-
-def leader_score(s: Mapping[str, float]) -> int:
-    """OA's UserStats.compute_leader_score (rankings_good is never computed: 0)."""
-    return int(
-        int(s["prompts"] * 0.1) + s["replies_assistant"] * 4 + s["replies_prompter"]
-        + s["labels_simple"] + s["labels_full"] * 2 + s["rankings_total"]
-        + int(s["accepted_prompts"] * 0.1) + s["accepted_replies_assistant"] * 4
-        + s["accepted_replies_prompter"] + s["reply_ranked_1"] * 9 + s["reply_ranked_2"] * 3
-        + s["reply_ranked_3"])
-
-
-def level(score: int) -> int:
-    """Number of level thresholds the score reaches: 0 -> 1, 100 -> 11, 1000 -> 39."""
-    return bisect_right(LEVEL_THRESHOLDS, score)
-
-
-def troll_score(s: Mapping[str, float]) -> int:
-    """OA's TrollStats.compute_troll_score."""
-    return int(3 * s["red_flags"] - s["upvotes"] + s["downvotes"] + s["spam_prompts"]
-               + sum(s[label] for label in TROLL_LABELS if label != "spam"))
-
-
-def has_leader_stats(s: Mapping[str, float]) -> bool:
-    return any(s[f] for f in LEADER_FIELDS)
-
-
-def has_troll_stats(s: Mapping[str, float]) -> bool:
-    return any(s[f] for f in TROLL_FIELDS)
-
 
 InvalidStatsQueryError = type("InvalidStatsQueryError", (DomainError,),
                              {"error_code": ErrorCode.VALIDATION_ERROR, "http_status": 422})

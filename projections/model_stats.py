@@ -35,13 +35,16 @@ class ModelStatsProjection(Projection):
     )
 
     def __init__(self) -> None:
-        self._known: set[str] | None = None  # ids in model_replies (few: synthetic replies)
+        # The synthetic replies (message id -> parent id): few, so kept in memory, and most
+        # review, deletion and scoring events cost a lookup.
+        self._known: dict[str, str] | None = None
+        self._parents: set[str] = set()
         self._conn: sqlite3.Connection | None = None
 
     def begin_batch(self, c: sqlite3.Cursor) -> None:
-        # Loaded once per connection, so most review and deletion events cost a set lookup.
         if self._known is None or self._conn is not c.connection:
-            self._known = {i for (i,) in c.execute("SELECT message_id FROM model_replies")}
+            self._known = dict(c.execute("SELECT message_id, parent_id FROM model_replies"))
+            self._parents = set(self._known.values())
             self._conn = c.connection
 
     def end_batch(self, c: sqlite3.Cursor) -> None:
@@ -51,7 +54,7 @@ class ModelStatsProjection(Projection):
         self._known = None
 
     def _ids(self, ids: list[Any]) -> list[tuple[str]]:
-        known = self._known if self._known is not None else set()
+        known = self._known if self._known is not None else {}
         return [(i,) for i in map(uid, ids) if i in known]
 
     @handles(T.ReplyAdded)
@@ -61,7 +64,8 @@ class ModelStatsProjection(Projection):
                       " VALUES (?, ?, ?)",
                       (uid(e.message_id), e.model_name or None, uid(e.parent_id)))
             if self._known is not None:
-                self._known.add(uid(e.message_id))
+                self._known[uid(e.message_id)] = uid(e.parent_id)
+                self._parents.add(uid(e.parent_id))
 
     @handles(T.ReviewDecided)
     def on_review(self, c: sqlite3.Cursor, e: Any) -> None:
@@ -83,6 +87,8 @@ class ModelStatsProjection(Projection):
     def on_scored(self, c: sqlite3.Cursor, e: Any) -> None:
         for parent_id, order in e.ranks.items():
             parent = uid(UUID(parent_id))
+            if self._known is not None and parent not in self._parents:
+                continue  # human replies only: nothing here to rank or pair
             ids = [uid(i) for i in order]
             c.execute("UPDATE model_replies SET rank = NULL WHERE parent_id = ?", (parent,))
             c.executemany("UPDATE model_replies SET rank = ? WHERE message_id = ?",

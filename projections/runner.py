@@ -123,7 +123,7 @@ class ProjectionRunner:
         return done
 
     def _apply(self, rows: Sequence[Row]) -> None:
-        conn, positions, routes = self._conn, self._positions, self._routes
+        conn, positions = self._conn, self._positions
         lagging = any(positions[n] > self._position for n in self._names)
         last = rows[-1][0]
         cursor = conn.cursor()
@@ -164,21 +164,21 @@ class ProjectionRunner:
         positions, routes = self._positions, self._routes
         pending = False  # buffered changes a reader has not seen
         for row in rows:
-                route = routes.get(row[3])
-                if route is None:
-                    continue
-                decoded = None  # handlers next to each other that want the same kind share it
-                for decode, name, handler, buffered, reader in route:
-                    if lagging and positions[name] >= row[0]:
-                        continue  # this projection already holds the event
-                    if decoded is not decode:
-                        event, decoded = decode(row), decode
-                    if reader and pending:
-                        self._flush(cursor)
-                        pending = False
-                    if buffered:
-                        pending = True
-                    handler(cursor, event)
+            route = routes.get(row[3])
+            if route is None:
+                continue
+            decoded = None  # handlers next to each other that want the same kind share it
+            for decode, name, handler, buffered, reader in route:
+                if lagging and positions[name] >= row[0]:
+                    continue  # this projection already holds the event
+                if decoded is not decode:
+                    event, decoded = decode(row), decode
+                if reader and pending:
+                    self._flush(cursor)
+                    pending = False
+                if buffered:
+                    pending = True
+                handler(cursor, event)
 
     # ------------------------------------------------------------------ live following
     def start(self) -> ProjectionRunner:

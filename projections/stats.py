@@ -21,7 +21,6 @@ it does not depend on the order or batching of the other projections.
 
 from __future__ import annotations
 
-import math
 import sqlite3
 from functools import lru_cache
 from typing import Any, Mapping
@@ -33,38 +32,9 @@ from domain.task_types import LABEL_TASKS
 from domain.tree import ConversationTree as T
 from domain.user import User as U
 from projections.base import Projection, handles, ts, uid
+from projections.stats_rules import FIELDS, hour_of, label_votes, next_streak
 
-HOUR = 3600.0
-DAY = 86400.0
-# OA's periodic job resets the streak of users inactive for more than 36 hours.
-STREAK_TIMEOUT = 36 * HOUR
-
-LEADER_FIELDS = (
-    "prompts", "accepted_prompts", "replies_assistant", "replies_prompter",
-    "accepted_replies_assistant", "accepted_replies_prompter", "labels_simple", "labels_full",
-    "rankings_total", "reply_ranked_1", "reply_ranked_2", "reply_ranked_3",
-)
-# Labels whose values others gave a user's messages add to the troll score (integer-cast).
-TROLL_LABELS = ("spam", "lang_mismatch", "not_appropriate", "pii", "hate_speech",
-                "sexual_content", "political_content")
-# Labels the troll board shows as means. Their sums are integers in units of 1/LABEL_SCALE:
-# exact, so the rows do not depend on how the log was batched.
-LABEL_SCALE = 10_000
-MEAN_LABELS = ("quality", "humor", "toxicity", "violence", "helpfulness")
-TROLL_FIELDS = (("upvotes", "downvotes", "red_flags", "spam_prompts") + TROLL_LABELS
-                + tuple(f"{n}_{k}" for n in MEAN_LABELS for k in ("sum", "n")))
-FIELDS = LEADER_FIELDS + TROLL_FIELDS
 _EMOJI_FIELDS = {"+1": "upvotes", "-1": "downvotes", "red_flag": "red_flags"}
-
-def hour_of(seconds: float) -> int:
-    return math.floor(seconds / HOUR)
-
-
-def label_int(value: float) -> int:
-    """A label value cast to an integer as Postgres casts OA's JSON numbers (half away from 0)."""
-    return int(value + 0.5) if value >= 0 else -int(-value + 0.5)
-
-
 
 
 @lru_cache(maxsize=None)
@@ -280,7 +250,7 @@ class StatsProjection(Projection):
     @handles(T.LabelsSubmitted)
     def on_labels(self, c: sqlite3.Cursor, e: Any) -> None:
         message_id = uid(e.message_id)
-        votes = _label_votes(e.labels)
+        votes = label_votes(e.labels)
         if e.kind != "task":  # the user's earlier free/report labels are replaced
             key = (message_id, uid(e.user_id) or "")
             before = self._votes.get(key)
@@ -373,40 +343,3 @@ class StatsProjection(Projection):
         days, start = next_streak(last, start, now)
         self._streaks[user_id] = (now, start, days)
         self._dirty_streaks.add(user_id)
-
-
-# label -> (counter, count counter): troll labels add their integer value, mean labels
-# their scaled value and a count.
-_LABEL_COUNTERS = {**{label: (label, None) for label in TROLL_LABELS},
-                   **{label: (f"{label}_sum", f"{label}_n") for label in MEAN_LABELS}}
-
-
-def _label_votes(labels: Mapping[str, float]) -> dict[str, int]:
-    """One submission's share of the troll counters (zeros left out)."""
-    out: dict[str, int] = {}
-    for label, value in labels.items():
-        target = _LABEL_COUNTERS.get(label)
-        if target is None:
-            continue
-        key, count_key = target
-        v = label_int(value) if count_key is None else round(value * LABEL_SCALE)
-        if v:
-            out[key] = v
-        if count_key is not None:
-            out[count_key] = 1
-    return out
-
-
-def next_streak(last_activity: float | None, streak_start: float | None,
-                now: float) -> tuple[int, float]:
-    """OA's streak rule at a completed task: (streak_days, streak_start) afterwards.
-
-    OA's periodic job clears the streak of a user inactive for more than 36 hours; at the
-    next activity that reset has happened, so the streak starts again. A missing (or future)
-    start begins a new streak of 0 days; otherwise the streak is the whole days since it began.
-    """
-    if last_activity is not None and last_activity < now - STREAK_TIMEOUT:
-        streak_start = None
-    if streak_start is None or streak_start > now:
-        return 0, now
-    return int((now - streak_start) // DAY), streak_start

@@ -61,8 +61,10 @@ class UsersProjection(Projection):
             message_id TEXT, lang TEXT NOT NULL, mode TEXT, issued_at REAL NOT NULL,
             expires_at REAL NOT NULL, frontend_message_id TEXT, status TEXT NOT NULL,
             result_id TEXT, skip_reason TEXT, updated_at REAL NOT NULL)""",
+        # Reply reservations and expiry look tasks up by status; no query looks them up
+        # by user (the User aggregate answers that), so there is no index for it: each
+        # index is paid for at every task event.
         "CREATE INDEX IF NOT EXISTS tasks_open ON tasks (status, message_id)",
-        "CREATE INDEX IF NOT EXISTS tasks_user ON tasks (user_id, status)",
     )
 
     # ------------------------------------------------------------------ the batch

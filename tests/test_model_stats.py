@@ -37,7 +37,7 @@ def two_scored_trees(w: World):
     b2 = model_reply(w, "f", two, two, "beta", "beta two")
     a2 = model_reply(w, "a", two, two, "alpha", "alpha two")
     w.label("cde", two, a2, SPAM)
-    w.label("cde", two, h2)
+    w.label("cdg", two, h2)
     w.label("cde", two, b2)
     rank(w, two, two, [b2, h2])
     return (one, two), (h1, a1, b1), (h2, b2, a2)

@@ -35,6 +35,8 @@ CLIENT = UUID(int=0xC11E)
 MODERATOR = Actor(UUID(int=0x30D), CLIENT)
 TREE_IDS = [UUID(int=0x7000 + i) for i in range(3)]
 GHOST = UUID(int=0xDEAD)  # never a message of any tree
+WORKING_STATES = {S.INITIAL_PROMPT_REVIEW, S.PROMPT_LOTTERY_WAITING, S.GROWING, S.RANKING,
+                  S.BACKLOG_RANKING}
 N_USERS = 6
 
 
@@ -195,6 +197,18 @@ class TreeMachine(RuleBasedStateMachine):
             actor=actor, tree_id=tree_id, parent_id=parent_id, text=text, role=role,
             message_id=new_id), errors, expect)
 
+    @staticmethod
+    def active(tree: Tree, parent) -> list:
+        """The replies that count against the limits: not deleted, not rejected."""
+        children = [tree.messages[c] for c in parent.children]
+        return [c for c in children if not c.deleted and c.review_result is not False]
+
+    @staticmethod
+    def limit(tree: Tree, parent) -> int:
+        if parent.role is Role.ASSISTANT:
+            return min(tree.max_children_count, CONFIG.num_prompter_replies)
+        return tree.max_children_count
+
     def reply_errors(self, tree, parent_id, actor, role, text) -> set[type]:
         if tree is None:
             return {E.TreeNotFoundError}
@@ -202,17 +216,13 @@ class TreeMachine(RuleBasedStateMachine):
             return {E.MessageNotFoundError}
         parent, errors = tree.messages[parent_id], text_errors(text)
         children = [tree.messages[c] for c in parent.children]
-        active = [c for c in children if not c.deleted and c.review_result is not False]
-        limit = tree.max_children_count
-        if parent.role is Role.ASSISTANT:
-            limit = min(limit, CONFIG.num_prompter_replies)
         checks = {
             E.TreeInAbortedStateError: tree.state not in REPLY_STATES,
             E.MessageDeletedError: parent.deleted,
             E.ParentNotAcceptedError: parent.review_result is not True,
             E.InvalidRoleError: role is not None and Role(role) is parent.role,
             E.MaxDepthExceededError: parent.depth >= tree.max_depth,
-            E.MaxChildrenExceededError: len(active) >= limit,
+            E.MaxChildrenExceededError: len(self.active(tree, parent)) >= self.limit(tree, parent),
             E.DuplicateReplyError: any(c.user_id == actor.user_id for c in children),
         }
         return errors | {error for error, broken in checks.items() if broken}
@@ -530,7 +540,12 @@ class TreeMachine(RuleBasedStateMachine):
         elif not errors and action == "undelete":
             ids, m = set(), tree.messages[message_id]
             while m is not None:
-                ids |= {m.id} if m.deleted else set()
+                if m.deleted:  # revived: it must fit under its parent's reply limit again
+                    ids.add(m.id)
+                    parent = tree.messages.get(m.parent_id)
+                    if parent and m.review_result is not False and len(
+                            self.active(tree, parent)) >= self.limit(tree, parent):
+                        errors.add(E.MaxChildrenExceededError)
                 m = tree.messages.get(m.parent_id)
             if ids:
                 expect = [(tree_id, Tree.MessageUndeleted, {"message_ids": ids})]
@@ -560,11 +575,8 @@ class TreeMachine(RuleBasedStateMachine):
                     assert m.id in parent.children and m.depth == parent.depth + 1
                     assert m.depth <= tree.max_depth, m
                     assert m.role is not parent.role, m
-                active = [c for c in map(tree.messages.get, m.children)
-                          if not c.deleted and c.review_result is not False]
-                limit = (tree.max_children_count if m.role is Role.PROMPTER
-                         else CONFIG.num_prompter_replies)
-                assert len(active) <= limit, f"{m} has {len(active)} active children"
+                active = self.active(tree, m)
+                assert len(active) <= self.limit(tree, m), f"{m} has {len(active)} active replies"
 
     @invariant()
     def replay_rebuilds_the_live_tree(self) -> None:
@@ -645,8 +657,10 @@ class TreeMachine(RuleBasedStateMachine):
             messages = tree.messages.values()
             size = sum(live(tree, m) for m in messages)
             awaiting = sum(m.review_result is None and not m.deleted for m in messages)
+            if tree.state in WORKING_STATES:  # deleting the root halts a tree
+                assert not tree.root.deleted, f"{tree.state.value} tree {tree.id} has no root"
             if tree.state is S.GROWING:
-                assert not tree.root.deleted and size > 0
+                assert size > 0
                 assert not (size >= tree.goal_tree_size and awaiting == 0), (
                     f"growing tree {tree.id} is complete: size {size}, awaiting {awaiting}")
             if tree.state is S.RANKING:
