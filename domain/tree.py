@@ -371,6 +371,8 @@ class ConversationTree(Aggregate):
     def resume(self, *, actor: Actor, config: TreeConfig) -> None:
         if self.state is not TreeState.HALTED_BY_MODERATOR:
             raise InvalidStateTransitionError(f"tree {self.id} is {self.state.value}, not halted")
+        if self.root.deleted:  # it would work on in review or the lottery with no prompt
+            raise MessageDeletedError(f"the prompt of tree {self.id} is deleted; undelete it first")
         target = rules.resume_target(self)
         self.trigger_event(
             self.TreeResumed, user_id=actor.user_id, client_id=actor.client_id,

@@ -72,23 +72,36 @@ def event_view(event_class: type) -> type[msgspec.Struct]:
     return msgspec.defstruct(f"{event_class.__name__}View", fields, kw_only=True)
 
 
-def text_id(value: Any, _known: dict[Any, str] = {}) -> str:  # noqa: B006 - a memo
+_KNOWN_IDS: dict[Any, str] = {}
+
+
+def text_id(value: Any) -> str:
     """An originator id as canonical UUID text (the SQLite store keeps 32 hex digits).
 
     Memoised: one aggregate has many events, and there are far fewer aggregates than events.
     """
-    try:
-        return _known[value]
-    except KeyError:
-        pass
-    if isinstance(value, str) and len(value) == 32:
-        text = f"{value[:8]}-{value[8:12]}-{value[12:16]}-{value[16:20]}-{value[20:]}"
-    else:
-        text = str(value)
-    if len(_known) > 1_000_000:
-        _known.clear()
-    _known[value] = text
+    text = _KNOWN_IDS.get(value)
+    if text is None:
+        if isinstance(value, str) and len(value) == 32:
+            text = f"{value[:8]}-{value[8:12]}-{value[12:16]}-{value[16:20]}-{value[20:]}"
+        else:
+            text = str(value)
+        if len(_KNOWN_IDS) > 1_000_000:
+            _KNOWN_IDS.clear()
+        _KNOWN_IDS[value] = text
     return text
+
+
+def views_through(decode: Callable[[Row], Any], view: type) -> Callable[[Row], Any]:
+    """Views made from domain events: whatever the mapper does (decryption, decompression,
+    upcasting, another encoding) happens in ``decode``, and the view is re-read from its
+    result. For logs that only hand out domain events, and stores the fast path cannot read."""
+    encode, decode_view = msgspec.json.Encoder().encode, msgspec.json.Decoder(view).decode
+
+    def decoder(row: Row) -> Any:
+        return decode_view(encode(vars(decode(row))))
+
+    return decoder
 
 
 class _Decoder:
@@ -101,24 +114,17 @@ class _Decoder:
 
     def view_decoder(self, event_class: type, view: type | None = None) -> Callable[[Row], Any]:
         """row -> a view of the event (``event_view(event_class)`` unless given)."""
-        decode = msgspec.json.Decoder(view or event_view(event_class)).decode
+        view = view or event_view(event_class)
         mapper = self.mapper
         if (type(mapper) is not MsgspecMapper or mapper.cipher or mapper.compressor
                 or getattr(event_class, "class_version", 1) > 1):
-            # Whatever the mapper does (decryption, decompression, upcasting, another
-            # encoding) happens in the mapper; the view is re-read from its result.
-            encode = msgspec.json.Encoder().encode
-
-            def slow(row: Row) -> Any:
-                event = decode(encode(vars(self.decode(row))))
-                event.originator_id = text_id(row[1])
-                return event
-
-            return slow
+            return views_through(self.decode, view)
+        decode = msgspec.json.Decoder(view).decode
+        known = _KNOWN_IDS
 
         def decoder(row: Row) -> Any:
             event = decode(row[4])
-            event.originator_id = text_id(row[1])
+            event.originator_id = known.get(row[1]) or text_id(row[1])
             event.originator_version = row[2]
             return event
 

@@ -85,10 +85,16 @@ class MessagesProjection(Projection):
             self._labels: dict[str, dict[Submission, list[Any]]] = {}
             self._labels_changed: dict[str, set[Submission]] = {}
             self._rankings: list[tuple] = []
+            self._children: dict[str, list[str]] = {}  # replies added in this batch
 
     def begin_batch(self, cursor: sqlite3.Cursor) -> None:
-        self.abort_batch()
+        self._setup()
         self._rows.begin(cursor)
+        if not self._rows.rows or len(self._labels) > 50_000:
+            self._labels.clear()  # kept as long as the rows are, for the same reasons
+        self._labels_changed.clear()
+        self._rankings.clear()
+        self._children.clear()
 
     def flush(self, cursor: sqlite3.Cursor) -> None:
         rows = self._rows
@@ -105,7 +111,7 @@ class MessagesProjection(Projection):
                 row = rows.get(message_id)
                 if row is not None:
                     row[SUMS], row[COUNTS] = _sums(submissions)
-                    rows.changed(message_id)
+                    rows.changed.add(message_id)
             deletes.sort()
             upserts.sort()  # key order: neighbouring rows share B-tree pages
             cursor.executemany("DELETE FROM labels WHERE message_id = ? AND user_id = ?"
@@ -125,19 +131,21 @@ class MessagesProjection(Projection):
         self._labels.clear()
         self._labels_changed.clear()
         self._rankings.clear()
+        self._children.clear()
 
     def _touch(self, message_id: str, at: float) -> list[Any] | None:
         """The message's row, marked changed at ``at``; None for an unknown message."""
         row = self._rows.get(message_id)
         if row is not None:
             row[UPDATED] = at
-            self._rows.changed(message_id)
+            self._rows.changed.add(message_id)
         return row
 
     # ------------------------------------------------------------------ handlers
     def _insert(self, e: Any, message_id: str, parent_id: str | None, role: str,
                 depth: int) -> None:
         at = e.timestamp.timestamp()
+        self._labels[message_id] = {}  # no labels before the message: nothing to look up
         self._rows.add([message_id, e.originator_id, parent_id, role, depth, e.lang, e.text,
                         e.user_id, e.client_id, e.frontend_message_id, at, int(e.synthetic),
                         e.model_name, 0, 0, None, None, 0, 0, None, "{}", "{}", "{}", 0, 0, 0, at])
@@ -149,6 +157,7 @@ class MessagesProjection(Projection):
     @handles(T.ReplyAdded)
     def on_reply(self, c: sqlite3.Cursor, e: Any) -> None:
         self._insert(e, e.message_id, e.parent_id, e.role, e.depth)
+        self._children.setdefault(e.parent_id, []).append(e.message_id)
         parent = self._touch(e.parent_id, e.timestamp.timestamp())
         if parent is not None:
             parent[CHILDREN] += 1
@@ -197,7 +206,7 @@ class MessagesProjection(Projection):
             row = rows.get(message_id)
             if row is not None:
                 row[RANKED] += 1
-                rows.changed(message_id)
+                rows.changed.add(message_id)
         parent = self._touch(e.parent_id, at)
         if parent is not None:
             parent[RECEIVED] += 1
@@ -205,20 +214,22 @@ class MessagesProjection(Projection):
     @handles(T.TreeScored, T.RanksImported)
     def on_scored(self, c: sqlite3.Cursor, e: Any) -> None:
         rows = self._rows
-        rows.flush()  # the children are found in the table
         for parent_id, order in e.ranks.items():
-            children = c.execute("SELECT message_id FROM messages WHERE parent_id = ?",
-                                 (str(UUID(parent_id)),)).fetchall()
-            for (child,) in children:
+            parent_id = str(UUID(parent_id))
+            # The children in the table, and those of this batch that may not be there yet.
+            children = {child for (child,) in c.execute(
+                "SELECT message_id FROM messages WHERE parent_id = ?", (parent_id,))}
+            children.update(self._children.get(parent_id, ()))
+            for child in sorted(children):
                 row = rows.get(child)
                 if row is not None and row[RANK] is not None:
                     row[RANK] = None
-                    rows.changed(child)
+                    rows.changed.add(child)
             for i, child in enumerate(order):
                 row = rows.get(child)
                 if row is not None:
                     row[RANK] = i
-                    rows.changed(child)
+                    rows.changed.add(child)
 
     @handles(T.MessageDeleted)
     def on_deleted(self, c: sqlite3.Cursor, e: Any) -> None:

@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 from eventsourcing.utils import resolve_topic
 
 from projections.base import Handler, Projection
-from projections.log import LogSource, Row
+from projections.log import LogSource, Row, event_view, views_through
 from projections.store import ReadModel
 
 
@@ -77,7 +77,7 @@ class ProjectionRunner:
         projection order; ``reader``: flush the buffered changes before the handler."""
         routes: dict[str, list[tuple[Callable[[Row], Any], str, Handler, bool, bool]]] = {}
         decoders: dict[Any, Callable[[Row], Any]] = {}
-        can_view = hasattr(self.log, "view_decoder")
+        fast_views = hasattr(self.log, "view_decoder")
         full = self.log.decode  # one bound method, so neighbours share the decoded event
         for projection in projections:
             views = getattr(projection, "views", False)
@@ -85,12 +85,13 @@ class ProjectionRunner:
             reader = bool(getattr(projection, "reads_others", False))
             for topic, handler in projection.handlers().items():
                 decoder = full
-                if views and can_view:
+                if views:
                     event_class = resolve_topic(topic)
                     narrow = views.get(event_class) if isinstance(views, dict) else None
                     if (topic, narrow) not in decoders:
-                        decoders[topic, narrow] = self.log.view_decoder(  # type: ignore[attr-defined]
-                            event_class, narrow)
+                        decoders[topic, narrow] = (
+                            self.log.view_decoder(event_class, narrow)  # type: ignore[attr-defined]
+                            if fast_views else views_through(full, narrow or event_view(event_class)))
                     decoder = decoders[topic, narrow]
                 routes.setdefault(topic, []).append(
                     (decoder, projection.name, handler, buffered, reader))

@@ -90,13 +90,13 @@ class TreesProjection(Projection):
             return
         before = _counts(member)
         member[column] = value
-        self._members.changed(message_id)
+        self._members.changed.add(message_id)
         after = _counts(member)
         tree = self._trees.get(e.originator_id)
         if tree is not None and after != before:
             tree[SIZE] += after[0] - before[0]
             tree[GROW] += after[1] - before[1]
-            self._trees.changed(e.originator_id)
+            self._trees.changed.add(e.originator_id)
 
     # ------------------------------------------------------------------ handlers
     @handles(T.TreeStarted)
@@ -117,7 +117,7 @@ class TreesProjection(Projection):
             tree[SIZE] += size
             tree[GROW] += grow
             tree[COUNT] += 1
-            self._trees.changed(e.originator_id)
+            self._trees.changed.add(e.originator_id)
 
     @handles(T.ReviewDecided)
     def on_review(self, c: sqlite3.Cursor, e: Any) -> None:
@@ -150,4 +150,4 @@ class TreesProjection(Projection):
         tree[CHANGED_AT], tree[REASON], tree[HALTED_FROM] = at, e.reason, halted_from
         if e.to_state == _GROWING and tree[WON] is None:
             tree[WON] = at
-        self._trees.changed(e.originator_id)
+        self._trees.changed.add(e.originator_id)

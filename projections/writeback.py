@@ -1,11 +1,13 @@
-"""A write-back cache of one table's rows for the length of one projection batch.
+"""A write-back cache of one table's rows for a projection's batches.
 
 Handlers read a row once (one primary-key lookup), change it in memory as often as the
-batch's events say, and ``flush`` writes every new row with one executemany INSERT and
-every changed row with one executemany UPDATE of its mutable columns. Flushed rows stay
-cached (they now match the table) until the batch ends; the cache is emptied at every
-batch boundary and on rollback, so it never outlives the transaction it belongs to, and
-the rows written are the same however the log was cut into batches.
+events say, and ``flush`` writes every new row with one executemany INSERT and every
+changed row with one executemany UPDATE of its mutable columns. A flushed row stays
+cached: the projection is its table's only writer, so the row still matches the table
+in the next batch (a message is reviewed and ranked long after it was written). The
+cache is emptied on rollback, when the cursor belongs to another connection, and when
+it holds more than ``limit`` rows at a batch's start (memory); the rows written are the
+same however the log was cut into batches.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from typing import Any, Sequence
 
 class RowCache:
     def __init__(self, table: str, columns: Sequence[str], mutable: Sequence[str], *,
-                 clustered: bool = False):
+                 clustered: bool = False, limit: int = 50_000):
         """``clustered``: a WITHOUT ROWID table, whose rows are stored in key order: new rows
         are inserted sorted by key (neighbours share pages); a rowid table gets them in
         the order they were added, so its rowids are the same as one by one."""
         self.table = table
         self.clustered = clustered
+        self.limit = limit
         self.columns = tuple(columns)
         key = self.columns[0]  # the primary key comes first
         self._select = f"SELECT {', '.join(columns)} FROM {table} WHERE {key} = ?"
@@ -31,16 +34,21 @@ class RowCache:
                         f" WHERE {key} = ?")
         self._mutable = [self.columns.index(c) for c in mutable]
         self.rows: dict[Any, list[Any] | None] = {}
-        self._new: dict[Any, None] = {}  # insertion order: the same rowids as one by one
-        self._changed: set[Any] = set()
+        self.new: dict[Any, None] = {}  # insertion order: the same rowids as one by one
+        # Keys of changed rows: handlers add to it directly (the hot path); new rows in
+        # it are written by their INSERT.
+        self.changed: set[Any] = set()
         self.cursor: sqlite3.Cursor | None = None
 
     def begin(self, cursor: sqlite3.Cursor) -> None:
-        self.discard()
+        if (self.cursor is None or cursor.connection is not self.cursor.connection
+                or len(self.rows) > self.limit or self.pending):
+            self.discard()
         self.cursor = cursor
 
     def get(self, key: Any) -> list[Any] | None:
-        """The row (a list in column order) or None; call ``changed`` after changing it."""
+        """The row (a list in column order) or None; add its key to ``changed`` after
+        changing it."""
         try:
             return self.rows[key]
         except KeyError:
@@ -56,33 +64,30 @@ class RowCache:
         if self.rows.get(key) is not None:
             raise sqlite3.IntegrityError(f"UNIQUE constraint failed: {self.table}.{self.columns[0]}")
         self.rows[key] = row
-        self._new[key] = None
-
-    def changed(self, key: Any) -> None:
-        if key not in self._new:
-            self._changed.add(key)
+        self.new[key] = None
 
     @property
     def pending(self) -> bool:
-        return bool(self._new or self._changed)
+        return bool(self.new or self.changed)
 
     def flush(self) -> None:
         cursor, rows = self.cursor, self.rows
         assert cursor is not None, "begin() first"
-        if self._new:
-            cursor.executemany(self._insert, [rows[k] for k in (
-                sorted(self._new) if self.clustered else self._new)])
-            self._new.clear()
-        if self._changed:
+        new = self.new
+        if self.changed:
             mutable = self._mutable
             # Sorted: a fixed order, and neighbouring keys share B-tree pages.
             cursor.executemany(self._update, [[row[i] for i in mutable] + [k]
-                                              for k in sorted(self._changed)
+                                              for k in sorted(self.changed.difference(new))
                                               if (row := rows[k]) is not None])
-            self._changed.clear()
+            self.changed.clear()
+        if new:
+            cursor.executemany(self._insert, [rows[k] for k in (
+                sorted(new) if self.clustered else new)])
+            new.clear()
 
     def discard(self) -> None:
         self.rows.clear()
-        self._new.clear()
-        self._changed.clear()
+        self.new.clear()
+        self.changed.clear()
         self.cursor = None

@@ -44,6 +44,20 @@ async def test_ten_users_drive_twenty_trees_to_export(tmp_path, monkeypatch):
         messages = r.json()["messages"]
         assert len([m for m in messages if m["review_result"]]) >= 3
         assert any(m["rank"] is not None for m in messages)
+        # statistics over HTTP: every participant scored, rankers' agreement measured
+        r = await client.get("/api/v1/leaderboards/total", headers=crowd.headers)
+        assert r.status_code == 200, r.text
+        board = r.json()["leaderboard"]
+        assert len(board) == 10 and [u["rank"] for u in board] == list(range(1, 11))
+        assert all(u["leader_score"] > 0 for u in board)
+        r = await client.get(f"/api/v1/users/{board[0]['user_id']}/stats", headers=crowd.headers)
+        assert r.status_code == 200 and r.json()["total"]["rank"] == 1, r.text
+        r = await client.get("/api/v1/stats/agreement", headers=crowd.headers)
+        assert r.status_code == 200 and r.json()["rankers"], r.text
+        r = await client.get("/api/v1/models/leaderboard", headers=crowd.headers)
+        assert r.status_code == 200 and isinstance(r.json(), list), r.text
+        r = await client.get("/api/v1/leaderboards/year", headers=crowd.headers)
+        assert r.status_code == 422 and "time frame" in r.json()["message"], r.text
 
 
 @pytest.mark.slow

@@ -208,3 +208,17 @@ def test_a_failed_rebuild_leaves_the_old_read_model(tmp_path):
     assert dump(sqlite3.connect(path)) == before
     assert not (tmp_path / "readmodel.sqlite.rebuild").exists()
     assert before["tracking"] and all(p == events for _, p in before["tracking"])
+
+
+class EventsOnly:
+    """A log source that hands out domain events only (no views of the stored JSON)."""
+
+    def __init__(self, log):
+        self.read, self.head, self.decode = log.read, log.head, log.decode
+
+
+def test_a_log_without_views_gives_the_same_tables(tmp_path):
+    w, _, _ = busy_world(tmp_path)
+    log = AppLog(w.app)
+    assert project(EventsOnly(log), tmp_path / "events.sqlite", 5) == \
+        project(log, tmp_path / "views.sqlite", 5)

@@ -10,12 +10,17 @@ hold for every tree. Ids come from fixed pools so hypothesis can shrink failures
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from uuid import UUID
 
-from hypothesis import HealthCheck, event, settings, strategies as st
+from hypothesis import HealthCheck, event, settings
+from hypothesis import strategies as st
 from hypothesis.stateful import (
-    RuleBasedStateMachine, initialize, invariant, precondition, rule,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
 )
 
 from domain import errors as E
@@ -25,7 +30,8 @@ from domain.config import TreeConfig
 from domain.consensus import consensus
 from domain.labels import LABEL_NAMES
 from domain.message import SKIP_REPLY, USER_EMOJIS, Role
-from domain.states import ALLOWED_TRANSITIONS, HALTABLE_STATES, REPLY_STATES, TreeState as S
+from domain.states import ALLOWED_TRANSITIONS, HALTABLE_STATES, REPLY_STATES
+from domain.states import TreeState as S
 from domain.tree import ConversationTree as Tree
 
 CONFIG = TreeConfig(goal_tree_size=4, min_goal_tree_size=1, max_tree_depth=3,
@@ -38,6 +44,7 @@ GHOST = UUID(int=0xDEAD)  # never a message of any tree
 WORKING_STATES = {S.INITIAL_PROMPT_REVIEW, S.PROMPT_LOTTERY_WAITING, S.GROWING, S.RANKING,
                   S.BACKLOG_RANKING}
 N_USERS = 6
+NOW = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 class Long(str):
@@ -55,11 +62,10 @@ goals = st.sampled_from([None, None, 3, 3, 2, 1])  # None: the config goal, 4
 good_values = st.sampled_from([0.0] * 10 + [0.25, 1.0])
 any_values = st.sampled_from([0.0, 0.0, 0.0, 0.25, 0.5, 1.0, -0.5, 1.5, math.nan, math.inf])
 moves = st.fixed_dictionaries({
-    "kind": st.integers(0, 3), "pick": ix, "who": ix, "widen": st.sampled_from([True, True, False]), "text": texts,
-    "reviews": st.sampled_from([0, 1, 2, 2]), "spam": good_values, "mismatch": good_values,
-    "order": st.randoms(use_true_random=False)})
+    "kind": st.integers(0, 4), "pick": ix, "who": ix, "text": texts,
+    "widen": st.sampled_from([True, True, False]), "reviews": st.sampled_from([0, 1, 2, 2]),
+    "spam": good_values, "mismatch": good_values, "order": st.randoms(use_true_random=False)})
 NOTHING = "nothing recorded"
-
 
 
 def text_errors(text: str) -> set[type]:
@@ -93,7 +99,7 @@ def snapshot(tree: Tree) -> dict:
 class TreeMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.app = DataEngine(config=CONFIG, clock=lambda: datetime(2024, 1, 1, tzinfo=timezone.utc))
+        self.app = DataEngine(config=CONFIG, clock=lambda: NOW)
         self.users = [self.app.ensure_user(client_id=CLIENT, auth_method="local", username=f"u{i}")
                       for i in range(N_USERS)]
         self.message_seq = 0
@@ -112,7 +118,7 @@ class TreeMachine(RuleBasedStateMachine):
     def views(self) -> list[tuple[Tree, list]]:
         if self._views_cache is None:
             self._views_cache = [(tree, list(self.app.events.get(tree.id)))
-                          for tree in map(self.tree, TREE_IDS) if tree is not None]
+                                 for tree in map(self.tree, TREE_IDS) if tree is not None]
         return self._views_cache
 
     def choose_tree(self, pick: int) -> tuple[UUID, Tree | None]:
@@ -344,13 +350,26 @@ class TreeMachine(RuleBasedStateMachine):
     def progress_options(self) -> list[str]:
         waiting = any(t.state is S.PROMPT_LOTTERY_WAITING for t, _ in self.views())
         checks = {"review": self.review_targets, "grow": self.open_parents,
-                  "lottery": lambda: waiting, "rank": self.rank_targets}
+                  "lottery": lambda: waiting, "rank": self.rank_targets,
+                  "curate": lambda: self.curate_targets()[0]}
         return [name for name, check in checks.items() if check()]
 
-    # Four progress rules, each preferring its own kind of move but falling back to any other:
+    def curate_targets(self) -> tuple[list, list]:
+        """Replies of growing trees a moderator may delete, and deleted ones to restore."""
+        live_replies, removed = [], []
+        for tree, _ in self.views():
+            for m in tree.messages.values() if tree.state is S.GROWING else ():
+                if m.parent_id and not m.deleted:
+                    live_replies.append((tree.id, m.id))
+                elif m.parent_id and not tree.messages[m.parent_id].deleted:
+                    removed.append((tree.id, m.id))
+        return live_replies, removed
+
+    # Progress rules, each preferring its own kind of move but falling back to any other:
     # hypothesis disables random subsets of rules per run (swarm testing), and a run that lost
-    # e.g. the lottery must still be able to reach ranking. Four of them, against six noise
-    # rules, give the happy path enough of the 40 steps.
+    # e.g. the lottery must still be able to reach ranking. Five of them, against six noise
+    # rules, give the happy path enough of the 40 steps. Curating (a moderator deleting and
+    # restoring replies while the tree grows) is part of it: restored replies count again.
     @precondition(lambda self: self.progress_options())
     @rule(move=moves)
     def review_step(self, move: dict) -> None:
@@ -371,6 +390,11 @@ class TreeMachine(RuleBasedStateMachine):
     def rank_step(self, move: dict) -> None:
         self.advance("rank", move)
 
+    @precondition(lambda self: self.progress_options())
+    @rule(move=moves)
+    def curate_step(self, move: dict) -> None:
+        self.advance("curate", move)
+
     def advance(self, prefer: str, move: dict) -> None:
         options = self.progress_options()
         kind = prefer if prefer in options else options[move["kind"] % len(options)]
@@ -388,6 +412,12 @@ class TreeMachine(RuleBasedStateMachine):
             self.reply(tree_id, parent_id, writers[who % len(writers)], move["text"])
             new_id = UUID(int=0x9000 + self.message_seq - 1)
             self.review_burst(tree_id, new_id, who, move["reviews"], verdict)
+        elif kind == "curate":
+            live_replies, removed = self.curate_targets()
+            restore = removed and who % 2
+            tree_id, message_id = (removed if restore else live_replies)[pick % len(
+                removed if restore else live_replies)]
+            self.moderate(tree_id, message_id, "undelete" if restore else "delete")
         elif kind == "lottery":
             waiting = [t.id for t, _ in self.views() if t.state is S.PROMPT_LOTTERY_WAITING]
             self.activate(waiting[pick % len(waiting)])
@@ -449,8 +479,8 @@ class TreeMachine(RuleBasedStateMachine):
 
     @rule(pick=ix, msg=ix, u=users,
           op=st.sampled_from(["toggle", "toggle", "add", "remove", "flip", "pile-on"]),
-          emoji=st.sampled_from(["red_flag", "red_flag", "+1", "-1", "heart_eyes", SKIP_REPLY, "??",
-                                 "skip", "skip"]))
+          emoji=st.sampled_from(["red_flag", "red_flag", "+1", "-1", "heart_eyes", SKIP_REPLY,
+                                 "??", "skip", "skip"]))
     def react(self, pick, msg, u, emoji, op) -> None:
         """Toggle an emoji; "skip": skip a reply task about the message; "pile-on": three users
         add the emoji one after the other (enough red flags for auto-moderation)."""
@@ -488,8 +518,8 @@ class TreeMachine(RuleBasedStateMachine):
         pending = sum(t.open for t in self.app.get_user(actor.user_id).tasks.values())
         if pending >= CONFIG.max_pending_tasks_per_user:
             return  # skipping needs an open task; the pending limit is User's business
-        task = self.app.issue_task(user_id=actor.user_id, task_type="assistant_reply", tree_id=tree_id,
-                                   message_id=message_id)
+        task = self.app.issue_task(user_id=actor.user_id, task_type="assistant_reply",
+                                   tree_id=tree_id, message_id=message_id)
         errors = self.missing(tree, message_id)
         skipped = not errors and actor.user_id in tree.messages[message_id].emojis.get(
             SKIP_REPLY, ())
@@ -508,6 +538,8 @@ class TreeMachine(RuleBasedStateMachine):
         errors = {E.TreeNotFoundError} if tree is None else set()
         if tree is not None and not allowed:
             errors = {E.InvalidStateTransitionError}
+        if action == "resume" and tree is not None and tree.root.deleted:
+            errors.add(E.MessageDeletedError)
         cls = {"halt": Tree.TreeHalted, "resume": Tree.TreeResumed}.get(action)
         command = {
             "halt": lambda: self.app.halt_tree(tree_id=tree_id, actor=MODERATOR),
@@ -528,6 +560,10 @@ class TreeMachine(RuleBasedStateMachine):
         targets = [m.id for m in tree.messages.values() if wanted(m)] if tree and wanted else []
         if wanted and msg % 4:
             message_id = targets[msg % len(targets)] if targets else GHOST
+        self.moderate(tree_id, message_id, action, text)
+
+    def moderate(self, tree_id: UUID, message_id: UUID, action: str, text: str = "") -> None:
+        tree = self.tree(tree_id)
         errors, expect = self.missing(tree, message_id), [(tree_id, None, {})]
         if not errors and action == "delete":
             stack, ids = [message_id], set()
@@ -653,7 +689,6 @@ class TreeMachine(RuleBasedStateMachine):
     @invariant()
     def growth_and_ranking_end_when_they_should(self) -> None:
         for tree, _ in self.views():
-            event(f"reached: {tree.state.value}")
             messages = tree.messages.values()
             size = sum(live(tree, m) for m in messages)
             awaiting = sum(m.review_result is None and not m.deleted for m in messages)

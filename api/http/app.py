@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from api.http import auth, labels, messages, openapi, stats, tasks, users
+from api.http import auth, labels, leaderboards, messages, openapi, stats, tasks, users
 from api.http import schemas as s
 from api.http.audit import digest_endpoint
 from api.http.errors import error_response, internal_error, json_response
@@ -84,6 +84,7 @@ def create_app(folder: Path | str, config: TreeConfig | None = None, *,
     labels.register(api)
     messages.register(api)
     stats.register(api)
+    leaderboards.register(api)
     openapi.register(api)
 
     @asynccontextmanager

@@ -1,0 +1,80 @@
+"""Users' statistics, leaderboards, the troll board (OA), and model/annotator quality
+(beyond OA), all read from the statistics read models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api.http.routing import Api, Call
+from domain.errors import ErrorCode
+from projections import agreement, leaderboard, model_stats
+
+
+def _count(call: Call, default: int = 100) -> int:
+    raw = call.query("max_count")
+    try:
+        return int(raw) if raw is not None else default
+    except ValueError:
+        from api.http.errors import validation
+
+        raise validation(f"max_count must be an integer, not {raw!r}") from None
+
+
+def user_stats(call: Call) -> Any:
+    user_id = call.path_id("user_id", ErrorCode.USER_NOT_FOUND, "user")
+    return leaderboard.user_stats(call.service.reader(), user_id, call.service.engine.now())
+
+
+def user_stats_frame(call: Call) -> Any:
+    time_frame = leaderboard.check_time_frame(call.request.path_params["time_frame"])
+    return user_stats(call)[time_frame]
+
+
+def board(call: Call) -> Any:
+    viewer = call.header_actor(required=False)
+    return leaderboard.leaderboard(
+        call.service.reader(), call.request.path_params["time_frame"],
+        call.service.engine.now(), max_count=_count(call),
+        highlighted_user_id=viewer.user_id if viewer else None)
+
+
+def trolls(call: Call) -> Any:
+    enabled = call.query("enabled")
+    return leaderboard.trollboard(
+        call.service.reader(), call.request.path_params["time_frame"],
+        call.service.engine.now(), max_count=_count(call),
+        enabled=None if enabled is None else enabled.lower() in ("1", "true", "yes"))
+
+
+def models(call: Call) -> Any:
+    return model_stats.model_leaderboard(call.service.reader())
+
+
+def annotator_agreement(call: Call) -> Any:
+    raw = call.query("min_rankings", "1")
+    if not (raw or "").isdigit():
+        from api.http.errors import validation
+
+        raise validation(f"min_rankings must be a positive integer, not {raw!r}")
+    return agreement.agreement(call.service.reader(), min_rankings=int(raw))
+
+
+def register(api: Api) -> None:
+    add = api.add
+    add("GET", "/api/v1/users/{user_id}/stats", user_stats, response=dict[str, dict[str, Any]],
+        tag="users", summary="the user's scores per time frame (day, week, month, total)")
+    add("GET", "/api/v1/users/{user_id}/stats/{time_frame}", user_stats_frame,
+        response=dict[str, Any], tag="users", summary="the user's score in one time frame")
+    add("GET", "/api/v1/leaderboards/{time_frame}", board, response=dict[str, Any],
+        query={"max_count": "default 100"}, tag="leaderboards",
+        summary="top users by leader score (day, week, month, total)")
+    add("GET", "/api/v1/trollboards/{time_frame}", trolls, access="trusted",
+        response=dict[str, Any], query={"max_count": "default 100", "enabled": "filter"},
+        tag="leaderboards", summary="users by troll score")
+    add("GET", "/api/v1/models/leaderboard", models, response=list[dict[str, Any]],
+        tag="models", summary="per model: replies, acceptance, mean rank, win rate vs humans "
+                              "(beyond OA)")
+    add("GET", "/api/v1/stats/agreement", annotator_agreement, response=dict[str, Any],
+        query={"min_rankings": "default 1"}, tag="stats",
+        summary="annotator agreement: Kendall tau per ranker, Krippendorff alpha per label "
+                "(beyond OA)")
