@@ -392,17 +392,13 @@ class ConversationTree(Aggregate):
         return ids
 
     def undelete_message(self, *, message_id: UUID, actor: Actor,
-                         config: TreeConfig | None = None) -> list[UUID]:
-        """config: checks the reply limits and moves a completed tree on; without it (callers
-        that only rebuild a known history) neither happens."""
+                         config: TreeConfig) -> list[UUID]:
         revived = [m for m in rules.path_to_root(self, self.message(message_id)) if m.deleted]
-        if config is not None:
-            rules.check_undelete(self, revived, config)
+        rules.check_undelete(self, revived, config)
         if revived:
             self.trigger_event(self.MessageUndeleted, user_id=actor.user_id,
                                client_id=actor.client_id, message_ids=[m.id for m in revived])
-            if config is not None:
-                rules.after_undeletion(self, config)
+            rules.after_undeletion(self, config)
         return [m.id for m in revived]
 
     def edit_message(self, *, message_id: UUID, text: str, actor: Actor, config: TreeConfig) -> None:

@@ -27,28 +27,37 @@ FRONTEND, STATUS, RESULT, SKIP_REASON, UPDATED = (
                                     "updated_at"))
 
 
-class _Payload(msgspec.Struct):
+class TaskPayloadView(msgspec.Struct):
+    """The one part of a task's payload a read model keeps; the JSON parser skips the rest
+    (the conversation, labels and help texts: kilobytes per task)."""
+
     mode: Any = None
 
+    def get(self, key: str, default: Any = None) -> Any:  # reads like the payload dict
+        return getattr(self, key, default)
 
-class _TaskIssued(msgspec.Struct, kw_only=True):
+
+class TaskIssuedView(msgspec.Struct, kw_only=True):
+    """TaskIssued as the read models need it. A projection that declares the same view
+    (``views = {User.TaskIssued: TaskIssuedView}``) shares its decoding with this one."""
+
     originator_id: str = ""
     originator_version: int = 0
+    timestamp: datetime
+    client_id: str | None = None
     task_id: str
     task_type: str
     tree_id: str | None
     message_id: str | None
     lang: str
-    payload: _Payload
+    payload: TaskPayloadView
     issued_at: datetime
     expires_at: datetime
-
-_PROFILE = ("display_name", "enabled", "show_on_leaderboard", "tos_accepted_at", "notes", "deleted")
 
 
 class UsersProjection(Projection):
     name = "users"
-    views = {U.TaskIssued: _TaskIssued}
+    views = {U.TaskIssued: TaskIssuedView}
     tables = ("users", "tasks")
     ddl = (
         """CREATE TABLE IF NOT EXISTS users (
@@ -106,7 +115,7 @@ class UsersProjection(Projection):
             c.execute(f"UPDATE users SET {name} = ? WHERE user_id = ?", (value, uid(e.originator_id)))
 
     @handles(U.TaskIssued)
-    def on_issued(self, c: sqlite3.Cursor, e: _TaskIssued) -> None:
+    def on_issued(self, c: sqlite3.Cursor, e: TaskIssuedView) -> None:
         issued = e.issued_at.timestamp()
         self._tasks.add([e.task_id, e.originator_id, e.task_type, e.tree_id, e.message_id, e.lang,
                          e.payload.mode, issued, e.expires_at.timestamp(), None, "open", None,

@@ -37,7 +37,7 @@ def _lifecycle_events() -> list:
     tree.toggle_emoji(message_id=replies[0].id, emoji="+1", actor=users[7], config=CONFIG)
     tree.edit_message(message_id=replies[0].id, text="edited", actor=users[0], config=CONFIG)
     tree.delete_message(message_id=replies[1].id, actor=users[0], config=CONFIG)
-    tree.undelete_message(message_id=replies[1].id, actor=users[0])
+    tree.undelete_message(message_id=replies[1].id, actor=users[0], config=CONFIG)
     return tree.collect_events()
 
 
