@@ -55,6 +55,9 @@ class TaskIssuedView(msgspec.Struct, kw_only=True):
     expires_at: datetime
 
 
+_PROFILE = ("display_name", "enabled", "show_on_leaderboard", "tos_accepted_at", "notes", "deleted")
+
+
 class UsersProjection(Projection):
     name = "users"
     views = {U.TaskIssued: TaskIssuedView}
