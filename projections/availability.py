@@ -60,8 +60,10 @@ def _params(config: TreeConfig, lang: str, user_id: UUID | str | None,
             "skip_reply": SKIP_REPLY, "skip_labeling": SKIP_LABELING, "skip_ranking": SKIP_RANKING}
 
 
+# The open slots are counted once per candidate (MATERIALIZED), and the user's exclusions
+# are looked up only for parents that still have a free slot.
 _EXTENDIBLE = f"""
-SELECT message_id, tree_id, role, active_children, room FROM (
+WITH open_parents AS MATERIALIZED (
   SELECT m.message_id, m.tree_id, m.role, t.goal_tree_size - t.grow_size AS room,
     CASE WHEN m.role = 'assistant' THEN min(t.max_children_count, :prompter_replies)
          ELSE t.max_children_count END AS max_children,
@@ -69,15 +71,16 @@ SELECT message_id, tree_id, role, active_children, room FROM (
        AND (c.review_result = 1 OR c.review_result IS NULL)) AS active_children
   FROM trees t JOIN messages m ON m.tree_id = t.tree_id
   WHERE t.state = 'growing' AND t.lang = :lang AND t.grow_size < t.goal_tree_size
-    AND m.deleted = 0 AND m.review_result = 1 AND m.depth < t.max_depth AND m.lang = :lang
-    AND NOT EXISTS (SELECT 1 FROM message_emojis e WHERE e.message_id = m.message_id
-                    AND e.emoji = :skip_reply AND e.user_id = :user)
-    AND NOT EXISTS (SELECT 1 FROM messages r WHERE r.parent_id = m.message_id
-                    AND r.user_id = :user)
-    AND NOT EXISTS (SELECT 1 FROM tasks k WHERE k.status = 'open' AND k.message_id = m.message_id
-                    AND k.type IN {REPLY_TYPES!r} AND k.issued_at >= :since)
-) WHERE active_children < max_children
-ORDER BY message_id"""
+    AND m.deleted = 0 AND m.review_result = 1 AND m.depth < t.max_depth AND m.lang = :lang)
+SELECT p.message_id, p.tree_id, p.role, p.active_children, p.room FROM open_parents p
+WHERE p.active_children < p.max_children
+  AND NOT EXISTS (SELECT 1 FROM messages r WHERE r.parent_id = p.message_id
+                  AND r.user_id = :user)
+  AND NOT EXISTS (SELECT 1 FROM message_emojis e WHERE e.message_id = p.message_id
+                  AND e.emoji = :skip_reply AND e.user_id = :user)
+  AND NOT EXISTS (SELECT 1 FROM tasks k WHERE k.status = 'open' AND k.message_id = p.message_id
+                  AND k.type IN {REPLY_TYPES!r} AND k.issued_at >= :since)
+ORDER BY p.message_id"""
 
 _NEED_REVIEW = """
 SELECT m.message_id, m.tree_id, m.role, m.parent_id IS NULL
@@ -87,25 +90,30 @@ WHERE t.lang = :lang AND t.state IN ('initial_prompt_review', 'growing')
        OR (m.parent_id IS NOT NULL AND t.state = 'growing'))
   AND m.review_result IS NULL AND m.deleted = 0 AND m.lang = :lang
   AND (m.user_id IS NULL OR m.user_id != :user)
+  AND instr(',' || m.reviewers, ',' || :user || ',') = 0  -- not reviewed by the user yet
   AND NOT EXISTS (SELECT 1 FROM message_emojis e WHERE e.message_id = m.message_id
                   AND e.emoji = :skip_labeling AND e.user_id = :user)
-  AND NOT EXISTS (SELECT 1 FROM labels l WHERE l.message_id = m.message_id
-                  AND l.user_id = :user AND l.kind = 'task')
 ORDER BY m.message_id"""
 
+# Driven from the rankable children (accepted, undeleted replies, a partial index of their
+# own): ranking trees are mostly leaves, so grouping the children first leaves only the
+# parents worth checking.
 _INCOMPLETE_RANKINGS = """
-SELECT p.message_id, p.tree_id, c.role
-FROM trees t JOIN messages p ON p.tree_id = t.tree_id
-  JOIN messages c ON c.parent_id = p.message_id
-WHERE t.state = 'ranking' AND t.lang = :lang AND p.lang = :lang AND p.deleted = 0
-  AND p.rankings_received < :required
-  AND c.review_result = 1 AND c.deleted = 0 AND c.role IN (SELECT value FROM json_each(:roles))
-  AND NOT EXISTS (SELECT 1 FROM message_emojis e WHERE e.message_id = p.message_id
+SELECT g.parent_id, g.tree_id, g.role FROM (
+  SELECT c.parent_id, c.tree_id, c.role, count(*) AS n,
+    sum(coalesce(c.user_id = :user, 0)) AS mine
+  FROM trees t JOIN messages c ON c.tree_id = t.tree_id
+  WHERE t.state = 'ranking' AND t.lang = :lang
+    AND c.review_result = 1 AND c.deleted = 0 AND c.parent_id IS NOT NULL
+    AND c.role IN (SELECT value FROM json_each(:roles))
+  GROUP BY c.parent_id, c.role) g
+JOIN messages p ON p.message_id = g.parent_id
+WHERE g.n > 1 AND g.mine = 0
+  AND p.lang = :lang AND p.deleted = 0 AND p.rankings_received < :required
+  AND NOT EXISTS (SELECT 1 FROM message_emojis e WHERE e.message_id = g.parent_id
                   AND e.emoji = :skip_ranking AND e.user_id = :user)
-  AND NOT EXISTS (SELECT 1 FROM rankings r WHERE r.parent_id = p.message_id AND r.user_id = :user)
-GROUP BY p.message_id, c.role
-HAVING count(*) > 1 AND sum(coalesce(c.user_id = :user, 0)) = 0
-ORDER BY p.message_id"""
+  AND NOT EXISTS (SELECT 1 FROM rankings r WHERE r.parent_id = g.parent_id AND r.user_id = :user)
+ORDER BY g.parent_id"""
 
 
 def extendible_parents(conn: sqlite3.Connection, config: TreeConfig, lang: str,
@@ -129,16 +137,25 @@ def incomplete_rankings(conn: sqlite3.Connection, config: TreeConfig, lang: str,
     return [RankingParent(*row) for row in conn.execute(_INCOMPLETE_RANKINGS, params).fetchall()]
 
 
-def tree_state_counts(conn: sqlite3.Connection, lang: str) -> dict[str, int]:
-    return dict(conn.execute("SELECT state, count(*) FROM trees WHERE lang = ? GROUP BY state",
-                             (lang,)).fetchall())
+def tree_state_counts(conn: sqlite3.Connection, lang: str,
+                      states: tuple[str, ...] | None = None) -> dict[str, int]:
+    """Trees per state in a language; only the given states, if any (each an index range,
+    so the count does not grow with the finished trees)."""
+    if states is None:
+        return dict(conn.execute("SELECT state, count(*) FROM trees WHERE lang = ?"
+                                 " GROUP BY state", (lang,)).fetchall())
+    return {state: conn.execute("SELECT count(*) FROM trees WHERE state = ? AND lang = ?",
+                                (state, lang)).fetchone()[0] for state in states}
+
+
+_LOTTERY_STATES = ("growing", "initial_prompt_review", "prompt_lottery_waiting")
 
 
 def initial_prompt_count(conn: sqlite3.Connection, config: TreeConfig, lang: str) -> int:
     """OA's lottery formula: room to grow plus room to review, capped by the waiting room."""
     if lang in config.disabled_langs:
         return 0
-    states = tree_state_counts(conn, lang)
+    states = tree_state_counts(conn, lang, _LOTTERY_STATES)
     room = (max(0, config.max_active_trees - states.get("growing", 0))
             + max(0, config.max_initial_prompt_review - states.get("initial_prompt_review", 0)))
     return min(room, max(0, config.max_prompt_lottery_waiting

@@ -3,7 +3,9 @@
 `messages` carries every field of OA's Message (children and ranking counts, review
 state, consensus rank, emoji counts, label sums and counts); `message_emojis`, `labels`
 and `rankings` keep per-user participation, which task availability needs (who skipped,
-labelled or ranked what). Replies are found through messages.parent_id/user_id.
+labelled or ranked what). Replies are found through messages.parent_id/user_id;
+`reviewers` lists who reviewed a message with a task ("id,id,"), so the review pool
+excludes a user's earlier reviews without a lookup in `labels` per candidate.
 A `labels` row is one submission, its values a JSON object, as OA's text_labels has it
 (a row per value made label rows most of a replay's writes).
 
@@ -22,19 +24,19 @@ from uuid import UUID
 import msgspec
 
 from domain.tree import ConversationTree as T
-from projections.base import Projection, dumps, handles
+from projections.base import Projection, handles
 from projections.writeback import RowCache
 
 COLUMNS = ("message_id", "tree_id", "parent_id", "role", "depth", "lang", "text", "user_id",
            "client_id", "frontend_message_id", "created_at", "synthetic", "model_name",
            "children_count", "review_count", "review_result", "review_score", "ranking_count",
            "rankings_received", "rank", "emojis", "label_sums", "label_counts", "deleted",
-           "edited", "revision", "updated_at")
+           "edited", "revision", "updated_at", "reviewers")
 (TEXT, CHILDREN, REVIEWS, RESULT, SCORE, RANKED, RECEIVED, RANK, EMOJIS, SUMS, COUNTS, DELETED,
- EDITED, REVISION, UPDATED) = (COLUMNS.index(c) for c in (
+ EDITED, REVISION, UPDATED, REVIEWERS) = (COLUMNS.index(c) for c in (
     "text", "children_count", "review_count", "review_result", "review_score", "ranking_count",
     "rankings_received", "rank", "emojis", "label_sums", "label_counts", "deleted", "edited",
-    "revision", "updated_at"))
+    "revision", "updated_at", "reviewers"))
 MUTABLE = COLUMNS[TEXT:TEXT + 1] + COLUMNS[CHILDREN:]
 
 Submission = tuple[str, str]  # (user_id, kind): one labels row of a message
@@ -58,7 +60,8 @@ class MessagesProjection(Projection):
             emojis TEXT NOT NULL DEFAULT '{}', label_sums TEXT NOT NULL DEFAULT '{}',
             label_counts TEXT NOT NULL DEFAULT '{}',
             deleted INTEGER NOT NULL DEFAULT 0, edited INTEGER NOT NULL DEFAULT 0,
-            revision INTEGER NOT NULL DEFAULT 0, updated_at REAL NOT NULL)""",
+            revision INTEGER NOT NULL DEFAULT 0, updated_at REAL NOT NULL,
+            reviewers TEXT NOT NULL DEFAULT '')""",
         """CREATE TABLE IF NOT EXISTS message_emojis (
             message_id TEXT NOT NULL, emoji TEXT NOT NULL, user_id TEXT NOT NULL,
             PRIMARY KEY (message_id, emoji, user_id)) WITHOUT ROWID""",
@@ -71,8 +74,20 @@ class MessagesProjection(Projection):
             ranked TEXT NOT NULL, not_rankable INTEGER NOT NULL, task_id TEXT,
             created_at REAL NOT NULL, PRIMARY KEY (parent_id, user_id)) WITHOUT ROWID""",
         "CREATE INDEX IF NOT EXISTS messages_tree ON messages (tree_id)",
-        "CREATE INDEX IF NOT EXISTS messages_parent ON messages (parent_id, user_id)",
+        # Replies of a parent: who wrote them (one reply per user), and whether they count.
+        "CREATE INDEX IF NOT EXISTS messages_children ON messages"
+        " (parent_id, user_id, deleted, review_result)",
         "CREATE INDEX IF NOT EXISTS messages_user ON messages (user_id)",
+        # Task availability's pools (projections.availability), each a covering index of
+        # the few messages it can pick from, so a query reads neither texts nor the rest.
+        "CREATE INDEX IF NOT EXISTS messages_unreviewed ON messages"
+        " (tree_id, lang, message_id, role, parent_id, user_id, reviewers)"
+        " WHERE review_result IS NULL AND deleted = 0",
+        "CREATE INDEX IF NOT EXISTS messages_accepted ON messages"
+        " (tree_id, lang, depth, message_id, role) WHERE review_result = 1 AND deleted = 0",
+        "CREATE INDEX IF NOT EXISTS messages_rankable ON messages"
+        " (tree_id, parent_id, role, user_id)"
+        " WHERE review_result = 1 AND deleted = 0 AND parent_id IS NOT NULL",
         "CREATE INDEX IF NOT EXISTS rankings_user ON rankings (user_id, created_at)",
     )
 
@@ -148,7 +163,8 @@ class MessagesProjection(Projection):
         self._labels[message_id] = {}  # no labels before the message: nothing to look up
         self._rows.add([message_id, e.originator_id, parent_id, role, depth, e.lang, e.text,
                         e.user_id, e.client_id, e.frontend_message_id, at, int(e.synthetic),
-                        e.model_name, 0, 0, None, None, 0, 0, None, "{}", "{}", "{}", 0, 0, 0, at])
+                        e.model_name, 0, 0, None, None, 0, 0, None, "{}", "{}", "{}", 0, 0, 0, at,
+                        ""])
 
     @handles(T.TreeStarted)
     def on_started(self, c: sqlite3.Cursor, e: Any) -> None:
@@ -179,6 +195,7 @@ class MessagesProjection(Projection):
         if kind == "task":
             if row is not None:
                 row[REVIEWS] += 1
+                row[REVIEWERS] += user_id + ","
             earlier = submissions.get((user_id, kind))
             if earlier is not None:  # the domain takes one review per user; merge as OA would
                 labels = earlier[0] | labels
@@ -200,7 +217,8 @@ class MessagesProjection(Projection):
     def on_ranking(self, c: sqlite3.Cursor, e: Any) -> None:
         at = e.timestamp.timestamp()
         self._rankings.append((e.parent_id, e.user_id or "", e.originator_id,
-                               dumps(e.ranked_message_ids), int(e.not_rankable), e.task_id, at))
+                               _encode(e.ranked_message_ids).decode(), int(e.not_rankable),
+                               e.task_id, at))
         rows = self._rows
         for message_id in e.ranked_message_ids:
             row = rows.get(message_id)
@@ -264,7 +282,7 @@ class MessagesProjection(Projection):
                                 " GROUP BY emoji", key[:1]).fetchall())
         row = self._touch(e.message_id, e.timestamp.timestamp())
         if row is not None:
-            row[EMOJIS] = dumps(counts)
+            row[EMOJIS] = _encode(counts).decode()
 
 
 def _sums(submissions: dict[Submission, list[Any]]) -> tuple[str, str]:

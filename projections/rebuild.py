@@ -19,7 +19,7 @@ from projections.base import Projection
 from projections.log import LogSource
 from projections.runner import ProjectionRunner
 
-BATCH_SIZE = 20_000
+BATCH_SIZE = 50_000
 
 
 def _remove(path: Path, suffixes: Sequence[str] = ("", "-wal", "-shm", "-journal")) -> None:

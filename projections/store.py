@@ -8,6 +8,7 @@ The file can be deleted at any time: it is rebuilt from the log.
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import threading
 from pathlib import Path
@@ -31,6 +32,13 @@ def default_projections() -> list[Projection]:
 
     return [MessagesProjection(), TreesProjection(), UsersProjection(), StatsProjection(),
             ModelStatsProjection(), AgreementProjection()]
+
+
+def schema_digest(projection: Projection) -> str:
+    """What the projection's tables are: its DDL, and ``schema_version`` if it has one (for
+    a change of meaning that leaves the DDL as it was)."""
+    text = "\n".join(projection.ddl) + f"\n{getattr(projection, 'schema_version', '')}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 class ReadModel:
@@ -67,12 +75,28 @@ class ReadModel:
         return conn
 
     def create(self, conn: sqlite3.Connection) -> None:
+        """Create what is missing. A projection whose tables were made by another version of
+        its DDL (or before the file recorded versions) loses them and its position, so it
+        projects the log again from the start while the others carry on."""
+        conn.execute("BEGIN")
         conn.execute("CREATE TABLE IF NOT EXISTS tracking ("
                      "projection TEXT PRIMARY KEY, position INTEGER NOT NULL)")
+        conn.execute("CREATE TABLE IF NOT EXISTS schemas ("
+                     "projection TEXT PRIMARY KEY, digest TEXT NOT NULL)")
+        known = dict(conn.execute("SELECT projection, digest FROM schemas"))
+        tracked = {name for (name,) in conn.execute("SELECT projection FROM tracking")}
         for projection in self.projections:
+            digest = schema_digest(projection)
+            if known.get(projection.name) != digest and (
+                    projection.name in known or projection.name in tracked):
+                for table in projection.tables:
+                    conn.execute(f"DROP TABLE IF EXISTS {table}")
+                conn.execute("DELETE FROM tracking WHERE projection = ?", (projection.name,))
             for statement in projection.ddl:
                 conn.execute(statement)
             conn.execute("INSERT OR IGNORE INTO tracking VALUES (?, 0)", (projection.name,))
+            conn.execute("INSERT OR REPLACE INTO schemas VALUES (?, ?)", (projection.name, digest))
+        conn.execute("COMMIT")
 
     def drop(self, conn: sqlite3.Connection) -> None:
         conn.execute("BEGIN")
@@ -80,6 +104,7 @@ class ReadModel:
             for table in projection.tables:
                 conn.execute(f"DROP TABLE IF EXISTS {table}")
             conn.execute("DELETE FROM tracking WHERE projection = ?", (projection.name,))
+        conn.execute("DROP TABLE IF EXISTS schemas")  # nothing left to describe
         conn.execute("COMMIT")
 
     def positions(self, conn: sqlite3.Connection | None = None) -> dict[str, int]:

@@ -2,9 +2,9 @@
 
 A task row is ``open`` until it is done, skipped or expired; open reply tasks issued
 recently reserve their parent message (see projections.availability). Task rows live in
-a write-back cache for the batch (projections.writeback): a task issued, acknowledged
-and completed within one batch is one INSERT. Of the payload a task carries (the whole
-conversation, kilobytes) only ``mode`` is kept, so only ``mode`` is decoded.
+a write-back cache (projections.writeback): a task issued, acknowledged and completed
+within one batch is one INSERT. Of the payload a task carries (the whole conversation,
+kilobytes) only ``mode`` is kept, so only ``mode`` is decoded (TaskIssuedView).
 """
 
 from __future__ import annotations

@@ -222,3 +222,26 @@ def test_a_log_without_views_gives_the_same_tables(tmp_path):
     log = AppLog(w.app)
     assert project(EventsOnly(log), tmp_path / "events.sqlite", 5) == \
         project(log, tmp_path / "views.sqlite", 5)
+
+
+class TreesV2(TreesProjection):
+    schema_version = 2  # as if its handlers had changed meaning
+
+
+def test_a_projection_with_another_schema_is_projected_again(tmp_path):
+    w, _, _ = busy_world(tmp_path)
+    log = AppLog(w.app)
+    path = tmp_path / "rm.sqlite"
+    first = project(log, path, 100)
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE trees SET size = -1")  # what the old version would have left
+    conn.commit()
+    runner = ProjectionRunner(log, path, [MessagesProjection(), TreesV2(), UsersProjection()])
+    assert runner.readmodel.positions()["trees"] == 0  # dropped, to be projected again
+    assert runner.readmodel.positions()["messages"] == log.head()  # the others keep theirs
+    runner.run_once()
+    again = dump(runner.readmodel.reader())
+    runner.close()
+    assert {t: rows for t, rows in again.items() if t != "schemas"} == \
+        {t: rows for t, rows in first.items() if t != "schemas"}
+    assert again["schemas"] != first["schemas"]
