@@ -45,6 +45,9 @@ class ProjectionRunner:
         self.readmodel = ReadModel(path, projections)
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        # bulk (a rebuild into a scratch file): the whole run is one transaction, so no
+        # batch pays a commit's writes; a failure loses all of it, and the file with it.
+        self._bulk = bulk
         self._conn = self.readmodel.connect(bulk=bulk)
         self.readmodel.create(self._conn)
         self._positions = self.readmodel.positions(self._conn)
@@ -121,6 +124,8 @@ class ProjectionRunner:
             done += len(rows)
             if progress is not None:
                 progress(len(rows))
+        if self._bulk and self._conn.in_transaction:
+            self._conn.execute("COMMIT")
         return done
 
     def _apply(self, rows: Sequence[Row]) -> None:
@@ -128,7 +133,8 @@ class ProjectionRunner:
         lagging = any(positions[n] > self._position for n in self._names)
         last = rows[-1][0]
         cursor = conn.cursor()
-        cursor.execute("BEGIN")
+        if not conn.in_transaction:  # in bulk mode, the run's transaction may be open
+            cursor.execute("BEGIN")
         try:
             for projection in self._batched:
                 projection.begin_batch(cursor)  # type: ignore[attr-defined]
@@ -147,11 +153,15 @@ class ProjectionRunner:
                 projection.end_batch(cursor)  # type: ignore[attr-defined]
             cursor.executemany("UPDATE tracking SET position = ? WHERE projection = ? AND position < ?",
                                [(last, n, last) for n in self._names])
-            cursor.execute("COMMIT")
+            if not self._bulk:
+                cursor.execute("COMMIT")
         except BaseException as e:
             cursor.execute("ROLLBACK")
             for projection in self._batched:
                 projection.abort_batch()  # type: ignore[attr-defined]
+            if self._bulk:  # earlier batches were rolled back too
+                self._positions.update(self.readmodel.positions(conn))
+                self._position = min((positions[n] for n in self._names), default=0)
             raise ProjectionError(f"projecting events {rows[0][0]}..{last} failed: "
                                   f"{type(e).__name__}: {e}") from e
         for name in self._names:
