@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from api.cli import add_data_option
+from projections.rebuild import BATCH_SIZE
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     status.set_defaults(handler=show_status)
     rebuild = group.add_parser("rebuild", help="drop the read models and replay the whole log")
     add_data_option(rebuild)
-    rebuild.add_argument("--batch-size", type=int, default=2000)
+    rebuild.add_argument("--batch-size", type=int, default=BATCH_SIZE,
+                         help="events per read-model transaction (default %(default)s)")
     rebuild.set_defaults(handler=run_rebuild)
 
 
