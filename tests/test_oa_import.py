@@ -18,8 +18,19 @@ from projections import log_reader
 from projections.oa_export import ExportOptions, TreeExporter
 from projections.oa_import import import_trees, read_export_file
 
-FIXTURE = Path("/work/shared/fixtures/oa/en_10_trees.jsonl")
+# Real OA export data, read from the shared folder beside the checkout (never copied here).
+FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "oa" / "en_10_trees.jsonl"
 needs_fixture = pytest.mark.skipif(not FIXTURE.exists(), reason="OA fixture not available")
+
+
+def _synthetic_fixture_tree() -> UUID:
+    """The first fixture tree whose prompt a model wrote (it has ranked replies)."""
+    with FIXTURE.open() as lines:
+        for line in lines:
+            tree = json.loads(line)
+            if tree["prompt"].get("synthetic"):
+                return UUID(tree["message_tree_id"])
+    raise AssertionError("the fixture has no synthetic tree")
 
 
 def fixture_trees() -> dict[str, dict]:
@@ -102,7 +113,7 @@ def test_reimport_adds_nothing_and_gzipped_messages_files_import(tmp_path: Path)
 def test_import_keeps_ranks_origin_synthetic_and_model(tmp_path: Path) -> None:
     app = open_app(tmp_path)
     import_trees(app, read_export_file(FIXTURE), origin="oasst-fixture")
-    tree = app.get_tree(UUID("054e1df3-35e0-4bb8-a585-607dbdcd24e0"))
+    tree = app.get_tree(_synthetic_fixture_tree())
     assert tree.state is TreeState.READY_FOR_EXPORT and tree.origin == "oasst-fixture"
     assert tree.root.synthetic and tree.root.model_name == "chip20b"
     replies = [tree.messages[c] for c in tree.root.children]
@@ -116,7 +127,7 @@ def test_state_option_sends_trees_to_ranking_without_ranks(tmp_path: Path) -> No
     app = open_app(tmp_path)
     report = import_trees(app, read_export_file(FIXTURE), state=TreeState.BACKLOG_RANKING)
     assert report.imported == 10
-    tree = app.get_tree(UUID("054e1df3-35e0-4bb8-a585-607dbdcd24e0"))
+    tree = app.get_tree(_synthetic_fixture_tree())
     assert tree.state is TreeState.BACKLOG_RANKING
     assert all(m.rank is None for m in tree.messages.values())
     app.activate_tree(tree_id=tree.id)
