@@ -13,7 +13,7 @@ import sqlite3
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
 from uuid import UUID
@@ -135,20 +135,6 @@ def format_history(entries: list[dict[str, Any]]) -> Iterable[str]:
 
 
 # ---------------------------------------------------------------------------- as of
-def parse_as_of(text: str) -> tuple[int | None, datetime | None]:
-    """A version number or an ISO time (naive times are UTC); ValueError otherwise."""
-    text = text.strip()
-    if text.isdigit():
-        return int(text), None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"--as-of takes a version number or an ISO time, not {text!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return None, moment
-
-
 def tree_view(tree: ConversationTree) -> dict[str, Any]:
     """``as_dict`` plus what an auditor asks about: reviews, labels, rankings, provenance."""
     view = tree.as_dict()

@@ -23,8 +23,15 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from domain.digest import (
-    GENESIS, SCHEME, Text, canonical, chain_with_fingerprints, fingerprint, next_link,
+    GENESIS,
+    SCHEME,
+    Text,
+    canonical,
+    chain_with_fingerprints,
+    fingerprint,
+    next_link,
 )
+from projections.log import max_position
 
 AUDIT_FILE = "audit.sqlite"
 CHECKPOINT_EVERY = 1000
@@ -84,14 +91,7 @@ def scan(log: sqlite3.Connection | None, after: int, upto: int | None = None
 
 
 def log_head(log: sqlite3.Connection | None) -> int:
-    if log is None:
-        return 0
-    try:
-        return log.execute("SELECT max(rowid) FROM stored_events").fetchone()[0] or 0
-    except sqlite3.OperationalError as e:
-        if "no such table" in str(e):
-            return 0
-        raise
+    return max_position(log)
 
 
 def log_row(log: sqlite3.Connection | None, position: int) -> tuple | None:

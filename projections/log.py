@@ -131,6 +131,18 @@ class _Decoder:
         return decoder
 
 
+def max_position(conn: sqlite3.Connection | None) -> int:
+    """The last log position in an events.sqlite connection (0 before the first write)."""
+    if conn is None:
+        return 0
+    try:
+        return conn.execute("SELECT max(rowid) FROM stored_events").fetchone()[0] or 0
+    except sqlite3.OperationalError as e:
+        if "no such table" in str(e):
+            return 0
+        raise
+
+
 class SQLiteLog(_Decoder):
     """The `stored_events` table of an events.sqlite file, read-only."""
 
@@ -163,15 +175,7 @@ class SQLiteLog(_Decoder):
             raise
 
     def head(self) -> int:
-        conn = self._connection()
-        if conn is None:
-            return 0
-        try:
-            return conn.execute("SELECT max(rowid) FROM stored_events").fetchone()[0] or 0
-        except sqlite3.OperationalError as e:
-            if "no such table" in str(e):
-                return 0
-            raise
+        return max_position(self._connection())
 
     def close(self) -> None:
         if self._conn is not None:

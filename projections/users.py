@@ -127,32 +127,26 @@ class UsersProjection(Projection):
     # The task events are two thirds of the log: each handler does its lookup inline.
     @handles(U.TaskAcknowledged)
     def on_ack(self, c: sqlite3.Cursor, e: Any) -> None:
-        tasks = self._tasks
-        row = tasks.rows.get(e.task_id) or tasks.get(e.task_id)
-        if row is not None:
-            row[FRONTEND], row[UPDATED] = e.frontend_message_id, e.timestamp.timestamp()
-            tasks.changed.add(e.task_id)
+        self._update_task(e, {FRONTEND: e.frontend_message_id})
 
     @handles(U.TaskSkipped)
     def on_skipped(self, c: sqlite3.Cursor, e: Any) -> None:
-        tasks = self._tasks
-        row = tasks.rows.get(e.task_id) or tasks.get(e.task_id)
-        if row is not None:
-            row[STATUS], row[SKIP_REASON], row[UPDATED] = "skipped", e.reason, e.timestamp.timestamp()
-            tasks.changed.add(e.task_id)
+        self._update_task(e, {STATUS: "skipped", SKIP_REASON: e.reason})
 
     @handles(U.TaskCompleted)
     def on_completed(self, c: sqlite3.Cursor, e: Any) -> None:
-        tasks = self._tasks
-        row = tasks.rows.get(e.task_id) or tasks.get(e.task_id)
-        if row is not None:
-            row[STATUS], row[RESULT], row[UPDATED] = "done", e.result_id, e.timestamp.timestamp()
-            tasks.changed.add(e.task_id)
+        self._update_task(e, {STATUS: "done", RESULT: e.result_id})
 
     @handles(U.TaskExpired)
     def on_expired(self, c: sqlite3.Cursor, e: Any) -> None:
+        self._update_task(e, {STATUS: "expired"})
+
+    def _update_task(self, e: Any, fields: dict[int, Any]) -> None:
+        """Set columns of a task row (pending in this batch or already written)."""
         tasks = self._tasks
         row = tasks.rows.get(e.task_id) or tasks.get(e.task_id)
         if row is not None:
-            row[STATUS], row[UPDATED] = "expired", e.timestamp.timestamp()
+            for column, value in fields.items():
+                row[column] = value
+            row[UPDATED] = e.timestamp.timestamp()
             tasks.changed.add(e.task_id)

@@ -107,7 +107,6 @@ def test_labels_are_one_row_per_submission_and_summed(tmp_path):
     assert len([r for r in rows if r[1] == "task"]) == 3
     sums, counts = conn.execute("SELECT label_sums, label_counts FROM messages"
                                 " WHERE message_id = ?", (str(ids["a1"]),)).fetchone()
-    import json
 
     assert json.loads(counts) == {"spam": 3, "lang_mismatch": 3, "pii": 1}
     assert json.loads(sums) == {"spam": 0.0, "lang_mismatch": 0.0, "pii": 1.0}

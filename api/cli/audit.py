@@ -156,7 +156,8 @@ def show_history(args: argparse.Namespace) -> int:
 
 
 def show_as_of(args: argparse.Namespace) -> int:
-    from projections.audit import parse_as_of, tree_as_of
+    from domain.as_of import parse_as_of
+    from projections.audit import tree_as_of
     from projections.digest import open_log
 
     tree_id = _tree_id(args.tree_id)
@@ -167,7 +168,7 @@ def show_as_of(args: argparse.Namespace) -> int:
         try:
             version, moment = parse_as_of(args.as_of)
         except ValueError as e:
-            return fail(str(e))
+            return fail(f"--as-of: {e}")
     folder = _folder(args)
     if folder is None:
         return _no_store(args)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from datetime import datetime
 from uuid import UUID
 
 import msgspec
 
 from api.cli import add_data_option, fail
 from api.storage import data_dir, load_config, open_app
+from domain.as_of import parse_as_of
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,13 +37,10 @@ def show_tree(args: argparse.Namespace) -> int:
     app = open_app(folder, load_config(folder))
     version, as_of = None, None
     if args.as_of:
-        if args.as_of.isdigit():
-            version = int(args.as_of)
-        else:
-            try:
-                as_of = datetime.fromisoformat(args.as_of)
-            except ValueError:
-                return fail(f"--as-of takes a version or an ISO time, not {args.as_of!r}")
+        try:
+            version, as_of = parse_as_of(args.as_of)
+        except ValueError:
+            return fail(f"--as-of takes a version or an ISO time, not {args.as_of!r}")
     tree = app.get_tree(tree_id, version=version, as_of=as_of)
     print(msgspec.json.format(msgspec.json.encode(tree.as_dict()).decode()))
     return 0

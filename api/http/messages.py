@@ -20,6 +20,7 @@ from api.http import schemas as s
 from api.http.errors import validation
 from api.http.routing import Api, Call
 from domain.actor import Actor
+from domain.as_of import parse_as_of
 from domain.errors import ErrorCode, MessageNotFoundError, TreeNotFoundError
 from domain.states import ACTIVE_STATES
 
@@ -239,15 +240,11 @@ def tree_at(call: Call) -> Any:
     app = call.service.app
     if raw is None:
         return app.get_tree(tree_id).as_dict()
-    if raw.isdigit():
-        return app.get_tree(tree_id, version=int(raw)).as_dict()
     try:
-        moment = datetime.fromisoformat(raw)
+        version, moment = parse_as_of(raw)
     except ValueError:
         raise validation(f"as_of must be a version number or an ISO time, not {raw!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return app.get_tree(tree_id, as_of=moment).as_dict()
+    return app.get_tree(tree_id, version=version, as_of=moment).as_dict()
 
 
 def register(api: Api) -> None:
