@@ -85,6 +85,8 @@ def _write_hf(folder: Path, splits: dict[str, list[dict[str, Any]]], schema: Any
     except ImportError:
         return []
     features = Features.from_arrow_schema(schema)
-    DatasetDict({split: Dataset.from_list(splits.get(split, []), features=features)
-                 for split in SPLITS}).save_to_disk(str(folder))
+    # Column-wise, so an empty split still gets the kind's columns (from_list([]) has none).
+    DatasetDict({split: Dataset.from_dict(
+        {name: [row[name] for row in splits.get(split, [])] for name in schema.names},
+        features=features) for split in SPLITS}).save_to_disk(str(folder))
     return sorted(p for p in folder.rglob("*") if p.is_file())
