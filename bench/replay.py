@@ -14,15 +14,19 @@ Each repeat times, interleaved so machine noise hits them alike:
   stock   the log read and decoded into domain events (eventsourcing's mapper, our codec)
           and nothing else: the floor a projection that decodes every event cannot beat
   core    rebuild of the messages, trees and users read models
-  all     rebuild of every read model (store.default_projections()), what
+  read    rebuild of the read models of issue 3: core plus user statistics, model
+          statistics and annotator agreement
+  all     rebuild of every registered read model (store.default_projections()), what
           `dataengine projections rebuild` does
-Wall-clock and CPU (process) time are both printed: on a shared machine the wall clock
-also counts the time other processes hold the cores.
+each rebuild in one process (w=1) and split between worker processes (w=N, --workers).
+Wall-clock and CPU time (this process and its workers) are both printed: on a shared
+machine the wall clock also counts the time other processes hold the cores.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import sys
 import tempfile
@@ -35,7 +39,7 @@ from api.storage import EVENTS_FILE, open_app  # noqa: E402
 from bench import crowd  # noqa: E402
 from domain.config import TreeConfig  # noqa: E402
 from projections.log import SQLiteLog  # noqa: E402
-from projections.rebuild import BATCH_SIZE, rebuild  # noqa: E402
+from projections.rebuild import BATCH_SIZE, default_workers, rebuild  # noqa: E402
 from projections.runner import ProjectionRunner  # noqa: E402
 from projections.simulator import run_simulation  # noqa: E402
 from projections.store import default_projections  # noqa: E402
@@ -72,6 +76,16 @@ def stock_decode(log: SQLiteLog, batch_size: int) -> int:
     return done
 
 
+READ_MODELS = ("messages", "trees", "users", "user_stats", "model_stats", "agreement")
+
+
+def cpu_time() -> float:
+    """CPU seconds of this process and of its finished children (rebuild workers)."""
+    own, children = (resource.getrusage(w) for w in (resource.RUSAGE_SELF,
+                                                      resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--scale", type=float, default=0.02,
@@ -84,35 +98,43 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="do not fill; use the store as is")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
-    parser.add_argument("--only", choices=("stock", "core", "all"), action="append",
+    parser.add_argument("--only", choices=("stock", "core", "read", "all"), action="append",
                         help="time only these variants (repeatable)")
+    parser.add_argument("--workers", type=int, action="append",
+                        help="worker processes per rebuild (repeatable; default: 1 and "
+                             f"{default_workers()}, one per core)")
     args = parser.parse_args()
 
     folder = Path(args.data or tempfile.mkdtemp(prefix="dataengine-replay-"))
     if not args.reuse:
         fill(folder, args)
     log = SQLiteLog(folder / EVENTS_FILE)
-    variants = args.only or ["stock", "core", "all"]
-    results: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
+    workers = args.workers or sorted({1, default_workers()})
+    variants = [(v, 0) if v == "stock" else (v, w)
+                for v in args.only or ["stock", "core", "read", "all"]
+                for w in ([0] if v == "stock" else workers)]
+    results: dict[tuple[str, int], list[tuple[float, float]]] = {v: [] for v in variants}
     events = log.head()
     for _ in range(args.repeat):
-        for variant in variants:
-            wall, cpu = time.perf_counter(), time.process_time()
+        for variant, n in variants:
+            wall, cpu = time.perf_counter(), cpu_time()
             if variant == "stock":
                 stock_decode(log, args.batch_size)
             else:
                 projections = default_projections()
-                if variant == "core":
-                    projections = projections[:3]
+                if variant != "all":
+                    keep = READ_MODELS[:3] if variant == "core" else READ_MODELS
+                    projections = [p for p in projections if p.name in keep]
                 rebuild(log, folder / f"bench-{variant}.sqlite", projections=projections,
-                        batch_size=args.batch_size)
-            results[variant].append((time.perf_counter() - wall, time.process_time() - cpu))
+                        batch_size=args.batch_size, workers=n)
+            results[variant, n].append((time.perf_counter() - wall, cpu_time() - cpu))
     print(f"{events:,} events, batch {args.batch_size}, median of {args.repeat} "
           f"(all runs in parentheses):")
-    for variant, runs in results.items():
+    for (variant, n), runs in results.items():
         wall = statistics.median(w for w, _ in runs)
         cpu = statistics.median(c for _, c in runs)
-        print(f"  {variant:5}  {events / wall:>9,.0f} events/s wall  {events / cpu:>9,.0f} events/s cpu"
+        name = variant if variant == "stock" else f"{variant} w={n}"
+        print(f"  {name:9}  {events / wall:>9,.0f} events/s wall  {events / cpu:>9,.0f} events/s cpu"
               f"  ({', '.join(f'{events / w / 1000:.0f}k' for w, _ in runs)})")
     print(f"store: {folder}")
 

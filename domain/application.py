@@ -26,13 +26,15 @@ from domain.actor import Actor
 from domain.api_client import ApiClient, client_id_for_key, new_api_key
 from domain.config import TreeConfig
 from domain.errors import (
-    ApiClientNotFoundError, ConcurrencyError, DomainError, TreeNotFoundError, UserNotFoundError,
+    ApiClientNotFoundError, ConcurrencyError, DomainError, ModelNotFoundError, TreeNotFoundError,
+    UserNotFoundError,
 )
+from domain.trained_model import TrainedModel
 from domain.tree import ConversationTree
 from domain.user import User, user_id_for
 
 T = TypeVar("T")
-A = TypeVar("A", ConversationTree, User, ApiClient)
+A = TypeVar("A", ConversationTree, User, ApiClient, TrainedModel)
 
 
 def message_id_for(client_id: UUID | None, frontend_message_id: str | None) -> UUID:
@@ -84,6 +86,8 @@ def _not_found(cls: type, aggregate_id: UUID) -> DomainError:
         return TreeNotFoundError(f"tree {aggregate_id} not found")
     if cls is User:
         return UserNotFoundError(f"user {aggregate_id} not found")
+    if cls is TrainedModel:
+        return ModelNotFoundError(f"model {aggregate_id} is not registered")
     return ApiClientNotFoundError(f"api client {aggregate_id} not found")
 
 
@@ -306,6 +310,9 @@ class DataEngine(Application):
     undelete_message = commands.undelete_message
     edit_message = commands.edit_message
     toggle_emoji = commands.toggle_emoji
+    # The models registry (domain.trained_model).
+    register_model = commands.register_model
+    get_model = commands.get_model
 
 
 __all__ = ["Actor", "DataEngine", "Outcome", "message_id_for", "new_api_key"]

@@ -13,12 +13,14 @@ from uuid import UUID, uuid5
 
 from domain.actor import Actor
 from domain.errors import (
-    InvalidMessageError, MessageAlreadyExistsError, TreeNotFoundError, UserNotFoundError,
+    InvalidMessageError, MessageAlreadyExistsError, ModelNotFoundError, TreeNotFoundError,
+    UserNotFoundError,
 )
 from domain.message import SKIP_LABELING, SKIP_RANKING, SKIP_REPLY, Role
 from domain.task_types import (
     LABEL_TASKS, PROMPT_TASKS, RANKING_TASKS, REPLY_ROLE, REPLY_TASKS, TaskType,
 )
+from domain.trained_model import TrainedModel, model_id_for
 from domain.tree import ConversationTree
 from domain.user import Task, User
 
@@ -212,7 +214,10 @@ _SKIP_EMOJI = {**{t: SKIP_REPLY for t in REPLY_TASKS}, **{t: SKIP_LABELING for t
 
 def nack_task(app: DataEngine, *, user_id: UUID, task_id: UUID, reason: str | None = None) -> None:
     """Skip a task: the user no longer sees its target; reply skips feed auto-moderation."""
-    tree_id = app.get_user(user_id).task(task_id).tree_id
+    # The task's tree (fixed when it was issued) says which locks to take; read from the
+    # cached user, not from a deep copy of it (its tasks' payloads made that cost more
+    # than the skip itself).
+    tree_id = app.run((user_id,), lambda uow: uow.get(User, user_id).task(task_id).tree_id)[0]
 
     def command(uow: UnitOfWork) -> None:
         user = uow.get(User, user_id)
@@ -270,3 +275,34 @@ def toggle_emoji(app: DataEngine, *, tree_id: UUID, message_id: UUID, emoji: str
                  op: str = "toggle") -> int | None:
     return _tree_command(app, tree_id, lambda t: t.toggle_emoji(
         message_id=message_id, emoji=emoji, actor=actor, config=app.config, op=op))
+
+
+def register_model(app: DataEngine, *, name: str, path: str, kind: str,
+                   base_model: str | None = None, dataset_position: int | None = None,
+                   dataset_digest: str | None = None, metrics: dict[str, Any] | None = None,
+                   actor: Actor | None = None) -> Outcome:
+    """Record a model in the registry; the same facts again record nothing."""
+    fields = dict(name=name, path=path, kind=kind, base_model=base_model,
+                  dataset_position=dataset_position, dataset_digest=dataset_digest,
+                  metrics=metrics)
+    model_id = model_id_for(name)
+
+    def command(uow: UnitOfWork) -> UUID:
+        try:
+            existing = uow.get(TrainedModel, model_id)
+        except ModelNotFoundError:
+            uow.add(TrainedModel.register(actor=actor or Actor(), **fields))
+        else:
+            existing.check_same(**fields)
+        return model_id
+
+    result, position = app.run((model_id,), command)
+    return _outcome(result, position)
+
+
+def get_model(app: DataEngine, name: str) -> TrainedModel:
+    """The registry entry of a name (ModelNotFoundError when there is none)."""
+    try:
+        return app._read(TrainedModel, model_id_for(name))
+    except ModelNotFoundError:
+        raise ModelNotFoundError(f"model {name!r} is not registered") from None

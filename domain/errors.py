@@ -19,6 +19,8 @@ class ErrorCode(IntEnum):
     API_CLIENT_NOT_AUTHORIZED = 2
     ROOT_TOKEN_NOT_AUTHORIZED = 3
     DATABASE_MAX_RETRIES_EXHAUSTED = 4
+    SORT_KEY_UNSUPPORTED = 100
+    INVALID_CURSOR_VALUE = 101
     VALIDATION_ERROR = 422
     TOO_MANY_REQUESTS = 429
 
@@ -41,6 +43,7 @@ class ErrorCode(IntEnum):
     INVALID_MESSAGE = 2008
     TREE_IN_ABORTED_STATE = 2010
     CORRUPT_RANKING_RESULT = 2011
+    AUTH_AND_USERNAME_REQUIRED = 2012
     # ours (OA has no such guard)
     MAX_DEPTH_EXCEEDED = 2020
     MAX_CHILDREN_EXCEEDED = 2021
@@ -78,6 +81,11 @@ class ErrorCode(IntEnum):
     API_CLIENT_NOT_FOUND = 4010
 
     EMOJI_OP_UNSUPPORTED = 5000
+
+    # ours: the models registry (a range OA does not use)
+    MODEL_NOT_FOUND = 7000
+    MODEL_ALREADY_REGISTERED = 7001
+    INVALID_MODEL = 7002
 
 
 class DomainError(Exception):
@@ -152,6 +160,11 @@ UserDisabledError = _error("UserDisabledError", ErrorCode.USER_DISABLED, 503)
 UserNotFoundError = _error("UserNotFoundError", ErrorCode.USER_NOT_FOUND, 404)
 ApiClientNotFoundError = _error("ApiClientNotFoundError", ErrorCode.API_CLIENT_NOT_FOUND, 404)
 EmojiOpUnsupportedError = _error("EmojiOpUnsupportedError", ErrorCode.EMOJI_OP_UNSUPPORTED)
+ModelNotFoundError = _error("ModelNotFoundError", ErrorCode.MODEL_NOT_FOUND, 404)
+ModelAlreadyRegisteredError = _error(
+    "ModelAlreadyRegisteredError", ErrorCode.MODEL_ALREADY_REGISTERED, 409
+)
+InvalidModelError = _error("InvalidModelError", ErrorCode.INVALID_MODEL)
 ConcurrencyError = _error(
     "ConcurrencyError", ErrorCode.DATABASE_MAX_RETRIES_EXHAUSTED, 503
 )

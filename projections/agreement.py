@@ -19,30 +19,41 @@ interval data. With the interval metric a unit is summarised by (m, sum v, sum v
 
 so alpha = 1 - D_o / D_e = 1 - (n - 1) * W / (n * T2 - T1^2), with n, T1, T2 the count,
 sum and sum of squares of all pairable values and W = sum_u (m_u S2_u - S1_u^2) / (m_u - 1).
-Each review only adds to its unit's three numbers, and alpha is one SQL aggregate.
-Values are kept as integers in units of 1/SCALE (alpha does not change when all values
-are scaled), so the sums are exact and independent of how the log was batched.
+Each review only adds to its unit's three numbers. ``label_units`` keeps them per message
+(one row, all its labels); ``label_totals`` keeps, per label and unit size m >= 2, the
+number of units and the sums of S1, S2 and m S2 - S1^2 over them, so alpha is one small
+aggregate (W = sum over m of those last sums / (m - 1)) and a review moves its unit from
+one size to the next. Values are kept as integers in units of 1/SCALE (alpha does not
+change when all values are scaled), so the sums are exact and independent of how the log
+was batched.
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from typing import Any, Iterable, Sequence
 from uuid import UUID
 
+import msgspec
+
 from domain.consensus import kendall_tau
 from domain.labels import LABELS, TextLabel
 from domain.tree import ConversationTree as T
-from projections.base import Projection, dumps, handles, uid
+from projections.base import Projection, handles, uid
 
 SCALE = 10_000  # label values are compared at a resolution of 1e-4 (likert steps are exact)
+_CACHE_LIMIT = 200_000
+_encode = msgspec.json.Encoder(order="sorted").encode
+_decode = msgspec.json.Decoder(dict[str, list[int]]).decode
+_decode_ids = msgspec.json.Decoder(list[str]).decode
 
 
 class AgreementProjection(Projection):
     name = "agreement"
+    replay_indexes = ()  # handlers look rows up by key (prefix) only
+    replay_cost = 1.5
     views = True  # handlers take ids as text, so they accept log views and domain events
-    tables = ("agreement_rankings", "ranking_agreement", "label_units")
+    tables = ("agreement_rankings", "ranking_agreement", "label_units", "label_totals")
     ddl = (
         """CREATE TABLE IF NOT EXISTS agreement_rankings (
             parent_id TEXT NOT NULL, user_id TEXT NOT NULL, ranked TEXT NOT NULL,
@@ -50,30 +61,43 @@ class AgreementProjection(Projection):
         """CREATE TABLE IF NOT EXISTS ranking_agreement (
             parent_id TEXT NOT NULL, user_id TEXT NOT NULL, tau REAL NOT NULL,
             items INTEGER NOT NULL, PRIMARY KEY (parent_id, user_id)) WITHOUT ROWID""",
+        # units: {label: [m, S1, S2]} of the message's task reviews
         """CREATE TABLE IF NOT EXISTS label_units (
-            message_id TEXT NOT NULL, label TEXT NOT NULL, n INTEGER NOT NULL,
-            s1 INTEGER NOT NULL, s2 INTEGER NOT NULL,
-            PRIMARY KEY (message_id, label)) WITHOUT ROWID""",
+            message_id TEXT PRIMARY KEY, units TEXT NOT NULL) WITHOUT ROWID""",
+        """CREATE TABLE IF NOT EXISTS label_totals (
+            label TEXT NOT NULL, m INTEGER NOT NULL, units INTEGER NOT NULL,
+            s1 INTEGER NOT NULL, s2 INTEGER NOT NULL, spread INTEGER NOT NULL,
+            PRIMARY KEY (label, m)) WITHOUT ROWID""",
         "CREATE INDEX IF NOT EXISTS ranking_agreement_user ON ranking_agreement (user_id)",
     )
 
     def __init__(self) -> None:
-        self._units: dict[tuple[str, str], list[int]] = {}
+        # Reviews and rankings of a batch are kept in dicts and written at its end.
+        self._reviews: dict[str, list[dict[str, float]]] = {}  # message -> task labels
         self._rankings: dict[str, dict[str, str]] = {}  # parent -> user -> ranked ids
         self._taus: dict[str, list[tuple[str, str, float, int]]] = {}  # parent -> rows
+        # label_units rows (JSON) as the table holds them: messages are reviewed over
+        # several batches. Dropped with another connection, a rollback, or when it grows
+        # large; ``_complete``: it holds every row (a table that was empty when it began),
+        # so a message it lacks has no row and needs no lookup (a replay from scratch).
+        self._units: dict[str, bytes] = {}
+        self._complete = False
+        self._conn: sqlite3.Connection | None = None
 
-    # Reviews and rankings of a batch are kept in dicts and written at its end.
     def begin_batch(self, c: sqlite3.Cursor) -> None:
-        self._units, self._rankings, self._taus = {}, {}, {}
+        if self._conn is not c.connection:
+            self._units, self._conn = {}, c.connection
+            self._complete = c.execute("SELECT 1 FROM label_units LIMIT 1").fetchone() is None
+        elif len(self._units) > _CACHE_LIMIT:
+            self._units, self._complete = {}, False
+        self._reviews, self._rankings, self._taus = {}, {}, {}
 
     def abort_batch(self) -> None:
-        self._units, self._rankings, self._taus = {}, {}, {}
+        self._reviews, self._rankings, self._taus = {}, {}, {}
+        self._units, self._conn, self._complete = {}, None, False
 
     def end_batch(self, c: sqlite3.Cursor) -> None:
-        c.executemany(
-            "INSERT INTO label_units VALUES (?, ?, ?, ?, ?) ON CONFLICT (message_id, label)"
-            " DO UPDATE SET n = n + excluded.n, s1 = s1 + excluded.s1, s2 = s2 + excluded.s2",
-            [(*key, *sums) for key, sums in self._units.items()])
+        self._write_units(c)
         c.executemany("INSERT OR REPLACE INTO agreement_rankings VALUES (?, ?, ?)",
                       [(parent, user, ranked) for parent, users in self._rankings.items()
                        for user, ranked in users.items()])
@@ -81,29 +105,79 @@ class AgreementProjection(Projection):
                       [(parent,) for parent in self._taus])
         c.executemany("INSERT INTO ranking_agreement VALUES (?, ?, ?, ?)",
                       [row for rows in self._taus.values() for row in rows])
-        self._units, self._rankings, self._taus = {}, {}, {}
+        self._reviews, self._rankings, self._taus = {}, {}, {}
+
+    def _write_units(self, c: sqlite3.Cursor) -> None:
+        """Add the batch's reviews to their units and move each unit's share of the totals
+        from its old size to its new one."""
+        if not self._reviews:
+            return
+        cache = self._units
+        totals: dict[tuple[str, int], list[int]] = {}
+        rows = []
+        for message_id in sorted(self._reviews):
+            stored = cache.get(message_id)
+            if stored is None and not self._complete:
+                found = c.execute("SELECT units FROM label_units WHERE message_id = ?",
+                                  (message_id,)).fetchone()
+                stored = found[0].encode() if found else None
+            units = _decode(stored) if stored else {}
+            added: dict[str, list[int]] = {}
+            for labels in self._reviews[message_id]:
+                for label, value in labels.items():
+                    q = round(value * SCALE)
+                    sums = added.get(label)
+                    if sums is None:
+                        added[label] = [1, q, q * q]
+                    else:
+                        sums[0] += 1
+                        sums[1] += q
+                        sums[2] += q * q
+            for label, (dm, d1, d2) in added.items():
+                m, s1, s2 = units.get(label) or (0, 0, 0)
+                if m >= 2:
+                    t = totals.setdefault((label, m), [0, 0, 0, 0])
+                    t[0] -= 1
+                    t[1] -= s1
+                    t[2] -= s2
+                    t[3] -= m * s2 - s1 * s1
+                m, s1, s2 = m + dm, s1 + d1, s2 + d2
+                units[label] = [m, s1, s2]
+                if m >= 2:
+                    t = totals.setdefault((label, m), [0, 0, 0, 0])
+                    t[0] += 1
+                    t[1] += s1
+                    t[2] += s2
+                    t[3] += m * s2 - s1 * s1
+            stored = cache[message_id] = _encode(units)
+            rows.append((message_id, stored.decode()))
+        c.executemany("INSERT OR REPLACE INTO label_units VALUES (?, ?)", rows)
+        c.executemany(
+            "INSERT INTO label_totals VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (label, m) DO UPDATE"
+            " SET units = units + excluded.units, s1 = s1 + excluded.s1,"
+            " s2 = s2 + excluded.s2, spread = spread + excluded.spread",
+            [(*key, *t) for key, t in sorted(totals.items()) if any(t)])
+        # A size no unit has any more leaves no row (a rebuild in one batch never made it).
+        c.executemany("DELETE FROM label_totals WHERE label = ? AND m = ? AND units = 0",
+                      [key for key, t in sorted(totals.items()) if t[0] < 0])
 
     @handles(T.LabelsSubmitted)
     def on_labels(self, c: sqlite3.Cursor, e: Any) -> None:
-        if e.kind != "task":
-            return
-        # The domain takes one task review per user and message, so each adds one value.
-        message_id, units = uid(e.message_id), self._units
-        for label, value in e.labels.items():
-            q = round(value * SCALE)
-            sums = units.get((message_id, label))
-            if sums is None:
-                units[message_id, label] = [1, q, q * q]
+        # The domain takes one task review per user and message, so each adds one value
+        # to each of its labels' units; free labels and reports are not reviews.
+        if e.kind == "task":
+            message_id = uid(e.message_id)
+            reviews = self._reviews.get(message_id)
+            if reviews is None:
+                self._reviews[message_id] = [e.labels]
             else:
-                sums[0] += 1
-                sums[1] += q
-                sums[2] += q * q
+                reviews.append(e.labels)
 
     @handles(T.RankingSubmitted)
     def on_ranking(self, c: sqlite3.Cursor, e: Any) -> None:
         if e.user_id is not None:  # one ranking per user and parent (the domain's rule)
-            self._rankings.setdefault(uid(e.parent_id), {})[uid(e.user_id)] = dumps(
-                [uid(i) for i in e.ranked_message_ids])
+            self._rankings.setdefault(uid(e.parent_id), {})[uid(e.user_id)] = _encode(
+                [uid(i) for i in e.ranked_message_ids]).decode()
 
     @handles(T.TreeScored, T.RanksImported)
     def on_scored(self, c: sqlite3.Cursor, e: Any) -> None:
@@ -115,7 +189,7 @@ class AgreementProjection(Projection):
             rankings.update(self._rankings.get(parent, {}))
             rows = []
             for user_id, ranked in sorted(rankings.items()):
-                ids = json.loads(ranked)
+                ids = _decode_ids(ranked)
                 items = len(set(ids) & set(consensus))
                 if items >= 2:
                     rows.append((parent, user_id, kendall_tau(ids, consensus), items))
@@ -160,9 +234,10 @@ def label_agreement(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     """Per label: pairable units (messages with >= 2 reviews giving it), values, alpha."""
     out = []
     for label, units, n, t1, t2, within in conn.execute(
-            "SELECT label, count(*), sum(n), sum(s1), sum(s2),"
-            " sum((n * s2 - s1 * s1) * 1.0 / (n - 1))"
-            " FROM label_units WHERE n >= 2 GROUP BY label ORDER BY label"):
+            "SELECT label, sum(units), sum(m * units), sum(s1), sum(s2),"
+            " sum(spread * 1.0 / (m - 1))"
+            " FROM label_totals WHERE m >= 2 GROUP BY label HAVING sum(units) > 0"
+            " ORDER BY label"):
         out.append({"label": label, "widget": _widget(label), "metric": "interval",
                     "units": units, "values": n, "alpha": alpha_from_totals(n, t1, t2, within)})
     return out

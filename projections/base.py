@@ -31,6 +31,9 @@ class Projection:
     # CREATE statements (tables first, then indexes); tables lists what a rebuild drops.
     ddl: ClassVar[tuple[str, ...]] = ()
     tables: ClassVar[tuple[str, ...]] = ()
+    # Roughly how much work a replay of the log is for this projection, relative to the
+    # others (1: a few rows per tree); a parallel rebuild balances its workers by it.
+    replay_cost: ClassVar[float] = 1.0
 
     def handlers(self) -> dict[str, Handler]:
         """Event topic -> bound handler. Topics (not classes) so undecoded rows can be skipped."""

@@ -144,12 +144,28 @@ def max_position(conn: sqlite3.Connection | None) -> int:
 
 
 class SQLiteLog(_Decoder):
-    """The `stored_events` table of an events.sqlite file, read-only."""
+    """The `stored_events` table of an events.sqlite file, read-only.
 
-    def __init__(self, path: str | Path):
+    ``topics``: hand out only events of these topics, and ``stop``: none after that
+    position (a rebuild's worker skips, in SQLite, the rows none of its projections
+    handles; their state is never read).
+    """
+
+    def __init__(self, path: str | Path, *, topics: Sequence[str] | None = None,
+                 stop: int | None = None):
         self.path = Path(path)
         self.mapper = MsgspecMapper(transcoder=JSONTranscoder())
         self._conn: sqlite3.Connection | None = None
+        self._query = ("SELECT rowid, originator_id, originator_version, topic, state"
+                       " FROM stored_events WHERE rowid > ?")
+        self._params: tuple[Any, ...] = ()
+        if stop is not None:
+            self._query += " AND rowid <= ?"
+            self._params += (stop,)
+        if topics is not None:
+            self._query += f" AND topic IN ({', '.join('?' * len(topics))})"
+            self._params += tuple(sorted(topics))
+        self._query += " ORDER BY rowid LIMIT ?"
 
     def _connection(self) -> sqlite3.Connection | None:
         if self._conn is None:
@@ -166,9 +182,7 @@ class SQLiteLog(_Decoder):
         if conn is None:
             return []
         try:
-            return conn.execute(
-                "SELECT rowid, originator_id, originator_version, topic, state FROM stored_events "
-                "WHERE rowid > ? ORDER BY rowid LIMIT ?", (after, limit)).fetchall()
+            return conn.execute(self._query, (after, *self._params, limit)).fetchall()
         except sqlite3.OperationalError as e:
             if "no such table" in str(e):
                 return []  # the application has not written anything yet

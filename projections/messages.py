@@ -46,6 +46,8 @@ _encode = msgspec.json.Encoder(order="sorted").encode
 class MessagesProjection(Projection):
     name = "messages"
     views = True
+    replay_indexes = ("messages_children",)  # on_scored: the children of a parent
+    replay_cost = 3.0
     tables = ("messages", "message_emojis", "labels", "rankings")
     ddl = (
         """CREATE TABLE IF NOT EXISTS messages (
@@ -78,6 +80,12 @@ class MessagesProjection(Projection):
         "CREATE INDEX IF NOT EXISTS messages_children ON messages"
         " (parent_id, user_id, deleted, review_result)",
         "CREATE INDEX IF NOT EXISTS messages_user ON messages (user_id)",
+        # The HTTP API: a client's message by its own id (/frontend_messages), and a
+        # client's messages in creation order (/messages/cursor keyset pages).
+        "CREATE INDEX IF NOT EXISTS messages_frontend ON messages"
+        " (client_id, frontend_message_id)",
+        "CREATE INDEX IF NOT EXISTS messages_client_created ON messages"
+        " (client_id, created_at, message_id)",
         # Task availability's pools (projections.availability), each a covering index of
         # the few messages it can pick from, so a query reads neither texts nor the rest.
         "CREATE INDEX IF NOT EXISTS messages_unreviewed ON messages"

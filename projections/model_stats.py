@@ -21,6 +21,8 @@ from projections.base import Projection, handles, uid
 
 class ModelStatsProjection(Projection):
     name = "model_stats"
+    replay_indexes = ("model_replies_parent",)  # on_scored: the replies of a parent
+    replay_cost = 0.5
     views = True  # handlers take ids as text, so they accept log views and domain events
     tables = ("model_replies", "model_pairs")
     ddl = (

@@ -1,21 +1,35 @@
 """Processes: followers of the read model that issue commands back to the application.
 
-Each looks only at current read-model state, never at single events, so running one
-again (after a restart, during a replay, twice in a row) does nothing new: a tree that
-was already activated or a task that already expired is simply no longer selected, and
-a command refused by the aggregate because another process got there first is ignored.
+Each decides from current read-model state (the backlog's chance rule also from the
+transitions logged since it started), never from a replayed event, so running one again
+(after a restart, during a rebuild, twice in a row) does nothing new: a tree that was
+already activated or a task that already expired is simply no longer selected, and a
+command refused by the aggregate because another process got there first is ignored.
+``ProcessLoop`` runs them all every few seconds beside the server or the CLI.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import random
 import sqlite3
-from collections import defaultdict
+import threading
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Callable
 from uuid import UUID
 
+from eventsourcing.utils import get_topic
+
 from domain.errors import DomainError
+from domain.states import ACTIVE_STATES, TreeState
+from domain.tree import ConversationTree
+from projections.availability import incomplete_rankings
+from projections.log import LogSource, SQLiteLog
+
+log = logging.getLogger("dataengine.processes")
 
 _WAITING_PROMPTS = """
 SELECT t.tree_id, t.lang, t.user_id FROM trees t
@@ -76,3 +90,192 @@ def expire_tasks(app: Any, conn: sqlite3.Connection,
         if ids:
             expired[user_id] = ids
     return expired
+
+
+# ---------------------------------------------------------------- backlog activation
+_ACTIVE = frozenset(s.value for s in ACTIVE_STATES)
+_LOTTERY = TreeState.PROMPT_LOTTERY_WAITING.value
+_LEAVING = frozenset(get_topic(c) for c in (ConversationTree.StateChanged,
+                                             ConversationTree.TreeHalted))
+
+# A backlog tree's parents that would wait for rankings once it is in ranking: two or more
+# accepted, undeleted children of a rankable role, fewer rankings than required (the
+# domain's rankable_parents; availability's incomplete-ranking pool without a user).
+_OPEN_PARENTS = """
+SELECT count(*) FROM (
+  SELECT c.parent_id FROM messages c JOIN messages p ON p.message_id = c.parent_id
+  WHERE c.tree_id = :tree AND c.review_result = 1 AND c.deleted = 0
+    AND c.parent_id IS NOT NULL AND c.role IN (SELECT value FROM json_each(:roles))
+    AND p.deleted = 0 AND p.rankings_received < :required
+  GROUP BY c.parent_id, c.role HAVING count(*) > 1)"""
+
+
+class BacklogActivation:
+    """OA's two rules for moving imported ``backlog_ranking`` trees into ``ranking``
+    (reference §1.1, tree_manager ``_enter_state`` / ``activate_backlog_tree``):
+
+    - chance: each time a tree leaves a working state for a state without tasks (scored,
+      aborted, halted, scoring failed), with probability ``p_activate_backlog_tree`` one
+      backlog tree of its language is activated. OA does this inside the transition; here
+      the transitions logged since the process started are read from the log, so a
+      restart or a rebuild never draws for an old transition again (one logged while no
+      process ran is not drawn for; OA loses its draw when the backlog is empty too).
+      Entering ``prompt_lottery_waiting`` does not count (OA's flag quirk).
+    - floor: while a language has fewer than ``min_active_rankings_per_lang`` incomplete
+      rankings (parents in ``ranking`` trees still needing rankings), activate another.
+      OA checks this at the same transitions; a sweep checks it whenever it runs.
+
+    Backlog trees go oldest first (root creation time, then id; OA takes an arbitrary
+    one). A tree with nothing to rank goes to ``aborted_low_grade`` instead (the
+    aggregate decides) and does not count: the next one is tried, as in OA.
+    """
+
+    def __init__(self, app: Any, log_source: LogSource, rng: random.Random | None = None, *,
+                 start: int | None = None):
+        self.app = app
+        self.log = log_source
+        self.rng = rng or random.Random()
+        self.mark = log_source.head() if start is None else start  # transitions seen so far
+
+    def draws(self, conn: sqlite3.Connection, until: int | None = None) -> Counter[str]:
+        """Backlog activations won per language by the transitions logged after ``mark``
+        up to ``until`` (default: the log's head); moves the mark."""
+        until = self.log.head() if until is None else until
+        p = self.app.config.p_activate_backlog_tree
+        won: Counter[str] = Counter()
+        while self.mark < until:
+            rows = self.log.read(self.mark, min(1000, until - self.mark))
+            if not rows:
+                break
+            for row in rows:
+                if row[3] not in _LEAVING:
+                    continue
+                event = self.log.decode(row)
+                if (event.from_state in _ACTIVE and event.to_state not in _ACTIVE
+                        and event.to_state != _LOTTERY and self.rng.random() < p):
+                    found = conn.execute("SELECT lang FROM trees WHERE tree_id = ?",
+                                         (str(event.originator_id),)).fetchone()
+                    if found is not None:
+                        won[found[0]] += 1
+            self.mark = rows[-1][0]
+        return won
+
+    def run(self, conn: sqlite3.Connection, until: int | None = None
+            ) -> list[tuple[UUID, int | None]]:
+        """Apply both rules; (tree id, log position) per activation, aborted ones included.
+        ``until``: the log position the read model holds (transitions after it wait)."""
+        config = self.app.config
+        won = self.draws(conn, until)
+        floor = config.min_active_rankings_per_lang
+        if not won and floor <= 0:
+            return []
+        roles = json.dumps(["assistant", "prompter"] if config.rank_prompter_replies
+                           else ["assistant"])
+        activated: list[tuple[UUID, int | None]] = []
+        langs = [lang for (lang,) in conn.execute(
+            "SELECT DISTINCT lang FROM trees WHERE state = 'backlog_ranking' ORDER BY lang")]
+        for lang in langs:
+            owed = won.get(lang, 0)
+            open_ = len(incomplete_rankings(conn, config, lang, None)) if floor > 0 else 0
+            if owed <= 0 and open_ >= floor:
+                continue
+            queue = conn.execute("SELECT tree_id FROM trees WHERE state = 'backlog_ranking'"
+                                 " AND lang = ? ORDER BY created_at, tree_id", (lang,)).fetchall()
+            for (tree_id,) in queue:
+                if owed <= 0 and open_ >= floor:
+                    break
+                parents = conn.execute(_OPEN_PARENTS, {
+                    "tree": tree_id, "roles": roles,
+                    "required": config.num_required_rankings}).fetchone()[0]
+                try:
+                    position = self.app.activate_tree(tree_id=UUID(tree_id), reason="backlog")
+                except DomainError:
+                    # Moved on since the read model saw it (activated, halted): the counts
+                    # are stale too, so this language waits for the next round.
+                    break
+                activated.append((UUID(tree_id), position))
+                if parents:
+                    owed -= 1
+                    open_ += parents
+        return activated
+
+
+# ---------------------------------------------------------------- running them
+@dataclass
+class Sweep:
+    """What one round of the processes did."""
+
+    expired: dict[UUID, list[UUID]] = field(default_factory=dict)
+    backlog: list[tuple[UUID, int | None]] = field(default_factory=list)
+    lottery: list[tuple[UUID, int | None]] = field(default_factory=list)
+
+
+class ProcessLoop:
+    """Task expiry, backlog activation and the prompt lottery, every ``interval`` seconds.
+
+    Each round first lets the read model catch up with the log, and afterwards waits
+    until it holds the round's own commands, so the next round never acts twice on a
+    stale row. ``lottery``: the server passes its own (it also draws before hand-outs,
+    under a lock); by default the loop draws itself. A failing round is logged and the
+    next one runs as usual.
+    """
+
+    def __init__(self, app: Any, runner: Any, *, interval: float = 5.0,
+                 rng: random.Random | None = None,
+                 lottery: Callable[[], Any] | None = None, settle_timeout: float = 5.0):
+        self.app, self.runner = app, runner
+        self.interval = interval
+        self.rng = rng or random.Random()
+        self.lottery = lottery
+        self.settle_timeout = settle_timeout
+        # Its own reader of the log: the runner's thread uses the runner's connection.
+        source = runner.log
+        if isinstance(source, SQLiteLog):
+            source = SQLiteLog(source.path)
+        self.backlog = BacklogActivation(app, source, self.rng)
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self) -> Sweep:
+        runner = self.runner
+        runner.sync(self.settle_timeout)
+        conn = runner.readmodel.reader()
+        sweep = Sweep(expired=expire_tasks(self.app, conn))
+        sweep.backlog = self.backlog.run(conn, until=runner.position)
+        self._settle(sweep.backlog)
+        if self.lottery is not None:
+            self.lottery()
+        else:
+            sweep.lottery = prompt_lottery(self.app, conn, self.rng)
+            self._settle(sweep.lottery)
+        runner.sync(self.settle_timeout)
+        return sweep
+
+    def _settle(self, done: list[tuple[UUID, int | None]]) -> None:
+        positions = [p for _, p in done if p is not None]
+        if positions:
+            self.runner.wait_for(max(positions), timeout=self.settle_timeout)
+
+    def start(self) -> ProcessLoop:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="processes", daemon=True)
+            self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+                self.error = None
+            except Exception as e:  # noqa: BLE001 - reported, and the next round tries again
+                self.error = e
+                log.error("a process round failed", exc_info=True)
+            self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None

@@ -17,6 +17,11 @@ protocol: handlers get the batch's cursor and the domain event):
   so handlers read only their own projection's tables; a projection whose handlers must
   read others' rows sets ``reads_others = True``, and before each of its handlers the
   runner calls ``flush(cursor)`` on the projections that have one.
+- ``replay_indexes``: the names of the projection's indexes its handlers query; a rebuild
+  creates its other indexes only once the tables are full.
+- ``positions = True`` (with ``views``, whose structs declare ``position``): each view gets
+  its event's log position; ``bind_log(log)``: the projection gets the log source it
+  follows, to read events itself at a batch's end (projections.datasets.live).
 """
 
 from __future__ import annotations
@@ -37,6 +42,17 @@ class ProjectionError(RuntimeError):
     """A handler failed; the batch was rolled back and following stopped."""
 
 
+def _positioned(decode: Callable[[Row], Any]) -> Callable[[Row], Any]:
+    """A view decoder that also records the row's log position (a projection's own)."""
+
+    def decoder(row: Row) -> Any:
+        event = decode(row)
+        event.position = row[0]
+        return event
+
+    return decoder
+
+
 class ProjectionRunner:
     def __init__(self, log: LogSource, path: str | Path,
                  projections: Sequence[Projection] | None = None, *, batch_size: int = 1000,
@@ -50,6 +66,10 @@ class ProjectionRunner:
         self._bulk = bulk
         self._conn = self.readmodel.connect(bulk=bulk)
         self.readmodel.create(self._conn)
+        self._deferred = self._defer_indexes() if bulk else []
+        for projection in self.readmodel.projections:
+            if hasattr(projection, "bind_log"):
+                projection.bind_log(log)
         self._positions = self.readmodel.positions(self._conn)
         self._routes = self._route(self.readmodel.projections)
         self._readers = any(r[4] for route in self._routes.values() for r in route)
@@ -86,6 +106,7 @@ class ProjectionRunner:
             views = getattr(projection, "views", False)
             buffered = hasattr(projection, "end_batch")
             reader = bool(getattr(projection, "reads_others", False))
+            positioned = bool(getattr(projection, "positions", False))
             for topic, handler in projection.handlers().items():
                 decoder = full
                 if views:
@@ -96,6 +117,8 @@ class ProjectionRunner:
                             self.log.view_decoder(event_class, narrow)  # type: ignore[attr-defined]
                             if fast_views else views_through(full, narrow or event_view(event_class)))
                     decoder = decoders[topic, narrow]
+                if positioned:
+                    decoder = _positioned(decoder)
                 routes.setdefault(topic, []).append(
                     (decoder, projection.name, handler, buffered, reader))
         return routes
@@ -120,21 +143,51 @@ class ProjectionRunner:
                 rows = self.log.read(self._position, limit)
                 if not rows:
                     break
-                self._apply(rows)
-            done += len(rows)
-            if progress is not None:
-                progress(len(rows))
-        if self._bulk and self._conn.in_transaction:
-            self._conn.execute("COMMIT")
+                applied = self._apply(rows)
+            done += applied
+            if progress is not None and applied:
+                progress(applied)
+        if self._bulk:
+            for statement in self._deferred:
+                self._conn.execute(statement)
+            self._deferred = []
+            if self._conn.in_transaction:
+                self._conn.execute("COMMIT")
         return done
 
-    def _apply(self, rows: Sequence[Row]) -> None:
+    def _defer_indexes(self) -> list[str]:
+        """Drop the indexes no handler reads during a replay (those a projection does not
+        name in ``replay_indexes``, when it names them); returns their CREATE statements.
+        An index built once over the finished table costs less than one kept up row by
+        row. Unique indexes stay: they are constraints."""
+        deferred = []
+        for projection in self.readmodel.projections:
+            keep = getattr(projection, "replay_indexes", None)
+            if keep is None:
+                continue
+            for statement in projection.ddl:
+                words = statement.split()
+                if words[:2] == ["CREATE", "INDEX"]:
+                    name = words[5] if words[2:5] == ["IF", "NOT", "EXISTS"] else words[2]
+                    if name not in keep:
+                        self._conn.execute(f"DROP INDEX IF EXISTS {name}")
+                        deferred.append(statement)
+        return deferred
+
+    def _apply(self, rows: Sequence[Row]) -> int:
+        """Apply a batch; returns how many of its events were applied (another runner
+        on the same file may have applied the others)."""
         conn, positions = self._conn, self._positions
-        lagging = any(positions[n] > self._position for n in self._names)
-        last = rows[-1][0]
         cursor = conn.cursor()
         if not conn.in_transaction:  # in bulk mode, the run's transaction may be open
-            cursor.execute("BEGIN")
+            cursor.execute("BEGIN" if self._bulk else "BEGIN IMMEDIATE")
+        if not self._bulk:
+            rows = self._reconcile(cursor, rows)
+            if not rows:
+                cursor.execute("COMMIT")
+                return 0
+        lagging = any(positions[n] > self._position for n in self._names)
+        last = rows[-1][0]
         try:
             for projection in self._batched:
                 projection.begin_batch(cursor)  # type: ignore[attr-defined]
@@ -169,6 +222,31 @@ class ProjectionRunner:
         with self._cond:
             self._position = last
             self._cond.notify_all()
+        return len(rows)
+
+    def _reconcile(self, cursor: Any, rows: Sequence[Row]) -> Sequence[Row]:
+        """The rows of ``rows`` still to apply, under the file's write lock.
+
+        Another runner on the same file (the server's, a CLI command's) may have applied
+        batches since ours: then the tracking table is ahead of what this runner wrote,
+        its projections' caches describe older tables and are dropped, and what the file
+        already holds is skipped. Positions behind ours (a projection re-created by another
+        version of its DDL) are read again from there: nothing of this batch is applied."""
+        stored = dict(cursor.execute("SELECT projection, position FROM tracking").fetchall())
+        current = {n: stored.get(n, 0) for n in self._names}
+        positions = self._positions
+        if all(current[n] == positions[n] for n in self._names):
+            return rows
+        for projection in self._batched:
+            projection.abort_batch()  # type: ignore[attr-defined]
+        before = self._position
+        positions.update(current)
+        with self._cond:
+            self._position = min(current.values(), default=0)
+            self._cond.notify_all()
+        if self._position < before:
+            return []
+        return [row for row in rows if row[0] > self._position]
 
     def _dispatch(self, cursor: Any, rows: Sequence[Row], lagging: bool) -> None:
         """The general case: skip what a projection already holds, flush before readers."""

@@ -33,13 +33,18 @@ from domain.tree import ConversationTree as T
 from domain.user import User as U
 from projections.base import Projection, handles, ts, uid
 from projections.stats_rules import FIELDS, hour_of, label_votes, next_streak
+from projections.users import TaskIssuedView
 
 _EMOJI_FIELDS = {"+1": "upvotes", "-1": "downvotes", "red_flag": "red_flags"}
+_RANKED = ("reply_ranked_1", "reply_ranked_2", "reply_ranked_3")
+_LABEL_COUNTER = {"simple": "labels_simple", "full": "labels_full"}
 
 
 @lru_cache(maxsize=None)
 def _hours_upsert(names: tuple[str, ...]) -> str:
     """Add to these counters of an hour row (a batch has a few distinct sets of them)."""
+    if not names:
+        return "INSERT INTO user_hours (user_id, hour) VALUES (?, ?) ON CONFLICT DO NOTHING"
     return (f"INSERT INTO user_hours (user_id, hour, {', '.join(names)})"
             f" VALUES (?, ?, {', '.join('?' * len(names))}) ON CONFLICT (user_id, hour)"
             f" DO UPDATE SET {', '.join(f'{n} = {n} + excluded.{n}' for n in names)}")
@@ -59,7 +64,11 @@ class StatsProjection(Projection):
     begin_batch / end_batch (abort_batch on failure) around every batch."""
 
     name = "user_stats"
-    views = True  # handlers take ids as text, so they accept log views and domain events
+    # Handlers take ids as text, so they accept log views and domain events; a task's
+    # payload is read for its mode only, in the view the users projection decodes too.
+    views = {U.TaskIssued: TaskIssuedView}
+    replay_indexes = ()  # handlers look rows up by key only
+    replay_cost = 2.5
     tables = ("user_hours", "stats_messages", "stats_label_votes", "stats_emojis", "stats_tasks",
               "user_streaks")
     ddl = (
@@ -95,31 +104,41 @@ class StatsProjection(Projection):
         self._conn: sqlite3.Connection | None = None
         self._messages: dict[str, list[Any] | None] = {}
         self._streaks: dict[str, tuple[float, float, int] | None] = {}
+        # stats_tasks as a whole (open label tasks are few): task -> (mode, hour)
+        self._open: dict[str, tuple[str, int]] | None = None
         self._reset_batch()
 
     # ------------------------------------------------------------ the batch
     def _reset_batch(self) -> None:
         self._dirty: set[str] = set()
         self._votes: dict[tuple[str, str], dict[str, int]] = {}
+        self._pending: dict[str, dict[str, int]] = {}  # message -> label votes to book
         self._emojis: dict[tuple[str, str, str], bool] = {}
-        self._tasks: dict[str, tuple[str, int] | None] = {}
+        # Label tasks issued (task -> row) and closed (stored rows to delete) this batch:
+        # a task issued and done within one batch never reaches the table.
+        self._tasks: dict[str, tuple[str, int]] = {}
+        self._closed: list[tuple[str]] = []
         self._dirty_streaks: set[str] = set()
         self._hours: dict[tuple[str, int], dict[str, int]] = {}
 
     def begin_batch(self, c: sqlite3.Cursor) -> None:
         # The caches hold what the tables hold; another connection (a rebuilt file) or a
         # full cache starts them afresh.
-        if self._conn is not c.connection or len(self._messages) > _CACHE_LIMIT:
+        if (self._conn is not c.connection or len(self._messages) > _CACHE_LIMIT
+                or self._open is None):
             self._messages, self._streaks, self._conn = {}, {}, c.connection
+            self._open = {k: (mode, hour) for k, mode, hour in c.execute(
+                "SELECT task_id, mode, hour FROM stats_tasks")}
         self._cursor = c
         self._reset_batch()
 
     def abort_batch(self) -> None:
         self._cursor, self._conn = None, None
-        self._messages, self._streaks = {}, {}
+        self._messages, self._streaks, self._open = {}, {}, None
         self._reset_batch()
 
     def end_batch(self, c: sqlite3.Cursor) -> None:
+        self._book()
         messages = self._messages
         c.executemany("INSERT OR REPLACE INTO stats_messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                       [(k, *m[:COUNTERS], _encode(m[COUNTERS]).decode())
@@ -130,18 +149,22 @@ class StatsProjection(Projection):
                       [key for key, on in self._emojis.items() if on])
         c.executemany("DELETE FROM stats_emojis WHERE message_id = ? AND emoji = ? AND"
                       " user_id = ?", [key for key, on in self._emojis.items() if not on])
-        tasks = self._tasks
-        c.executemany("DELETE FROM stats_tasks WHERE task_id = ?",
-                      [(k,) for k, t in tasks.items() if t is None])
+        c.executemany("DELETE FROM stats_tasks WHERE task_id = ?", self._closed)
         c.executemany("INSERT OR REPLACE INTO stats_tasks VALUES (?, ?, ?)",
-                      [(k, *t) for k, t in tasks.items() if t is not None])
+                      [(k, *t) for k, t in self._tasks.items()])
+        if self._open is not None:
+            self._open.update(self._tasks)
         c.executemany("INSERT OR REPLACE INTO user_streaks VALUES (?, ?, ?, ?)",
                       [(k, *self._streaks[k]) for k in self._dirty_streaks])  # type: ignore[misc]
+        # Every hour row an event touched is written, zero changes too: whether a row
+        # exists must not depend on how the log was cut into batches.
         groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
         for (user_id, hour), delta in self._hours.items():
-            names = tuple(sorted(k for k, v in delta.items() if v))
-            if names:
-                groups.setdefault(names, []).append((user_id, hour, *map(delta.get, names)))
+            names = tuple(delta)
+            rows = groups.get(names)
+            if rows is None:
+                rows = groups[names] = []
+            rows.append((user_id, hour, *delta.values()))
         for names, rows in groups.items():
             c.executemany(_hours_upsert(names), rows)
         self._cursor = None
@@ -161,6 +184,16 @@ class StatsProjection(Projection):
             row = self._hours[user_id, hour] = {}
         for k, v in delta.items():
             row[k] = row.get(k, 0) + sign * v
+
+    def _count(self, user_id: str | None, hour: int, name: str) -> None:
+        """_add of one counter by 1 (most facts)."""
+        if user_id is None:
+            return
+        row = self._hours.get((user_id, hour))
+        if row is None:
+            self._hours[user_id, hour] = {name: 1}
+        else:
+            row[name] = row.get(name, 0) + 1
 
     def _message(self, message_id: str) -> list[Any] | None:
         m = self._messages.get(message_id, _UNKNOWN)
@@ -263,7 +296,21 @@ class StatsProjection(Projection):
             for k, v in before.items():
                 votes[k] = votes.get(k, 0) - v
         if votes:
+            # Added up per message and booked at the batch's end: reviews come in threes.
+            # (Booking later is the same: a deletion moves the message's whole share, so
+            # its author's row ends with the counters exactly while it is not deleted.)
+            pending = self._pending.get(message_id)
+            if pending is None:
+                self._pending[message_id] = votes
+            else:
+                for k, v in votes.items():
+                    pending[k] = pending.get(k, 0) + v
+
+    def _book(self) -> None:
+        """Book the batch's pending label votes."""
+        for message_id, votes in self._pending.items():
             self._bump(message_id, votes)
+        self._pending.clear()
 
     def _set_deleted(self, ids: list[Any], deleted: int) -> None:
         for message_id in map(uid, ids):
@@ -301,27 +348,26 @@ class StatsProjection(Projection):
     @handles(T.RankingSubmitted)
     def on_ranking(self, c: sqlite3.Cursor, e: Any) -> None:
         hour = hour_of(ts(e.timestamp))
-        self._add(uid(e.user_id), hour, {"rankings_total": 1})
+        self._count(uid(e.user_id), hour, "rankings_total")
         # reply_ranked_k: the author of the message at position k of this submission.
-        for k, message_id in enumerate(e.ranked_message_ids[:3], start=1):
+        for name, message_id in zip(_RANKED, e.ranked_message_ids):
             m = self._message(uid(message_id))
             if m is not None:
-                self._add(m[USER], hour, {f"reply_ranked_{k}": 1})
+                self._count(m[USER], hour, name)
 
     @handles(U.TaskIssued)
     def on_issued(self, c: sqlite3.Cursor, e: Any) -> None:
-        mode = e.payload.get("mode")
-        if e.task_type in LABEL_TASKS and mode in ("simple", "full"):
-            self._tasks[uid(e.task_id)] = (mode, hour_of(ts(e.issued_at)))
+        if e.task_type in LABEL_TASKS:
+            mode = e.payload.get("mode")
+            if mode in _LABEL_COUNTER:
+                self._tasks[uid(e.task_id)] = (mode, hour_of(ts(e.issued_at)))
 
     def _close_task(self, task_id: str) -> tuple[str, int] | None:
-        if task_id in self._tasks:
-            task = self._tasks[task_id]
-        else:
-            task = self._c().execute("SELECT mode, hour FROM stats_tasks WHERE task_id = ?",
-                                     (task_id,)).fetchone()
-        if task is not None:
-            self._tasks[task_id] = None  # deleted at the end of the batch
+        task = self._tasks.pop(task_id, None)
+        if task is None and self._open is not None:
+            task = self._open.pop(task_id, None)
+            if task is not None:
+                self._closed.append((task_id,))  # deleted at the end of the batch
         return task
 
     @handles(U.TaskSkipped, U.TaskExpired)
@@ -333,7 +379,7 @@ class StatsProjection(Projection):
         user_id, now = uid(e.originator_id), ts(e.timestamp)
         task = self._close_task(uid(e.task_id))
         if task is not None:
-            self._add(user_id, task[1], {f"labels_{task[0]}": 1})
+            self._count(user_id, task[1], _LABEL_COUNTER[task[0]])
         if user_id in self._streaks:
             row = self._streaks[user_id]
         else:

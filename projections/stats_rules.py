@@ -55,16 +55,19 @@ _LABEL_COUNTERS = {**{label: (label, None) for label in TROLL_LABELS},
 def label_votes(labels: Mapping[str, float]) -> dict[str, int]:
     """One submission's share of the troll counters (zeros left out)."""
     out: dict[str, int] = {}
+    targets = _LABEL_COUNTERS
     for label, value in labels.items():
-        target = _LABEL_COUNTERS.get(label)
+        target = targets.get(label)
         if target is None:
             continue
         key, count_key = target
-        v = label_int(value) if count_key is None else round(value * LABEL_SCALE)
-        if v:
-            out[key] = v
-        if count_key is not None:
+        if count_key is None:
+            if value and (v := label_int(value)):  # most troll labels are 0
+                out[key] = v
+        else:
             out[count_key] = 1
+            if v := round(value * LABEL_SCALE):
+                out[key] = v
     return out
 
 

@@ -24,14 +24,17 @@ def default_projections() -> list[Projection]:
     # come after all three: they read the messages, labels, rankings, trees and tasks rows
     # as already updated for the event they handle.
     from projections.agreement import AgreementProjection
+    from projections.datasets.live import TrainingProjection
     from projections.messages import MessagesProjection
     from projections.model_stats import ModelStatsProjection
+    from projections.models import ModelsProjection
     from projections.stats import StatsProjection
     from projections.trees import TreesProjection
     from projections.users import UsersProjection
 
     return [MessagesProjection(), TreesProjection(), UsersProjection(), StatsProjection(),
-            ModelStatsProjection(), AgreementProjection()]
+            ModelStatsProjection(), AgreementProjection(), ModelsProjection(),
+            TrainingProjection()]
 
 
 def schema_digest(projection: Projection) -> str:

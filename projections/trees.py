@@ -44,6 +44,8 @@ def _counts(member: list[Any]) -> tuple[int, int]:
 class TreesProjection(Projection):
     name = "trees"
     views = True
+    replay_indexes = ()  # handlers look rows up by key only
+    replay_cost = 1.0
     tables = ("trees", "tree_members")
     ddl = (
         """CREATE TABLE IF NOT EXISTS trees (

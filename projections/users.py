@@ -61,6 +61,8 @@ _PROFILE = ("display_name", "enabled", "show_on_leaderboard", "tos_accepted_at",
 class UsersProjection(Projection):
     name = "users"
     views = {U.TaskIssued: TaskIssuedView}
+    replay_indexes = ()  # handlers look rows up by key only
+    replay_cost = 2.5
     tables = ("users", "tasks")
     ddl = (
         """CREATE TABLE IF NOT EXISTS users (
@@ -72,7 +74,7 @@ class UsersProjection(Projection):
             task_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, type TEXT NOT NULL, tree_id TEXT,
             message_id TEXT, lang TEXT NOT NULL, mode TEXT, issued_at REAL NOT NULL,
             expires_at REAL NOT NULL, frontend_message_id TEXT, status TEXT NOT NULL,
-            result_id TEXT, skip_reason TEXT, updated_at REAL NOT NULL)""",
+            result_id TEXT, skip_reason TEXT, updated_at REAL NOT NULL) WITHOUT ROWID""",
         # Reply reservations and expiry look up open tasks only, and few tasks are open:
         # a partial index keeps the rest out (most tasks are done before their batch is
         # written, so they never enter it). No query looks tasks up by user (the User
@@ -83,7 +85,9 @@ class UsersProjection(Projection):
     # ------------------------------------------------------------------ the batch
     def _setup(self) -> None:
         if "_tasks" not in vars(self):  # here, not in __init__: subclasses need not call it
-            self._tasks = RowCache("tasks", TASK_COLUMNS, TASK_COLUMNS[FRONTEND:])
+            # Keyed by task id alone (no rowid B-tree beside the key's), filled in key order.
+            self._tasks = RowCache("tasks", TASK_COLUMNS, TASK_COLUMNS[FRONTEND:],
+                                   clustered=True)
 
     def begin_batch(self, cursor: sqlite3.Cursor) -> None:
         self._setup()
@@ -127,26 +131,37 @@ class UsersProjection(Projection):
     # The task events are two thirds of the log: each handler does its lookup inline.
     @handles(U.TaskAcknowledged)
     def on_ack(self, c: sqlite3.Cursor, e: Any) -> None:
-        self._update_task(e, {FRONTEND: e.frontend_message_id})
+        row = self._task(e.task_id)
+        if row is not None:
+            row[FRONTEND] = e.frontend_message_id
+            row[UPDATED] = e.timestamp.timestamp()
 
     @handles(U.TaskSkipped)
     def on_skipped(self, c: sqlite3.Cursor, e: Any) -> None:
-        self._update_task(e, {STATUS: "skipped", SKIP_REASON: e.reason})
+        row = self._task(e.task_id)
+        if row is not None:
+            row[STATUS], row[SKIP_REASON] = "skipped", e.reason
+            row[UPDATED] = e.timestamp.timestamp()
 
     @handles(U.TaskCompleted)
     def on_completed(self, c: sqlite3.Cursor, e: Any) -> None:
-        self._update_task(e, {STATUS: "done", RESULT: e.result_id})
+        row = self._task(e.task_id)
+        if row is not None:
+            row[STATUS], row[RESULT] = "done", e.result_id
+            row[UPDATED] = e.timestamp.timestamp()
 
     @handles(U.TaskExpired)
     def on_expired(self, c: sqlite3.Cursor, e: Any) -> None:
-        self._update_task(e, {STATUS: "expired"})
-
-    def _update_task(self, e: Any, fields: dict[int, Any]) -> None:
-        """Set columns of a task row (pending in this batch or already written)."""
-        tasks = self._tasks
-        row = tasks.rows.get(e.task_id) or tasks.get(e.task_id)
+        row = self._task(e.task_id)
         if row is not None:
-            for column, value in fields.items():
-                row[column] = value
+            row[STATUS] = "expired"
             row[UPDATED] = e.timestamp.timestamp()
-            tasks.changed.add(e.task_id)
+
+    def _task(self, task_id: Any) -> list[Any] | None:
+        """A task row (pending in this batch or already written), marked changed."""
+        tasks = self._tasks
+        task_id = uid(task_id)
+        row = tasks.rows.get(task_id) or tasks.get(task_id)
+        if row is not None:
+            tasks.changed.add(task_id)
+        return row

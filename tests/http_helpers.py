@@ -65,13 +65,16 @@ def server(data: Path, command: list[str] | None = None, **env: str) -> Iterator
     """A real server process on loopback: yields (base URL, process); stops it after.
 
     The default command is `dataengine serve`; the root token, trusted web key and the
-    SMALL config come through the environment, as in production."""
+    SMALL config come through the environment, as in production. OA's rate limits are off
+    (a crowd of ten users asks for far more than 30 tasks each in 4 minutes) unless
+    ``DATAENGINE_RATE_LIMIT`` is passed."""
     port = free_port()
     command = command or [sys.executable, "-m", "api.cli", "serve", "--data", str(data),
                           "--port", str(port)]
     command = [part.replace("{port}", str(port)) for part in command]
     environ = {**os.environ, "DATAENGINE_ROOT_TOKENS": ROOT, "DATAENGINE_WEB_API_KEY": WEB_KEY,
-               "DATAENGINE_DATA": str(data), **small_config_env(), **env}
+               "DATAENGINE_DATA": str(data), "DATAENGINE_RATE_LIMIT": "false",
+               **small_config_env(), **env}
     log = open(data / "server.log", "w+b")  # a file, not a pipe: a full pipe would block it
     proc = subprocess.Popen(command, env=environ, cwd=Path(__file__).resolve().parent.parent,
                             stdout=log, stderr=subprocess.STDOUT)
@@ -104,6 +107,94 @@ def server(data: Path, command: list[str] | None = None, **env: str) -> Iterator
 
 def user(i: int) -> dict[str, str]:
     return {"id": f"u{i}", "display_name": f"User {i}", "auth_method": "local"}
+
+
+U = user(1)
+
+
+class Env:
+    def __init__(self, client: httpx.AsyncClient, key: str):
+        self.client, self.key = client, key
+        self.h = {"X-API-Key": key}
+        self.trusted = {"X-API-Key": WEB_KEY}
+
+    async def post(self, path: str, body: Any = None, headers: dict | None = None,
+                   **kw: Any) -> httpx.Response:
+        return await self.client.post(path, json=body, headers=headers or self.h, **kw)
+
+    async def task(self, who: dict = U, kind: str = "random") -> dict:
+        r = await self.post("/api/v1/tasks/", {"type": kind, "user": who})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    async def ack(self, task: dict, fid: str) -> None:
+        r = await self.post(f"/api/v1/tasks/{task['id']}/ack", {"message_id": fid})
+        assert r.status_code == 204, r.text
+
+    async def prompt(self, who: dict, text: str, fid: str) -> dict:
+        task = await self.task(who, "initial_prompt")
+        await self.ack(task, fid)
+        body = {"type": "text_reply_to_message", "message_id": fid, "user_message_id": "m" + fid,
+                "text": text, "user": who}
+        r = await self.post("/api/v1/tasks/interaction", body)
+        assert r.status_code == 200, r.text
+        return task
+
+    async def label_task(self, who: dict) -> dict:
+        task = await self.task(who, "label_initial_prompt")
+        return task
+
+    async def get(self, path: str, headers: dict | None = None, **params: Any) -> httpx.Response:
+        return await self.client.get(path, params=params, headers=headers or self.h)
+
+    async def accept_prompt(self, reviewers: list[dict]) -> str:
+        """Review the waiting prompt with ``reviewers`` (SMALL needs two); its tree id."""
+        tree_id = ""
+        for who in reviewers:
+            task = await self.label_task(who)
+            tree_id = task["message_id"]
+            await self.ack(task, f"review-{who['id']}-{task['id']}")
+            r = await self.post("/api/v1/tasks/interaction", {
+                "type": "text_labels", "message_id": tree_id, "task_id": task["id"],
+                "user": who, "labels": {n: 0 for n in task["valid_labels"]}})
+            assert r.status_code == 200, r.text
+        return tree_id
+
+    async def reply(self, who: dict, text: str, fid: str, kind: str = "assistant_reply") -> dict:
+        task = await self.task(who, kind)
+        await self.ack(task, fid)
+        r = await self.post("/api/v1/tasks/interaction", {
+            "type": "text_reply_to_message", "message_id": fid, "user_message_id": "m" + fid,
+            "text": text, "user": who})
+        assert r.status_code == 200, r.text
+        return task
+
+
+def error(r: httpx.Response, status: int, code: int) -> str:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert body["error_code"] == code and isinstance(body["message"], str), body
+    return body["message"]
+
+
+def answer(task: dict[str, Any], who: dict[str, str], frontend_id: str, n: int,
+           rng: random.Random) -> dict[str, Any]:
+    """The interaction a front end sends for ``task``, acknowledged as ``frontend_id``: a
+    text (its new message's frontend id is ``m<n>``), a shuffled ranking, or labels."""
+    kind = task["type"]
+    if kind in ("initial_prompt", "prompter_reply", "assistant_reply"):
+        return {"type": "text_reply_to_message", "message_id": frontend_id,
+                "user_message_id": f"m{n}", "text": f"{kind} number {n} by {who['id']}",
+                "user": who}
+    if kind.startswith("rank_"):
+        order = list(range(len(task["replies"])))
+        rng.shuffle(order)
+        return {"type": "message_ranking", "message_id": frontend_id, "ranking": order,
+                "user": who}
+    labels = {name: ("0" if name in ("spam", "lang_mismatch") else "0.75")
+              for name in task["valid_labels"]}  # strings, as the text front end sends
+    return {"type": "text_labels", "message_id": task["message_id"], "task_id": task["id"],
+            "text": task.get("prompt") or task.get("reply"), "labels": labels, "user": who}
 
 
 class Crowd:
@@ -165,31 +256,30 @@ class Crowd:
 
     def answer(self, task: dict[str, Any], who: dict[str, str], frontend_id: str,
                n: int) -> dict[str, Any]:
-        kind = task["type"]
-        if kind in ("initial_prompt", "prompter_reply", "assistant_reply"):
-            return {"type": "text_reply_to_message", "message_id": frontend_id,
-                    "user_message_id": f"m{n}", "text": f"{kind} number {n} by {who['id']}",
-                    "user": who}
-        if kind.startswith("rank_"):
-            order = list(range(len(task["replies"])))
-            self.rng.shuffle(order)
-            return {"type": "message_ranking", "message_id": frontend_id, "ranking": order,
-                    "user": who}
-        labels = {name: ("0" if name in ("spam", "lang_mismatch") else "0.75")
-                  for name in task["valid_labels"]}  # strings, as the text front end sends
-        return {"type": "text_labels", "message_id": task["message_id"], "task_id": task["id"],
-                "text": task.get("prompt") or task.get("reply"), "labels": labels, "user": who}
+        return answer(task, who, frontend_id, n, self.rng)
 
     async def run(self, max_cycles: int = 2000, *, check_every: int = 1,
-                  duration: float | None = None, active_target: int | None = None) -> int:
+                  duration: float | None = None, active_target: int | None = None,
+                  poll_interval: float | None = None) -> int:
         """Drive every user concurrently until ``trees`` are ready (or ``max_cycles``
         attempts were made); returns the number of trees ready for export.
 
         With ``active_target`` (a benchmark's steady state) prompts are requested while
-        fewer trees than that are unfinished, and ``trees`` only ends the run."""
+        fewer trees than that are unfinished, and ``trees`` only ends the run. Each user
+        reads the tree counts every ``check_every`` cycles, or, with ``poll_interval``,
+        one poller reads them for everybody that often (a benchmark's choice: counts that
+        are many cycles old make every user ask for prompts, and the review backlog grows
+        without bound)."""
         stop = asyncio.Event()
         ready_seen = [0]
         until = time.monotonic() + duration if duration is not None else None
+        shared = [0, 0]  # live, ready: kept by the poller
+
+        async def poller() -> None:
+            while not stop.is_set():
+                shared[:] = await self.live_and_ready()
+                ready_seen[0] = max(ready_seen[0], shared[1])
+                await asyncio.sleep(poll_interval)  # type: ignore[arg-type]
 
         async def person(who: dict[str, str]) -> None:
             live = ready = 0
@@ -199,7 +289,9 @@ class Crowd:
                 if until is not None and time.monotonic() > until:
                     return
                 self.attempts += 1
-                if step % check_every == 0:
+                if poll_interval is not None:
+                    live, ready = shared
+                elif step % check_every == 0:
                     live, ready = await self.live_and_ready()
                     ready_seen[0] = max(ready_seen[0], ready)
                 if ready >= self.trees:
@@ -209,5 +301,13 @@ class Crowd:
                 if not await self.cycle(who, want_prompt=want):
                     await asyncio.sleep(0.005)
 
-        await asyncio.gather(*(person(u) for u in self.users))
+        polling = asyncio.ensure_future(poller()) if poll_interval is not None else None
+        if polling is not None:
+            shared[:] = await self.live_and_ready()
+        try:
+            await asyncio.gather(*(person(u) for u in self.users))
+        finally:
+            stop.set()
+            if polling is not None:
+                await polling
         return max(ready_seen[0], (await self.live_and_ready())[1])

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Any, AsyncIterator
 
-import httpx
 import pytest
 
 from api.http.app import create_app
-from tests.http_helpers import ROOT, SMALL, WEB_KEY, in_process, new_client_key, user
+from tests.http_helpers import (
+    ROOT, SMALL, WEB_KEY, Env, error, in_process, new_client_key, user,
+)
 
 pytestmark = pytest.mark.anyio
 U = user(1)
@@ -20,52 +21,12 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-class Env:
-    def __init__(self, client: httpx.AsyncClient, key: str):
-        self.client, self.key = client, key
-        self.h = {"X-API-Key": key}
-        self.trusted = {"X-API-Key": WEB_KEY}
-
-    async def post(self, path: str, body: Any = None, headers: dict | None = None,
-                   **kw: Any) -> httpx.Response:
-        return await self.client.post(path, json=body, headers=headers or self.h, **kw)
-
-    async def task(self, who: dict = U, kind: str = "random") -> dict:
-        r = await self.post("/api/v1/tasks/", {"type": kind, "user": who})
-        assert r.status_code == 200, r.text
-        return r.json()
-
-    async def ack(self, task: dict, fid: str) -> None:
-        r = await self.post(f"/api/v1/tasks/{task['id']}/ack", {"message_id": fid})
-        assert r.status_code == 204, r.text
-
-    async def prompt(self, who: dict, text: str, fid: str) -> dict:
-        task = await self.task(who, "initial_prompt")
-        await self.ack(task, fid)
-        body = {"type": "text_reply_to_message", "message_id": fid, "user_message_id": "m" + fid,
-                "text": text, "user": who}
-        r = await self.post("/api/v1/tasks/interaction", body)
-        assert r.status_code == 200, r.text
-        return task
-
-    async def label_task(self, who: dict) -> dict:
-        task = await self.task(who, "label_initial_prompt")
-        return task
-
-
 @pytest.fixture
 async def env(tmp_path, monkeypatch) -> AsyncIterator[Env]:
     monkeypatch.setenv("DATAENGINE_SYNCHRONOUS", "NORMAL")
     app = create_app(tmp_path, SMALL, root_tokens=frozenset({ROOT}), web_api_key=WEB_KEY, seed=1)
     async with in_process(app) as client:
         yield Env(client, await new_client_key(client))
-
-
-def error(r: httpx.Response, status: int, code: int) -> str:
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert body["error_code"] == code and isinstance(body["message"], str), body
-    return body["message"]
 
 
 # ---------------------------------------------------------------- auth
@@ -267,11 +228,20 @@ async def test_openapi_lists_every_route_with_schemas(env: Env):
     doc = (await env.client.get("/openapi.json")).json()
     assert doc["openapi"].startswith("3.")
     for path in ("/api/v1/tasks/", "/api/v1/tasks/interaction", "/api/v1/tasks/{task_id}/ack",
-                 "/api/v1/messages/{message_id}/tree/state", "/api/v1/trees/{tree_id}/events"):
+                 "/api/v1/messages/{message_id}/tree/state", "/api/v1/trees/{tree_id}/events",
+                 "/api/v1/messages/", "/api/v1/messages/cursor",
+                 "/api/v1/frontend_messages/{frontend_id}/descendants", "/api/v1/users/cursor",
+                 "/api/v1/users/by_username", "/api/v1/users/by_display_name",
+                 "/api/v1/users/{user_id}", "/api/v1/users/{user_id}/messages/cursor",
+                 "/api/v1/frontend_users/{auth_method}/{username}/messages/cursor"):
         assert path in doc["paths"], path
+    assert set(doc["paths"]["/api/v1/users/{user_id}"]) == {"get", "put", "delete"}
+    operations = [op["operationId"] for ops in doc["paths"].values() for op in ops.values()]
+    assert len(operations) == len(set(operations))
     schemas = doc["components"]["schemas"]
     for name in ("TaskRequest", "TextReplyToMessage", "MessageRanking", "TextLabels",
-                 "LabelInitialPromptTask", "RankAssistantRepliesTask", "Error", "FrontEndUser"):
+                 "LabelInitialPromptTask", "RankAssistantRepliesTask", "Error", "FrontEndUser",
+                 "MessagePage", "FrontEndUserPage"):
         assert name in schemas, name
     assert "/api/v1/tasks/" in (await env.client.get("/docs")).text
 
@@ -293,16 +263,21 @@ async def test_no_input_yields_a_500(env: Env):
     for method, path in app_routes:
         for ident in ids:
             url = path.replace("{message_id}", ident).replace("{task_id}", ident).replace(
-                "{tree_id}", ident).replace("{auth_method}", "local").replace("{username}", ident)
+                "{tree_id}", ident).replace("{auth_method}", "local").replace(
+                "{username}", ident).replace("{frontend_id}", ident).replace("{user_id}", ident)
             for body in (BAD_BODIES if method in ("POST", "PUT") else [None]):
-                for query in ("", "?as_of=-1&halt=x&lang=&include_spam=2"):
-                    r = await env.client.request(method, url + query, json=body,
-                                                 headers=env.trusted)
-                    checked += 1
-                    assert r.status_code < 500, (method, url, body, r.text)
-                    if r.status_code >= 400:
-                        assert set(r.json()) == {"message", "error_code"}, r.text
-    assert checked > 300
+                for query in ("", "?as_of=-1&halt=x&lang=&include_spam=2",
+                              ("?max_count=0&before=x%24y&after=2024-13-01&start_date=never"
+                               "&api_client_id=nope&gt_id=1&sort_key=age&enabled=2"
+                               "&search_query=%25&desc=maybe")):
+                    for headers in (env.trusted, env.h):  # scoping differs for untrusted
+                        r = await env.client.request(method, url + query, json=body,
+                                                     headers=headers)
+                        checked += 1
+                        assert r.status_code < 500, (method, url, body, r.text)
+                        if r.status_code >= 400:
+                            assert set(r.json()) == {"message", "error_code"}, r.text
+    assert checked > 600
 
 
 async def test_concurrent_reviews_decide_once_and_count_each_user_once(env: Env):

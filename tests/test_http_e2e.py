@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from api.http.app import create_app
+from api.http.ratelimit import RateLimits
 from tests.http_helpers import ROOT, SMALL, WEB_KEY, Crowd, in_process, new_client_key, server
 
 pytestmark = pytest.mark.anyio
@@ -20,7 +21,8 @@ def anyio_backend() -> str:
 
 async def test_ten_users_drive_twenty_trees_to_export(tmp_path, monkeypatch):
     monkeypatch.setenv("DATAENGINE_SYNCHRONOUS", "NORMAL")  # no fsync per commit in tests
-    app = create_app(tmp_path, SMALL, root_tokens=frozenset({ROOT}), seed=7)
+    app = create_app(tmp_path, SMALL, root_tokens=frozenset({ROOT}), seed=7,
+                     rate_limits=RateLimits(enabled=False))  # ~100 tasks per user
     async with in_process(app) as client:
         crowd = Crowd(client, await new_client_key(client), users=10, trees=20, seed=7)
         started = time.perf_counter()

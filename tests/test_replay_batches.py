@@ -19,8 +19,10 @@ from projections.base import Projection, handles
 from projections.log import AppLog, SQLiteLog
 from projections.messages import MessagesProjection
 from projections.oa_import import import_trees
-from projections.rebuild import rebuild
+from projections.rebuild import rebuild, split
 from projections.runner import ProjectionError, ProjectionRunner
+from projections.simulator import run_simulation
+from projections.store import default_projections
 from projections.trees import TreesProjection
 from projections.users import UsersProjection
 from tests.projection_helpers import SPAM, World, dump
@@ -244,3 +246,70 @@ def test_a_projection_with_another_schema_is_projected_again(tmp_path):
     assert {t: rows for t, rows in again.items() if t != "schemas"} == \
         {t: rows for t, rows in first.items() if t != "schemas"}
     assert again["schemas"] != first["schemas"]
+
+
+# ---------------------------------------------------------------- rebuilds in parallel
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """An events.sqlite filled by the simulator (worker processes need a file to read)."""
+    folder = tmp_path_factory.mktemp("store")
+    app = open_app(folder, TreeConfig(goal_tree_size=3, min_goal_tree_size=1))
+    runner = ProjectionRunner(SQLiteLog(folder / "events.sqlite"), folder / "sim.sqlite")
+    run_simulation(app, runner, trees=3, users=10, seed=5)
+    runner.close()
+    app.close()
+    return folder
+
+
+INDEXES = "SELECT name, sql FROM sqlite_master WHERE type = 'index' ORDER BY name"
+
+
+def test_workers_build_the_same_file(store, tmp_path):
+    log = SQLiteLog(store / "events.sqlite")
+    tables, indexes = {}, {}
+    for workers in (1, 2, 3):
+        path = tmp_path / f"w{workers}.sqlite"
+        steps: list[int] = []
+        events, _ = rebuild(log, path, workers=workers, batch_size=23, progress=steps.append)
+        assert events == sum(steps) == log.head() > 200
+        conn = sqlite3.connect(path)
+        tables[workers], indexes[workers] = dump(conn), conn.execute(INDEXES).fetchall()
+        conn.close()
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+            f"w{n}.sqlite" for n in range(1, workers + 1))  # no scratch file left behind
+    assert tables[1]["tracking"] and {p for _, p in tables[1]["tracking"]} == {log.head()}
+    assert tables[1] == tables[2] == tables[3]
+    assert indexes[1] == indexes[2] == indexes[3]
+
+
+class ExplodingLabels(MessagesProjection):
+    def on_labels(self, c, e):
+        raise RuntimeError("boom in a worker")
+
+
+def test_a_failing_worker_fails_the_rebuild_and_keeps_the_old_file(store, tmp_path):
+    log = SQLiteLog(store / "events.sqlite")
+    path = tmp_path / "readmodel.sqlite"
+    rebuild(log, path, projections=core(), workers=1)
+    before = dump(sqlite3.connect(path))
+    with pytest.raises(ProjectionError, match="boom in a worker"):
+        rebuild(log, path, projections=[ExplodingLabels(), TreesProjection(), UsersProjection()],
+                workers=2)
+    assert dump(sqlite3.connect(path)) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["readmodel.sqlite"]
+
+
+def test_split_balances_by_replay_cost_and_keeps_readers_together():
+    class Reader(TreesProjection):
+        reads_others = True
+
+    projections = default_projections()
+    groups = split(projections, 2)
+    assert sorted(p.name for g in groups for p in g) == sorted(p.name for p in projections)
+    loads = [sum(p.replay_cost for p in g) for g in groups]
+    assert max(loads) - min(loads) <= max(p.replay_cost for p in projections)
+    for group in groups:  # each keeps the projections' order
+        assert group == [p for p in projections if p in group]
+    assert split(projections, 1) == [projections]
+    mixed = [*core(), Reader()]
+    assert split(mixed, 2) == [mixed]

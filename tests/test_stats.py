@@ -288,7 +288,7 @@ class SQLiteWorld(World):
 MINE = ("user_stats", "model_stats", "agreement")
 MY_TABLES = ("user_hours", "stats_messages", "stats_label_votes", "stats_emojis", "stats_tasks",
              "user_streaks", "model_replies", "model_pairs", "agreement_rankings",
-             "ranking_agreement", "label_units")
+             "ranking_agreement", "label_units", "label_totals")
 
 
 def test_rebuild_equals_live_for_the_statistics_tables(tmp_path):
@@ -301,7 +301,10 @@ def test_rebuild_equals_live_for_the_statistics_tables(tmp_path):
         label_task(w, "b", tree, message, "full", {"spam": 0.0, "quality": 0.75},
                    task_type="label_assistant_reply")
         w.conn  # noqa: B018 - follow live between commands
-        w.label("cd", tree, message, {"spam": 0.0, "lang_mismatch": 0.0, "quality": 0.3})
+        # One review per catch-up: each unit passes through every size (1, 2, 3) live.
+        for reviewer in "cd":
+            w.label(reviewer, tree, message, {"spam": 0.0, "lang_mismatch": 0.0, "quality": 0.3})
+            w.conn  # noqa: B018
     w.app.submit_labels(actor=w.users["g"], tree_id=tree, message_id=human, kind="report",
                         labels={"pii": 1.0})
     w.app.submit_labels(actor=w.users["g"], tree_id=tree, message_id=human, kind="report",
@@ -316,6 +319,7 @@ def test_rebuild_equals_live_for_the_statistics_tables(tmp_path):
     w.label("bcd", spam, spam, SPAM)
     live = dump(w.conn)
     assert live["ranking_agreement"] and live["model_pairs"] and live["label_units"]
+    assert all(units for _, _, units, *_ in live["label_totals"])  # sizes passed leave no row
     assert live["stats_label_votes"] and live["user_streaks"]
     assert {t for p in default_projections() if p.name in MINE for t in p.tables} == set(MY_TABLES)
 

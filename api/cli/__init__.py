@@ -21,6 +21,10 @@ GROUPS = [
     "api.cli.datasets",
     "api.cli.audit",
     "api.cli.stats",
+    "api.cli.train",
+    "api.cli.models",
+    "api.cli.prelabel",
+    "api.cli.flywheel",
 ]
 
 

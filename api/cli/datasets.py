@@ -1,10 +1,13 @@
-"""`dataengine datasets build`: SFT, RM, DPO, KTO and RL datasets pinned to a log position."""
+"""`dataengine datasets build|status`: SFT, RM, DPO, KTO and RL datasets pinned to a log
+position, and how far the training projection that keeps their rows current has got."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from api.cli import add_data_option
 
@@ -25,12 +28,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--top-k", type=int, default=2, help="rank cut-off for --sft-paths top-k")
     build.add_argument("--include-synthetic", action="store_true",
                        help="keep synthetic messages (left out by default, as in OA's training)")
+    build.add_argument("--source", default="auto", choices=["auto", "replay", "projection"],
+                       help="rows from the training projection when it is at the position "
+                            "(auto), always from a replay of the log, or only the projection; "
+                            "the files are the same either way")
     build.set_defaults(handler=build_datasets)
+    status = group.add_parser("status", help="the training projection: lag, ready trees, rows")
+    add_data_option(status)
+    status.add_argument("--val-fraction", type=float, default=0.05,
+                        help="split the row counts at this validation fraction")
+    status.add_argument("--json", action="store_true", help="print the report as JSON")
+    status.set_defaults(handler=show_status)
+
+
+def _bar(desc: str, total: int) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="tree" if desc == "replay" else "kind",
+                file=sys.stderr, disable=None)
 
 
 def build_datasets(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from api.storage import data_dir
     from projections.datasets.build import build
     from projections.datasets.rows import BuildOptions
@@ -40,15 +58,35 @@ def build_datasets(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction, sft_paths=args.sft_paths, top_k=args.top_k,
         include_synthetic=args.include_synthetic,
     )
-
-    def progress(trees, total):  # type: ignore[no-untyped-def]
-        return tqdm(trees, total=total, unit="tree", desc="replay", file=sys.stderr, disable=None)
-
     manifest = build(data_dir(args.data), Path(args.out), options, as_of=args.as_of,
-                     progress=progress)
+                     progress=_bar, source=args.source)
     print(f"built from {manifest['ready_trees']} ready trees at log position "
-          f"{manifest['log_position']} into {args.out}", file=sys.stderr)
+          f"{manifest['log_position']} into {args.out} (rows from the {manifest.source})",
+          file=sys.stderr)
     for kind, counts in manifest["rows"].items():
         print(f"  {kind:12} train {counts['train']:>8}  validation {counts['validation']:>7}",
               file=sys.stderr)
+    return 0
+
+
+def show_status(args: argparse.Namespace) -> int:
+    from api.storage import data_dir
+    from projections.datasets.precut import status
+
+    report = status(data_dir(args.data), args.val_fraction)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"log position:         {report['log_position']}")
+    if report["projection_position"] is None:
+        print(f"training projection:  not projected ({report['note']}); it follows the log in "
+              "`dataengine serve`, or run `dataengine projections rebuild`")
+        return 0
+    print(f"training projection:  {report['projection_position']}  "
+          f"behind by {report['lag']} events")
+    print(f"ready trees:          {report['ready_trees']}  (newest became ready at "
+          f"{report['newest_ready_position']}, last change at {report['last_change_position']})")
+    print(f"rows (validation fraction {args.val_fraction}):")
+    for kind, counts in report["rows"].items():
+        print(f"  {kind:12} train {counts['train']:>8}  validation {counts['validation']:>7}")
     return 0

@@ -1,4 +1,5 @@
-"""`dataengine projections status|rebuild`: how far the read models are, and replaying them."""
+"""`dataengine projections status|rebuild|processes`: how far the read models are, replaying
+them, and running the processes that follow them (task expiry, backlog activation, lottery)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_option(rebuild)
     rebuild.add_argument("--batch-size", type=int, default=BATCH_SIZE,
                          help="events per read-model transaction (default %(default)s)")
+    rebuild.add_argument("--workers", type=int, default=None,
+                         help="processes to split the read models between (default: one per "
+                              "idle core; 1: in this process)")
     rebuild.set_defaults(handler=run_rebuild)
+    processes = group.add_parser(
+        "processes", help="expire tasks, activate backlog trees, draw the prompt lottery")
+    add_data_option(processes)
+    processes.add_argument("--once", action="store_true",
+                           help="one round and exit: expiry, the backlog floor and the lottery "
+                           "(backlog draws are for transitions logged while the processes run); "
+                           "default: a round every --interval seconds")
+    processes.add_argument("--interval", type=float, default=5.0,
+                           help="seconds between rounds (default %(default)s)")
+    processes.add_argument("--seed", type=int, default=None, help="seed of the random draws")
+    processes.set_defaults(handler=run_processes)
 
 
 def show_status(args: argparse.Namespace) -> int:
@@ -50,7 +65,49 @@ def run_rebuild(args: argparse.Namespace) -> int:
     log = SQLiteLog(folder / EVENTS_FILE)
     with tqdm(total=log.head(), unit="ev", unit_scale=True, desc="rebuild") as bar:
         events, seconds = rebuild(log, folder / READMODEL_FILE, batch_size=args.batch_size,
-                                  progress=bar.update)
+                                  progress=bar.update, workers=getattr(args, "workers", None))
     rate = events / seconds if seconds > 0 else 0.0
     print(f"rebuilt {READMODEL_FILE} from {events} events in {seconds:.2f} s ({rate:,.0f} events/s)")
     return 0
+
+
+def run_processes(args: argparse.Namespace) -> int:
+    import random
+    import time
+
+    from api.storage import EVENTS_FILE, data_dir, load_config, open_app
+    from projections.log import SQLiteLog
+    from projections.processes import ProcessLoop, Sweep
+    from projections.runner import ProjectionRunner
+    from projections.store import READMODEL_FILE
+
+    from api.cli import fail
+
+    if args.interval <= 0:
+        return fail("--interval must be positive")
+    folder = data_dir(args.data)
+    app = open_app(folder, load_config(folder))
+    runner = ProjectionRunner(SQLiteLog(folder / EVENTS_FILE), folder / READMODEL_FILE)
+    loop = ProcessLoop(app, runner, interval=args.interval, rng=random.Random(args.seed))
+
+    def report(sweep: Sweep) -> None:
+        expired = sum(len(ids) for ids in sweep.expired.values())
+        print(f"expired {expired} task(s) of {len(sweep.expired)} user(s); activated "
+              f"{len(sweep.backlog)} backlog tree(s); drew {len(sweep.lottery)} prompt(s)",
+              flush=True)
+
+    try:
+        runner.run_once()
+        if args.once:
+            report(loop.run_once())
+            return 0
+        print(f"processes: a round every {args.interval:g} s (Ctrl-C stops)", flush=True)
+        while True:
+            report(loop.run_once())
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        loop.stop()
+        runner.close()
+        app.close()

@@ -19,10 +19,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from api.http import auth, labels, leaderboards, messages, openapi, stats, tasks, users
+from api.http import (
+    auth, labels, leaderboards, message_lists, messages, openapi, stats, tasks, users,
+)
 from api.http import schemas as s
 from api.http.audit import digest_endpoint
 from api.http.errors import error_response, internal_error, json_response
+from api.http.ratelimit import RateLimits
 from api.http.routing import Api, Call
 from api.http.service import Service
 from domain.config import TreeConfig
@@ -67,21 +70,24 @@ async def _unhandled(request: Request, exc: Exception) -> Response:
 
 def create_app(folder: Path | str, config: TreeConfig | None = None, *,
                root_tokens: frozenset[str] | None = None, web_api_key: str | None = None,
-               settle_timeout: float = 2.0, seed: int | None = None) -> Starlette:
+               settle_timeout: float = 2.0, seed: int | None = None,
+               rate_limits: RateLimits | None = None) -> Starlette:
     """The app on the store in ``folder``; config from the folder/environment unless given.
 
     Root tokens default to $DATAENGINE_ROOT_TOKENS (comma-separated); a trusted official
-    client is registered from $DATAENGINE_WEB_API_KEY when set.
+    client is registered from $DATAENGINE_WEB_API_KEY when set. Rate limits default to
+    OA's, configured by $DATAENGINE_RATE_LIMIT* (api.http.ratelimit).
     """
     folder = Path(folder)
     service = Service(folder, config, root_tokens=root_tokens, web_api_key=web_api_key,
-                      settle_timeout=settle_timeout, seed=seed)
+                      settle_timeout=settle_timeout, seed=seed, rate_limits=rate_limits)
     api = Api(service)
     api.add("GET", "/health", health, access="public", response=s.Health,
             summary="liveness and log/read-model positions", tag="meta")
     tasks.register(api)
     users.register(api)
     labels.register(api)
+    message_lists.register(api)  # before messages: /messages/cursor is not a message id
     messages.register(api)
     stats.register(api)
     leaderboards.register(api)

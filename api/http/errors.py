@@ -27,10 +27,12 @@ MAX_BODY_BYTES = 256 * 1024
 class HttpError(DomainError):
     """An error the HTTP layer detects itself; code and status per instance."""
 
-    def __init__(self, message: str, error_code: ErrorCode, http_status: int):
+    def __init__(self, message: str, error_code: ErrorCode, http_status: int,
+                 headers: dict[str, str] | None = None):
         super().__init__(message)
         self.error_code = error_code
         self.http_status = http_status
+        self.headers = headers  # e.g. Retry-After on a 429
 
 
 def not_authorized(message: str = "the API key is missing, unknown or disabled") -> HttpError:
@@ -63,7 +65,7 @@ def no_content() -> Response:
 
 def error_response(error: DomainError) -> Response:
     return json_response({"message": error.message, "error_code": int(error.error_code)},
-                         error.http_status)
+                         error.http_status, getattr(error, "headers", None))
 
 
 def internal_error(exc: BaseException) -> Response:

@@ -25,7 +25,7 @@ from domain.errors import ErrorCode, MessageNotFoundError, TreeNotFoundError
 from domain.states import ACTIVE_STATES
 
 MESSAGE_ID = ErrorCode.MESSAGE_NOT_FOUND
-_COLUMNS = ("message_id, tree_id, parent_id, role, lang, text, user_id, client_id,"
+COLUMNS = ("message_id, tree_id, parent_id, role, lang, text, user_id, client_id,"
             " frontend_message_id, created_at, synthetic, model_name, review_count, review_result,"
             " ranking_count, rank, emojis, deleted, edited")
 _ACTIVE = frozenset(state.value for state in ACTIVE_STATES)
@@ -56,11 +56,11 @@ def _viewer(call: Call) -> UUID | None:
 
 def _rows(call: Call, where: str, params: tuple) -> list[tuple]:
     return call.service.reader().execute(
-        f"SELECT {_COLUMNS} FROM messages WHERE {where} ORDER BY created_at, message_id",
+        f"SELECT {COLUMNS} FROM messages WHERE {where} ORDER BY created_at, message_id",
         params).fetchall()
 
 
-def _messages(call: Call, rows: list[tuple]) -> list[s.Message]:
+def to_messages(call: Call, rows: list[tuple]) -> list[s.Message]:
     viewer = _viewer(call)
     mine: dict[str, list[str]] = {}
     if viewer is not None and rows:
@@ -73,20 +73,30 @@ def _messages(call: Call, rows: list[tuple]) -> list[s.Message]:
 
 
 def _target(call: Call) -> tuple:
-    """The path's message row, after the owner check; 404 if unknown."""
-    message_id = call.path_id("message_id", MESSAGE_ID, "message")
-    rows = _rows(call, "message_id = ?", (str(message_id),))
+    """The path's message row, after the owner check; 404 if unknown.
+
+    ``/messages/{message_id}`` names it by backend id; ``/frontend_messages/{frontend_id}``
+    by the id the calling client gave it, so it can only name that client's messages."""
+    frontend_id = call.request.path_params.get("frontend_id")
+    if frontend_id is not None:
+        where, params = "client_id = ? AND frontend_message_id = ?", (
+            str(call.api_client.id), frontend_id)
+        what = f"message with frontend id {frontend_id!r}"
+    else:
+        message_id = call.path_id("message_id", MESSAGE_ID, "message")
+        where, params, what = "message_id = ?", (str(message_id),), f"message {message_id}"
+    rows = _rows(call, where, params)
     if not rows:
         call.service.settle_head()
-        rows = _rows(call, "message_id = ?", (str(message_id),))
+        rows = _rows(call, where, params)
     if not rows:
-        raise MessageNotFoundError(f"message {message_id} not found")
+        raise MessageNotFoundError(f"{what} not found")
     auth.check_owner(call.api_client, rows[0][7])
     return rows[0]
 
 
 def get_message(call: Call) -> Any:
-    return _messages(call, [_target(call)])[0]
+    return to_messages(call, [_target(call)])[0]
 
 
 def conversation(call: Call) -> Any:
@@ -96,7 +106,7 @@ def conversation(call: Call) -> Any:
     while current is not None:
         path.append(by_id[current])
         current = by_id[current][2]
-    found = _messages(call, path[::-1])
+    found = to_messages(call, path[::-1])
     return s.Conversation(messages=[s.ConversationMessage(
         id=m.id, user_id=m.user_id, frontend_message_id=m.frontend_message_id, text=m.text,
         lang=m.lang, is_assistant=m.is_assistant, emojis=m.emojis, user_emojis=m.user_emojis,
@@ -108,12 +118,12 @@ def tree(call: Call) -> Any:
     include_spam, include_deleted = call.flag("include_spam", True), call.flag("include_deleted", False)
     where = "tree_id = ?" + ("" if include_deleted else " AND deleted = 0") + (
         "" if include_spam else " AND (review_result IS NULL OR review_result = 1)")
-    return s.MessageTree(id=UUID(row[1]), messages=_messages(call, _rows(call, where, (row[1],))))
+    return s.MessageTree(id=UUID(row[1]), messages=to_messages(call, _rows(call, where, (row[1],))))
 
 
 def children(call: Call) -> Any:
     row = _target(call)
-    return _messages(call, _rows(call, "parent_id = ?", (row[0],)))
+    return to_messages(call, _rows(call, "parent_id = ?", (row[0],)))
 
 
 def descendants(call: Call) -> Any:
@@ -126,7 +136,7 @@ def descendants(call: Call) -> Any:
         for child in by_parent.get(todo.pop(), []):
             found.append(child)
             todo.append(child[0])
-    return s.MessageTree(id=UUID(row[0]), messages=_messages(call, found))
+    return s.MessageTree(id=UUID(row[0]), messages=to_messages(call, found))
 
 
 def _tree_state(call: Call, tree_id: str) -> s.MessageTreeState:
@@ -275,6 +285,21 @@ def register(api: Api) -> None:
         summary="a message's revisions", tag="messages")
     add("POST", m + "/emoji", emoji, body=s.MessageEmojiRequest, response=s.Message, status=202,
         summary="add, remove or toggle an emoji", tag="messages")
+    f = "/api/v1/frontend_messages/{frontend_id}"
+    for suffix, handler, response, query, summary in (
+            ("", get_message, s.Message, {}, "a message, by the calling client's id for it"),
+            ("/conversation", conversation, s.Conversation, {},
+             "the path from the root to the message (by frontend id)"),
+            ("/tree", tree, s.MessageTree, {"include_spam": "default true",
+                                            "include_deleted": "default false"},
+             "the message's whole tree (by frontend id)"),
+            ("/tree/state", tree_state, s.MessageTreeState, {},
+             "the state of the message's tree (by frontend id)"),
+            ("/children", children, list[s.Message], {}, "direct replies (by frontend id)"),
+            ("/descendants", descendants, s.MessageTree, {},
+             "every undeleted message below this one (by frontend id)")):
+        add("GET", f + suffix, handler, response=response, query=query, summary=summary,
+            tag="frontend_messages")
     add("GET", "/api/v1/trees/{tree_id}", tree_at, response=dict, tag="trees",
         query={"as_of": "a version number or an ISO time"},
         summary="the tree now or as it was (beyond OA)")

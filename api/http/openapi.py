@@ -27,8 +27,13 @@ def build(endpoints: list[Endpoint]) -> dict[str, Any]:
     schema_of = dict(zip(map(id, types), schemas))
     error_ref = schema_of[id(s.Error)]
     paths: dict[str, dict[str, Any]] = {}
+    seen: set[str] = set()
     for e in endpoints:
-        op: dict[str, Any] = {"summary": e.summary, "operationId": f"{e.method.lower()}_{e.handler.__name__}"}
+        operation = f"{e.method.lower()}_{e.handler.__name__}"
+        if operation in seen:  # one handler behind two paths (messages, frontend_messages)
+            operation += "_" + "_".join(p.strip("{}") for p in e.path.split("/")[3:4])
+        seen.add(operation)
+        op: dict[str, Any] = {"summary": e.summary, "operationId": operation}
         if e.tag:
             op["tags"] = [e.tag]
         params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
@@ -48,11 +53,15 @@ def build(endpoints: list[Endpoint]) -> dict[str, Any]:
         if e.response is not None and e.status != 204:
             ok["content"] = {"application/json": {"schema": schema_of[id(e.response)]}}
         responses = {str(e.status): ok}
-        for status, text in _ERRORS.items():
+        for status, text in {**_ERRORS, **e.errors}.items():
             if status == "403" and e.access == "public":
                 continue
             responses[status] = {"description": text,
                                  "content": {"application/json": {"schema": error_ref}}}
+            if status == "429":
+                responses[status]["headers"] = {"Retry-After": {
+                    "description": "seconds until the request would be admitted",
+                    "schema": {"type": "integer"}}}
         op["responses"] = responses
         if e.access == "root":
             op["security"] = [{"RootToken": []}]

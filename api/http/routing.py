@@ -9,6 +9,7 @@ shape. The same declarations feed the OpenAPI document.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Callable
 from uuid import UUID
 
@@ -20,6 +21,7 @@ from starlette.routing import Route
 from api.http import auth
 from api.http.errors import (
     HttpError, decode, error_response, internal_error, json_response, no_content, read_body,
+    validation,
 )
 from api.http.schemas import User
 from api.http.service import Service
@@ -57,15 +59,51 @@ class Call:
         return self.request.query_params.get(name, default)
 
     def flag(self, name: str, default: bool) -> bool:
+        found = self.optional_flag(name)
+        return default if found is None else found
+
+    def optional_flag(self, name: str) -> bool | None:
         raw = self.request.query_params.get(name)
         if raw is None:
-            return default
+            return None
         if raw.lower() in ("1", "true", "yes", "on"):
             return True
         if raw.lower() in ("0", "false", "no", "off"):
             return False
-        raise HttpError(f"query parameter {name} must be true or false, not {raw!r}",
-                        ErrorCode.VALIDATION_ERROR, 422)
+        raise validation(f"query parameter {name} must be true or false, not {raw!r}")
+
+    def count(self, name: str, default: int, most: int) -> int:
+        """A positive integer parameter, at most ``most`` (OA's ``max_count``)."""
+        raw = self.request.query_params.get(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            value = 0
+        if not 0 < value <= most:
+            raise validation(f"query parameter {name} must be an integer in 1..{most}, not {raw!r}")
+        return value
+
+    def uuid_query(self, name: str) -> UUID | None:
+        raw = self.request.query_params.get(name)
+        if not raw:
+            return None
+        try:
+            return UUID(raw)
+        except ValueError:
+            raise validation(f"query parameter {name} must be a UUID, not {raw!r}") from None
+
+    def time_query(self, name: str) -> datetime | None:
+        """An ISO 8601 time; one without a zone is UTC (as OA reads it)."""
+        raw = self.request.query_params.get(name)
+        if not raw:
+            return None
+        try:
+            moment = datetime.fromisoformat(raw)
+        except ValueError:
+            raise validation(f"query parameter {name} must be an ISO 8601 time, not {raw!r}") from None
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
     @property
     def api_client(self) -> ApiClient:
@@ -99,6 +137,7 @@ class Endpoint:
     summary: str = ""
     query: dict[str, str] = field(default_factory=dict)
     tag: str = ""
+    errors: dict[str, str] = field(default_factory=dict)  # statuses beyond the common ones
 
 
 class Api:

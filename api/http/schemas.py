@@ -229,6 +229,27 @@ class Message(ConversationMessage, kw_only=True):
     message_tree_id: UUID
     ranking_count: int
     rank: int | None
+    user: FrontEndUser | None = None  # the author, on request (include_user)
+
+
+class MessagePage(Struct, kw_only=True):
+    """A keyset page of messages; ``prev``/``next`` are cursors "<uuid>$<ISO time>"."""
+
+    prev: str | None
+    next: str | None
+    sort_key: str = "created_date"
+    order: Literal["asc", "desc"]
+    items: list[Message]
+
+
+class FrontEndUserPage(Struct, kw_only=True):
+    """A keyset page of users; ``prev``/``next`` are cursors "<uuid>$<sort key value>"."""
+
+    prev: str | None
+    next: str | None
+    sort_key: Literal["username", "display_name"]
+    order: Literal["asc", "desc"]
+    items: list[FrontEndUser]
 
 
 class MessageTree(Struct, kw_only=True):

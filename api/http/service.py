@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.application import AggregateNotFoundError
+
 from domain.api_client import ApiClient
 from domain.application import DataEngine
 from domain.config import TreeConfig
-from domain.errors import ErrorCode, MessageNotFoundError
-from domain.user import user_id_for
+from domain.errors import ErrorCode, MessageNotFoundError, UserDisabledError
+from domain.user import User, user_id_for
 from projections.handout import Handout
 from projections.log import SQLiteLog
 from projections.processes import prompt_lottery
@@ -29,6 +31,7 @@ from projections.runner import ProjectionError, ProjectionRunner
 from projections.store import READMODEL_FILE
 
 from api.http.errors import HttpError, log
+from api.http.ratelimit import RateLimits, TaskRequestLimits
 from api.storage import EVENTS_FILE, load_config, open_app
 
 ROOT_TOKENS_ENV = "DATAENGINE_ROOT_TOKENS"
@@ -43,8 +46,10 @@ def root_tokens_from_env(environ: dict[str, str] | None = None) -> frozenset[str
 class Service:
     def __init__(self, folder: Path, config: TreeConfig | None = None, *,
                  root_tokens: frozenset[str] | None = None, web_api_key: str | None = None,
-                 settle_timeout: float = 2.0, seed: int | None = None):
+                 settle_timeout: float = 2.0, seed: int | None = None,
+                 rate_limits: RateLimits | None = None):
         self.folder = Path(folder)
+        self.task_limits = TaskRequestLimits(rate_limits or RateLimits.from_env())
         self.config = config
         self.root_tokens = root_tokens_from_env() if root_tokens is None else root_tokens
         self.web_api_key = web_api_key if web_api_key is not None else os.environ.get(WEB_API_KEY_ENV)
@@ -159,8 +164,21 @@ class Service:
 
     def ensure_user(self, client: ApiClient, auth_method: str, username: str,
                     display_name: str | None, **profile: Any) -> UUID:
+        """The user, created on first sight. A deleted (anonymised) user stays deleted: its
+        front end naming it again must not put its display name back."""
+        user = self.find_user(user_id_for(client.id, auth_method, username))
+        if user is not None and user.deleted:
+            raise UserDisabledError(f"user {auth_method}:{username} was deleted")
         return self.app.ensure_user(client_id=client.id, auth_method=auth_method,
                                     username=username, display_name=display_name, **profile)
+
+    def find_user(self, user_id: UUID) -> User | None:
+        """The user aggregate as cached, to read (never to change), or None."""
+        try:
+            user = self.app.repository.get(user_id, deepcopy_from_cache=False)
+        except AggregateNotFoundError:
+            return None
+        return user if isinstance(user, User) else None
 
     @staticmethod
     def user_id(client: ApiClient, auth_method: str, username: str) -> UUID:

@@ -15,6 +15,7 @@ from uuid import UUID
 
 import msgspec
 
+from api.http import auth
 from api.http import schemas as s
 from api.http.errors import HttpError
 from api.http.routing import Api, Call
@@ -77,15 +78,15 @@ def task_body(call: Call, handed: HandedOut, user_id: UUID) -> Any:
 
 
 # ---------------------------------------------------------------- helpers
-def _request_user(call: Call, user: s.User | None) -> UUID:
+def _request_user(call: Call, user: s.User | None,
+                  header: tuple[str, str] | None = None) -> UUID:
+    """The requesting user, created on first sight from the body or the header."""
     if user is not None:
-        actor = call.user(user)
-    else:
-        actor = call.header_actor(required=False)
-    if actor is None or actor.user_id is None:
+        return call.user(user).user_id
+    if header is None:
         raise HttpError("a task request needs a user (body 'user' or x-oasst-user header)",
                         ErrorCode.USER_NOT_SPECIFIED, 400)
-    return actor.user_id
+    return call.service.ensure_user(call.api_client, *header, None)
 
 
 def _user_aggregate(call: Call, user_id: UUID) -> User:
@@ -114,7 +115,11 @@ def request_task(call: Call) -> Any:
     req: s.TaskRequest = call.json(s.TaskRequest)
     if req.collective:
         raise HttpError("collective tasks are not supported", ErrorCode.TASK_NOT_COLLECTIVE, 400)
-    user_id = _request_user(call, req.user)
+    # Limits first: a refused request records nothing (not even a first-seen user).
+    header = auth.header_user(call.request) if req.user is None else None
+    who = (req.user.auth_method, req.user.id) if req.user is not None else header
+    call.service.task_limits.check(call.api_client.id, who, req.type)
+    user_id = _request_user(call, req.user, header)
     service = call.service
     service.run_lottery()
     handed = service.handout.request(user_id, TaskType(req.type), req.lang or "en")
@@ -207,7 +212,10 @@ def submit_labels(call: Call, actor: Any, body: s.TextLabels | s.FreeTextLabels)
 
 def register(api: Api) -> None:
     api.add("POST", "/api/v1/tasks/", request_task, body=s.TaskRequest, response=s.AnyTask,
-            summary="hand out a task", tag="tasks")
+            summary="hand out a task", tag="tasks",
+            errors={"429": "rate limit exceeded (error_code 429): per user 30 per 4 min, explicit "
+                           "assistant_reply 4 and prompter_reply 8 per 2 min, per client without "
+                           "user 10,000 per min; configurable"})
     api.add("POST", "/api/v1/tasks/availability", availability, body=s.User, response=dict[str, int],
             query={"lang": "language (default en)"}, summary="task counts per type", tag="tasks")
     api.add("POST", "/api/v1/tasks/{task_id}/ack", ack, body=s.TaskAck, status=204,

@@ -1,26 +1,95 @@
-"""Front-end users (create/update, look up) and API-client administration.
+"""Users: front-end users (create/update, look up), OA's /users lists and keyset pages,
+moderation of a user (PUT, DELETE), and API-client administration.
 
 A user is unique per (API client, auth_method, id), so a client can only ever name its
 own users: the user id is derived from the client's id (domain.user.user_id_for).
+Untrusted clients see only their own users (another client's user is not found, as
+in OA); trusted ones may name any client with ``api_client_id``.
+
+Deleting a user anonymises it, as OA does, by an event (a profile update: deleted,
+display name "Deleted User", off the leaderboards). The id the front end knew it by
+stays in the log (the log is never rewritten) but no answer shows it again: a deleted
+user is listed as ``deleted_<user_id>``, and its old name no longer finds it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Callable
+from uuid import UUID
 
 from api.http import schemas as s
+from api.http.errors import HttpError, not_authorized
 from api.http.routing import Api, Call
-from domain.user import User
+from domain.errors import ErrorCode, UserNotFoundError
+from domain.user import User, user_id_for
+
+DELETED_DISPLAY_NAME = "Deleted User"
+DELETED_PREFIX = "deleted_"
+SPLIT_UUID = re.compile(r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+                        r"[0-9a-fA-F]{12})\$(.*)$")
+# The users read model as answers show it: a deleted user's name is masked.
+_USERS = ("SELECT user_id, client_id, auth_method,"
+          f" CASE WHEN deleted THEN '{DELETED_PREFIX}' || user_id ELSE username END AS username,"
+          " display_name, enabled, deleted, show_on_leaderboard, tos_accepted_at, notes,"
+          " created_at FROM users")
+SORT_KEYS = ("username", "display_name")
 
 
 def frontend_user(user: User) -> s.FrontEndUser:
     return s.FrontEndUser(
-        id=user.username, display_name=user.display_name, auth_method=user.auth_method,
+        id=f"{DELETED_PREFIX}{user.id}" if user.deleted else user.username,
+        display_name=user.display_name, auth_method=user.auth_method,
         user_id=user.id, enabled=user.enabled, deleted=user.deleted, notes=user.notes or "",
         created_date=user.created_on, show_on_leaderboard=user.show_on_leaderboard,
         tos_acceptance_date=user.tos_accepted_at)
 
 
+def user_from_row(row: tuple) -> s.FrontEndUser:
+    from datetime import datetime, timezone
+
+    def moment(value: float | None) -> datetime | None:
+        return None if value is None else datetime.fromtimestamp(value, timezone.utc)
+
+    return s.FrontEndUser(
+        id=row[3], display_name=row[4], auth_method=row[2], user_id=UUID(row[0]),
+        enabled=bool(row[5]), deleted=bool(row[6]), show_on_leaderboard=bool(row[7]),
+        tos_acceptance_date=moment(row[8]), notes=row[9] or "", created_date=moment(row[10]))
+
+
+def users_by_id(call: Call, ids: list[str]) -> dict[str, s.FrontEndUser]:
+    if not ids:
+        return {}
+    rows = call.service.reader().execute(
+        f"SELECT * FROM ({_USERS}) WHERE user_id IN ({','.join('?' * len(ids))})", ids)
+    return {row[0]: user_from_row(row) for row in rows}
+
+
+def client_scope(call: Call, api_client_id: UUID | None) -> str | None:
+    """The API client whose users/messages a query may see: an untrusted client only its
+    own (another one named is refused, 403, as in OA); a trusted one any, or all."""
+    client = call.api_client
+    if not client.trusted:
+        if api_client_id is not None and api_client_id != client.id:
+            raise not_authorized("an untrusted API client sees only its own users and messages")
+        return str(client.id)
+    return str(api_client_id) if api_client_id is not None else None
+
+
+def visible_user(call: Call, user_id: UUID) -> s.FrontEndUser:
+    """The user as the caller may see it; 404 when unknown or another client's."""
+    scope = client_scope(call, call.uuid_query("api_client_id"))
+    sql = f"SELECT * FROM ({_USERS}) WHERE user_id = ?"
+    row = call.service.reader().execute(sql, (str(user_id),)).fetchone()
+    if row is None:  # maybe registered a moment ago
+        call.service.settle_head()
+        row = call.service.reader().execute(sql, (str(user_id),)).fetchone()
+    if row is None or (scope is not None and row[1] != scope):
+        raise UserNotFoundError(f"user {user_id} not found")
+    return user_from_row(row)
+
+
+# ---------------------------------------------------------------- front-end users
 def create_or_update(call: Call) -> Any:
     req: s.CreateFrontendUserRequest = call.json(s.CreateFrontendUserRequest)
     app = call.service.app
@@ -32,23 +101,137 @@ def create_or_update(call: Call) -> Any:
             profile["tos_accepted_at"] = app.now()
     actor = call.user(req, **profile)
     call.settle(call.service.position_of(actor.user_id))
-    return frontend_user(app.get_user(actor.user_id))
+    user = call.service.find_user(actor.user_id)  # read only: no copy of its tasks
+    assert user is not None
+    return frontend_user(user)
 
 
 def _existing(call: Call, auth_method: str, username: str) -> User | None:
-    from domain.errors import UserNotFoundError
+    return call.service.find_user(call.service.user_id(call.api_client, auth_method, username))
 
-    try:
-        return call.service.app.get_user(call.service.user_id(call.api_client, auth_method, username))
-    except UserNotFoundError:
-        return None
+
+def frontend_user_id(call: Call) -> UUID:
+    """The path's (auth_method, username) as a user id of the calling client (or, for a
+    trusted client, of ``api_client_id``); 404 when unknown or deleted."""
+    auth_method = call.request.path_params["auth_method"]
+    username = call.request.path_params["username"]
+    scope = client_scope(call, call.uuid_query("api_client_id"))
+    user_id = user_id_for(UUID(scope) if scope else call.api_client.id, auth_method, username)
+    user = call.service.find_user(user_id)
+    if user is None or user.deleted:
+        raise UserNotFoundError(f"user {auth_method}:{username} not found")
+    return user_id
 
 
 def get_frontend_user(call: Call) -> Any:
-    auth_method = call.request.path_params["auth_method"]
-    username = call.request.path_params["username"]
-    user_id = call.service.user_id(call.api_client, auth_method, username)
-    return frontend_user(call.service.app.get_user(user_id))
+    user = call.service.find_user(frontend_user_id(call))
+    assert user is not None
+    return frontend_user(user)
+
+
+# ---------------------------------------------------------------- lists and pages
+def ordered(call: Call, key: str, *, gte: str | None, gt_id: UUID | None, lte: str | None,
+            lt_id: UUID | None, limit: int, desc: bool) -> list[s.FrontEndUser]:
+    """Users ordered by ``key`` then id, from (gte, gt_id) to (lte, lt_id) (OA's keyset)."""
+    assert key in SORT_KEYS
+    where = []
+    params: list[Any] = []
+    scope = client_scope(call, call.uuid_query("api_client_id"))
+    if scope is not None:
+        where.append("client_id = ?")
+        params.append(scope)
+    for bound, ident, op in ((gte, gt_id, ">"), (lte, lt_id, "<")):
+        if bound is not None:
+            if ident is not None:
+                where.append(f"({key} {op} ? OR ({key} = ? AND user_id {op} ?))")
+                params += [bound, bound, str(ident)]
+            else:
+                where.append(f"{key} {op}= ?")
+                params.append(bound)
+        elif ident is not None:
+            raise HttpError("Need id and name for keyset pagination", ErrorCode.GENERIC_ERROR, 400)
+    auth_method = call.query("auth_method")
+    if auth_method:
+        where.append("auth_method = ?")
+        params.append(auth_method)
+    search = call.query("search_text")
+    if search:
+        where.append(f"instr({key}, ?) > 0")  # a plain substring (OA: LIKE '%text%')
+        params.append(search)
+    direction = "DESC" if desc else "ASC"
+    sql = (f"SELECT * FROM ({_USERS})" + (f" WHERE {' AND '.join(where)}" if where else "")
+           + f" ORDER BY {key} {direction}, user_id {direction} LIMIT ?")
+    return [user_from_row(r) for r in call.service.reader().execute(sql, [*params, limit])]
+
+
+def _by(key: str) -> Callable[[Call], Any]:
+    def by_key(call: Call) -> Any:
+        return ordered(call, key, gte=call.query(f"gte_{key}"), gt_id=call.uuid_query("gt_id"),
+                       lte=call.query(f"lte_{key}"), lt_id=call.uuid_query("lt_id"),
+                       limit=call.count("max_count", 100, 10_000), desc=call.flag("desc", False))
+
+    by_key.__name__ = f"users_by_{key}"
+    return by_key
+
+
+def _split(raw: str | None) -> tuple[str | None, UUID | None]:
+    if not raw:
+        return None, None
+    found = SPLIT_UUID.match(raw)
+    return (found[2], UUID(found[1])) if found else (raw, None)
+
+
+def users_cursor(call: Call) -> Any:
+    """OA's /users/cursor: ``after`` pages forward, ``before`` backward; items ascending."""
+    key = call.query("sort_key", "username")
+    if key not in SORT_KEYS:
+        raise HttpError(f"Unsupported sort key: {key!r}", ErrorCode.SORT_KEY_UNSUPPORTED, 400)
+    max_count = call.count("max_count", 100, 10_000)
+    before, after = call.query("before"), call.query("after")
+    lte, lt_id = _split(before)
+    gte, gt_id = _split(after)
+    limit = max_count + 1 if before is None or after is None else max_count
+    desc = before is not None and not after
+    items = ordered(call, key, gte=gte, gt_id=gt_id, lte=lte, lt_id=lt_id, limit=limit, desc=desc)
+    rows = len(items)
+    if limit > max_count and rows == limit:
+        items = items[:-1]
+    if desc:
+        items.reverse()
+    prev = next_ = None
+    if items:
+        if (rows > max_count and lte) or gte:
+            prev = f"{items[0].user_id}${getattr(items[0], 'id' if key == 'username' else key)}"
+        if rows > max_count or lte:
+            next_ = f"{items[-1].user_id}${getattr(items[-1], 'id' if key == 'username' else key)}"
+    else:
+        prev, next_ = (after if gte else None), (before if lte else None)
+    return s.FrontEndUserPage(prev=prev, next=next_, sort_key=key, order="asc", items=items)
+
+
+# ---------------------------------------------------------------- one user
+def get_user(call: Call) -> Any:
+    return visible_user(call, call.path_id("user_id", ErrorCode.USER_NOT_FOUND, "user"))
+
+
+def update_user(call: Call) -> None:
+    """OA's PUT /users/{id}: the query's fields change, the others stay."""
+    user_id = call.path_id("user_id", ErrorCode.USER_NOT_FOUND, "user")
+    changes: dict[str, Any] = {"display_name": call.query("display_name"),
+                               "enabled": call.optional_flag("enabled"),
+                               "notes": call.query("notes"),
+                               "show_on_leaderboard": call.optional_flag("show_on_leaderboard")}
+    if call.optional_flag("tos_acceptance"):
+        changes["tos_accepted_at"] = call.service.app.now()
+    call.service.app.update_user(user_id, **changes)
+    call.settle(call.service.position_of(user_id))
+
+
+def delete_user(call: Call) -> None:
+    user_id = call.path_id("user_id", ErrorCode.USER_NOT_FOUND, "user")
+    call.service.app.update_user(user_id, deleted=True, display_name=DELETED_DISPLAY_NAME,
+                                 show_on_leaderboard=False)
+    call.settle(call.service.position_of(user_id))
 
 
 def create_api_client(call: Call) -> Any:
@@ -62,11 +245,39 @@ def create_api_client(call: Call) -> Any:
     return key  # OA answers with the bare key as a JSON string
 
 
+_LIST_QUERY = {"api_client_id": "trusted clients: another client's users",
+               "auth_method": "filter", "search_text": "substring of the sort key",
+               "max_count": "1..10000, default 100", "desc": "default false"}
+
+
 def register(api: Api) -> None:
-    api.add("POST", "/api/v1/frontend_users/", create_or_update, body=s.CreateFrontendUserRequest,
-            response=s.FrontEndUser, summary="create or update a front-end user", tag="users")
-    api.add("GET", "/api/v1/frontend_users/{auth_method}/{username}", get_frontend_user,
-            response=s.FrontEndUser, summary="a front-end user", tag="users")
-    api.add("POST", "/api/v1/admin/api_client", create_api_client, access="root",
-            body=s.CreateApiClientRequest, response=str,
-            summary="create an API client (Authorization: Bearer <root token>)", tag="admin")
+    add = api.add
+    add("POST", "/api/v1/frontend_users/", create_or_update, body=s.CreateFrontendUserRequest,
+        response=s.FrontEndUser, summary="create or update a front-end user", tag="users")
+    add("GET", "/api/v1/frontend_users/{auth_method}/{username}", get_frontend_user,
+        response=s.FrontEndUser, query={"api_client_id": "trusted clients: another client's"},
+        summary="a front-end user", tag="users")
+    # literal paths before /users/{user_id}, which would take them
+    for key in SORT_KEYS:
+        add("GET", f"/api/v1/users/by_{key}", _by(key), response=list[s.FrontEndUser],
+            query={f"gte_{key}": "from (inclusive)", "gt_id": "with gte: after this id",
+                   f"lte_{key}": "to (inclusive)", "lt_id": "with lte: before this id",
+                   **_LIST_QUERY}, summary=f"users ordered by {key}, then id", tag="users")
+    add("GET", "/api/v1/users/cursor", users_cursor, response=s.FrontEndUserPage,
+        query={"before": "cursor '<user_id>$<key>': the page before",
+               "after": "cursor: the page after", "sort_key": "username (default) or display_name",
+               **{k: v for k, v in _LIST_QUERY.items() if k != "desc"}},
+        summary="a keyset page of users", tag="users")
+    add("GET", "/api/v1/users/{user_id}", get_user, response=s.FrontEndUser,
+        query={"api_client_id": "trusted clients: another client's"},
+        summary="a user by id (untrusted clients: their own)", tag="users")
+    add("PUT", "/api/v1/users/{user_id}", update_user, access="trusted", status=204,
+        query={"display_name": "new display name", "enabled": "true/false",
+               "notes": "moderator notes", "show_on_leaderboard": "true/false",
+               "tos_acceptance": "true records acceptance now"},
+        summary="update a user", tag="users")
+    add("DELETE", "/api/v1/users/{user_id}", delete_user, access="trusted", status=204,
+        summary="delete (anonymise) a user: recorded as an event", tag="users")
+    add("POST", "/api/v1/admin/api_client", create_api_client, access="root",
+        body=s.CreateApiClientRequest, response=str,
+        summary="create an API client (Authorization: Bearer <root token>)", tag="admin")

@@ -1,4 +1,11 @@
-"""Build the training datasets as of a log position: replay, cut rows, split, write, manifest.
+"""Build the training datasets as of a log position: cut rows, split, write, manifest.
+
+Rows come from one of two places, which give the same bytes:
+- replay: every ready tree as of the position, replayed from the log with the slim replay
+  (projections.datasets.replay) and cut by TreeRows;
+- the training projection's pre-cut rows (projections.datasets.precut), when it stands
+  exactly at the position and the options cut rows the way it does (kinds, language and
+  split may still differ). Nothing in the output says which was used.
 
 The split is a hash of the tree id, so a tree's rows never straddle train and validation
 and a tree keeps its side in every later build. With the position pinned, the output
@@ -7,24 +14,36 @@ depends on nothing but the log prefix and the options (see the reproducibility t
 
 from __future__ import annotations
 
-import hashlib
 import shutil
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 from uuid import UUID
 
 import msgspec
 
 from domain.errors import DomainError, ErrorCode
-from domain.states import TreeState
-from domain.tree import ConversationTree
 from projections import log_reader
-from projections.datasets.rows import KINDS, SFT_PATHS, BuildOptions, TreeRows
-from projections.datasets.writer import SPLITS, copy_kind, sha256, write_kind
+from projections.datasets import replay as slim
+from projections.datasets.rows import (
+    KINDS,
+    ROW_KINDS,
+    SFT_PATHS,
+    SOURCE,
+    BuildOptions,
+    cut,
+    split_draw,
+)
+from projections.datasets.writer import SPLITS, copy_kind, write_kind
 
 MANIFEST = "manifest.json"
 FORMAT = "dataengine-datasets/1"
+SOURCES = ("auto", "replay", "projection")
+
+# progress(desc, total) -> a bar with update(n) and close() (tqdm's interface)
+Progress = Callable[[str, int], Any]
 
 
 class DatasetOptionsError(DomainError):
@@ -45,8 +64,7 @@ def check_options(options: BuildOptions) -> None:
 
 
 def split_of(tree_id: UUID, val_fraction: float) -> str:
-    draw = int.from_bytes(hashlib.sha256(tree_id.bytes).digest()[:8], "big") / 2**64
-    return "validation" if draw < val_fraction else "train"
+    return "validation" if split_draw(tree_id) < val_fraction else "train"
 
 
 def output_kinds(kinds: Iterable[str]) -> list[str]:
@@ -60,33 +78,63 @@ def output_kinds(kinds: Iterable[str]) -> list[str]:
     return out
 
 
+def row_kinds(kinds: Iterable[str]) -> tuple[str, ...]:
+    """The row kinds (rows.ROW_KINDS) the output kinds are made of."""
+    needed = {SOURCE[k] for k in output_kinds(kinds)}
+    return tuple(k for k in ROW_KINDS if k in needed)
+
+
 @dataclass
 class Collected:
+    """Per row kind and split: the JSON lines of each tree in tree-id order, and counts."""
+
+    kinds: tuple[str, ...]
     trees: int = 0
-    rows: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
+    parts: dict[str, dict[str, list[bytes]]] = field(default_factory=dict)
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.parts = {k: {s: [] for s in SPLITS} for k in self.kinds}
+        self.counts = {k: {s: 0 for s in SPLITS} for k in self.kinds}
+
+    def add(self, kind: str, split: str, count: int, lines: bytes) -> None:
+        self.parts[kind][split].append(lines)
+        self.counts[kind][split] += count
 
 
-def collect(trees: Iterable[ConversationTree], options: BuildOptions) -> Collected:
-    kinds = output_kinds(options.kinds)
-    result = Collected(rows={k: {s: [] for s in SPLITS} for k in kinds})
+def collect(trees: Iterable[Any], options: BuildOptions) -> Collected:
+    """Rows of ready trees (ConversationTree or slim), in the order given."""
+    result = Collected(row_kinds(options.kinds))
     for tree in trees:
-        if tree.state is not TreeState.READY_FOR_EXPORT:
+        if tree.state.value != slim.READY:
             continue
         if options.lang is not None and tree.root.lang != options.lang:
             continue
         result.trees += 1
         split = split_of(tree.id, options.val_fraction)
-        rows = TreeRows(tree, options)
-        pairs = list(rows.pairs()) if "rm" in kinds or "dpo" in kinds else []
-        for kind in kinds:
-            target = result.rows[kind][split]
-            if kind in ("rm", "dpo"):
-                target.extend(pairs)
-            elif kind == "rm_listwise":
-                target.extend(rows.listwise())
-            else:
-                target.extend(getattr(rows, kind)())
+        for kind, (count, lines) in cut(tree, options, result.kinds).items():
+            result.add(kind, split, count, lines)
     return result
+
+
+def replay_trees(db: Path, position: int, lang: str | None = None,
+                 progress: Progress | None = None) -> Iterable[slim.RowTree]:
+    """Ready trees as of the position, slim, in tree-id order (the primary-key index walk
+    hands each tree's events over together, so memory stays at one tree)."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    bar = progress("replay", log_reader.count_trees(db, position)) if progress else None
+    topics = slim.CONTENT_TOPICS
+    try:
+        rows = conn.execute(
+            "SELECT originator_id, originator_version, topic, state FROM stored_events"
+            f" WHERE rowid <= ? AND topic IN ({','.join('?' * len(topics))})"
+            " ORDER BY originator_id, originator_version", (position, *topics))
+        on_tree = bar.update if bar is not None else None
+        yield from slim.ready_trees(rows, lang=lang, on_tree=on_tree)
+    finally:
+        conn.close()
+        if bar is not None:
+            bar.close()
 
 
 def _prepare(out: Path) -> None:
@@ -115,32 +163,70 @@ def _audit_digest(folder: Path, position: int) -> dict[str, Any]:
             log.close()
 
 
+class Manifest(dict):  # type: ignore[type-arg]
+    """The manifest as written, plus where the rows came from (not written: both sources
+    give the same bytes)."""
+
+    source: str = "replay"
+
+
 def build(folder: Path, out: Path, options: BuildOptions, as_of: int | None = None,
-          progress: Any = None) -> dict[str, Any]:
-    """Build every requested kind into ``out``; returns the manifest (also written there)."""
+          progress: Progress | None = None, source: str = "auto") -> Manifest:
+    """Build every requested kind into ``out``; returns the manifest (also written there).
+
+    source: "auto" takes the training projection's rows when it can, "replay" never,
+    "projection" insists (an error when the projection cannot serve this build)."""
+    from projections.datasets import precut
+
     check_options(options)
+    if source not in SOURCES:
+        raise DatasetOptionsError(f"--source must be one of {', '.join(SOURCES)}")
     db = log_reader.events_db(folder)
     position = log_reader.resolve_position(db, as_of)
-    # Emoji, label and ranking events change nothing a dataset row holds: skip decoding them.
-    trees: Iterable[ConversationTree] = log_reader.iter_trees(db, position, content_only=True)
-    if progress is not None:
-        trees = progress(trees, total=log_reader.count_trees(db, position))
-    collected = collect(trees, options)
-    _prepare(out)
-    files: dict[str, str] = {}
-    counts: dict[str, dict[str, int]] = {}
-    for kind, splits in collected.rows.items():
-        if kind == "dpo" and "rm" in collected.rows:
-            written = copy_kind(out / "rm", out / kind)  # the same rows: the same bytes
-        else:
-            written = write_kind(out / kind, kind, splits)
-        for path in written:
-            files[path.relative_to(out).as_posix()] = sha256(path)
-        counts[kind] = {s: len(splits[s]) for s in SPLITS}
-    manifest = {
-        "format": FORMAT, "log_position": position, "audit": _audit_digest(folder, position),
-        "options": options.as_dict(),
-        "ready_trees": collected.trees, "rows": counts, "files": dict(sorted(files.items())),
-    }
+    collected = None
+    if source != "replay":
+        collected, why_not = precut.collect(folder, position, options, row_kinds(options.kinds))
+        if collected is None and source == "projection":
+            raise DatasetOptionsError(f"the training projection cannot serve this build: {why_not}")
+    used = "projection" if collected is not None else "replay"
+    if collected is None:
+        collected = collect(replay_trees(db, position, options.lang, progress), options)
+    written = _write(out, collected, options, progress)
+    manifest = Manifest({"format": FORMAT, "log_position": position,
+                         "audit": _audit_digest(folder, position), "options": options.as_dict(),
+                         "ready_trees": collected.trees, "rows": written["rows"],
+                         "files": written["files"]})
+    manifest.source = used
     (out / MANIFEST).write_bytes(msgspec.json.format(msgspec.json.encode(manifest), indent=2) + b"\n")
     return manifest
+
+
+def _write(out: Path, collected: Collected, options: BuildOptions,
+           progress: Progress | None) -> dict[str, Any]:
+    """Write the kinds two at a time: parsing, compressing, hashing and file writes release
+    the GIL, so a second core has work."""
+    _prepare(out)
+    kinds = output_kinds(options.kinds)
+    bar = progress("write", len(kinds)) if progress else None
+    digests: dict[Path, str] = {}
+
+    def write(kind: str) -> dict[Path, str]:
+        parts = collected.parts[SOURCE[kind]]
+        written = write_kind(out / kind, kind, {s: b"".join(parts[s]) for s in SPLITS})
+        if bar is not None:
+            bar.update(1)
+        return written
+
+    copied = "dpo" in kinds and "rm" in kinds  # the same rows: the same bytes
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for written in pool.map(write, [k for k in kinds if not (copied and k == "dpo")]):
+            digests.update(written)
+    if copied:
+        digests.update(copy_kind(out / "rm", out / "dpo", digests))
+        if bar is not None:
+            bar.update(1)
+    files = {p.relative_to(out).as_posix(): d for p, d in digests.items()}
+    if bar is not None:
+        bar.close()
+    counts = {kind: dict(collected.counts[SOURCE[kind]]) for kind in kinds}
+    return {"rows": counts, "files": dict(sorted(files.items()))}

@@ -4,18 +4,31 @@ Only accepted, non-deleted messages count (and no synthetic ones unless asked), 
 OA's training code; a message that does not count takes its subtree with it. Messages
 become ``{"role": "user"|"assistant", "content": text}``. Rows come out in a fixed order
 (children in creation order), so the same tree always yields the same rows.
+
+The tree may be a ConversationTree or the slim replay of one (projections.datasets.replay):
+only ids, roles, texts, review results, deleted/synthetic flags, ranks and children are read.
+``cut`` encodes a tree's rows of every kind as JSON lines: the build concatenates them into
+its files and the training projection (projections.datasets.live) keeps them per tree.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Iterator
+from uuid import UUID
+
+import msgspec
 
 from domain.message import Message, Role
 from domain.tree import ConversationTree
 
 KINDS = ("sft", "rm", "dpo", "kto", "rl")
 SFT_PATHS = ("best", "top-k", "all")
+# What cut() yields per tree: rm and dpo share the pairs, rm brings the listwise file.
+ROW_KINDS = ("sft", "pairs", "rm_listwise", "kto", "rl")
+SOURCE = {"sft": "sft", "rm": "pairs", "rm_listwise": "rm_listwise", "dpo": "pairs",
+          "kto": "kto", "rl": "rl"}  # output kind -> row kind, in output order
 
 Chat = list[dict[str, str]]
 
@@ -29,13 +42,24 @@ class BuildOptions:
     top_k: int = 2
     include_synthetic: bool = False
 
+    @property
+    def default_rows(self) -> bool:
+        """Rows as the training projection cuts them (kinds, lang and split may differ)."""
+        return self.sft_paths == "best" and not self.include_synthetic
+
     def as_dict(self) -> dict[str, Any]:
         return {"kinds": list(self.kinds), "lang": self.lang, "val_fraction": self.val_fraction,
                 "sft_paths": self.sft_paths, "top_k": self.top_k,
                 "include_synthetic": self.include_synthetic}
 
 
-def chat(m: Message) -> dict[str, str]:
+def split_draw(tree_id: UUID) -> float:
+    """The tree's place in [0, 1): it goes to validation when below the val fraction, so a
+    tree's rows never straddle the split and it keeps its side in every later build."""
+    return int.from_bytes(hashlib.sha256(tree_id.bytes).digest()[:8], "big") / 2**64
+
+
+def _chat(m: Message) -> dict[str, str]:
     return {"role": "user" if m.role is Role.PROMPTER else "assistant", "content": m.text}
 
 
@@ -47,6 +71,14 @@ class TreeRows:
         self.options = options
         self._children: dict[tuple[Message, bool], list[Message]] = {}
         self._prompters: list[tuple[Message, Chat]] | None = None
+        self._chats: dict[Message, dict[str, str]] = {}
+
+    def chat(self, m: Message) -> dict[str, str]:
+        """The message as a chat turn; one dict per message, shared by the rows that hold it."""
+        turn = self._chats.get(m)
+        if turn is None:
+            turn = self._chats[m] = _chat(m)
+        return turn
 
     def counts(self, m: Message) -> bool:
         return (m.review_result is True and not m.deleted
@@ -71,12 +103,12 @@ class TreeRows:
         root = self.tree.root
         if not self.counts(root):
             return found
-        stack: list[tuple[Message, Chat]] = [(root, [chat(root)])]
+        stack: list[tuple[Message, Chat]] = [(root, [self.chat(root)])]
         while stack:
             m, path = stack.pop()
             if m.role is Role.PROMPTER:
                 found.append((m, path))
-            stack.extend((c, path + [chat(c)]) for c in reversed(self.children(m)))
+            stack.extend((c, path + [self.chat(c)]) for c in reversed(self.children(m)))
         return found
 
     # ------------------------------------------------------------------ kinds
@@ -94,14 +126,15 @@ class TreeRows:
             ranked = self.ranked(m)
             for i, better in enumerate(ranked):
                 for worse in ranked[i + 1:]:
-                    yield {"prompt": path, "chosen": [chat(better)], "rejected": [chat(worse)],
+                    yield {"prompt": path, "chosen": [self.chat(better)],
+                           "rejected": [self.chat(worse)],
                            "margin": float(worse.rank - better.rank)}  # type: ignore[operator]
 
     def listwise(self) -> Iterator[dict[str, Any]]:
         for m, path in self.prompters():
             ranked = self.ranked(m)
             if len(ranked) > 1:
-                yield {"prompt": path, "completions": [[chat(c)] for c in ranked],
+                yield {"prompt": path, "completions": [[self.chat(c)] for c in ranked],
                        "ranks": [c.rank for c in ranked]}
 
     def kto(self) -> Iterator[dict[str, Any]]:
@@ -121,7 +154,7 @@ class TreeRows:
                     label = place[reply.id] < len(ranked) / 2
                 else:
                     label = True
-                yield {"prompt": path, "completion": [chat(reply)], "label": label}
+                yield {"prompt": path, "completion": [self.chat(reply)], "label": label}
 
     def sft(self) -> Iterator[dict[str, Any]]:
         if self.options.sft_paths == "best":
@@ -139,7 +172,7 @@ class TreeRows:
         root = self.tree.root
         if not self.counts(root):
             return []
-        path, m = [chat(root)], root
+        path, m = [self.chat(root)], root
         while True:
             kids = self.children(m, ranked_first=True)
             if m.role is Role.ASSISTANT:
@@ -147,7 +180,7 @@ class TreeRows:
             if not kids:
                 break
             m = kids[0]
-            path.append(chat(m))
+            path.append(self.chat(m))
         return path if len(path) > 1 else []  # a prompter is only entered when answered
 
     def threads(self, top_k: int | None) -> Iterator[Chat]:
@@ -163,10 +196,25 @@ class TreeRows:
                 return kids
             return [c for c in kids if c.role is Role.PROMPTER or c.rank is None or c.rank < top_k]
 
-        stack: list[tuple[Message, Chat]] = [(root, [chat(root)])]
+        stack: list[tuple[Message, Chat]] = [(root, [self.chat(root)])]
         while stack:
             m, path = stack.pop()
             kids = kept(m)
             if m.role is Role.ASSISTANT and (not kids or any(not kept(c) for c in kids)):
                 yield path
-            stack.extend((c, path + [chat(c)]) for c in reversed(kids))
+            stack.extend((c, path + [self.chat(c)]) for c in reversed(kids))
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def cut(tree: ConversationTree, options: BuildOptions,
+        kinds: tuple[str, ...] = ROW_KINDS) -> dict[str, tuple[int, bytes]]:
+    """The tree's rows of each row kind as (count, JSON lines); kinds without rows left out."""
+    rows = TreeRows(tree, options)
+    found = {}
+    for kind in kinds:
+        produced = list(rows.listwise() if kind == "rm_listwise" else getattr(rows, kind)())
+        if produced:
+            found[kind] = (len(produced), _encoder.encode_lines(produced))
+    return found

@@ -1,21 +1,23 @@
 """Writing dataset splits: JSONL, parquet, an HF datasets folder when `datasets` is installed.
 
-Every byte is a function of the rows: fixed key order, fixed parquet schemas (never
-inferred, so an empty split has the same columns), no timestamps anywhere. The HF folder
-is the exception: `save_to_disk` writes a random fingerprint, so it is listed in the
-manifest but left out of the reproducibility promise.
+Every byte is a function of the JSONL bytes: the rows are encoded once (fixed key order),
+and parquet and HF tables are parsed back from those bytes by Arrow's JSON reader
+against fixed schemas (never inferred, so an empty split has the same columns). Both
+build paths (replay and the training projection's pre-cut rows) hand the writer the
+same bytes, so they write the same files. No timestamps anywhere; the HF folder's
+fingerprint is derived from the data instead of left to chance.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import shutil
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 SPLITS = ("train", "validation")
+_BLOCK = 4 << 20  # JSON reader blocks: split across threads, each must hold whole lines
 
 
 def _schemas() -> dict[str, Any]:
@@ -44,49 +46,86 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_kind(folder: Path, kind: str, splits: dict[str, list[dict[str, Any]]],
-               hf: bool = True) -> list[Path]:
-    """Write one kind's splits; returns the files written."""
+def table(lines: bytes, schema: Any) -> Any:
+    """The Arrow table of JSON lines, typed by the schema (one chunk per column)."""
     import pyarrow as pa
+    import pyarrow.json as pj
+
+    if not lines:
+        return schema.empty_table()
+    parse = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
+    try:
+        parsed = pj.read_json(io.BytesIO(lines), read_options=pj.ReadOptions(block_size=_BLOCK),
+                              parse_options=parse)
+    except pa.ArrowInvalid:  # a line longer than a block: read it as one block
+        parsed = pj.read_json(io.BytesIO(lines), parse_options=parse, read_options=pj.ReadOptions(
+            block_size=len(lines) + 1, use_threads=False))
+    return parsed.combine_chunks()
+
+
+def write_kind(folder: Path, kind: str, splits: dict[str, bytes], hf: bool = True
+               ) -> dict[Path, str]:
+    """Write one kind's splits from their JSON lines; returns the files written with their
+    sha256."""
     import pyarrow.parquet as pq
 
     schema = _schemas()[kind]
     folder.mkdir(parents=True, exist_ok=True)
-    encoder = msgspec.json.Encoder()
-    written = []
+    written: dict[Path, str] = {}
+    tables = {}
     for split in SPLITS:
-        rows = splits.get(split, [])
+        lines = splits.get(split, b"")
         jsonl = folder / f"{split}.jsonl"
-        jsonl.write_bytes(encoder.encode_lines(rows))
+        jsonl.write_bytes(lines)
+        written[jsonl] = hashlib.sha256(lines).hexdigest()
+        tables[split] = table(lines, schema)
         parquet = folder / f"{split}.parquet"
-        pq.write_table(pa.Table.from_pylist(rows, schema=schema), parquet, compression="zstd")
-        written += [jsonl, parquet]
+        pq.write_table(tables[split], parquet, compression="zstd")
+        written[parquet] = sha256(parquet)
     if hf:
-        written += _write_hf(folder / "hf", splits, schema)
+        fingerprints = {s: written[folder / f"{s}.jsonl"][:16] for s in SPLITS}
+        for path in _write_hf(folder / "hf", tables, schema, fingerprints):
+            written[path] = sha256(path)
     return written
 
 
-def copy_kind(source: Path, folder: Path) -> list[Path]:
-    """A kind whose rows equal another's (dpo and rm): copy its JSONL and parquet files."""
+def copy_kind(source: Path, folder: Path, digests: dict[Path, str]) -> dict[Path, str]:
+    """A kind whose rows equal another's (dpo and rm): copy its files, whose sha256
+    (``digests``, as write_kind returned them) the copies share."""
     folder.mkdir(parents=True, exist_ok=True)
-    written = []
+    written = {}
     for path in sorted(source.rglob("*")):
         if path.is_file():
             target = folder / path.relative_to(source)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, target)
-            written.append(target)
+            written[target] = digests[path]
     return written
 
 
-def _write_hf(folder: Path, splits: dict[str, list[dict[str, Any]]], schema: Any) -> list[Path]:
+def _write_hf(folder: Path, tables: dict[str, Any], schema: Any,
+              fingerprints: dict[str, str]) -> list[Path]:
     try:
-        from datasets import Dataset, DatasetDict, Features
+        import datasets as hf
+        from datasets import Dataset, DatasetDict, DatasetInfo, Features, NamedSplit
+        from datasets.table import InMemoryTable
     except ImportError:
         return []
     features = Features.from_arrow_schema(schema)
-    # Column-wise, so an empty split still gets the kind's columns (from_list([]) has none).
-    DatasetDict({split: Dataset.from_dict(
-        {name: [row[name] for row in splits.get(split, [])] for name in schema.names},
-        features=features) for split in SPLITS}).save_to_disk(str(folder))
+    # From the Arrow tables as they are: no per-row encoding, and a fingerprint taken from
+    # the data, so the folder is as reproducible as the rest.
+    data = DatasetDict({split: Dataset(InMemoryTable(tables[split]),
+                                       info=DatasetInfo(features=features.copy()),
+                                       split=NamedSplit(split), fingerprint=fingerprints[split])
+                        for split in SPLITS})
+    # An empty split left to its default is saved as zero shards, which load_from_disk
+    # cannot read back: give it one (empty) shard.
+    shards = {split: 1 for split in SPLITS if tables[split].num_rows == 0}
+    quiet = hf.are_progress_bars_disabled()
+    hf.disable_progress_bars()  # the build shows its own progress
+    try:
+        data.save_to_disk(str(folder), num_shards=shards)
+    finally:
+        if not quiet:
+            hf.enable_progress_bars()
     return sorted(p for p in folder.rglob("*") if p.is_file())

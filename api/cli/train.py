@@ -1,0 +1,116 @@
+"""`dataengine train sft|rm|dpo|kto|rlhf`: train on a dataset build, write a run folder.
+
+torch, transformers and trl are imported only when a command runs, so `dataengine --help`
+stays fast. Options reach the TRL config from `--config FILE` (YAML or JSON), then
+`--set key=value` (repeatable), then this command's own flags, each overriding the last.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+HELP = {
+    "sft": "supervised fine-tuning on the best threads (sft rows)",
+    "rm": "reward model on ranked pairs (rm rows); reports pairwise accuracy",
+    "dpo": "direct preference optimisation on ranked pairs (dpo rows)",
+    "kto": "KTO on replies labelled desirable/undesirable (kto rows)",
+    "rlhf": "GRPO against a reward model on the rl prompts",
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    group = sub.add_parser("train", help="train models on a dataset build (TRL)").add_subparsers(
+        dest="kind", required=True, metavar="KIND")
+    for kind, text in HELP.items():
+        p = group.add_parser(kind, help=text, description=text)
+        p.add_argument("--data", required=True, metavar="DIR",
+                       help="a `datasets build` folder (with manifest.json) or a kind folder")
+        if kind == "rlhf":
+            p.add_argument("--policy", "--model", dest="model", required=True, metavar="DIR",
+                           help="the policy to improve (usually the SFT run)")
+            p.add_argument("--reward-model", required=True, metavar="DIR", help="a `train rm` run")
+        else:
+            p.add_argument("--model", required=True, metavar="PATH_OR_NAME",
+                           help="a model folder or hub name (dpo/kto: usually the SFT run)")
+        p.add_argument("--out", required=True, metavar="DIR",
+                       help="run folder to write (replaces an earlier run there, nothing else)")
+        p.add_argument("--config", metavar="FILE", help="YAML/JSON mapping of trainer options")
+        p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                       help="a trainer option, value read as YAML (repeatable)")
+        p.add_argument("--max-steps", type=int, metavar="N", help="stop after N optimiser steps")
+        if kind in ("dpo", "kto", "rlhf"):
+            p.add_argument("--beta", type=float, metavar="B",
+                           help="KL weight (dpo/kto default 0.1; rlhf default 0 = no KL penalty)")
+            p.add_argument("--ref-model", metavar="DIR",
+                           help="reference model (default: the starting model's folder)")
+        p.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
+        p.set_defaults(handler=run_training)
+
+
+def gather_options(args: argparse.Namespace) -> dict[str, Any]:
+    from training.config import parse_set, read_config_file
+
+    options: dict[str, Any] = read_config_file(args.config) if args.config else {}
+    options.update(parse_set(args.sets))
+    if args.max_steps is not None:
+        options["max_steps"] = args.max_steps
+    if getattr(args, "beta", None) is not None:
+        options["beta"] = args.beta
+    return options
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def summary_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    data = metrics["dataset"]
+    rows = [
+        ("kind", metrics["kind"]),
+        ("base model", metrics["base_model"]),
+        ("dataset", f"{data['path']} (log position {_fmt(data['log_position'])})"),
+        ("rows", f"train {metrics['train_samples']}, validation {metrics['validation_samples']}"),
+        ("steps", _fmt(metrics["global_step"])),
+        ("train loss (mean / last)",
+         f"{_fmt(metrics['train_loss'])} / {_fmt(metrics['final_loss'])}"),
+        ("runtime", f"{_fmt(metrics['train_runtime'])} s on {metrics['device']['type']}"),
+    ]
+    accuracy = metrics.get("pairwise_accuracy")
+    if accuracy:
+        rows.append(("pairwise accuracy", (f"{_fmt(accuracy['value'])} on {accuracy['pairs']} "
+                                          f"{accuracy['split']} pairs")))
+    if metrics["kind"] == "rlhf":
+        rows.append(("reward (first / last)",
+                     f"{_fmt(metrics['initial_reward'])} / {_fmt(metrics['final_reward'])}"))
+        rows.append(("KL (last)", _fmt(metrics["final_kl"]) if metrics["beta"] else "off (beta 0)"))
+    if metrics["kind"] == "dpo":
+        rows.append(("implicit reward accuracy", _fmt(metrics["final_reward_accuracy"])))
+    return rows
+
+
+def run_training(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from training.runs import train
+
+    result = train(args.kind, data=Path(args.data), model=args.model, out=Path(args.out),
+                   options=gather_options(args), reward_model=getattr(args, "reward_model", None),
+                   ref_model=getattr(args, "ref_model", None), progress=not args.quiet)
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:  # under accelerate launch / torchrun: one table
+        return 0
+    table = Table(title=f"train {args.kind} -> {result.out}", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    for name, value in summary_rows(result.metrics):
+        table.add_row(name, value)
+    Console().print(table)
+    return 0

@@ -1,0 +1,236 @@
+"""Trees as dataset rows see them, replayed straight from the stored event JSON.
+
+A row holds a message's role, text, review outcome, deleted and synthetic flags and rank,
+the tree's shape, state and language: nothing else. So instead of decoding every event
+into its dataclass and building the full aggregate (reviews, labels, emojis, UUID
+objects), this replays only the events that change one of those facts, decodes only the
+fields they need (msgspec skips the others unparsed) and builds slim messages keyed by
+id text. The ``apply`` functions mirror ``domain.tree``'s event ``apply`` methods field
+for field; tests/test_datasets_live.py checks that both give the same rows for trees
+that went through every kind of event.
+
+A tree whose last state event does not make it ready is skipped before its other events
+are decoded: in a live store most trees are not (yet) ready.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Iterator
+from uuid import UUID
+
+import msgspec
+from eventsourcing.utils import get_topic
+
+from domain.message import Role
+from domain.states import TreeState
+from domain.tree import ConversationTree as T
+
+READY = TreeState.READY_FOR_EXPORT.value
+_HALTED = TreeState.HALTED_BY_MODERATOR.value
+_ROLES = {r.value: r for r in Role}
+
+
+class RowMessage:
+    """The facts of a message that dataset rows use (the names of domain.message.Message)."""
+
+    __slots__ = ("id", "role", "text", "lang", "synthetic", "review_result", "deleted",
+                 "rank", "children")
+
+    def __init__(self, id: str, role: Role, text: str, lang: str, synthetic: bool):
+        self.id = id
+        self.role = role
+        self.text = text
+        self.lang = lang
+        self.synthetic = synthetic
+        self.review_result: bool | None = None
+        self.deleted = False
+        self.rank: int | None = None
+        self.children: list[str] = []
+
+
+class RowTree:
+    """What TreeRows reads of a ConversationTree: id, state, messages, root."""
+
+    __slots__ = ("id", "state", "messages")
+
+    def __init__(self, id: UUID):
+        self.id = id
+        self.state = TreeState.INITIAL_PROMPT_REVIEW
+        self.messages: dict[str, RowMessage] = {}
+
+    @property
+    def root(self) -> RowMessage:
+        return self.messages[str(self.id)]
+
+
+# ------------------------------------------------------------------ slim event views
+class _Started(msgspec.Struct):
+    text: str
+    lang: str
+    synthetic: bool
+    state: str
+
+
+class _Reply(msgspec.Struct):
+    message_id: str
+    parent_id: str
+    role: str
+    text: str
+    lang: str
+    synthetic: bool
+
+
+class _Review(msgspec.Struct):
+    message_id: str
+    accepted: bool
+
+
+class _State(msgspec.Struct):
+    to_state: str
+
+
+class _Scored(msgspec.Struct):
+    ranks: dict[str, list[str]]
+
+
+class _Ids(msgspec.Struct):
+    message_ids: list[str]
+
+
+class _Edited(msgspec.Struct):
+    message_id: str
+    text: str
+
+
+def _started(tree: RowTree, e: _Started) -> None:
+    root_id = str(tree.id)
+    tree.messages = {root_id: RowMessage(root_id, Role.PROMPTER, e.text, e.lang, e.synthetic)}
+    tree.state = TreeState(e.state)
+
+
+def _reply(tree: RowTree, e: _Reply) -> None:
+    tree.messages[e.message_id] = RowMessage(e.message_id, _ROLES[e.role], e.text, e.lang,
+                                             e.synthetic)
+    tree.messages[e.parent_id].children.append(e.message_id)
+
+
+def _review(tree: RowTree, e: _Review) -> None:
+    tree.messages[e.message_id].review_result = e.accepted
+
+
+def _state(tree: RowTree, e: _State) -> None:
+    tree.state = TreeState(e.to_state)
+
+
+def _halted(tree: RowTree, e: _State) -> None:
+    tree.state = TreeState.HALTED_BY_MODERATOR
+
+
+def _scored(tree: RowTree, e: _Scored) -> None:
+    for parent_id, order in e.ranks.items():
+        position = {child_id: i for i, child_id in enumerate(order)}
+        messages = tree.messages
+        for child_id in messages[parent_id].children:
+            messages[child_id].rank = position.get(child_id)
+
+
+def _deleted(tree: RowTree, e: _Ids) -> None:
+    for message_id in e.message_ids:
+        tree.messages[message_id].deleted = True
+
+
+def _undeleted(tree: RowTree, e: _Ids) -> None:
+    for message_id in e.message_ids:
+        tree.messages[message_id].deleted = False
+
+
+def _edited(tree: RowTree, e: _Edited) -> None:
+    tree.messages[e.message_id].text = e.text
+
+
+_APPLY: dict[type, tuple[type, Callable[[RowTree, Any], None]]] = {
+    T.TreeStarted: (_Started, _started),
+    T.ReplyAdded: (_Reply, _reply),
+    T.ReviewDecided: (_Review, _review),
+    T.StateChanged: (_State, _state),
+    T.TreeHalted: (_State, _halted),
+    T.TreeResumed: (_State, _state),
+    T.TreeScored: (_Scored, _scored),
+    T.RanksImported: (_Scored, _scored),
+    T.MessageDeleted: (_Ids, _deleted),
+    T.MessageUndeleted: (_Ids, _undeleted),
+    T.MessageEdited: (_Edited, _edited),
+}
+# topic -> (decode, apply). The tree events missing here (labels, individual rankings,
+# emojis, scoring failures) change nothing a row holds.
+APPLY: dict[str, tuple[Callable[[bytes], Any], Callable[[RowTree, Any], None]]] = {
+    get_topic(cls): (msgspec.json.Decoder(view).decode, apply)
+    for cls, (view, apply) in _APPLY.items()
+}
+CONTENT_TOPICS: tuple[str, ...] = tuple(APPLY)
+STARTED = get_topic(T.TreeStarted)
+STATE_TOPICS = frozenset(get_topic(c) for c in (T.TreeStarted, T.StateChanged, T.TreeHalted,
+                                                 T.TreeResumed))
+_HALTED_TOPIC = get_topic(T.TreeHalted)
+_decode_state = msgspec.json.Decoder(_State).decode
+_decode_start_state = msgspec.json.Decoder(msgspec.defstruct("_StartState", [("state", str)])).decode
+
+
+def final_state(events: list[tuple[str, bytes]]) -> str | None:
+    """The state the last state event leaves the tree in (None: no events)."""
+    for topic, state in reversed(events):
+        if topic == STARTED:
+            return _decode_start_state(state).state
+        if topic in STATE_TOPICS:
+            return _HALTED if topic == _HALTED_TOPIC else _decode_state(state).to_state
+    return None
+
+
+def replay(tree_id: UUID, events: Iterable[tuple[str, bytes]]) -> RowTree:
+    """The tree from its content events (topic, stored JSON) in version order."""
+    tree = RowTree(tree_id)
+    for topic, state in events:
+        decode, apply = APPLY[topic]
+        apply(tree, decode(state))
+    return tree
+
+
+def tree_uuid(originator_id: Any) -> UUID:
+    """An originator id as the store hands it out (UUID, or 32 hex digits in SQLite)."""
+    return originator_id if isinstance(originator_id, UUID) else UUID(originator_id)
+
+
+def ready_trees(rows: Iterable[tuple[Any, int, str, bytes]], *, lang: str | None = None,
+                on_tree: Callable[[int], Any] | None = None) -> Iterator[RowTree]:
+    """Ready trees from (originator_id, version, topic, state) rows of content topics,
+    grouped by tree in version order; trees that are not ready (or, with ``lang``, whose
+    prompt is in another language) are never fully decoded. ``on_tree(1)`` after each
+    tree seen (a progress bar's update)."""
+    current: Any = None
+    events: list[tuple[str, bytes]] = []
+    for originator_id, _, topic, state in rows:
+        if originator_id != current:
+            if events:
+                tree = _finish(current, events, lang)
+                if on_tree is not None:
+                    on_tree(1)
+                if tree is not None:
+                    yield tree
+            current, events = originator_id, []
+        events.append((topic, state))
+    if events:
+        tree = _finish(current, events, lang)
+        if on_tree is not None:
+            on_tree(1)
+        if tree is not None:
+            yield tree
+
+
+def _finish(originator_id: Any, events: list[tuple[str, bytes]], lang: str | None
+            ) -> RowTree | None:
+    if final_state(events) != READY:
+        return None
+    tree = replay(tree_uuid(originator_id), events)
+    if lang is not None and tree.root.lang != lang:
+        return None
+    return tree

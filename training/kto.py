@@ -1,0 +1,44 @@
+"""`train kto`: Kahneman-Tversky optimisation on single replies labelled desirable or not.
+
+The builder's kto rows mark rejected replies undesirable and the better half of ranked
+siblings desirable, so replies nobody ranked still teach something. Reference model as in
+DPO: the starting folder unless `ref_model` names another.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from training.runs import RunSpec, load_causal_lm
+
+COLUMNS = ["prompt", "completion", "label"]
+
+
+def model_defaults(spec: RunSpec) -> dict[str, Any]:
+    return spec.length_defaults()
+
+
+def check(spec: RunSpec) -> None:
+    labels = spec.data.train["label"]
+    desirable = sum(bool(x) for x in labels)
+    # TRL warns when the two counts are unbalanced and suggests desirable_weight /
+    # undesirable_weight; the counts in metrics.json say whether that applied.
+    spec.notes.update(beta=spec.args.beta, reference=spec.ref_model or spec.model,
+                      desirable=desirable, undesirable=len(labels) - desirable)
+
+
+def build_trainer(spec: RunSpec) -> Any:
+    from trl import KTOTrainer
+
+    ref = load_causal_lm(spec.ref_model, spec.args) if spec.ref_model else None
+    return KTOTrainer(model=spec.model, ref_model=ref, args=spec.args,
+                      train_dataset=spec.data.train.select_columns(COLUMNS),
+                      eval_dataset=spec.eval_dataset(COLUMNS), processing_class=spec.tokenizer)
+
+
+def extra_metrics(trainer: Any, spec: RunSpec) -> dict[str, Any]:
+    from training.runs import last
+
+    history = trainer.state.log_history
+    return {"final_reward_margin": last(history, "rewards/margins"),
+            "final_kl": last(history, "kl")}
