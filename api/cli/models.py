@@ -54,23 +54,16 @@ def _cell(value: Any) -> str:
 
 
 def list_models(args: argparse.Namespace) -> int:
-    from api.cli.stats import _readmodel
+    from api.cli.stats import _run
     from projections.models import registry
 
-    try:
-        runner = _readmodel(args.data)
-    except FileNotFoundError as e:
-        return fail(str(e))
-    try:
-        rows = registry(runner.readmodel.reader())
-    finally:
-        runner.close()
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
+    return _run(args, registry, _print_models)
+
+
+def _print_models(rows: list[dict[str, Any]]) -> None:
     if not rows:
         print("no models registered")
-        return 0
+        return
     headers = ("name", "kind", "base model", "dataset pos", "log pos", "replies", "acceptance",
                "mean rank", "pairs vs human", "win rate")
     table = [[_cell(v) for v in (r["name"], r["kind"], r["base_model"], r["dataset_position"],
@@ -81,7 +74,6 @@ def list_models(args: argparse.Namespace) -> int:
     print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
     for row in table:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
-    return 0
 
 
 def _app(data: str) -> Any:
