@@ -279,3 +279,5 @@ class ProcessLoop:
             self._stop.set()
             self._thread.join()
             self._thread = None
+        if self.backlog.log is not self.runner.log and isinstance(self.backlog.log, SQLiteLog):
+            self.backlog.log.close()  # opened again if the loop runs another round

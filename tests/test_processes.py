@@ -205,3 +205,22 @@ def test_cli_runs_one_round_and_a_rebuild_changes_nothing(tmp_path, capsys):
         rows = runner.readmodel.reader().execute(
             "SELECT state, count(*) FROM trees GROUP BY state ORDER BY state").fetchall()
     assert rows == [("backlog_ranking", 1), ("ranking", 1)]
+
+
+def test_the_loop_runs_beside_the_http_service(tmp_path):
+    """How the server runs it: its runner and its lottery (which draws under its lock)."""
+    from api.http.service import Service
+
+    (tmp_path / "config.toml").write_text("[tree]\nmin_active_rankings_per_lang = 1\n")
+    service = Service(tmp_path, seed=3).open()
+    try:
+        import_trees(service.app, [export("en", 1)], state=TreeState.BACKLOG_RANKING)
+        loop = ProcessLoop(service.app, service.runner, interval=0.01,
+                           lottery=service.run_lottery)
+        sweep = loop.run_once()
+        assert len(sweep.backlog) == 1 and sweep.lottery == []  # the service drew, if any
+        tree = sweep.backlog[0][0]
+        assert service.reader().execute("SELECT state FROM trees WHERE tree_id = ?",
+                                        (str(tree),)).fetchone() == ("ranking",)
+    finally:
+        service.close()

@@ -73,15 +73,17 @@ def run_rebuild(args: argparse.Namespace) -> int:
 
 def run_processes(args: argparse.Namespace) -> int:
     import random
+    import sys
     import time
 
+    from tqdm import tqdm
+
+    from api.cli import fail
     from api.storage import EVENTS_FILE, data_dir, load_config, open_app
     from projections.log import SQLiteLog
     from projections.processes import ProcessLoop, Sweep
     from projections.runner import ProjectionRunner
     from projections.store import READMODEL_FILE
-
-    from api.cli import fail
 
     if args.interval <= 0:
         return fail("--interval must be positive")
@@ -90,20 +92,25 @@ def run_processes(args: argparse.Namespace) -> int:
     runner = ProjectionRunner(SQLiteLog(folder / EVENTS_FILE), folder / READMODEL_FILE)
     loop = ProcessLoop(app, runner, interval=args.interval, rng=random.Random(args.seed))
 
-    def report(sweep: Sweep) -> None:
+    def report(sweep: Sweep, quiet: bool = False) -> None:
         expired = sum(len(ids) for ids in sweep.expired.values())
+        if quiet and not (expired or sweep.backlog or sweep.lottery):
+            return  # a round with nothing to do says nothing
         print(f"expired {expired} task(s) of {len(sweep.expired)} user(s); activated "
               f"{len(sweep.backlog)} backlog tree(s); drew {len(sweep.lottery)} prompt(s)",
               flush=True)
 
     try:
-        runner.run_once()
+        behind = runner.log.head() - runner.position
+        with tqdm(total=behind, unit="ev", unit_scale=True, desc="read models",
+                  file=sys.stderr, disable=behind == 0) as bar:
+            runner.run_once(progress=bar.update)
         if args.once:
             report(loop.run_once())
             return 0
         print(f"processes: a round every {args.interval:g} s (Ctrl-C stops)", flush=True)
         while True:
-            report(loop.run_once())
+            report(loop.run_once(), quiet=True)
             time.sleep(args.interval)
     except KeyboardInterrupt:
         return 0

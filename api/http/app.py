@@ -1,7 +1,8 @@
 """The starlette application: OA's v1 protocol over the DataEngine.
 
-The lifespan opens the application on the SQLite store and starts the projection
-runner's live thread on ``<data>/readmodel.sqlite``; both stop with the server.
+The lifespan opens the application on the SQLite store, starts the projection runner's
+live thread on ``<data>/readmodel.sqlite`` and opens the aiosqlite read pools; all stop
+with the server.
 Endpoints are declared in their modules (tasks, users, messages, labels) through
 ``routing.Api``, which also feeds ``/openapi.json``.
 """
@@ -13,7 +14,6 @@ from pathlib import Path
 from typing import Any, AsyncIterator
 
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -34,12 +34,12 @@ from domain.errors import DomainError, ErrorCode
 __all__ = ["create_app", "from_env", "json_response", "error_response"]
 
 
-def health(call: Call) -> Any:
+async def health(call: Call) -> Any:
     """200 while the read models follow the log; 503 once the runner has stopped on an error."""
     runner = call.service.runner
     failed = runner is None or runner.error is not None
     body = s.Health(status="read models stopped" if failed else "ok",
-                    log_position=call.service.head(),
+                    log_position=await call.service.head_async(),
                     readmodel_position=runner.position if runner else 0)
     return json_response(body, 503 if failed else 200)
 
@@ -49,7 +49,7 @@ def _guarded(service: Service, handler: Any) -> Any:
 
     async def guarded(request: Request) -> Response:
         try:
-            client = await run_in_threadpool(service.authenticate, auth.api_key(request))
+            client = await service.authenticate_async(auth.api_key(request))
             auth.check_client(client, "client")
         except DomainError as e:
             return error_response(e)
@@ -95,11 +95,11 @@ def create_app(folder: Path | str, config: TreeConfig | None = None, *,
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await run_in_threadpool(service.open)
+        await service.start()
         try:
             yield
         finally:
-            await run_in_threadpool(service.close)
+            await service.stop()
 
     routes = api.routes() + [
         Route("/api/v1/audit/digest", _guarded(service, digest_endpoint(folder)), methods=["GET"]),

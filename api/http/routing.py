@@ -1,19 +1,27 @@
 """Declaring endpoints once: the route, its access level, its body and answer schemas.
 
-A handler is a plain synchronous function of a ``Call``; the wrapper reads the body
-(size-capped) on the event loop, then runs authentication and the handler together in
-the threadpool (one hop per request), and turns every failure into the JSON error
-shape. The same declarations feed the OpenAPI document.
+A handler is a function of a ``Call``, of one of two kinds:
+
+- a plain function: a command (or a read that is part of one). The wrapper reads the
+  body (size-capped) on the event loop, then runs authentication and the handler
+  together in the service's threadpool (one hop per request);
+- a coroutine function: a read. It runs on the event loop and queries the read model
+  (``call.rows``) or the event store (``call.log_rows``) through aiosqlite; a command it
+  needs goes to the threadpool with ``await call.blocking(...)``. Its authentication is
+  answered from the aggregate cache when the client is there (no hop at all).
+
+Either way every failure becomes the JSON error shape, and the same declarations feed
+the OpenAPI document.
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, Callable, Sequence, TypeVar
 from uuid import UUID
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -30,6 +38,7 @@ from domain.api_client import ApiClient
 from domain.errors import DomainError, ErrorCode
 
 Handler = Callable[["Call"], Any]
+R = TypeVar("R")
 
 
 @dataclass
@@ -45,6 +54,31 @@ class Call:
         if position is not None:
             self.wait = max(self.wait or 0, position)
 
+    # ------------------------------------------------------------ on the event loop
+    async def rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[tuple]:
+        """Rows of the read model (aiosqlite)."""
+        return await self.service.reads.rows(sql, params)
+
+    async def row(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> tuple | None:
+        return await self.service.reads.row(sql, params)
+
+    async def read(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        """A projection's read function ``fn(conn, ...)`` on a read-model connection."""
+        return await self.service.reads.run(fn, *args, **kwargs)
+
+    async def log_rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Rows of the event store (aiosqlite)."""
+        return await self.service.log_reads.rows(sql, params)
+
+    async def blocking(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        """A command (the synchronous application) in the threadpool."""
+        return await self.service.blocking(fn, *args, **kwargs)
+
+    async def settle_head(self) -> None:
+        """Wait (bounded) until the read models include everything logged so far."""
+        await self.service.settle_async(await self.service.head_async())
+
+    # ------------------------------------------------------------ request details
     def json(self, schema: type, *, strict: bool = True) -> Any:
         return decode(self.body, schema, strict=strict)
 
@@ -153,6 +187,7 @@ class Api:
 
     def _wrap(self, endpoint: Endpoint) -> Callable[[Request], Any]:
         service, handler, access = self.service, endpoint.handler, endpoint.access
+        on_loop = inspect.iscoroutinefunction(handler)
 
         def run(call: Call) -> Any:
             if access == "root":
@@ -162,11 +197,22 @@ class Api:
                 auth.check_client(call.client, access)
             return handler(call)
 
+        async def run_on_loop(call: Call) -> Any:
+            if access == "root":
+                auth.check_root(call.request, service.root_tokens)
+            elif access != "public":
+                call.client = await service.authenticate_async(auth.api_key(call.request))
+                auth.check_client(call.client, access)
+            return await handler(call)
+
         async def asgi_endpoint(request: Request) -> Response:
             try:
                 body = await read_body(request) if request.method in ("POST", "PUT") else b""
                 call = Call(request, service, None, body)
-                result = await run_in_threadpool(run, call)
+                if on_loop:
+                    result = await run_on_loop(call)
+                else:
+                    result = await service.blocking(run, call)
                 await service.settle_async(call.wait)
             except DomainError as e:
                 return error_response(e)

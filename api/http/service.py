@@ -1,9 +1,17 @@
-"""What the HTTP handlers share: the application, the projection runner, the hand-out.
+"""What the HTTP handlers share: the application, the projection runner, the hand-out,
+the threadpool for commands and the aiosqlite pools for reads.
 
-Opened by the app's lifespan and closed with it. Handlers run in the threadpool and
-call the synchronous DataEngine directly; read models are read through one SQLite
-connection per thread. After a command, ``settle(position)`` waits (bounded) until
-the read models include it, so the same user's next request sees its effect.
+Opened by the app's lifespan (``start``) and closed with it (``stop``). Command handlers
+run in the threadpool and call the synchronous DataEngine directly, reading the read
+model through one SQLite connection per thread; read handlers run on the event loop and
+query through aiosqlite (api.http.reads). After a command, ``settle(position)`` waits
+(bounded) until the read models include it, so the same user's next request sees its
+effect.
+
+The threadpool is small on purpose: every thread in it competes for the GIL, and with
+one thread per concurrent request (anyio's default allows 40) most of the server's
+time went to handing the GIL around (futex calls) rather than to the requests. Eight
+threads keep the committers' group commits full (api.storage) without the convoy.
 """
 
 from __future__ import annotations
@@ -13,13 +21,15 @@ import os
 import random
 import sqlite3
 import threading
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 
-from domain.api_client import ApiClient
+from domain.api_client import ApiClient, client_id_for_key
 from domain.application import DataEngine
 from domain.config import TreeConfig
 from domain.errors import ErrorCode, MessageNotFoundError, UserDisabledError
@@ -32,10 +42,25 @@ from projections.store import READMODEL_FILE
 
 from api.http.errors import HttpError, log
 from api.http.ratelimit import RateLimits, TaskRequestLimits
+from api.http.reads import ReadPool
 from api.storage import EVENTS_FILE, load_config, open_app
 
 ROOT_TOKENS_ENV = "DATAENGINE_ROOT_TOKENS"
 WEB_API_KEY_ENV = "DATAENGINE_WEB_API_KEY"
+THREADS_ENV = "DATAENGINE_HTTP_THREADS"  # command threads (default 8)
+READERS_ENV = "DATAENGINE_HTTP_READERS"  # read-model connections for reads (default 4)
+R = TypeVar("R")
+
+
+def _count_from_env(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    try:
+        value = int(raw) if raw else default
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, not {raw!r}")
+    return value
 
 
 def root_tokens_from_env(environ: dict[str, str] | None = None) -> frozenset[str]:
@@ -60,8 +85,58 @@ class Service:
         self.engine: DataEngine | None = None
         self.runner: ProjectionRunner | None = None
         self.handout: Handout | None = None
+        self.threads = _count_from_env(THREADS_ENV, 8)
+        self.readers = _count_from_env(READERS_ENV, 4)
+        self._executor: ThreadPoolExecutor | None = None
+        self._reads: ReadPool | None = None
+        self._log_reads: ReadPool | None = None
 
     # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> Service:
+        """``open`` (in the threadpool), then the read pools (on the loop)."""
+        self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="command")
+        try:
+            await self.blocking(self.open)
+            # after open: the runner has created the read model and set it to WAL
+            self._reads = await ReadPool(self.folder / READMODEL_FILE, self.readers).open()
+            self._log_reads = await ReadPool(self.folder / EVENTS_FILE, 2).open()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def stop(self) -> None:
+        for pool in (self._reads, self._log_reads):
+            if pool is not None:
+                await pool.close()
+        self._reads = self._log_reads = None
+        executor = self._executor
+        if executor is not None:
+            try:
+                await asyncio.get_running_loop().run_in_executor(executor, self.close)
+            finally:
+                executor.shutdown(wait=True)
+                self._executor = None
+
+    async def blocking(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        """``fn`` in the command threadpool (a plain executor: anyio's hand-off costs
+        about three times as much per call)."""
+        executor = self._executor
+        if executor is None:
+            raise RuntimeError("the service is not started")
+        call = partial(fn, *args, **kwargs) if kwargs else (partial(fn, *args) if args else fn)
+        return await asyncio.get_running_loop().run_in_executor(executor, call)
+
+    @property
+    def reads(self) -> ReadPool:
+        assert self._reads is not None, "the service is not started"
+        return self._reads
+
+    @property
+    def log_reads(self) -> ReadPool:
+        assert self._log_reads is not None, "the service is not started"
+        return self._log_reads
+
     def open(self) -> Service:
         self.folder.mkdir(parents=True, exist_ok=True)
         engine = open_app(self.folder, self.config or load_config(self.folder))
@@ -94,6 +169,10 @@ class Service:
     # ------------------------------------------------------------------ consistency
     def head(self) -> int:
         return self.app.recorder.max_notification_id() or 0
+
+    async def head_async(self) -> int:
+        row = await self.log_reads.row("SELECT max(rowid) FROM stored_events")
+        return (row[0] if row else None) or 0
 
     def settle(self, position: int | None) -> None:
         """Wait until the read models include ``position`` (bounded; late is still correct).
@@ -162,6 +241,27 @@ class Service:
     def authenticate(self, api_key: str | None) -> ApiClient | None:
         return self.app.authenticate(api_key) if api_key else None
 
+    async def authenticate_async(self, api_key: str | None) -> ApiClient | None:
+        """``authenticate`` on the loop when the client is in the aggregate cache (the
+        same checks on the same object); otherwise the store is read in the threadpool."""
+        if not api_key:
+            return None
+        client = self._cached(client_id_for_key(api_key))
+        if client is None:
+            return await self.blocking(self.authenticate, api_key)
+        if not isinstance(client, ApiClient) or not client.enabled or not client.matches(api_key):
+            return None
+        return client
+
+    def _cached(self, aggregate_id: UUID) -> Any:
+        cache = self.app.repository.cache
+        if cache is None:
+            return None
+        try:
+            return cache.get(aggregate_id)
+        except KeyError:
+            return None
+
     def ensure_user(self, client: ApiClient, auth_method: str, username: str,
                     display_name: str | None, **profile: Any) -> UUID:
         """The user, created on first sight. A deleted (anonymised) user stays deleted: its
@@ -178,6 +278,13 @@ class Service:
             user = self.app.repository.get(user_id, deepcopy_from_cache=False)
         except AggregateNotFoundError:
             return None
+        return user if isinstance(user, User) else None
+
+    async def find_user_async(self, user_id: UUID) -> User | None:
+        """``find_user`` without a hop when the user is cached."""
+        user = self._cached(user_id)
+        if user is None:
+            return await self.blocking(self.find_user, user_id)
         return user if isinstance(user, User) else None
 
     @staticmethod

@@ -54,7 +54,8 @@ class DatasetOptionsError(DomainError):
 def check_options(options: BuildOptions) -> None:
     unknown = sorted(set(options.kinds) - set(KINDS))
     if unknown or not options.kinds:
-        raise DatasetOptionsError(f"unknown dataset kinds {unknown}; choose from {', '.join(KINDS)}")
+        raise DatasetOptionsError(
+            f"unknown dataset kinds {unknown}; choose from {', '.join(KINDS)}")
     if not 0.0 <= options.val_fraction < 1.0:
         raise DatasetOptionsError(f"--val-fraction must be in [0, 1), not {options.val_fraction}")
     if options.sft_paths not in SFT_PATHS:
@@ -137,11 +138,16 @@ def replay_trees(db: Path, position: int, lang: str | None = None,
             bar.close()
 
 
+def _check_out(out: Path) -> None:
+    """Refuse to clobber a folder we did not write (before any work is done)."""
+    if out.exists() and any(out.iterdir()) and not (out / MANIFEST).exists():
+        raise DatasetOptionsError(f"{out} is not empty and holds no {MANIFEST}; pick another --out")
+
+
 def _prepare(out: Path) -> None:
-    """Refuse to clobber a folder we did not write; clear our earlier build."""
+    """Clear our earlier build."""
+    _check_out(out)
     if out.exists() and any(out.iterdir()):
-        if not (out / MANIFEST).exists():
-            raise DatasetOptionsError(f"{out} is not empty and holds no {MANIFEST}; pick another --out")
         for kind in output_kinds(KINDS):
             shutil.rmtree(out / kind, ignore_errors=True)
         (out / MANIFEST).unlink()
@@ -153,7 +159,8 @@ def _audit_digest(folder: Path, position: int) -> dict[str, Any]:
     from domain.digest import SCHEME
     from projections.digest import AUDIT_FILE, AuditStore, digest_at, open_log
 
-    log, store = open_log(Path(folder) / log_reader.EVENTS_FILE), AuditStore(Path(folder) / AUDIT_FILE)
+    log = open_log(Path(folder) / log_reader.EVENTS_FILE)
+    store = AuditStore(Path(folder) / AUDIT_FILE)
     try:
         return {"scheme": SCHEME, "position": position,
                 "digest": digest_at(log, store, position).hex()}
@@ -183,6 +190,7 @@ def build(folder: Path, out: Path, options: BuildOptions, as_of: int | None = No
         raise DatasetOptionsError(f"--source must be one of {', '.join(SOURCES)}")
     db = log_reader.events_db(folder)
     position = log_reader.resolve_position(db, as_of)
+    _check_out(out)
     collected = None
     if source != "replay":
         collected, why_not = precut.collect(folder, position, options, row_kinds(options.kinds))
@@ -197,7 +205,8 @@ def build(folder: Path, out: Path, options: BuildOptions, as_of: int | None = No
                          "ready_trees": collected.trees, "rows": written["rows"],
                          "files": written["files"]})
     manifest.source = used
-    (out / MANIFEST).write_bytes(msgspec.json.format(msgspec.json.encode(manifest), indent=2) + b"\n")
+    text = msgspec.json.format(msgspec.json.encode(manifest), indent=2)
+    (out / MANIFEST).write_bytes(text + b"\n")
     return manifest
 
 
@@ -212,7 +221,7 @@ def _write(out: Path, collected: Collected, options: BuildOptions,
 
     def write(kind: str) -> dict[Path, str]:
         parts = collected.parts[SOURCE[kind]]
-        written = write_kind(out / kind, kind, {s: b"".join(parts[s]) for s in SPLITS})
+        written = write_kind(out / kind, kind, {s: parts[s] for s in SPLITS})
         if bar is not None:
             bar.update(1)
         return written

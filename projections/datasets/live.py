@@ -2,21 +2,23 @@
 
 Tables: ``dataset_trees`` (one row per ready_for_export tree: prompt language, its split
 draw, the position where it became ready and the position of its last change) and
-``dataset_rows`` (per tree and row kind, the rows as JSON lines, cut by TreeRows with the
-default options: best sft path, no synthetic messages). A build at the projection's
-position with default row options just concatenates these (projections.datasets.precut).
+``dataset_rows`` (per tree and row kind, the count and the rows as JSON lines, cut by
+TreeRows with the default options: best sft path, no synthetic messages). One value per
+tree and kind rather than per row: a tree's rows always change together, and a build at
+the projection's position with default row options just concatenates the values in tree
+order (projections.datasets.precut), byte for byte what a replay writes.
 
 Design. A row depends on the whole tree (a path, the ranks of siblings), and handlers see
 one event at a time, so the handlers only mark trees dirty: a tree that becomes ready, or
 a ready tree that gets an event changing something a row holds (replies, reviews, ranks,
-deletions, edits, state). At the end of each batch (the runner's ``end_batch``) the
-dirty trees are loaded from the log, all with one query, each as of the last version the
-batch saw, replayed with the slim replay the builder uses (projections.datasets.replay),
-and their rows replaced. A tree that is no longer ready loses its rows. So the tables
-are a function of the log prefix the batch ends at, however the log was cut into
-batches: live following (small batches) and a rebuild (large ones) give the same
-tables, and since the rows and the tracking position commit together, each batch counts
-exactly once.
+deletions, edits, state; which trees are ready is kept in memory). At the end of each
+batch (the runner's ``end_batch``) the dirty trees are loaded from the log, one indexed
+query per 500 trees, each as of the last version the batch saw, replayed with the slim
+replay the builder uses (projections.datasets.replay), and their rows replaced. A tree
+that is no longer ready loses its rows. So the tables are a function of the log prefix
+the batch ends at, however the log was cut into batches: live following (small batches)
+and a rebuild (large ones) give the same tables, and since the rows and the tracking
+position commit together, each batch counts exactly once.
 
 Two small runner hooks serve this (projections.runner): ``bind_log`` hands the projection
 the log source it follows, and ``positions = True`` gives its event views their log

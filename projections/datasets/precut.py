@@ -100,7 +100,8 @@ def status(folder: Path, val_fraction: float = BuildOptions.val_fraction) -> dic
             " coalesce(sum(CASE WHEN t.split_draw < ?1 THEN r.count ELSE 0 END), 0)"
             " FROM dataset_rows r JOIN dataset_trees t ON t.tree_id = r.tree_id GROUP BY r.kind",
             (val_fraction,))}
-        report["rows"] = {kind: dict(zip(("train", "validation"), per_kind.get(source, (0, 0))))
+        report["rows"] = {kind: dict(zip(("train", "validation"), per_kind.get(source, (0, 0)),
+                                         strict=True))
                           for kind, source in SOURCE.items()}
         return report
     finally:

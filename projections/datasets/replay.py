@@ -172,15 +172,22 @@ STARTED = get_topic(T.TreeStarted)
 STATE_TOPICS = frozenset(get_topic(c) for c in (T.TreeStarted, T.StateChanged, T.TreeHalted,
                                                  T.TreeResumed))
 _HALTED_TOPIC = get_topic(T.TreeHalted)
+
+
+class _Start(msgspec.Struct):
+    state: str
+    lang: str
+
+
 _decode_state = msgspec.json.Decoder(_State).decode
-_decode_start_state = msgspec.json.Decoder(msgspec.defstruct("_StartState", [("state", str)])).decode
+_decode_start = msgspec.json.Decoder(_Start).decode
 
 
 def final_state(events: list[tuple[str, bytes]]) -> str | None:
     """The state the last state event leaves the tree in (None: no events)."""
     for topic, state in reversed(events):
         if topic == STARTED:
-            return _decode_start_state(state).state
+            return _decode_start(state).state
         if topic in STATE_TOPICS:
             return _HALTED if topic == _HALTED_TOPIC else _decode_state(state).to_state
     return None
@@ -230,7 +237,6 @@ def _finish(originator_id: Any, events: list[tuple[str, bytes]], lang: str | Non
             ) -> RowTree | None:
     if final_state(events) != READY:
         return None
-    tree = replay(tree_uuid(originator_id), events)
-    if lang is not None and tree.root.lang != lang:
+    if lang is not None and _decode_start(events[0][1]).lang != lang:  # the root's language
         return None
-    return tree
+    return replay(tree_uuid(originator_id), events)

@@ -11,10 +11,11 @@ fingerprint is derived from the data instead of left to chance.
 from __future__ import annotations
 
 import hashlib
-import io
 import shutil
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Sequence
 
 SPLITS = ("train", "validation")
 _BLOCK = 4 << 20  # JSON reader blocks: split across threads, each must hold whole lines
@@ -46,27 +47,30 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def table(lines: bytes, schema: Any) -> Any:
-    """The Arrow table of JSON lines, typed by the schema (one chunk per column)."""
+def table(jsonl: Path, schema: Any) -> Any:
+    """The Arrow table of a JSON lines file, typed by the schema (one chunk per column)."""
     import pyarrow as pa
     import pyarrow.json as pj
 
-    if not lines:
+    size = jsonl.stat().st_size
+    if size == 0:
         return schema.empty_table()
     parse = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
-    try:
-        parsed = pj.read_json(io.BytesIO(lines), read_options=pj.ReadOptions(block_size=_BLOCK),
-                              parse_options=parse)
-    except pa.ArrowInvalid:  # a line longer than a block: read it as one block
-        parsed = pj.read_json(io.BytesIO(lines), parse_options=parse, read_options=pj.ReadOptions(
-            block_size=len(lines) + 1, use_threads=False))
+    with pa.memory_map(str(jsonl)) as source:  # the page cache, no copy into Python
+        try:
+            parsed = pj.read_json(source, read_options=pj.ReadOptions(block_size=_BLOCK),
+                                  parse_options=parse)
+        except pa.ArrowInvalid:  # a line longer than a block: read it as one block
+            source.seek(0)
+            parsed = pj.read_json(source, parse_options=parse, read_options=pj.ReadOptions(
+                block_size=size + 1, use_threads=False))
     return parsed.combine_chunks()
 
 
-def write_kind(folder: Path, kind: str, splits: dict[str, bytes], hf: bool = True
-               ) -> dict[Path, str]:
-    """Write one kind's splits from their JSON lines; returns the files written with their
-    sha256."""
+def write_kind(folder: Path, kind: str, splits: dict[str, bytes | Sequence[bytes]],
+               hf: bool = True) -> dict[Path, str]:
+    """Write one kind's splits from their JSON lines (bytes, or parts to concatenate);
+    returns the files written with their sha256."""
     import pyarrow.parquet as pq
 
     schema = _schemas()[kind]
@@ -75,10 +79,15 @@ def write_kind(folder: Path, kind: str, splits: dict[str, bytes], hf: bool = Tru
     tables = {}
     for split in SPLITS:
         lines = splits.get(split, b"")
+        parts = [lines] if isinstance(lines, bytes) else lines
         jsonl = folder / f"{split}.jsonl"
-        jsonl.write_bytes(lines)
-        written[jsonl] = hashlib.sha256(lines).hexdigest()
-        tables[split] = table(lines, schema)
+        digest = hashlib.sha256()
+        with open(jsonl, "wb") as f:
+            for part in parts:
+                f.write(part)
+                digest.update(part)
+        written[jsonl] = digest.hexdigest()
+        tables[split] = table(jsonl, schema)
         parquet = folder / f"{split}.parquet"
         pq.write_table(tables[split], parquet, compression="zstd")
         written[parquet] = sha256(parquet)
@@ -103,6 +112,34 @@ def copy_kind(source: Path, folder: Path, digests: dict[Path, str]) -> dict[Path
     return written
 
 
+class _Bars:
+    """HF progress bars are one process-wide switch: off while any thread saves, and the
+    last writer out restores it (the build shows its own progress)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.writers = 0
+        self.restore = False
+
+    @contextmanager
+    def off(self, hf: Any) -> Iterator[None]:
+        with self.lock:
+            if self.writers == 0:
+                self.restore = not hf.are_progress_bars_disabled()
+                hf.disable_progress_bars()
+            self.writers += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.writers -= 1
+                if self.writers == 0 and self.restore:
+                    hf.enable_progress_bars()
+
+
+_BARS = _Bars()
+
+
 def _write_hf(folder: Path, tables: dict[str, Any], schema: Any,
               fingerprints: dict[str, str]) -> list[Path]:
     try:
@@ -121,11 +158,6 @@ def _write_hf(folder: Path, tables: dict[str, Any], schema: Any,
     # An empty split left to its default is saved as zero shards, which load_from_disk
     # cannot read back: give it one (empty) shard.
     shards = {split: 1 for split in SPLITS if tables[split].num_rows == 0}
-    quiet = hf.are_progress_bars_disabled()
-    hf.disable_progress_bars()  # the build shows its own progress
-    try:
+    with _BARS.off(hf):
         data.save_to_disk(str(folder), num_shards=shards)
-    finally:
-        if not quiet:
-            hf.enable_progress_bars()
     return sorted(p for p in folder.rglob("*") if p.is_file())
