@@ -90,18 +90,18 @@ class Filter:
                 self.add(f"created_at {inclusive} ? AND (created_at {op} ? OR message_id {op} ?)",
                          near, far, str(ident))
 
-    def rows(self, call: Call, *, desc: bool, limit: int) -> list[tuple]:
+    async def rows(self, call: Call, *, desc: bool, limit: int) -> list[tuple]:
         order = "DESC" if desc else "ASC"
         where = f" WHERE {' AND '.join(self.where)}" if self.where else ""
-        return call.service.reader().execute(
+        return await call.rows(
             f"SELECT {COLUMNS} FROM messages{where} ORDER BY created_at {order},"
-            f" message_id {order} LIMIT ?", [*self.params, limit]).fetchall()
+            f" message_id {order} LIMIT ?", [*self.params, limit])
 
 
-def _items(call: Call, rows: list[tuple]) -> list[s.Message]:
-    items = to_messages(call, rows)
+async def _items(call: Call, rows: list[tuple]) -> list[s.Message]:
+    items = await to_messages(call, rows)
     if call.flag("include_user", False):
-        authors = users_by_id(call, sorted({str(m.user_id) for m in items if m.user_id}))
+        authors = await users_by_id(call, sorted({str(m.user_id) for m in items if m.user_id}))
         for m in items:
             m.user = authors.get(str(m.user_id))
     return items
@@ -131,17 +131,18 @@ def _common(call: Call, deleted_param: str) -> dict[str, Any]:
             "lang": call.query("lang") or None}
 
 
-def message_list(call: Call, deleted_param: str = "include_deleted",
-                 **scope: Any) -> list[s.Message]:
+async def message_list(call: Call, deleted_param: str = "include_deleted",
+                       **scope: Any) -> list[s.Message]:
     """OA's plain list: newest first by default, between start_date and end_date."""
     found = Filter(call, api_client_id=call.uuid_query("api_client_id"), **scope,
                    **_common(call, deleted_param))
     found.between(gte=call.time_query("start_date"), lte=call.time_query("end_date"))
-    rows = found.rows(call, desc=call.flag("desc", True), limit=call.count("max_count", 10, 1000))
-    return _items(call, rows)
+    rows = await found.rows(call, desc=call.flag("desc", True),
+                            limit=call.count("max_count", 10, 1000))
+    return await _items(call, rows)
 
 
-def message_page(call: Call, **scope: Any) -> s.MessagePage:
+async def message_page(call: Call, **scope: Any) -> s.MessagePage:
     """OA's keyset page: ``after`` the next page, ``before`` the previous one."""
     max_count = call.count("max_count", 10, 1000)
     desc = call.flag("desc", False)
@@ -158,13 +159,13 @@ def message_page(call: Call, **scope: Any) -> s.MessagePage:
     found = Filter(call, api_client_id=call.uuid_query("api_client_id"), **scope,
                    search=call.query("search_query"), **_common(call, "include_deleted"))
     found.between(gte, gt_id, lte, lt_id)
-    rows = found.rows(call, desc=query_desc, limit=limit)
+    rows = await found.rows(call, desc=query_desc, limit=limit)
     count = len(rows)
     if limit > max_count and count == limit:
         rows = rows[:-1]
     if desc != query_desc:
         rows.reverse()
-    items = _items(call, rows)
+    items = await _items(call, rows)
     prev = next_ = None
     if items:
         if (count > max_count and before) or after:
@@ -181,36 +182,37 @@ def message_page(call: Call, **scope: Any) -> s.MessagePage:
 
 
 # ---------------------------------------------------------------- endpoints
-def list_messages(call: Call) -> Any:
-    return message_list(call, "allow_deleted", auth_method=call.query("auth_method"),
-                        username=call.query("username"))
+async def list_messages(call: Call) -> Any:
+    return await message_list(call, "allow_deleted", auth_method=call.query("auth_method"),
+                              username=call.query("username"))
 
 
-def messages_cursor(call: Call) -> Any:
-    return message_page(call, user_id=call.uuid_query("user_id"),
-                        auth_method=call.query("auth_method"), username=call.query("username"))
+async def messages_cursor(call: Call) -> Any:
+    return await message_page(call, user_id=call.uuid_query("user_id"),
+                              auth_method=call.query("auth_method"),
+                              username=call.query("username"))
 
 
-def _user(call: Call) -> UUID:
+async def _user(call: Call) -> UUID:
     user_id = call.path_id("user_id", ErrorCode.USER_NOT_FOUND, "user")
-    visible_user(call, user_id)
+    await visible_user(call, user_id)
     return user_id
 
 
-def user_messages(call: Call) -> Any:
-    return message_list(call, user_id=_user(call))
+async def user_messages(call: Call) -> Any:
+    return await message_list(call, user_id=await _user(call))
 
 
-def user_messages_cursor(call: Call) -> Any:
-    return message_page(call, user_id=_user(call))
+async def user_messages_cursor(call: Call) -> Any:
+    return await message_page(call, user_id=await _user(call))
 
 
-def frontend_user_messages(call: Call) -> Any:
-    return message_list(call, user_id=frontend_user_id(call))
+async def frontend_user_messages(call: Call) -> Any:
+    return await message_list(call, user_id=await frontend_user_id(call))
 
 
-def frontend_user_messages_cursor(call: Call) -> Any:
-    return message_page(call, user_id=frontend_user_id(call))
+async def frontend_user_messages_cursor(call: Call) -> Any:
+    return await message_page(call, user_id=await frontend_user_id(call))
 
 
 _FILTERS = {"api_client_id": "trusted clients: another client's (untrusted: their own only)",

@@ -1,9 +1,10 @@
 """Messages and trees: OA's /messages endpoints from the read model, moderation through
 DataEngine commands, and (beyond OA) a tree's event history and past versions.
 
-Reads come from the ``messages``/``trees`` read-model tables; a moderation command
-waits for its log position before answering, so a following read shows its effect.
-Untrusted clients may only read and act on messages written through themselves.
+Reads come from the ``messages``/``trees`` read-model tables through aiosqlite, on the
+event loop; a moderation command runs in the threadpool and waits for its log position
+before answering, so a following read shows its effect. Untrusted clients may only read
+and act on messages written through themselves.
 """
 
 from __future__ import annotations
@@ -54,25 +55,24 @@ def _viewer(call: Call) -> UUID | None:
     return actor.user_id if actor is not None else None
 
 
-def _rows(call: Call, where: str, params: tuple) -> list[tuple]:
-    return call.service.reader().execute(
-        f"SELECT {COLUMNS} FROM messages WHERE {where} ORDER BY created_at, message_id",
-        params).fetchall()
+async def _rows(call: Call, where: str, params: tuple) -> list[tuple]:
+    return await call.rows(
+        f"SELECT {COLUMNS} FROM messages WHERE {where} ORDER BY created_at, message_id", params)
 
 
-def to_messages(call: Call, rows: list[tuple]) -> list[s.Message]:
+async def to_messages(call: Call, rows: list[tuple]) -> list[s.Message]:
     viewer = _viewer(call)
     mine: dict[str, list[str]] = {}
     if viewer is not None and rows:
         ids = [r[0] for r in rows]
-        for message_id, emoji in call.service.reader().execute(
+        for message_id, emoji in await call.rows(
                 f"SELECT message_id, emoji FROM message_emojis WHERE user_id = ? AND message_id IN"
                 f" ({','.join('?' * len(ids))})", [str(viewer), *ids]):
             mine.setdefault(message_id, []).append(emoji)
     return [_message(r, viewer, mine) for r in rows]
 
 
-def _target(call: Call) -> tuple:
+async def _target(call: Call) -> tuple:
     """The path's message row, after the owner check; 404 if unknown.
 
     ``/messages/{message_id}`` names it by backend id; ``/frontend_messages/{frontend_id}``
@@ -85,64 +85,65 @@ def _target(call: Call) -> tuple:
     else:
         message_id = call.path_id("message_id", MESSAGE_ID, "message")
         where, params, what = "message_id = ?", (str(message_id),), f"message {message_id}"
-    rows = _rows(call, where, params)
+    rows = await _rows(call, where, params)
     if not rows:
-        call.service.settle_head()
-        rows = _rows(call, where, params)
+        await call.settle_head()
+        rows = await _rows(call, where, params)
     if not rows:
         raise MessageNotFoundError(f"{what} not found")
     auth.check_owner(call.api_client, rows[0][7])
     return rows[0]
 
 
-def get_message(call: Call) -> Any:
-    return to_messages(call, [_target(call)])[0]
+async def get_message(call: Call) -> Any:
+    return (await to_messages(call, [await _target(call)]))[0]
 
 
-def conversation(call: Call) -> Any:
-    row = _target(call)
-    by_id = {r[0]: r for r in _rows(call, "tree_id = ?", (row[1],))}
+async def conversation(call: Call) -> Any:
+    row = await _target(call)
+    by_id = {r[0]: r for r in await _rows(call, "tree_id = ?", (row[1],))}
     path, current = [], row[0]
     while current is not None:
         path.append(by_id[current])
         current = by_id[current][2]
-    found = to_messages(call, path[::-1])
+    found = await to_messages(call, path[::-1])
     return s.Conversation(messages=[s.ConversationMessage(
         id=m.id, user_id=m.user_id, frontend_message_id=m.frontend_message_id, text=m.text,
         lang=m.lang, is_assistant=m.is_assistant, emojis=m.emojis, user_emojis=m.user_emojis,
         user_is_author=m.user_is_author, synthetic=m.synthetic) for m in found])
 
 
-def tree(call: Call) -> Any:
-    row = _target(call)
+async def tree(call: Call) -> Any:
+    row = await _target(call)
     include_spam, include_deleted = call.flag("include_spam", True), call.flag("include_deleted", False)
     where = "tree_id = ?" + ("" if include_deleted else " AND deleted = 0") + (
         "" if include_spam else " AND (review_result IS NULL OR review_result = 1)")
-    return s.MessageTree(id=UUID(row[1]), messages=to_messages(call, _rows(call, where, (row[1],))))
+    return s.MessageTree(id=UUID(row[1]),
+                         messages=await to_messages(call, await _rows(call, where, (row[1],))))
 
 
-def children(call: Call) -> Any:
-    row = _target(call)
-    return to_messages(call, _rows(call, "parent_id = ?", (row[0],)))
+async def children(call: Call) -> Any:
+    row = await _target(call)
+    return await to_messages(call, await _rows(call, "parent_id = ?", (row[0],)))
 
 
-def descendants(call: Call) -> Any:
-    row = _target(call)
+async def descendants(call: Call) -> Any:
+    row = await _target(call)
     by_parent: dict[str | None, list[tuple]] = {}
-    for r in _rows(call, "tree_id = ? AND deleted = 0", (row[1],)):
+    for r in await _rows(call, "tree_id = ? AND deleted = 0", (row[1],)):
         by_parent.setdefault(r[2], []).append(r)
     found, todo = [], [row[0]]
     while todo:
         for child in by_parent.get(todo.pop(), []):
             found.append(child)
             todo.append(child[0])
-    return s.MessageTree(id=UUID(row[0]), messages=to_messages(call, found))
+    return s.MessageTree(id=UUID(row[0]), messages=await to_messages(call, found))
 
 
-def _tree_state(call: Call, tree_id: str) -> s.MessageTreeState:
-    row = call.service.reader().execute(
+async def _tree_state(call: Call, tree_id: str) -> s.MessageTreeState:
+    row = await call.row(
         "SELECT state, goal_tree_size, max_depth, max_children_count, origin FROM trees"
-        " WHERE tree_id = ?", (tree_id,)).fetchone()
+        " WHERE tree_id = ?", (tree_id,))
     if row is None:
         raise TreeNotFoundError(f"tree {tree_id} not found")
     return s.MessageTreeState(message_tree_id=UUID(tree_id), state=row[0], goal_tree_size=row[1],
@@ -150,74 +151,73 @@ def _tree_state(call: Call, tree_id: str) -> s.MessageTreeState:
                               active=row[0] in _ACTIVE, origin=row[4])
 
 
-def tree_state(call: Call) -> Any:
-    return _tree_state(call, _target(call)[1])
+async def tree_state(call: Call) -> Any:
+    return await _tree_state(call, (await _target(call))[1])
 
 
 def _actor(call: Call) -> Actor:
     return call.header_actor(required=False) or Actor(None, call.api_client.id)
 
 
-def put_tree_state(call: Call) -> Any:
-    row = _target(call)
+async def put_tree_state(call: Call) -> Any:
+    row = await _target(call)
     halt = call.flag("halt", True)
     tree_id, app = UUID(row[1]), call.service.app
-    if halt:
-        position = app.halt_tree(tree_id=tree_id, actor=_actor(call))
-    else:
-        position = app.resume_tree(tree_id=tree_id, actor=_actor(call))
-    call.service.settle(position)
-    return _tree_state(call, row[1])
+    command = app.halt_tree if halt else app.resume_tree
+    await call.service.settle_async(await call.blocking(command, tree_id=tree_id,
+                                                        actor=_actor(call)))
+    return await _tree_state(call, row[1])
 
 
-def _moderate(call: Call, command: str, **kwargs: Any) -> tuple:
-    row = _target(call)
-    position = getattr(call.service.app, command)(
-        tree_id=UUID(row[1]), message_id=UUID(row[0]), **kwargs)
-    call.service.settle(position)
+async def _moderate(call: Call, command: str, actor: Actor, **kwargs: Any) -> tuple:
+    row = await _target(call)
+    position = await call.blocking(getattr(call.service.app, command), tree_id=UUID(row[1]),
+                                   message_id=UUID(row[0]), actor=actor, **kwargs)
+    await call.service.settle_async(position)
     return row
 
 
-def delete(call: Call) -> None:
-    _moderate(call, "delete_message", actor=_actor(call))
+async def delete(call: Call) -> None:
+    await _moderate(call, "delete_message", _actor(call))
 
 
-def undelete(call: Call) -> None:
-    _moderate(call, "undelete_message", actor=_actor(call))
+async def undelete(call: Call) -> None:
+    await _moderate(call, "undelete_message", _actor(call))
 
 
-def edit(call: Call) -> None:
+async def edit(call: Call) -> None:
     body: s.MessageEditRequest = call.json(s.MessageEditRequest)
-    _moderate(call, "edit_message", text=body.new_content, actor=call.user(body.user))
+    await _moderate(call, "edit_message", await call.blocking(call.user, body.user),
+                    text=body.new_content)
 
 
-def emoji(call: Call) -> Any:
+async def emoji(call: Call) -> Any:
     body: s.MessageEmojiRequest = call.json(s.MessageEmojiRequest)
-    actor = call.user(body.user)
-    row = _moderate(call, "toggle_emoji", emoji=body.emoji, op=body.op, actor=actor)
-    found = _rows(call, "message_id = ?", (row[0],))
-    mine = [e for (e,) in call.service.reader().execute(
+    actor = await call.blocking(call.user, body.user)
+    row = await _moderate(call, "toggle_emoji", actor, emoji=body.emoji, op=body.op)
+    found = await _rows(call, "message_id = ?", (row[0],))
+    mine = [e for (e,) in await call.rows(
         "SELECT emoji FROM message_emojis WHERE message_id = ? AND user_id = ?",
         (row[0], str(actor.user_id)))]
     return _message(found[0], actor.user_id, {row[0]: mine})
 
 
 # ---------------------------------------------------------------- history (from the log)
-def _tree_events(call: Call, tree_id: UUID) -> list[tuple[int, Any]]:
+async def _tree_events(call: Call, tree_id: UUID) -> list[tuple[int, Any]]:
     """(log position, decoded event) for every event of the tree, oldest first."""
-    rows = call.service.events_reader().execute(
+    rows = await call.log_rows(
         "SELECT rowid, originator_version, topic, state FROM stored_events"
-        " WHERE originator_id = ? ORDER BY originator_version", (tree_id.hex,)).fetchall()
+        " WHERE originator_id = ? ORDER BY originator_version", (tree_id.hex,))
     mapper = call.service.app.mapper
     return [(r[0], mapper.to_domain_event(StoredEvent(
         originator_id=tree_id, originator_version=r[1], topic=r[2], state=r[3]))) for r in rows]
 
 
-def history(call: Call) -> Any:
-    row = _target(call)
+async def history(call: Call) -> Any:
+    row = await _target(call)
     message_id = UUID(row[0])
     revisions = []
-    for _, event in _tree_events(call, UUID(row[1])):
+    for _, event in await _tree_events(call, UUID(row[1])):
         name = type(event).__name__
         if (name == "TreeStarted" and event.originator_id == message_id) or (
                 name == "ReplyAdded" and event.message_id == message_id):
@@ -233,9 +233,9 @@ def history(call: Call) -> Any:
 _OWN = ("originator_id", "originator_version", "timestamp", "user_id", "client_id")
 
 
-def tree_events(call: Call) -> Any:
+async def tree_events(call: Call) -> Any:
     tree_id = call.path_id("tree_id", ErrorCode.NO_MESSAGE_TREE_FOUND, "tree")
-    found = _tree_events(call, tree_id)
+    found = await _tree_events(call, tree_id)
     if not found:
         raise TreeNotFoundError(f"tree {tree_id} not found")
     return [s.TreeEvent(position=position, version=e.originator_version, type=type(e).__name__,
