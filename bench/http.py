@@ -4,10 +4,21 @@ A cycle is what OA's text front end does per task: POST /tasks/ (random, or
 initial_prompt while fewer than --active trees are unfinished), POST /tasks/{id}/ack,
 POST /tasks/interaction. The server is a real uvicorn process on loopback (one worker:
 the store has one writer), started here on a fresh data folder with a small tree config
-so trees finish and new ones start. Prints cycles/s and cycle latency p50/p99.
+so trees finish and new ones start. Prints cycles/s, cycle latency p50/p99, the server's
+CPU per request and how many answers were refused (an answer to a task whose target no
+longer needed it) or found no task.
+
+``--mode reads`` measures the read path instead: after a short crowd run has written
+some trees, N clients GET /api/v1/messages/{id} (random ids of the client's messages)
+as fast as they can; prints requests/s, latency and server CPU per request.
+
+``--rounds R`` repeats on a fresh server each time and prints the medians.
+``--server-root DIR`` runs the server from another checkout (same harness, same load),
+e.g. the previous revision, to compare the two in one run on one machine.
 
     python -m bench.http [--clients 32] [--seconds 20] [--synchronous FULL|NORMAL]
-                         [--client raw|httpx]
+                         [--client raw|httpx] [--mode cycles|reads] [--rounds 1]
+                         [--server-root DIR]
 """
 
 from __future__ import annotations
@@ -15,12 +26,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
+import shutil
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import httpx
 
@@ -57,6 +70,7 @@ class RawClient:
         self.host, self.port = host, int(port or 80)
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self._encode = msgspec.json.Encoder().encode
+        self.requests = 0
 
     async def request(self, method: str, path: str, json: Any = None,
                       headers: dict[str, str] | None = None) -> RawResponse:
@@ -66,6 +80,7 @@ class RawClient:
             head.append("Content-Type: application/json")
         head += [f"{k}: {v}" for k, v in (headers or {}).items()]
         data = ("\r\n".join(head) + "\r\n\r\n").encode() + body
+        self.requests += 1
         conn = self._idle.pop() if self._idle else await asyncio.open_connection(self.host, self.port)
         reader, writer = conn
         writer.write(data)
@@ -108,7 +123,9 @@ async def drive(url: str, clients: int, seconds: float, warmup: float, active: i
         if raw:
             client: Any = RawClient(url)
             try:
-                return await _phases(client, key, clients, seconds, warmup, active)
+                crowd = await _phases(client, key, clients, seconds, warmup, active)
+                crowd.requests = client.requests  # type: ignore[attr-defined]
+                return crowd
             finally:
                 await client.aclose()
         return await _phases(setup, key, clients, seconds, warmup, active)
@@ -128,6 +145,45 @@ async def _phases(client: Any, key: str, clients: int, seconds: float, warmup: f
     return crowd
 
 
+async def read_load(url: str, clients: int, seconds: float, warmup: float,
+                    cpu: Callable[[], float]) -> dict[str, float]:
+    """Writes some trees (``warmup`` seconds of cycles), then GETs messages by id."""
+    async with httpx.AsyncClient(base_url=url, timeout=60) as setup:
+        key = await new_client_key(setup)
+        writer = RawClient(url)
+        try:
+            await Crowd(writer, key, users=8, trees=10**9, seed=1).run(
+                max_cycles=10**9, duration=warmup, active_target=10, poll_interval=0.05)
+        finally:
+            await writer.aclose()
+        found = await setup.get("/api/v1/messages/", params={"max_count": 1000},
+                                headers={"X-API-Key": key})
+        paths = [f"/api/v1/messages/{m['id']}" for m in found.json()]
+    assert paths, "the crowd wrote no messages"
+    client, latencies = RawClient(url), []
+    headers = {"X-API-Key": key}
+    stop = time.perf_counter() + seconds
+
+    async def reader(seed: int) -> None:
+        pick = random.Random(seed).choice
+        while time.perf_counter() < stop:
+            began = time.perf_counter()
+            r = await client.get(pick(paths), headers=headers)
+            assert r.status_code == 200, r.text
+            latencies.append(time.perf_counter() - began)
+
+    used, began = cpu(), time.perf_counter()
+    try:
+        await asyncio.gather(*(reader(i) for i in range(clients)))
+    finally:
+        await client.aclose()
+    elapsed, used = time.perf_counter() - began, cpu() - used
+    ms = [x * 1000 for x in latencies]
+    return {"requests/s": len(ms) / elapsed, "p50 ms": percentile(ms, 0.5),
+            "p99 ms": percentile(ms, 0.99), "cpu ms/request": 1000 * used / max(1, len(ms)),
+            "messages": len(paths)}
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (Linux /proc)."""
     try:
@@ -137,43 +193,86 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--warmup", type=float, default=3.0)
-    parser.add_argument("--active", type=int, default=20, help="unfinished trees to keep")
-    parser.add_argument("--synchronous", default="FULL", choices=("FULL", "NORMAL"))
-    parser.add_argument("--data", type=Path, help="data folder (default: a fresh temp folder)")
-    parser.add_argument("--client", default="raw", choices=("raw", "httpx"),
-                        help="raw: a minimal keep-alive HTTP/1.1 client (default), so the "
-                             "load generator's CPU does not crowd out the server's")
-    args = parser.parse_args(argv)
-    data = args.data or Path(tempfile.mkdtemp(prefix="bench-http-"))
-    data.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "uvicorn", "api.http.app:from_env", "--factory",
+def _command(root: Path | None) -> list[str]:
+    uvicorn = [sys.executable, "-m", "uvicorn", "api.http.app:from_env", "--factory",
                "--host", "127.0.0.1", "--port", "{port}", "--no-access-log",
                "--log-level", "warning"]
-    with server(data, command, DATAENGINE_SYNCHRONOUS=args.synchronous) as (url, proc):
+    # `env -C` execs the server in that folder (same process id, for its CPU time);
+    # `python -m` then imports the application from there.
+    return ["env", "-C", str(root.resolve()), *uvicorn] if root is not None else uvicorn
+
+
+def cycles_round(args: argparse.Namespace, data: Path) -> dict[str, float]:
+    with server(data, _command(args.server_root),
+                DATAENGINE_SYNCHRONOUS=args.synchronous) as (url, proc):
         cpu = cpu_seconds(proc.pid)
         crowd = asyncio.run(drive(url, args.clients, args.seconds, args.warmup, args.active,
                                   raw=args.client == "raw"))
         cpu = cpu_seconds(proc.pid) - cpu
     elapsed = crowd.elapsed  # type: ignore[attr-defined]
     lat = [x * 1000 for x in crowd.latencies]
-    print(f"clients={args.clients} seconds={args.seconds:.0f} synchronous={args.synchronous} "
-          f"client={args.client}")
-    print(f"cycles: {crowd.cycles} in {elapsed:.1f}s = {crowd.cycles / elapsed:.0f} cycles/s "
-          f"({3 * crowd.cycles / elapsed:.0f} task requests/s)")
-    if lat:
-        print(f"cycle latency ms: p50 {percentile(lat, 0.5):.1f}  p99 {percentile(lat, 0.99):.1f}"
-              f"  mean {statistics.fmean(lat):.1f}  max {max(lat):.1f}")
-    requests = 3 * (crowd.cycles + len(crowd.errors))  # warm-up and refused cycles included
-    print(f"server CPU: {cpu:.1f}s over {args.warmup + elapsed:.1f}s "
-          f"(~{1000 * cpu / max(1, requests):.2f} ms per request, warm-up included)")
-    print(f"task types: {dict(sorted(crowd.types.items()))}")
-    print(f"refused answers (races between hand-out and answer): {len(crowd.errors)}; "
-          f"trees ready for export: {crowd.ready}")  # type: ignore[attr-defined]
+    refused = len(crowd.errors)
+    no_task = crowd.attempts - crowd.cycles - refused  # answered 1006: nothing to hand out
+    # the requests the server answered (warm-up included): counted by the raw client,
+    # estimated for httpx (3 per cycle, 4 per refused one, 1 per empty hand-out)
+    requests = getattr(crowd, "requests", 3 * crowd.cycles + 4 * refused + no_task)
+    print(f"  cycles: {crowd.cycles} in {elapsed:.1f}s = {crowd.cycles / elapsed:.0f} cycles/s; "
+          f"latency ms p50 {percentile(lat, 0.5):.1f} p99 {percentile(lat, 0.99):.1f} "
+          f"max {max(lat, default=float('nan')):.1f}")
+    print(f"  server CPU {cpu:.1f}s over {args.warmup + elapsed:.1f}s: "
+          f"{1000 * cpu / max(1, requests):.2f} ms per request ({requests} requests, "
+          f"warm-up included)")
+    print(f"  hand-outs {crowd.attempts - no_task}: refused answers {refused} "
+          f"({100 * refused / max(1, crowd.attempts - no_task):.1f}%), empty hand-outs "
+          f"{no_task}; types {dict(sorted(crowd.types.items()))}; "
+          f"trees ready {crowd.ready}")  # type: ignore[attr-defined]
+    return {"cycles/s": crowd.cycles / elapsed, "p50 ms": percentile(lat, 0.5),
+            "p99 ms": percentile(lat, 0.99), "cpu ms/request": 1000 * cpu / max(1, requests),
+            "refused %": 100 * refused / max(1, crowd.attempts - no_task),
+            "empty hand-outs": no_task}
+
+
+def reads_round(args: argparse.Namespace, data: Path) -> dict[str, float]:
+    with server(data, _command(args.server_root),
+                DATAENGINE_SYNCHRONOUS=args.synchronous) as (url, proc):
+        found = asyncio.run(read_load(url, args.clients, args.seconds, args.warmup,
+                                      lambda: cpu_seconds(proc.pid)))
+    print("  " + "; ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
+                           for k, v in found.items()))
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", default="cycles", choices=("cycles", "reads"))
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=1, help="fresh server each; medians")
+    parser.add_argument("--active", type=int, default=20, help="unfinished trees to keep")
+    parser.add_argument("--synchronous", default="FULL", choices=("FULL", "NORMAL"))
+    parser.add_argument("--data", type=Path, help="data folder (default: a fresh temp folder)")
+    parser.add_argument("--server-root", type=Path,
+                        help="run the server from this checkout (default: this one)")
+    parser.add_argument("--client", default="raw", choices=("raw", "httpx"),
+                        help="raw: a minimal keep-alive HTTP/1.1 client (default), so the "
+                             "load generator's CPU does not crowd out the server's")
+    args = parser.parse_args(argv)
+    print(f"mode={args.mode} clients={args.clients} seconds={args.seconds:.0f} "
+          f"synchronous={args.synchronous} client={args.client} rounds={args.rounds}"
+          + (f" server-root={args.server_root}" if args.server_root else ""))
+    rounds = []
+    for i in range(args.rounds):
+        data = (args.data / f"round{i}" if args.data
+                else Path(tempfile.mkdtemp(prefix="bench-http-")))
+        data.mkdir(parents=True, exist_ok=True)
+        print(f"round {i + 1}:")
+        rounds.append((cycles_round if args.mode == "cycles" else reads_round)(args, data))
+        if not args.data:
+            shutil.rmtree(data, ignore_errors=True)
+    if args.rounds > 1:
+        print("medians: " + "; ".join(f"{k} {statistics.median(r[k] for r in rounds):.2f}"
+                                      for k in rounds[0]))
     return 0
 
 

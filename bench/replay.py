@@ -26,6 +26,7 @@ machine the wall clock also counts the time other processes hold the cores.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
 import sys
@@ -39,7 +40,7 @@ from api.storage import EVENTS_FILE, open_app  # noqa: E402
 from bench import crowd  # noqa: E402
 from domain.config import TreeConfig  # noqa: E402
 from projections.log import SQLiteLog  # noqa: E402
-from projections.rebuild import BATCH_SIZE, default_workers, rebuild  # noqa: E402
+from projections.rebuild import BATCH_SIZE, rebuild  # noqa: E402
 from projections.runner import ProjectionRunner  # noqa: E402
 from projections.simulator import run_simulation  # noqa: E402
 from projections.store import default_projections  # noqa: E402
@@ -101,15 +102,15 @@ def main() -> None:
     parser.add_argument("--only", choices=("stock", "core", "read", "all"), action="append",
                         help="time only these variants (repeatable)")
     parser.add_argument("--workers", type=int, action="append",
-                        help="worker processes per rebuild (repeatable; default: 1 and "
-                             f"{default_workers()}, one per core)")
+                        help="worker processes per rebuild (repeatable; default: 1 and one "
+                             "per core)")
     args = parser.parse_args()
 
     folder = Path(args.data or tempfile.mkdtemp(prefix="dataengine-replay-"))
     if not args.reuse:
         fill(folder, args)
     log = SQLiteLog(folder / EVENTS_FILE)
-    workers = args.workers or sorted({1, default_workers()})
+    workers = args.workers or sorted({1, os.cpu_count() or 1})
     variants = [(v, 0) if v == "stock" else (v, w)
                 for v in args.only or ["stock", "core", "read", "all"]
                 for w in ([0] if v == "stock" else workers)]
@@ -134,7 +135,8 @@ def main() -> None:
         wall = statistics.median(w for w, _ in runs)
         cpu = statistics.median(c for _, c in runs)
         name = variant if variant == "stock" else f"{variant} w={n}"
-        print(f"  {name:9}  {events / wall:>9,.0f} events/s wall  {events / cpu:>9,.0f} events/s cpu"
+        print(f"  {name:9}  {events / wall:>9,.0f} events/s wall"
+              f"  {events / cpu:>9,.0f} events/s cpu"
               f"  ({', '.join(f'{events / w / 1000:.0f}k' for w, _ in runs)})")
     print(f"store: {folder}")
 

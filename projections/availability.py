@@ -2,10 +2,26 @@
 
 Each pool is one query over the read model, parametrised by language, requesting user
 and time; nothing here writes (OA's availability call ran the lottery and
-auto-moderation first; ours only counts). Two deliberate differences from OA:
+auto-moderation first; ours only counts). Three deliberate differences from OA:
 a parent whose children were all rejected or deleted stays extendible (OA's LEFT JOIN
-dropped it), and a ranking parent is complete when it has received
-``num_required_rankings`` rankings, the same rule the aggregate enforces.
+dropped it); a ranking parent is complete when it has received
+``num_required_rankings`` rankings, the same rule the aggregate enforces; and open tasks
+reserve their targets (OA reserves only reply parents):
+
+- a reply parent with an open reply task issued in the last ``recent_tasks_span_sec``
+  is hidden (OA's rule);
+- a message under review is hidden while its reviews so far plus its open label tasks
+  reach the reviews it needs (``num_reviews_initial_prompt``/``num_reviews_reply``);
+- a ranking parent likewise while its rankings plus its open ranking tasks reach
+  ``num_required_rankings``.
+
+Without the last two, several people label or rank the same message at once and, once
+enough answers are in, the slower ones' work is refused: time wasted, and in a crowd
+most of the refusals. A reservation holds while the task is open, for at most
+``recent_tasks_span_sec`` after it was issued (as a reply reservation) and never past the
+task's expiry: an abandoned task frees its target after five minutes, not after the
+task's 48-hour validity. Only other users' tasks reserve a target for a requester: the
+holder of a task may be handed its target again (a reloaded page), as before.
 """
 
 from __future__ import annotations
@@ -22,6 +38,9 @@ from domain.task_types import TaskType
 
 T = TaskType
 REPLY_TYPES = (T.ASSISTANT_REPLY.value, T.PROMPTER_REPLY.value)
+LABEL_TYPES = (T.LABEL_INITIAL_PROMPT.value, T.LABEL_ASSISTANT_REPLY.value,
+               T.LABEL_PROMPTER_REPLY.value)
+RANK_TYPES = (T.RANK_ASSISTANT_REPLIES.value, T.RANK_PROMPTER_REPLIES.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +60,7 @@ class Review:
     tree_id: str
     role: str
     is_root: bool
+    free: int = 1  # reviews still needed less other users' open label tasks (> 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,16 +68,27 @@ class RankingParent:
     message_id: str
     tree_id: str
     child_role: str
+    free: int = 1  # rankings still needed less other users' open ranking tasks (> 0)
 
 
 def _params(config: TreeConfig, lang: str, user_id: UUID | str | None,
             now: datetime | None) -> dict[str, Any]:
-    now = now or datetime.now(timezone.utc)
+    at = (now or datetime.now(timezone.utc)).timestamp()
     return {"lang": lang, "user": str(user_id) if user_id is not None else "",
-            "since": now.timestamp() - config.recent_tasks_span_sec,
+            "now": at, "since": at - config.recent_tasks_span_sec,
             "prompter_replies": config.num_prompter_replies,
             "required": config.num_required_rankings,
+            "reviews_prompt": config.num_reviews_initial_prompt,
+            "reviews_reply": config.num_reviews_reply,
             "skip_reply": SKIP_REPLY, "skip_labeling": SKIP_LABELING, "skip_ranking": SKIP_RANKING}
+
+
+def _reserved(target: str, types: tuple[str, ...]) -> str:
+    """Other users' open tasks of ``types`` on ``target`` that still hold it (see the
+    module's doc). Looked up per candidate in the small partial index of open tasks."""
+    return (f"(SELECT count(*) FROM tasks k WHERE k.status = 'open' AND k.message_id = {target}"
+            f" AND k.type IN {types!r} AND k.issued_at >= :since AND k.expires_at > :now"
+            f" AND k.user_id != :user)")
 
 
 # The open slots are counted once per candidate (MATERIALIZED), and the user's exclusions
@@ -82,24 +113,32 @@ WHERE p.active_children < p.max_children
                   AND k.type IN {REPLY_TYPES!r} AND k.issued_at >= :since)
 ORDER BY p.message_id"""
 
-_NEED_REVIEW = """
-SELECT m.message_id, m.tree_id, m.role, m.parent_id IS NULL
-FROM trees t JOIN messages m ON m.tree_id = t.tree_id
-WHERE t.lang = :lang AND t.state IN ('initial_prompt_review', 'growing')
-  AND ((m.parent_id IS NULL AND t.state = 'initial_prompt_review')
-       OR (m.parent_id IS NOT NULL AND t.state = 'growing'))
-  AND m.review_result IS NULL AND m.deleted = 0 AND m.lang = :lang
-  AND (m.user_id IS NULL OR m.user_id != :user)
-  AND instr(',' || m.reviewers, ',' || :user || ',') = 0  -- not reviewed by the user yet
-  AND NOT EXISTS (SELECT 1 FROM message_emojis e WHERE e.message_id = m.message_id
-                  AND e.emoji = :skip_labeling AND e.user_id = :user)
-ORDER BY m.message_id"""
+_REVIEWS_FREE = (f"CASE WHEN m.parent_id IS NULL THEN :reviews_prompt ELSE :reviews_reply END"
+                 f" - m.review_count - {_reserved('m.message_id', LABEL_TYPES)}")
+# The free slots are computed once per candidate (MATERIALIZED: a flattened query would
+# evaluate them again in the filter).
+_NEED_REVIEW = f"""
+WITH candidates AS MATERIALIZED (
+  SELECT m.message_id, m.tree_id, m.role, m.parent_id IS NULL AS is_root,
+    {_REVIEWS_FREE} AS free
+  FROM trees t JOIN messages m ON m.tree_id = t.tree_id
+  WHERE t.lang = :lang AND t.state IN ('initial_prompt_review', 'growing')
+    AND ((m.parent_id IS NULL AND t.state = 'initial_prompt_review')
+         OR (m.parent_id IS NOT NULL AND t.state = 'growing'))
+    AND m.review_result IS NULL AND m.deleted = 0 AND m.lang = :lang
+    AND (m.user_id IS NULL OR m.user_id != :user)
+    AND instr(',' || m.reviewers, ',' || :user || ',') = 0  -- not reviewed by the user yet
+    AND NOT EXISTS (SELECT 1 FROM message_emojis e WHERE e.message_id = m.message_id
+                    AND e.emoji = :skip_labeling AND e.user_id = :user))
+SELECT message_id, tree_id, role, is_root, free FROM candidates WHERE free > 0
+ORDER BY message_id"""
 
 # Driven from the rankable children (accepted, undeleted replies, a partial index of their
 # own): ranking trees are mostly leaves, so grouping the children first leaves only the
 # parents worth checking.
-_INCOMPLETE_RANKINGS = """
-SELECT g.parent_id, g.tree_id, g.role FROM (
+_RANKINGS_FREE = f":required - p.rankings_received - {_reserved('g.parent_id', RANK_TYPES)}"
+_INCOMPLETE_RANKINGS = f"""
+SELECT g.parent_id, g.tree_id, g.role, {_RANKINGS_FREE} FROM (
   SELECT c.parent_id, c.tree_id, c.role, count(*) AS n,
     sum(coalesce(c.user_id = :user, 0)) AS mine
   FROM trees t JOIN messages c ON c.tree_id = t.tree_id
@@ -113,6 +152,7 @@ WHERE g.n > 1 AND g.mine = 0
   AND NOT EXISTS (SELECT 1 FROM message_emojis e WHERE e.message_id = g.parent_id
                   AND e.emoji = :skip_ranking AND e.user_id = :user)
   AND NOT EXISTS (SELECT 1 FROM rankings r WHERE r.parent_id = g.parent_id AND r.user_id = :user)
+  AND {_RANKINGS_FREE} > 0
 ORDER BY g.parent_id"""
 
 
@@ -123,17 +163,20 @@ def extendible_parents(conn: sqlite3.Connection, config: TreeConfig, lang: str,
 
 
 def messages_needing_review(conn: sqlite3.Connection, config: TreeConfig, lang: str,
-                            user_id: UUID | str | None) -> list[Review]:
-    rows = conn.execute(_NEED_REVIEW, _params(config, lang, user_id, None)).fetchall()
-    return [Review(m, t, r, bool(root)) for m, t, r, root in rows]
+                            user_id: UUID | str | None,
+                            now: datetime | None = None) -> list[Review]:
+    rows = conn.execute(_NEED_REVIEW, _params(config, lang, user_id, now)).fetchall()
+    return [Review(m, t, r, bool(root), free) for m, t, r, root, free in rows]
+
+
+_ROLES = {True: '["assistant", "prompter"]', False: '["assistant"]'}
 
 
 def incomplete_rankings(conn: sqlite3.Connection, config: TreeConfig, lang: str,
-                        user_id: UUID | str | None) -> list[RankingParent]:
-    import json
-
-    roles = ["assistant", "prompter"] if config.rank_prompter_replies else ["assistant"]
-    params = _params(config, lang, user_id, None) | {"roles": json.dumps(roles)}
+                        user_id: UUID | str | None,
+                        now: datetime | None = None) -> list[RankingParent]:
+    params = _params(config, lang, user_id, now)
+    params["roles"] = _ROLES[bool(config.rank_prompter_replies)]
     return [RankingParent(*row) for row in conn.execute(_INCOMPLETE_RANKINGS, params).fetchall()]
 
 
@@ -196,12 +239,27 @@ class Pools:
         return counts
 
 
+# The pool a request for one type draws from; `random` (and counting) needs all four.
+_POOL_OF = {T.ASSISTANT_REPLY: "parents", T.PROMPTER_REPLY: "parents",
+            T.LABEL_INITIAL_PROMPT: "reviews", T.LABEL_ASSISTANT_REPLY: "reviews",
+            T.LABEL_PROMPTER_REPLY: "reviews", T.RANK_ASSISTANT_REPLIES: "rankings",
+            T.RANK_PROMPTER_REPLIES: "rankings", T.INITIAL_PROMPT: "initial_prompts"}
+
+
 def pools(conn: sqlite3.Connection, config: TreeConfig, lang: str, user_id: UUID | str | None,
-          now: datetime | None = None) -> Pools:
-    return Pools(extendible_parents(conn, config, lang, user_id, now),
-                 messages_needing_review(conn, config, lang, user_id),
-                 incomplete_rankings(conn, config, lang, user_id),
-                 initial_prompt_count(conn, config, lang))
+          now: datetime | None = None, task_type: TaskType | str | None = None) -> Pools:
+    """Every pool; with ``task_type``, only the one a request for that type draws from
+    (the others left empty), so an explicit request does not pay for the other queries.
+    ``random`` and None mean all. One ``now`` for all of them."""
+    now = now or datetime.now(timezone.utc)
+    kind = T.RANDOM if task_type is None else TaskType(task_type)
+    only = None if kind is T.RANDOM else _POOL_OF.get(kind, "none")  # none: never handed out
+    want = (lambda pool: only is None or only == pool)  # noqa: E731
+    return Pools(
+        extendible_parents(conn, config, lang, user_id, now) if want("parents") else [],
+        messages_needing_review(conn, config, lang, user_id, now) if want("reviews") else [],
+        incomplete_rankings(conn, config, lang, user_id, now) if want("rankings") else [],
+        initial_prompt_count(conn, config, lang) if want("initial_prompts") else 0)
 
 
 def availability(conn: sqlite3.Connection, config: TreeConfig, lang: str = "en",

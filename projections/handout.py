@@ -1,17 +1,26 @@
 """Task hand-out (reference §2.3-2.4): pick a task type and target, record the task.
 
 The candidates come from projections.availability, so every exclusion (own messages,
-earlier labels/rankings/replies, skips, reply reservations) is the same in counts and in
-hand-out. The chosen task is recorded on the user through DataEngine.issue_task, which
+earlier labels/rankings/replies, skips, reservations of reply parents, messages under
+review and ranking parents) is the same in counts and in hand-out. A request for one
+type reads only that type's pool; ``random`` reads them all (its weights apply to the
+non-empty ones). The chosen task is recorded on the user through DataEngine.issue_task, which
 never touches the tree. The random source is injected, so tests and the simulator are
 reproducible.
+
+The read model shows a task a few milliseconds after it was recorded, so two requests
+close together could both be handed the last free slot of a target. Given the runner's
+position (``position``), a Handout also remembers its own hand-outs (``Claims``) until
+every pool read still to be decided has seen them, and counts them as the read model
+would: concurrent requests of one process never overbook a target.
 """
 
 from __future__ import annotations
 
 import random
 import sqlite3
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Callable
 from uuid import UUID
@@ -181,35 +190,143 @@ def payload_for(conn: sqlite3.Connection, config: Any, choice: Choice,
     return payload
 
 
+# ---------------------------------------------------------------- claims
+_KIND = {T.ASSISTANT_REPLY: "reply", T.PROMPTER_REPLY: "reply",
+         T.LABEL_INITIAL_PROMPT: "label", T.LABEL_ASSISTANT_REPLY: "label",
+         T.LABEL_PROMPTER_REPLY: "label",
+         T.RANK_ASSISTANT_REPLIES: "rank", T.RANK_PROMPTER_REPLIES: "rank"}
+
+
+@dataclass(slots=True)
+class _Claim:
+    message_id: str
+    user_id: str
+    kind: str
+    bound: int | None = None  # a log position at or after its TaskIssued; None: issuing
+
+
+class Claims:
+    """Targets handed out by this process that a pool read may not show yet.
+
+    A claim whose ``bound`` is at or below the read-model position a pool read started
+    from is in that read; the others are counted on top of it, as the pool queries count
+    open tasks (reply parents: anyone's; reviews and rankings: other users'). A claim is
+    forgotten once every pool read still in progress, and every later one, includes it.
+    """
+
+    def __init__(self, position: Callable[[], int]):
+        self.position = position
+        self.lock = threading.Lock()
+        self._claims: list[_Claim] = []
+        self._reading: dict[int, int] = {}  # pool reads in progress: token -> position seen
+        self._tokens = iter(range(1, 1 << 62))
+
+    def start_read(self) -> tuple[int, int]:
+        with self.lock:
+            token, seen = next(self._tokens), self.position()
+            self._reading[token] = seen
+            return token, seen
+
+    def decide(self, token: int, seen: int, pools: av.Pools, user_id: UUID,
+               pick: Callable[[av.Pools], Choice]) -> tuple[Choice, _Claim | None]:
+        """``pick`` from ``pools`` less the unseen claims, and claim its target: atomic."""
+        with self.lock:
+            del self._reading[token]
+            floor = min([seen, self.position(), *self._reading.values()])
+            self._claims = [c for c in self._claims if c.bound is None or c.bound > floor]
+            unseen = [c for c in self._claims if c.bound is None or c.bound > seen]
+            choice = pick(_without(pools, unseen, str(user_id)) if unseen else pools)
+            kind = _KIND.get(choice.task_type)
+            if kind is None or choice.message_id is None:
+                return choice, None
+            claim = _Claim(choice.message_id, str(user_id), kind)
+            self._claims.append(claim)
+            return choice, claim
+
+    def abort_read(self, token: int) -> None:
+        with self.lock:
+            self._reading.pop(token, None)
+
+    def settle(self, claim: _Claim | None, bound: int | None) -> None:
+        """The claim's task is recorded at or before ``bound``; None: it was not recorded."""
+        if claim is None:
+            return
+        with self.lock:
+            if bound is None:
+                self._claims = [c for c in self._claims if c is not claim]
+            else:
+                claim.bound = bound
+
+
+def _without(pools: av.Pools, claims: list[_Claim], user_id: str) -> av.Pools:
+    replies = {c.message_id for c in claims if c.kind == "reply"}
+    others: dict[tuple[str, str], int] = {}
+    for c in claims:
+        if c.kind != "reply" and c.user_id != user_id:
+            others[c.kind, c.message_id] = others.get((c.kind, c.message_id), 0) + 1
+    reviews = [r for r in pools.reviews if r.free > others.get(("label", r.message_id), 0)]
+    rankings = [r for r in pools.rankings if r.free > others.get(("rank", r.message_id), 0)]
+    return replace(pools, parents=[p for p in pools.parents if p.message_id not in replies],
+                   reviews=reviews, rankings=rankings)
+
+
 class Handout:
     """Hands tasks to users: ``request(user_id, task_type, lang)`` -> HandedOut.
 
     ``before_read`` (e.g. a runner's ``sync``) runs before the pools are read, so a user
-    sees the effect of their own earlier commands and reservations.
+    sees the effect of their own earlier commands and reservations. ``position`` (the
+    read model's log position, e.g. a live runner's) turns on the claims, for a server
+    whose requests run concurrently.
     """
 
     def __init__(self, app: Any, conn_factory: Callable[[], sqlite3.Connection],
                  rng: random.Random | None = None,
                  before_read: Callable[[], Any] | None = None,
-                 clock: Callable[[], datetime] | None = None):
+                 clock: Callable[[], datetime] | None = None,
+                 position: Callable[[], int] | None = None):
         self.app = app
         self.connection = conn_factory
         self.rng = rng or random.Random()
         self.before_read = before_read
         self.clock = clock or app.now
+        self.claims = Claims(position) if position is not None else None
 
-    def pools(self, user_id: UUID, lang: str = "en") -> av.Pools:
+    def pools(self, user_id: UUID, lang: str = "en",
+              task_type: TaskType | str | None = None) -> av.Pools:
         if self.before_read is not None:
             self.before_read()
-        return av.pools(self.connection(), self.app.config, lang, user_id, self.clock())
+        return av.pools(self.connection(), self.app.config, lang, user_id, self.clock(),
+                        task_type)
 
     def request(self, user_id: UUID, task_type: TaskType | str = T.RANDOM,
                 lang: str = "en") -> HandedOut:
         conn = self.connection()
-        choice = choose(self.pools(user_id, lang), self.app.config, TaskType(task_type), self.rng)
-        payload = payload_for(conn, self.app.config, choice, self.rng)
-        task = self.app.issue_task(
-            user_id=user_id, task_type=choice.task_type, lang=lang, payload=payload,
-            tree_id=UUID(choice.tree_id) if choice.tree_id else None,
-            message_id=UUID(choice.message_id) if choice.message_id else None)
+        kind, config = TaskType(task_type), self.app.config
+
+        def pick(pools: av.Pools) -> Choice:
+            return choose(pools, config, kind, self.rng)
+
+        claims, claim = self.claims, None
+        if claims is None:
+            choice = pick(self.pools(user_id, lang, kind))
+        else:
+            token, seen = claims.start_read()
+            try:
+                pools = self.pools(user_id, lang, kind)
+            except BaseException:
+                claims.abort_read(token)
+                raise
+            choice, claim = claims.decide(token, seen, pools, user_id, pick)
+        recorded = False
+        try:
+            payload = payload_for(conn, config, choice, self.rng)
+            task = self.app.issue_task(
+                user_id=user_id, task_type=choice.task_type, lang=lang, payload=payload,
+                tree_id=UUID(choice.tree_id) if choice.tree_id else None,
+                message_id=UUID(choice.message_id) if choice.message_id else None)
+            recorded = True
+        finally:
+            if claims is not None:  # the log head now is at or after the TaskIssued
+                claims.settle(claim, self.app.recorder.max_notification_id() if recorded
+                              else None)
         return HandedOut(task, payload)

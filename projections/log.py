@@ -29,7 +29,6 @@ from eventsourcing.persistence import JSONTranscoder, StoredEvent
 from domain.codec import MsgspecMapper
 
 Row = tuple[int, Any, int, str, bytes]
-MMAP_SIZE = 0x7FFF0000  # SQLite's largest by default (2 GiB); the rest is read as usual
 _ORIGINATOR = ("originator_id", "originator_version")
 
 
@@ -176,9 +175,6 @@ class SQLiteLog(_Decoder):
             # while the application commits.
             self._conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
                                          check_same_thread=False)
-            # Pages read through a memory map instead of a read() call each: a fifth off a
-            # replay's reading (task payloads make most rows span several pages).
-            self._conn.execute(f"PRAGMA mmap_size = {MMAP_SIZE}")
         return self._conn
 
     def read(self, after: int, limit: int) -> Sequence[Row]:

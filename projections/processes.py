@@ -26,7 +26,6 @@ from eventsourcing.utils import get_topic
 from domain.errors import DomainError
 from domain.states import ACTIVE_STATES, TreeState
 from domain.tree import ConversationTree
-from projections.availability import incomplete_rankings
 from projections.log import LogSource, SQLiteLog
 
 log = logging.getLogger("dataengine.processes")
@@ -98,16 +97,20 @@ _LOTTERY = TreeState.PROMPT_LOTTERY_WAITING.value
 _LEAVING = frozenset(get_topic(c) for c in (ConversationTree.StateChanged,
                                              ConversationTree.TreeHalted))
 
-# A backlog tree's parents that would wait for rankings once it is in ranking: two or more
-# accepted, undeleted children of a rankable role, fewer rankings than required (the
-# domain's rankable_parents; availability's incomplete-ranking pool without a user).
-_OPEN_PARENTS = """
+# Incomplete rankings (OA's query_incomplete_rankings, no user): parents with two or more
+# accepted, undeleted children of a rankable role and fewer rankings than required (the
+# domain's rankable_parents), in one tree or in a language's trees in ranking. Open
+# ranking tasks do not make a ranking complete here.
+_INCOMPLETE = """
 SELECT count(*) FROM (
-  SELECT c.parent_id FROM messages c JOIN messages p ON p.message_id = c.parent_id
-  WHERE c.tree_id = :tree AND c.review_result = 1 AND c.deleted = 0
+  SELECT c.parent_id FROM messages c JOIN messages p ON p.message_id = c.parent_id{join}
+  WHERE {where} AND c.review_result = 1 AND c.deleted = 0
     AND c.parent_id IS NOT NULL AND c.role IN (SELECT value FROM json_each(:roles))
     AND p.deleted = 0 AND p.rankings_received < :required
   GROUP BY c.parent_id, c.role HAVING count(*) > 1)"""
+_OPEN_IN_TREE = _INCOMPLETE.format(join="", where="c.tree_id = :tree")
+_OPEN_IN_LANG = _INCOMPLETE.format(join=" JOIN trees t ON t.tree_id = c.tree_id",
+                                   where="t.state = 'ranking' AND t.lang = :lang")
 
 
 class BacklogActivation:
@@ -169,14 +172,16 @@ class BacklogActivation:
         floor = config.min_active_rankings_per_lang
         if not won and floor <= 0:
             return []
-        roles = json.dumps(["assistant", "prompter"] if config.rank_prompter_replies
-                           else ["assistant"])
+        params = {"roles": json.dumps(["assistant", "prompter"] if config.rank_prompter_replies
+                                      else ["assistant"]),
+                  "required": config.num_required_rankings}
         activated: list[tuple[UUID, int | None]] = []
         langs = [lang for (lang,) in conn.execute(
             "SELECT DISTINCT lang FROM trees WHERE state = 'backlog_ranking' ORDER BY lang")]
         for lang in langs:
             owed = won.get(lang, 0)
-            open_ = len(incomplete_rankings(conn, config, lang, None)) if floor > 0 else 0
+            open_ = conn.execute(_OPEN_IN_LANG, params | {"lang": lang}).fetchone()[0] \
+                if floor > 0 else 0
             if owed <= 0 and open_ >= floor:
                 continue
             queue = conn.execute("SELECT tree_id FROM trees WHERE state = 'backlog_ranking'"
@@ -184,9 +189,7 @@ class BacklogActivation:
             for (tree_id,) in queue:
                 if owed <= 0 and open_ >= floor:
                     break
-                parents = conn.execute(_OPEN_PARENTS, {
-                    "tree": tree_id, "roles": roles,
-                    "required": config.num_required_rankings}).fetchone()[0]
+                parents = conn.execute(_OPEN_IN_TREE, params | {"tree": tree_id}).fetchone()[0]
                 try:
                     position = self.app.activate_tree(tree_id=UUID(tree_id), reason="backlog")
                 except DomainError:
@@ -239,7 +242,8 @@ class ProcessLoop:
 
     def run_once(self) -> Sweep:
         runner = self.runner
-        runner.sync(self.settle_timeout)
+        if not runner.sync(self.settle_timeout):
+            return Sweep()  # the read model lags: deciding on it could act twice
         conn = runner.readmodel.reader()
         sweep = Sweep(expired=expire_tasks(self.app, conn))
         sweep.backlog = self.backlog.run(conn, until=runner.position)

@@ -22,7 +22,6 @@ import multiprocessing
 import os
 import sqlite3
 import time
-import traceback
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -162,7 +161,8 @@ def _work(events: Path, scratch: Path, projections: list[Projection], head: int,
             log.close()
         positions[slot] = head  # the rows after its last event were not its topics
     except BaseException as e:  # noqa: BLE001 - reported to the parent, which raises it
-        errors.put(f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
+        # Short enough for the pipe's buffer: the parent reads it only once this exits.
+        errors.put(f"{type(e).__name__}: {e}"[:4000])
         raise SystemExit(1) from None
 
 

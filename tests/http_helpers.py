@@ -74,6 +74,7 @@ def server(data: Path, command: list[str] | None = None, **env: str) -> Iterator
     command = [part.replace("{port}", str(port)) for part in command]
     environ = {**os.environ, "DATAENGINE_ROOT_TOKENS": ROOT, "DATAENGINE_WEB_API_KEY": WEB_KEY,
                "DATAENGINE_DATA": str(data), "DATAENGINE_RATE_LIMIT": "false",
+               "DATAENGINE_PROCESS_INTERVAL": "1",
                **small_config_env(), **env}
     log = open(data / "server.log", "w+b")  # a file, not a pipe: a full pipe would block it
     proc = subprocess.Popen(command, env=environ, cwd=Path(__file__).resolve().parent.parent,

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from uuid import UUID
 
 import msgspec
 import pytest
@@ -156,3 +157,103 @@ def test_expired_tasks_are_expired_once(tmp_path):
     assert expire_tasks(w.app, w.conn) == {w.uid("b"): [task.id]}
     assert expire_tasks(w.app, w.conn) == {}
     assert w.conn.execute("SELECT status FROM tasks").fetchall() == [("expired",)]
+
+
+# ---------------------------------------------------------------- reservations (beyond OA)
+def _counts(w: World, user: str, now=None) -> dict:
+    return av.availability(w.conn, w.app.config, "en", w.uid(user), now)
+
+
+def test_open_label_tasks_reserve_a_message_until_answered_or_skipped(tmp_path):
+    w = World(tmp_path, num_reviews_initial_prompt=2)
+    tree = w.prompt("a")
+    h = handout(w)
+    first, second = (h.request(w.uid(u), T.LABEL_INITIAL_PROMPT) for u in "bc")
+    assert first.task.message_id == second.task.message_id == tree
+    # two open tasks cover the two reviews it needs: nobody else gets it
+    assert _counts(w, "d")[T.LABEL_INITIAL_PROMPT] == 0
+    assert unavailable(h, w, "d", T.LABEL_INITIAL_PROMPT)
+    assert _counts(w, "b")[T.LABEL_INITIAL_PROMPT] == 1  # a holder's own task does not hide it
+    w.app.ack_task(user_id=w.uid("b"), task_id=first.id, frontend_message_id="l1")
+    w.app.submit_labels(actor=w.users["b"], tree_id=tree, message_id=tree, task_id=first.id,
+                        labels={"spam": 0.0, "lang_mismatch": 0.0})
+    assert unavailable(h, w, "d", T.LABEL_INITIAL_PROMPT)  # one review + one open task
+    w.app.nack_task(user_id=w.uid("c"), task_id=second.id)
+    assert h.request(w.uid("d"), T.LABEL_INITIAL_PROMPT).task.message_id == tree
+
+
+def test_label_reservations_lapse_after_the_reservation_span(tmp_path):
+    from datetime import timedelta
+
+    w = World(tmp_path, num_reviews_initial_prompt=2)
+    w.prompt("a")
+    h = handout(w)
+    for u in "bc":
+        h.request(w.uid(u), T.LABEL_INITIAL_PROMPT)
+    assert _counts(w, "d")[T.LABEL_INITIAL_PROMPT] == 0
+    span = w.app.config.recent_tasks_span_sec
+    almost = w.app.now() + timedelta(seconds=span - 5)
+    assert _counts(w, "d", almost)[T.LABEL_INITIAL_PROMPT] == 0
+    later = w.app.now() + timedelta(seconds=span + 1)
+    assert _counts(w, "d", later)[T.LABEL_INITIAL_PROMPT] == 1
+    late = Handout(w.app, w.runner.readmodel.reader, random.Random(0),
+                   before_read=w.runner.sync, clock=lambda: later)
+    assert late.request(w.uid("d"), T.LABEL_INITIAL_PROMPT).type == "label_initial_prompt"
+
+
+def test_expired_tasks_reserve_nothing(tmp_path):
+    from datetime import timedelta
+
+    w = World(tmp_path, num_reviews_initial_prompt=1, recent_tasks_span_sec=10**6)
+    w.prompt("a")
+    task = handout(w).request(w.uid("b"), T.LABEL_INITIAL_PROMPT)
+    assert _counts(w, "c")[T.LABEL_INITIAL_PROMPT] == 0  # one open task covers the one review
+    past_expiry = w.app.now() + timedelta(minutes=w.app.config.task_validity_minutes, seconds=1)
+    # past its expiry the task holds nothing, whether or not expiry has marked it yet
+    assert _counts(w, "c", past_expiry)[T.LABEL_INITIAL_PROMPT] == 1
+    w.app.clock = lambda: past_expiry
+    assert expire_tasks(w.app, w.conn) == {w.uid("b"): [task.id]}
+    assert _counts(w, "c", past_expiry)[T.LABEL_INITIAL_PROMPT] == 1
+
+
+def test_open_ranking_tasks_reserve_a_parent_until_answered_or_skipped(tmp_path):
+    from datetime import timedelta
+
+    w = World(tmp_path, goal_tree_size=3, max_children_count=3)  # 2 rankings required
+    tree = w.growing_tree()
+    replies = [w.reply(x, tree, tree, f"reply {x}") for x in "ef"]
+    for r in replies:
+        w.label("bcd", tree, r)
+    h = handout(w)
+    g, hh = (h.request(w.uid(u), T.RANK_ASSISTANT_REPLIES) for u in "gh")
+    assert g.task.message_id == hh.task.message_id == tree
+    assert _counts(w, "a")[T.RANK_ASSISTANT_REPLIES] == 0
+    assert unavailable(h, w, "a", T.RANK_ASSISTANT_REPLIES)
+    later = w.app.now() + timedelta(seconds=w.app.config.recent_tasks_span_sec + 1)
+    assert _counts(w, "a", later)[T.RANK_ASSISTANT_REPLIES] == 1  # the reservation lapses
+    ranked = [UUID(m["message_id"]) for m in g.payload["reply_messages"]]
+    w.app.ack_task(user_id=w.uid("g"), task_id=g.id, frontend_message_id="k1")
+    w.app.submit_ranking(actor=w.users["g"], tree_id=tree, parent_id=tree,
+                         ranked_message_ids=ranked, task_id=g.id)
+    assert unavailable(h, w, "a", T.RANK_ASSISTANT_REPLIES)  # one ranking + one open task
+    w.app.nack_task(user_id=w.uid("h"), task_id=hh.id)
+    assert h.request(w.uid("a"), T.RANK_ASSISTANT_REPLIES).task.message_id == tree
+
+
+def test_claims_cover_hand_outs_the_read_model_does_not_show_yet(tmp_path):
+    w = World(tmp_path, num_reviews_initial_prompt=2)
+    tree = w.prompt("a")
+    w.runner.sync()
+    # No before_read: the read model stays where it is, as it lags behind a busy server.
+    h = Handout(w.app, w.runner.readmodel.reader, random.Random(0),
+                position=lambda: w.runner.position)
+    blind = Handout(w.app, w.runner.readmodel.reader, random.Random(0))
+    assert [h.request(w.uid(u), T.LABEL_INITIAL_PROMPT).task.message_id for u in "bc"] == [tree] * 2
+    assert blind.request(w.uid("e"), T.LABEL_INITIAL_PROMPT).task.message_id == tree  # overbooked
+    assert unavailable(h, w, "d", T.LABEL_INITIAL_PROMPT)  # b's and c's claims count
+    w.runner.sync()  # now the read model shows the tasks: the claims are not counted twice
+    for skipper in "ce":
+        (task,) = w.app.get_user(w.uid(skipper)).tasks.values()
+        w.app.nack_task(user_id=w.uid(skipper), task_id=task.id)
+    w.runner.sync()
+    assert h.request(w.uid("d"), T.LABEL_INITIAL_PROMPT).task.message_id == tree

@@ -26,7 +26,9 @@ async def env(tmp_path, monkeypatch) -> AsyncIterator[Env]:
     monkeypatch.setenv("DATAENGINE_SYNCHRONOUS", "NORMAL")
     app = create_app(tmp_path, SMALL, root_tokens=frozenset({ROOT}), web_api_key=WEB_KEY, seed=1)
     async with in_process(app) as client:
-        yield Env(client, await new_client_key(client))
+        env = Env(client, await new_client_key(client))
+        env.service = app.state.service  # type: ignore[attr-defined]
+        yield env
 
 
 # ---------------------------------------------------------------- auth
@@ -283,10 +285,17 @@ async def test_no_input_yields_a_500(env: Env):
 async def test_concurrent_reviews_decide_once_and_count_each_user_once(env: Env):
     import asyncio
 
+    from datetime import timedelta
+
     await env.prompt(U, "Many reviewers at once", "p1")
     people = [user(i) for i in range(2, 12)]
     tasks = []
-    for who in people:
+    engine = env.service.app  # type: ignore[attr-defined]
+    start, span = engine.now(), engine.config.recent_tasks_span_sec
+    for i, who in enumerate(people):
+        # Open label tasks reserve the message (two cover its two reviews), so each hand-out
+        # comes after the earlier reservations lapsed: ten users hold a task on it at once.
+        engine.clock = lambda moment=start + timedelta(seconds=i * (span + 1)): moment
         task = await env.label_task(who)
         await env.ack(task, f"l-{who['id']}")
         tasks.append(task)
@@ -312,3 +321,19 @@ async def test_concurrent_reviews_decide_once_and_count_each_user_once(env: Env)
     assert len(ok) >= len(reviews) and len(ok) <= len(reviews) + 2  # retries answered the same
     msg = (await env.client.get(f"/api/v1/messages/{tree_id}", headers=env.h)).json()
     assert msg["review_count"] == len(reviewers) and msg["review_result"] is True
+
+
+async def test_open_label_tasks_reserve_the_message_for_their_holders(env: Env):
+    """Beyond OA: two open label tasks cover a prompt's two reviews, so a third user is
+    told there is no such task, until one of the holders skips."""
+    await env.prompt(U, "Only two reviewers at a time", "p1")
+    held = [await env.label_task(who) for who in (user(2), user(3))]
+    assert held[0]["message_id"] == held[1]["message_id"]
+    error(await env.post("/api/v1/tasks/", {"type": "label_initial_prompt", "user": user(4)}),
+          503, 1006)
+    r = await env.post("/api/v1/tasks/availability", user(4))
+    assert r.status_code == 200 and r.json()["label_initial_prompt"] == 0, r.text
+    r = await env.post(f"/api/v1/tasks/{held[1]['id']}/nack", {"reason": "not now"},
+                       headers={**env.h, "x-oasst-user": "local:u3"})
+    assert r.status_code == 204, r.text
+    assert (await env.label_task(user(4)))["message_id"] == held[0]["message_id"]

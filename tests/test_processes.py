@@ -85,6 +85,18 @@ def test_floor_counts_open_rankings_not_trees(tmp_path):
     assert [t for t, _ in BacklogActivation(w.app, w.runner.log).run(w.conn)] == [spare]
 
 
+def test_open_ranking_tasks_do_not_complete_a_ranking(tmp_path):
+    w = World(tmp_path, min_active_rankings_per_lang=1, p_activate_backlog_tree=0.0)
+    first, second = backlog(w, export("en", 1), export("en", 2))
+    process = BacklogActivation(w.app, w.runner.log)
+    assert [t for t, _ in process.run(w.conn)] == [first]
+    for name in "bc":  # the two rankings it needs, handed out but not answered yet
+        w.app.issue_task(user_id=w.uid(name), task_type=TaskType.RANK_ASSISTANT_REPLIES,
+                         tree_id=first, message_id=first)
+    assert process.run(w.conn) == []
+    assert states(w, second) == ["backlog_ranking"]
+
+
 def test_a_tree_with_nothing_to_rank_is_aborted_and_does_not_count(tmp_path):
     w = World(tmp_path, min_active_rankings_per_lang=1, p_activate_backlog_tree=0.0)
     lonely, good, spare = backlog(w, export("en", 1, replies=1), export("en", 2),
@@ -212,8 +224,9 @@ def test_the_loop_runs_beside_the_http_service(tmp_path):
     from api.http.service import Service
 
     (tmp_path / "config.toml").write_text("[tree]\nmin_active_rankings_per_lang = 1\n")
-    service = Service(tmp_path, seed=3).open()
+    service = Service(tmp_path, seed=3, process_interval=0).open()
     try:
+        assert service.processes is None  # 0: off
         import_trees(service.app, [export("en", 1)], state=TreeState.BACKLOG_RANKING)
         loop = ProcessLoop(service.app, service.runner, interval=0.01,
                            lottery=service.run_lottery)
@@ -224,3 +237,36 @@ def test_the_loop_runs_beside_the_http_service(tmp_path):
                                         (str(tree),)).fetchone() == ("ranking",)
     finally:
         service.close()
+
+
+def test_the_service_starts_and_stops_its_own_loop(tmp_path):
+    """An opened service runs the processes itself: a backlog tree is activated with no
+    caller doing anything; closing stops the thread."""
+    import time
+
+    from api.http.service import Service
+
+    (tmp_path / "config.toml").write_text("[tree]\nmin_active_rankings_per_lang = 1\n")
+    service = Service(tmp_path, seed=3, process_interval=0.05).open()
+    try:
+        import_trees(service.app, [export("en", 1)], state=TreeState.BACKLOG_RANKING)
+        deadline = time.monotonic() + 10
+        state = None
+        while time.monotonic() < deadline and state != ("ranking",):
+            time.sleep(0.05)
+            state = service.reader().execute("SELECT state FROM trees").fetchone()
+        assert state == ("ranking",)
+        thread = service.processes._thread
+        assert thread is not None and thread.is_alive()
+    finally:
+        service.close()
+    assert service.processes is None and not thread.is_alive()
+
+
+def test_a_bad_process_interval_is_refused(monkeypatch, tmp_path):
+    from api.http.service import Service
+    from domain.errors import ConfigError
+
+    monkeypatch.setenv("DATAENGINE_PROCESS_INTERVAL", "soon")
+    with pytest.raises(ConfigError, match="DATAENGINE_PROCESS_INTERVAL"):
+        Service(tmp_path)

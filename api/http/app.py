@@ -71,7 +71,8 @@ async def _unhandled(request: Request, exc: Exception) -> Response:
 def create_app(folder: Path | str, config: TreeConfig | None = None, *,
                root_tokens: frozenset[str] | None = None, web_api_key: str | None = None,
                settle_timeout: float = 2.0, seed: int | None = None,
-               rate_limits: RateLimits | None = None) -> Starlette:
+               rate_limits: RateLimits | None = None,
+               process_interval: float | None = None) -> Starlette:
     """The app on the store in ``folder``; config from the folder/environment unless given.
 
     Root tokens default to $DATAENGINE_ROOT_TOKENS (comma-separated); a trusted official
@@ -80,7 +81,8 @@ def create_app(folder: Path | str, config: TreeConfig | None = None, *,
     """
     folder = Path(folder)
     service = Service(folder, config, root_tokens=root_tokens, web_api_key=web_api_key,
-                      settle_timeout=settle_timeout, seed=seed, rate_limits=rate_limits)
+                      settle_timeout=settle_timeout, seed=seed, rate_limits=rate_limits,
+                      process_interval=process_interval)
     api = Api(service)
     api.add("GET", "/health", health, access="public", response=s.Health,
             summary="liveness and log/read-model positions", tag="meta")

@@ -26,7 +26,7 @@ def post_labels(call: Call) -> None:
     submit_labels(call, call.user(body.user), body)
 
 
-def valid_labels(call: Call) -> Any:
+async def valid_labels(call: Call) -> Any:
     raw = call.query("message_id")
     if not raw:
         return describe(all_labels_without_message())
@@ -34,9 +34,8 @@ def valid_labels(call: Call) -> Any:
         message_id = UUID(raw)
     except ValueError:
         raise HttpError(f"message {raw!r} not found", ErrorCode.MESSAGE_NOT_FOUND, 404) from None
-    row = call.service.reader().execute(
-        "SELECT parent_id IS NULL, role FROM messages WHERE message_id = ?",
-        (str(message_id),)).fetchone()
+    row = await call.row("SELECT parent_id IS NULL, role FROM messages WHERE message_id = ?",
+                         (str(message_id),))
     if row is None:
         raise MessageNotFoundError(f"message {message_id} not found")
     kind = (MessageKind.INITIAL_PROMPT if row[0] else MessageKind.ASSISTANT_REPLY
@@ -44,7 +43,7 @@ def valid_labels(call: Call) -> Any:
     return describe(full_labels(call.service.app.config, kind))
 
 
-def report_labels(call: Call) -> Any:
+async def report_labels(call: Call) -> Any:
     return describe(label.value for label in REPORT_LABELS)
 
 

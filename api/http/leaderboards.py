@@ -1,5 +1,6 @@
 """Users' statistics, leaderboards, the troll board (OA), and model/annotator quality
-(beyond OA), all read from the statistics read models."""
+(beyond OA), all read from the statistics read models: the projections' own read
+functions, run on an aiosqlite connection's thread (``call.read``)."""
 
 from __future__ import annotations
 
@@ -20,43 +21,43 @@ def _count(call: Call, default: int = 100) -> int:
         raise validation(f"max_count must be an integer, not {raw!r}") from None
 
 
-def user_stats(call: Call) -> Any:
+async def user_stats(call: Call) -> Any:
     user_id = call.path_id("user_id", ErrorCode.USER_NOT_FOUND, "user")
-    return leaderboard.user_stats(call.service.reader(), user_id, call.service.engine.now())
+    return await call.read(leaderboard.user_stats, user_id, call.service.app.now())
 
 
-def user_stats_frame(call: Call) -> Any:
+async def user_stats_frame(call: Call) -> Any:
     time_frame = leaderboard.check_time_frame(call.request.path_params["time_frame"])
-    return user_stats(call)[time_frame]
+    return (await user_stats(call))[time_frame]
 
 
-def board(call: Call) -> Any:
+async def board(call: Call) -> Any:
     viewer = call.header_actor(required=False)
-    return leaderboard.leaderboard(
-        call.service.reader(), call.request.path_params["time_frame"],
-        call.service.engine.now(), max_count=_count(call),
+    return await call.read(
+        leaderboard.leaderboard, call.request.path_params["time_frame"],
+        call.service.app.now(), max_count=_count(call),
         highlighted_user_id=viewer.user_id if viewer else None)
 
 
-def trolls(call: Call) -> Any:
+async def trolls(call: Call) -> Any:
     enabled = call.query("enabled")
-    return leaderboard.trollboard(
-        call.service.reader(), call.request.path_params["time_frame"],
-        call.service.engine.now(), max_count=_count(call),
+    return await call.read(
+        leaderboard.trollboard, call.request.path_params["time_frame"],
+        call.service.app.now(), max_count=_count(call),
         enabled=None if enabled is None else enabled.lower() in ("1", "true", "yes"))
 
 
-def models(call: Call) -> Any:
-    return model_stats.model_leaderboard(call.service.reader())
+async def models(call: Call) -> Any:
+    return await call.read(model_stats.model_leaderboard)
 
 
-def annotator_agreement(call: Call) -> Any:
+async def annotator_agreement(call: Call) -> Any:
     raw = call.query("min_rankings", "1")
     if not (raw or "").isdigit():
         from api.http.errors import validation
 
         raise validation(f"min_rankings must be a positive integer, not {raw!r}")
-    return agreement.agreement(call.service.reader(), min_rankings=int(raw))
+    return await call.read(agreement.agreement, min_rankings=int(raw))
 
 
 def register(api: Api) -> None:

@@ -9,11 +9,18 @@ commands, and the GIL-heavy hand-off of the threadpool is not paid for reads.
 
 Connections are lent one at a time (an asyncio queue), so at most ``size`` queries run
 at once, each on its own SQLite connection and thread.
+
+Every reading connection of the server (these, and the command threads' own) maps the
+file into memory (``READ_PRAGMAS``): with SQLite's default 2 MB page cache per
+connection, the three pool queries of one hand-out evicted each other's pages on a
+1,650-tree read model, and the pools took 1.7 ms instead of 1.0 ms. A mapping is shared
+by all connections through the OS page cache, so it costs no memory per connection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Sequence, TypeVar
@@ -22,6 +29,15 @@ import aiosqlite
 
 R = TypeVar("R")
 DEFAULT_SIZE = 4
+READ_PRAGMAS = ("query_only = ON", "mmap_size = 1073741824")
+
+
+def connect_reader(path: Path | str) -> sqlite3.Connection:
+    """A plain read-only connection with the read pragmas (for the command threads)."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    for pragma in READ_PRAGMAS:
+        conn.execute(f"PRAGMA {pragma}")
+    return conn
 
 
 class ReadPool:
@@ -39,7 +55,8 @@ class ReadPool:
                 self._all.append(conn)
                 # WAL is a property of the file (the writers set it); query_only makes any
                 # write through this connection an error instead of a lock.
-                await conn.execute("PRAGMA query_only = ON")
+                for pragma in READ_PRAGMAS:
+                    await conn.execute(f"PRAGMA {pragma}")
                 idle.put_nowait(conn)
         except BaseException:
             await self.close()

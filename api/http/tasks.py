@@ -128,13 +128,18 @@ def request_task(call: Call) -> Any:
     return task_body(call, handed, user_id)
 
 
-def availability(call: Call) -> Any:
+async def availability(call: Call) -> Any:
     user: s.User = call.json(s.User)
-    actor = call.user(user)
     service = call.service
-    service.run_lottery()
-    counts = av.availability(service.reader(), service.app.config, call.query("lang") or "en",
-                             actor.user_id, service.app.now())
+
+    def first_sight_and_lottery() -> UUID:  # commands: in the threadpool
+        user_id = call.user(user).user_id
+        service.run_lottery()
+        return user_id
+
+    user_id = await call.blocking(first_sight_and_lottery)
+    counts = await call.read(av.availability, service.app.config, call.query("lang") or "en",
+                             user_id, service.app.now())
     return {t.value: n for t, n in counts.items()}
 
 

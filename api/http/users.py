@@ -57,10 +57,10 @@ def user_from_row(row: tuple) -> s.FrontEndUser:
         tos_acceptance_date=moment(row[8]), notes=row[9] or "", created_date=moment(row[10]))
 
 
-def users_by_id(call: Call, ids: list[str]) -> dict[str, s.FrontEndUser]:
+async def users_by_id(call: Call, ids: list[str]) -> dict[str, s.FrontEndUser]:
     if not ids:
         return {}
-    rows = call.service.reader().execute(
+    rows = await call.rows(
         f"SELECT * FROM ({_USERS}) WHERE user_id IN ({','.join('?' * len(ids))})", ids)
     return {row[0]: user_from_row(row) for row in rows}
 
@@ -76,14 +76,14 @@ def client_scope(call: Call, api_client_id: UUID | None) -> str | None:
     return str(api_client_id) if api_client_id is not None else None
 
 
-def visible_user(call: Call, user_id: UUID) -> s.FrontEndUser:
+async def visible_user(call: Call, user_id: UUID) -> s.FrontEndUser:
     """The user as the caller may see it; 404 when unknown or another client's."""
     scope = client_scope(call, call.uuid_query("api_client_id"))
     sql = f"SELECT * FROM ({_USERS}) WHERE user_id = ?"
-    row = call.service.reader().execute(sql, (str(user_id),)).fetchone()
+    row = await call.row(sql, (str(user_id),))
     if row is None:  # maybe registered a moment ago
-        call.service.settle_head()
-        row = call.service.reader().execute(sql, (str(user_id),)).fetchone()
+        await call.settle_head()
+        row = await call.row(sql, (str(user_id),))
     if row is None or (scope is not None and row[1] != scope):
         raise UserNotFoundError(f"user {user_id} not found")
     return user_from_row(row)
@@ -110,28 +110,29 @@ def _existing(call: Call, auth_method: str, username: str) -> User | None:
     return call.service.find_user(call.service.user_id(call.api_client, auth_method, username))
 
 
-def frontend_user_id(call: Call) -> UUID:
+async def frontend_user_id(call: Call) -> UUID:
     """The path's (auth_method, username) as a user id of the calling client (or, for a
     trusted client, of ``api_client_id``); 404 when unknown or deleted."""
     auth_method = call.request.path_params["auth_method"]
     username = call.request.path_params["username"]
     scope = client_scope(call, call.uuid_query("api_client_id"))
     user_id = user_id_for(UUID(scope) if scope else call.api_client.id, auth_method, username)
-    user = call.service.find_user(user_id)
+    user = await call.service.find_user_async(user_id)
     if user is None or user.deleted:
         raise UserNotFoundError(f"user {auth_method}:{username} not found")
     return user_id
 
 
-def get_frontend_user(call: Call) -> Any:
-    user = call.service.find_user(frontend_user_id(call))
+async def get_frontend_user(call: Call) -> Any:
+    user = await call.service.find_user_async(await frontend_user_id(call))
     assert user is not None
     return frontend_user(user)
 
 
 # ---------------------------------------------------------------- lists and pages
-def ordered(call: Call, key: str, *, gte: str | None, gt_id: UUID | None, lte: str | None,
-            lt_id: UUID | None, limit: int, desc: bool) -> list[s.FrontEndUser]:
+async def ordered(call: Call, key: str, *, gte: str | None, gt_id: UUID | None,
+                  lte: str | None, lt_id: UUID | None, limit: int,
+                  desc: bool) -> list[s.FrontEndUser]:
     """Users ordered by ``key`` then id, from (gte, gt_id) to (lte, lt_id) (OA's keyset)."""
     assert key in SORT_KEYS
     where = []
@@ -161,14 +162,15 @@ def ordered(call: Call, key: str, *, gte: str | None, gt_id: UUID | None, lte: s
     direction = "DESC" if desc else "ASC"
     sql = (f"SELECT * FROM ({_USERS})" + (f" WHERE {' AND '.join(where)}" if where else "")
            + f" ORDER BY {key} {direction}, user_id {direction} LIMIT ?")
-    return [user_from_row(r) for r in call.service.reader().execute(sql, [*params, limit])]
+    return [user_from_row(r) for r in await call.rows(sql, [*params, limit])]
 
 
 def _by(key: str) -> Callable[[Call], Any]:
-    def by_key(call: Call) -> Any:
-        return ordered(call, key, gte=call.query(f"gte_{key}"), gt_id=call.uuid_query("gt_id"),
-                       lte=call.query(f"lte_{key}"), lt_id=call.uuid_query("lt_id"),
-                       limit=call.count("max_count", 100, 10_000), desc=call.flag("desc", False))
+    async def by_key(call: Call) -> Any:
+        return await ordered(
+            call, key, gte=call.query(f"gte_{key}"), gt_id=call.uuid_query("gt_id"),
+            lte=call.query(f"lte_{key}"), lt_id=call.uuid_query("lt_id"),
+            limit=call.count("max_count", 100, 10_000), desc=call.flag("desc", False))
 
     by_key.__name__ = f"users_by_{key}"
     return by_key
@@ -181,7 +183,7 @@ def _split(raw: str | None) -> tuple[str | None, UUID | None]:
     return (found[2], UUID(found[1])) if found else (raw, None)
 
 
-def users_cursor(call: Call) -> Any:
+async def users_cursor(call: Call) -> Any:
     """OA's /users/cursor: ``after`` pages forward, ``before`` backward; items ascending."""
     key = call.query("sort_key", "username")
     if key not in SORT_KEYS:
@@ -192,7 +194,8 @@ def users_cursor(call: Call) -> Any:
     gte, gt_id = _split(after)
     limit = max_count + 1 if before is None or after is None else max_count
     desc = before is not None and not after
-    items = ordered(call, key, gte=gte, gt_id=gt_id, lte=lte, lt_id=lt_id, limit=limit, desc=desc)
+    items = await ordered(call, key, gte=gte, gt_id=gt_id, lte=lte, lt_id=lt_id, limit=limit,
+                          desc=desc)
     rows = len(items)
     if limit > max_count and rows == limit:
         items = items[:-1]
@@ -210,8 +213,8 @@ def users_cursor(call: Call) -> Any:
 
 
 # ---------------------------------------------------------------- one user
-def get_user(call: Call) -> Any:
-    return visible_user(call, call.path_id("user_id", ErrorCode.USER_NOT_FOUND, "user"))
+async def get_user(call: Call) -> Any:
+    return await visible_user(call, call.path_id("user_id", ErrorCode.USER_NOT_FOUND, "user"))
 
 
 def update_user(call: Call) -> None:
