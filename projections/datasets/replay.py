@@ -15,6 +15,8 @@ are decoded: in a live store most trees are not (yet) ready.
 
 from __future__ import annotations
 
+import itertools
+
 from typing import Any, Callable, Iterable, Iterator
 from uuid import UUID
 
@@ -213,20 +215,8 @@ def ready_trees(rows: Iterable[tuple[Any, int, str, bytes]], *, lang: str | None
     grouped by tree in version order; trees that are not ready (or, with ``lang``, whose
     prompt is in another language) are never fully decoded. ``on_tree(1)`` after each
     tree seen (a progress bar's update)."""
-    current: Any = None
-    events: list[tuple[str, bytes]] = []
-    for originator_id, _, topic, state in rows:
-        if originator_id != current:
-            if events:
-                tree = _finish(current, events, lang)
-                if on_tree is not None:
-                    on_tree(1)
-                if tree is not None:
-                    yield tree
-            current, events = originator_id, []
-        events.append((topic, state))
-    if events:
-        tree = _finish(current, events, lang)
+    for originator_id, group in itertools.groupby(rows, key=lambda row: row[0]):
+        tree = _finish(originator_id, [(topic, state) for _, _, topic, state in group], lang)
         if on_tree is not None:
             on_tree(1)
         if tree is not None:
