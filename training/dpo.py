@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from training.runs import RunSpec, load_causal_lm
+from training.runs import RunSpec, reference_trainer
 
 PAIR = ["prompt", "chosen", "rejected"]
 
@@ -27,10 +27,7 @@ def check(spec: RunSpec) -> None:
 def build_trainer(spec: RunSpec) -> Any:
     from trl import DPOTrainer
 
-    ref = load_causal_lm(spec.ref_model, spec.args) if spec.ref_model else None
-    return DPOTrainer(model=spec.model, ref_model=ref, args=spec.args,
-                      train_dataset=spec.data.train.select_columns(PAIR),
-                      eval_dataset=spec.eval_dataset(PAIR), processing_class=spec.tokenizer)
+    return reference_trainer(DPOTrainer, spec, PAIR)
 
 
 def extra_metrics(trainer: Any, spec: RunSpec) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from training.runs import RunSpec, load_causal_lm
+from training.runs import RunSpec, reference_trainer
 
 COLUMNS = ["prompt", "completion", "label"]
 
@@ -30,10 +30,7 @@ def check(spec: RunSpec) -> None:
 def build_trainer(spec: RunSpec) -> Any:
     from trl import KTOTrainer
 
-    ref = load_causal_lm(spec.ref_model, spec.args) if spec.ref_model else None
-    return KTOTrainer(model=spec.model, ref_model=ref, args=spec.args,
-                      train_dataset=spec.data.train.select_columns(COLUMNS),
-                      eval_dataset=spec.eval_dataset(COLUMNS), processing_class=spec.tokenizer)
+    return reference_trainer(KTOTrainer, spec, COLUMNS)
 
 
 def extra_metrics(trainer: Any, spec: RunSpec) -> dict[str, Any]:

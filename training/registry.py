@@ -49,16 +49,20 @@ def resolve(app: DataEngine, name_or_path: str) -> ResolvedModel:
     return ResolvedModel(model.name, model.path, model)
 
 
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InvalidModelError(f"no {what} at {path}") from None
+    except json.JSONDecodeError as e:
+        raise InvalidModelError(f"{path} is not JSON: {e}") from None
+
+
 def read_manifest(folder: str | Path) -> tuple[int, str | None]:
     """(log position, audit digest) of a dataset folder written by `datasets build`."""
     path = Path(folder)
     path = path if path.name == "manifest.json" else path / "manifest.json"
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InvalidModelError(f"no dataset manifest at {path}") from None
-    except json.JSONDecodeError as e:
-        raise InvalidModelError(f"{path} is not JSON: {e}") from None
+    manifest = _read_json(path, "dataset manifest")
     position = manifest.get("log_position") if isinstance(manifest, dict) else None
     if isinstance(position, bool) or not isinstance(position, int):
         raise InvalidModelError(f"{path} has no log_position")
@@ -97,12 +101,7 @@ def headline_metrics(metrics: dict[str, Any], limit: int = 12) -> dict[str, floa
 
 def read_metrics(path: str | Path) -> dict[str, float]:
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InvalidModelError(f"no metrics file at {path}") from None
-    except json.JSONDecodeError as e:
-        raise InvalidModelError(f"{path} is not JSON: {e}") from None
+    data = _read_json(path, "metrics file")
     if not isinstance(data, dict):
         raise InvalidModelError(f"{path} must hold a JSON object of metrics")
     return headline_metrics(data)

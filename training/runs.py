@@ -119,6 +119,15 @@ def load_causal_lm(path: str, args: Any) -> Any:
         raise TrainingModelError(f"cannot load model {path!r}: {e}") from None
 
 
+def reference_trainer(trainer_class: Any, spec: RunSpec, columns: list[str]) -> Any:
+    """DPO and KTO: the policy by path (TRL reloads the reference from it) or an explicit
+    reference model, on the kind's columns."""
+    ref = load_causal_lm(spec.ref_model, spec.args) if spec.ref_model else None
+    return trainer_class(model=spec.model, ref_model=ref, args=spec.args,
+                         train_dataset=spec.data.train.select_columns(columns),
+                         eval_dataset=spec.eval_dataset(columns), processing_class=spec.tokenizer)
+
+
 def staging_path(out: Path) -> Path:
     return out.parent / f".{out.name}.partial"
 
