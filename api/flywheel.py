@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from domain.errors import DomainError, ErrorCode
+from domain.model.errors import DomainError, ErrorCode
 
 STEPS = ("datasets", "sft", "rm", "rlhf", "register", "prelabel")
 TRAINING_STEPS = ("sft", "rm", "rlhf")
@@ -185,7 +185,7 @@ class Flywheel:
         return self._train("rlhf", str(self.out / "sft"), reward_model=str(self.out / "rm"))
 
     def _app(self) -> Any:
-        from api.storage import load_config, open_app
+        from api.bootstrap import load_config, open_app
 
         return open_app(self.plan.store, load_config(self.plan.store))
 
@@ -210,7 +210,7 @@ class Flywheel:
     def _step_prelabel(self) -> dict[str, Any]:
         from api.cli.prelabel import find_targets
         from api.cli.stats import _readmodel
-        from api.storage import load_config
+        from api.bootstrap import load_config
         from training.prelabel import PrelabelOptions, prelabel
 
         if self.plan.prelabel_n <= 0:

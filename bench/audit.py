@@ -26,14 +26,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tqdm import tqdm  # noqa: E402
 
-from api.storage import EVENTS_FILE, open_app  # noqa: E402
-from domain.actor import Actor  # noqa: E402
-from domain.config import TreeConfig  # noqa: E402
-from domain.states import TreeState  # noqa: E402
-from domain.tree import ConversationTree  # noqa: E402
-from domain.tree_rules import rankable_children, rankable_parents  # noqa: E402
-from projections.digest import AUDIT_FILE, AuditStore, log_head, open_log, record  # noqa: E402
-from projections.verify import default_workers, verify, verify_digest  # noqa: E402
+from api.bootstrap import open_app  # noqa: E402
+
+from api.storage.events import EVENTS_FILE  # noqa: E402
+from domain.model.actor import Actor  # noqa: E402
+from domain.model.config import TreeConfig  # noqa: E402
+from domain.model.states import TreeState  # noqa: E402
+from domain.model.tree import ConversationTree  # noqa: E402
+from domain.model.tree_rules import rankable_children, rankable_parents  # noqa: E402
+from projections.audit.record import AUDIT_FILE, AuditStore, log_head, open_log, record  # noqa: E402
+from projections.audit.verify import default_workers, verify, verify_digest  # noqa: E402
 
 CONFIG = TreeConfig(goal_tree_size=6, min_goal_tree_size=1)
 LABELS = {"spam": 0.0, "lang_mismatch": 0.0, "quality": 0.75, "helpfulness": 0.5}

@@ -35,12 +35,14 @@ from uuid import UUID
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from api.storage import EVENTS_FILE, open_app  # noqa: E402
+from api.bootstrap import open_app  # noqa: E402
+
+from api.storage.events import EVENTS_FILE  # noqa: E402
 from bench import crowd  # noqa: E402
-from domain.errors import DomainError, TaskNotAvailableError  # noqa: E402
-from domain.task_types import TaskType  # noqa: E402
+from domain.model.errors import DomainError, TaskNotAvailableError  # noqa: E402
+from domain.model.task_types import TaskType  # noqa: E402
 from projections import availability as av  # noqa: E402
-from projections.handout import Handout, choose, payload_for  # noqa: E402
+from domain.service.handout import Handout, choose, payload_for  # noqa: E402
 from projections.log import SQLiteLog  # noqa: E402
 from projections.rebuild import rebuild  # noqa: E402
 from projections.store import ReadModel  # noqa: E402

@@ -5,7 +5,7 @@ ready_for_export (bench/mix.py): prompt, 3 reviews, activation, replies and thei
 reviews, rankings. Every successful application command counts. Variants, run
 interleaved in each repeat so machine noise hits them alike:
 
-  engine xN      DataEngine via api.storage.open_app, N threads (group commit shares fsyncs)
+  engine xN      DataEngine via api.bootstrap.open_app, N threads (group commit shares fsyncs)
   engine x1      the same, one thread (every command commits alone), on a quarter of the trees
   engine xN nrm  N threads with DATAENGINE_SYNCHRONOUS=NORMAL (weaker: see api/storage.py)
   naive x1/xN    stock Application: repository.get + command + save, stock mapper, no cache
@@ -47,13 +47,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tqdm import tqdm  # noqa: E402
 
-from api.storage import EVENTS_FILE, open_app  # noqa: E402
+from api.bootstrap import open_app  # noqa: E402
+
+from api.storage.events import EVENTS_FILE  # noqa: E402
 from bench.mix import REVIEW_LABELS, Step, TreePlan, plan_tree, text_for  # noqa: E402
 from bench.naive import NAIVE_FILE, NaiveApp, NaiveDriver, naive_env, stock_mapper  # noqa: E402
-from domain.actor import SYSTEM, Actor  # noqa: E402
-from domain.codec import MsgspecMapper  # noqa: E402
-from domain.config import TreeConfig  # noqa: E402
-from domain.errors import DomainError  # noqa: E402
+from domain.model.actor import SYSTEM, Actor  # noqa: E402
+from api.storage.codec import MsgspecMapper  # noqa: E402
+from domain.model.config import TreeConfig  # noqa: E402
+from domain.model.errors import DomainError  # noqa: E402
 
 POOL = 12  # users per worker thread: a user does one thing at a time, as over HTTP
 

@@ -1,6 +1,6 @@
 """A big event log, fast: a crowd that works through DataEngine commands, no read model.
 
-The simulator (projections.simulator) asks the read model for every task, which makes
+The simulator (domain.service.simulator) asks the read model for every task, which makes
 it the faithful demo and far too slow for millions of events. This crowd makes the same
 events through the same commands (issue_task with a hand-out shaped payload, ack_task,
 then create_prompt / add_reply / submit_labels / submit_ranking with the task id, or
@@ -33,16 +33,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tqdm import tqdm  # noqa: E402
 
-from api.storage import open_app  # noqa: E402
-from domain import tree_rules as rules  # noqa: E402
-from domain.actor import SYSTEM, Actor  # noqa: E402
-from domain.config import TreeConfig  # noqa: E402
-from domain.errors import DomainError  # noqa: E402
-from domain.labels import LABELS, LabelMode, MessageKind, disposition  # noqa: E402
-from domain.labels import mandatory_labels, valid_labels  # noqa: E402
-from domain.message import USER_EMOJIS, Role  # noqa: E402
-from domain.states import TreeState as S  # noqa: E402
-from domain.task_types import TaskType as T  # noqa: E402
+from api.bootstrap import open_app  # noqa: E402
+from domain.model import tree_rules as rules  # noqa: E402
+from domain.model.actor import SYSTEM, Actor  # noqa: E402
+from domain.model.config import TreeConfig  # noqa: E402
+from domain.model.errors import DomainError  # noqa: E402
+from domain.model.labels import LABELS, LabelMode, MessageKind, disposition  # noqa: E402
+from domain.model.labels import mandatory_labels, valid_labels  # noqa: E402
+from domain.model.message import USER_EMOJIS, Role  # noqa: E402
+from domain.model.states import TreeState as S  # noqa: E402
+from domain.model.task_types import TaskType as T  # noqa: E402
 
 WORDS = ("how", "why", "explain", "write", "poem", "code", "python", "river", "history", "sun",
          "recipe", "bread", "travel", "music", "theory", "garden", "planet", "story", "list", "tips")

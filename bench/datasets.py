@@ -36,13 +36,13 @@ from uuid import UUID
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from api.storage import open_app  # noqa: E402
+from api.bootstrap import open_app  # noqa: E402
 from projections import log_reader  # noqa: E402
 from projections.datasets import build as builder  # noqa: E402
 from projections.datasets.live import TrainingProjection  # noqa: E402
 from projections.datasets.rows import BuildOptions  # noqa: E402
 from projections.log import SQLiteLog  # noqa: E402
-from projections.oa_import import import_trees  # noqa: E402
+from domain.service.oa_import import import_trees  # noqa: E402
 from projections.runner import ProjectionRunner  # noqa: E402
 from projections.store import READMODEL_FILE  # noqa: E402
 

@@ -15,7 +15,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from domain.config import TreeConfig
+from domain.model.config import TreeConfig
 
 # A positive review: no spam, right language, so every message is accepted.
 REVIEW_LABELS = {"spam": 0.0, "lang_mismatch": 0.0, "quality": 0.75, "creativity": 0.5}

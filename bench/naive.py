@@ -16,9 +16,9 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import JSONTranscoder, Mapper
 
 from bench.mix import REVIEW_LABELS, Step, text_for
-from domain.actor import SYSTEM, Actor
-from domain.config import TreeConfig
-from domain.tree import ConversationTree
+from domain.model.actor import SYSTEM, Actor
+from domain.model.config import TreeConfig
+from domain.model.tree import ConversationTree
 
 NAIVE_FILE = "naive.sqlite"
 

@@ -8,7 +8,7 @@ The log comes from bench/crowd.py: people driven straight through DataEngine com
 (hand-out payloads, acks, prompts, replies, reviews, rankings, skips, emojis, edits,
 deletions: the events the simulator and a live service make), picking their targets from
 the application's aggregates instead of the read model, so a big log takes minutes, not
-hours. ``--simulator`` uses projections.simulator instead (slow; small runs only).
+hours. ``--simulator`` uses domain.service.simulator instead (slow; small runs only).
 
 Each repeat times, interleaved so machine noise hits them alike:
   stock   the log read and decoded into domain events (eventsourcing's mapper, our codec)
@@ -36,13 +36,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from api.storage import EVENTS_FILE, open_app  # noqa: E402
+from api.bootstrap import open_app  # noqa: E402
+
+from api.storage.events import EVENTS_FILE  # noqa: E402
 from bench import crowd  # noqa: E402
-from domain.config import TreeConfig  # noqa: E402
+from domain.model.config import TreeConfig  # noqa: E402
 from projections.log import SQLiteLog  # noqa: E402
 from projections.rebuild import BATCH_SIZE, rebuild  # noqa: E402
 from projections.runner import ProjectionRunner  # noqa: E402
-from projections.simulator import run_simulation  # noqa: E402
+from domain.service.simulator import run_simulation  # noqa: E402
 from projections.store import default_projections  # noqa: E402
 
 OASST2_TREES = 14_000

@@ -1,7 +1,7 @@
 """How far annotators agree: rankers with the consensus, reviewers with each other.
 
 Rankers: when a parent is scored, each individual ranking of its replies gets Kendall's
-tau-a (domain.consensus.kendall_tau) against the consensus order, over the replies both
+tau-a (domain.model.consensus.kendall_tau) against the consensus order, over the replies both
 contain; a user's agreement is the mean over their rankings. Scoring again replaces the
 parent's rows. The projection keeps its own copy of the rankings and reads only its own
 tables.
@@ -36,9 +36,9 @@ from uuid import UUID
 
 import msgspec
 
-from domain.consensus import kendall_tau
-from domain.labels import LABELS, TextLabel
-from domain.tree import ConversationTree as T
+from domain.model.consensus import kendall_tau
+from domain.model.labels import LABELS, TextLabel
+from domain.model.tree import ConversationTree as T
 from projections.base import Projection, handles, uid
 
 SCALE = 10_000  # label values are compared at a resolution of 1e-4 (likert steps are exact)

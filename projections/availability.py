@@ -32,9 +32,9 @@ from datetime import datetime, timezone
 from typing import Any
 from uuid import UUID
 
-from domain.config import TreeConfig
-from domain.message import SKIP_LABELING, SKIP_RANKING, SKIP_REPLY
-from domain.task_types import TaskType
+from domain.model.config import TreeConfig
+from domain.model.message import SKIP_LABELING, SKIP_RANKING, SKIP_REPLY
+from domain.model.task_types import TaskType
 
 T = TaskType
 REPLY_TYPES = (T.ASSISTANT_REPLY.value, T.PROMPTER_REPLY.value)

@@ -13,8 +13,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Mapping
 from uuid import UUID
 
-from domain.errors import DomainError, ErrorCode, UserNotFoundError
-from domain.states import TreeState
+from domain.model.errors import DomainError, ErrorCode, UserNotFoundError
+from domain.model.states import TreeState
 from projections.stats_rules import (
     FIELDS, LABEL_SCALE, LEADER_FIELDS, MEAN_LABELS, STREAK_TIMEOUT, TROLL_LABELS,
     has_leader_stats, has_troll_stats, hour_of, leader_score, level, troll_score,

@@ -26,7 +26,7 @@ from uuid import UUID
 import msgspec
 from eventsourcing.persistence import JSONTranscoder, StoredEvent
 
-from domain.codec import MsgspecMapper
+from api.storage.codec import MsgspecMapper
 
 Row = tuple[int, Any, int, str, bytes]
 _ORIGINATOR = ("originator_id", "originator_version")

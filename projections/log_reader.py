@@ -16,11 +16,12 @@ from typing import Iterator
 from eventsourcing.persistence import JSONTranscoder, StoredEvent
 from eventsourcing.utils import get_topic
 
-from domain.codec import MsgspecMapper
-from domain.errors import DomainError, ErrorCode
-from domain.tree import ConversationTree
+from api.storage.codec import MsgspecMapper
+from api.storage.events import EVENTS_FILE
+from domain.model.errors import DomainError, ErrorCode
+from domain.model.tree import ConversationTree
 
-EVENTS_FILE = "events.sqlite"
+
 _TREE_TOPICS = get_topic(ConversationTree) + ".%"
 _SIDE_TOPICS = tuple(get_topic(cls) for cls in (
     ConversationTree.EmojiToggled, ConversationTree.LabelsSubmitted,

@@ -23,7 +23,7 @@ from uuid import UUID
 
 import msgspec
 
-from domain.tree import ConversationTree as T
+from domain.model.tree import ConversationTree as T
 from projections.base import Projection, handles
 from projections.writeback import RowCache
 

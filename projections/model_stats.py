@@ -15,7 +15,7 @@ import sqlite3
 from typing import Any
 from uuid import UUID
 
-from domain.tree import ConversationTree as T
+from domain.model.tree import ConversationTree as T
 from projections.base import Projection, handles, uid
 
 

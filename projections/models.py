@@ -1,6 +1,6 @@
 """The models registry as a table, joined with how each model's replies fare with people.
 
-One row per registered model (``domain.trained_model``), with the log position of its
+One row per registered model (``domain.model.trained_model``), with the log position of its
 registration (the runner's ``positions`` hook hands it to the view). ``registry`` lists
 them with the model statistics read model (projections.model_stats) keyed by the same
 name, since pre-labelling records the registry name as the replies' ``model_name``.
@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from domain.trained_model import TrainedModel
+from domain.model.trained_model import TrainedModel
 from projections.base import Projection, dumps, handles, ts
 from projections.model_stats import model_leaderboard
 

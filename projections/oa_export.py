@@ -17,10 +17,10 @@ from uuid import UUID
 
 import msgspec
 
-from domain.labels import TextLabel
-from domain.message import Message
-from domain.states import TreeState
-from domain.tree import ConversationTree
+from domain.model.labels import TextLabel
+from domain.model.message import Message
+from domain.model.states import TreeState
+from domain.model.tree import ConversationTree
 
 
 class ExportMessageNode(msgspec.Struct, kw_only=True, omit_defaults=True):

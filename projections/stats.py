@@ -27,10 +27,10 @@ from typing import Any, Mapping
 
 import msgspec
 
-from domain.states import TreeState
-from domain.task_types import LABEL_TASKS
-from domain.tree import ConversationTree as T
-from domain.user import User as U
+from domain.model.states import TreeState
+from domain.model.task_types import LABEL_TASKS
+from domain.model.tree import ConversationTree as T
+from domain.model.user import User as U
 from projections.base import Projection, handles, ts, uid
 from projections.stats_rules import FIELDS, hour_of, label_votes, next_streak
 from projections.users import TaskIssuedView

@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from domain.states import ACTIVE_STATES, TreeState
-from domain.tree import ConversationTree as T
+from domain.model.states import ACTIVE_STATES, TreeState
+from domain.model.tree import ConversationTree as T
 from projections.base import Projection, handles
 from projections.writeback import RowCache
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from domain.user import User as U
+from domain.model.user import User as U
 from projections.base import Projection, handles, ts, uid
 from projections.writeback import RowCache
 

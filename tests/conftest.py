@@ -16,12 +16,12 @@ from uuid import UUID
 
 import pytest
 
-from domain.actor import Actor
-from domain.application import DataEngine
-from domain.config import TreeConfig
-from domain.errors import DomainError, ErrorCode
-from domain.states import TreeState
-from domain.tree import ConversationTree
+from domain.model.actor import Actor
+from domain.service.application import DataEngine
+from domain.model.config import TreeConfig
+from domain.model.errors import DomainError, ErrorCode
+from domain.model.states import TreeState
+from domain.model.tree import ConversationTree
 
 START = datetime(2024, 1, 1, 12, 0, tzinfo=timezone.utc)
 

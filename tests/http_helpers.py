@@ -21,7 +21,7 @@ from typing import Any, AsyncIterator, Iterator
 
 import httpx
 
-from domain.config import TreeConfig
+from domain.model.config import TreeConfig
 
 SMALL = TreeConfig(goal_tree_size=3, min_goal_tree_size=1, num_required_rankings=2,
                    num_reviews_initial_prompt=2, num_reviews_reply=2)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import sqlite3
 from uuid import UUID
 
-from domain.actor import Actor
-from domain.application import DataEngine
-from domain.config import TreeConfig
+from domain.model.actor import Actor
+from domain.service.application import DataEngine
+from domain.model.config import TreeConfig
 from projections.log import AppLog
 from projections.runner import ProjectionRunner
 

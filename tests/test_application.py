@@ -8,14 +8,14 @@ from uuid import uuid4
 
 import pytest
 
-import domain.tree_rules
-from api.storage import open_app
-from domain.actor import Actor
-from domain.application import DataEngine, message_id_for
-from domain.errors import ErrorCode as E
-from domain.states import ALLOWED_TRANSITIONS
-from domain.states import TreeState as S
-from domain.tree import ConversationTree as CT
+import domain.model.tree_rules
+from api.bootstrap import open_app
+from domain.model.actor import Actor
+from domain.service.application import DataEngine, message_id_for
+from domain.model.errors import ErrorCode as E
+from domain.model.states import ALLOWED_TRANSITIONS
+from domain.model.states import TreeState as S
+from domain.model.tree import ConversationTree as CT
 from tests.conftest import Clock, Kit, names, of, small_config, state_moves
 
 
@@ -235,7 +235,7 @@ def test_every_state_move_of_a_lifecycle_is_allowed(kit, monkeypatch):
     a2 = kit.accepted_reply(t, t)
     kit.app.halt_tree(tree_id=t, actor=kit.user())
     kit.app.resume_tree(tree_id=t, actor=kit.user())
-    monkeypatch.setattr(domain.tree_rules, "consensus", lambda r: 1 / 0)
+    monkeypatch.setattr(domain.model.tree_rules, "consensus", lambda r: 1 / 0)
     for _ in range(3):
         kit.rank(t, t, [a1, a2])
     monkeypatch.undo()

@@ -18,15 +18,15 @@ from uuid import UUID
 
 import pytest
 
-import projections.digest as digest_mod
+import projections.audit.record as digest_mod
 from api.cli import main
-from api.storage import open_app
-from domain.actor import Actor
-from domain.config import TreeConfig
-from domain.digest import GENESIS, Text, canonical, chain, encode_value
-from projections.audit import replay
-from projections.digest import AuditStore, open_log, record
-from projections.verify import verify
+from api.bootstrap import open_app
+from domain.model.actor import Actor
+from domain.model.config import TreeConfig
+from projections.audit.chain import GENESIS, Text, canonical, chain, encode_value
+from projections.audit.history import replay
+from projections.audit.record import AuditStore, open_log, record
+from projections.audit.verify import verify
 
 CONFIG = TreeConfig(goal_tree_size=3, min_goal_tree_size=1)
 LABELS = {"spam": 0.0, "lang_mismatch": 0.0}
@@ -141,7 +141,7 @@ def cli_json(capsys: pytest.CaptureFixture[str], folder: Path, *argv: str) -> tu
 
 
 def spec_digest(db: Path, upto: int | None = None) -> tuple[int, str]:
-    """The chain as the documentation spells it, written out independently of domain.digest."""
+    """The chain as the documentation spells it, written out independently of projections.audit.chain."""
     def text(value: str) -> bytes:
         data = value.encode()
         return b"\x03" + len(data).to_bytes(4, "big") + data
@@ -399,7 +399,7 @@ def test_record_and_verify_in_process(store: Store) -> None:
 
 
 def test_parallel_blocks_find_what_one_pass_finds(store: Store, monkeypatch) -> None:
-    import projections.verify as verify_mod
+    import projections.audit.verify as verify_mod
 
     monkeypatch.setattr(verify_mod, "TASK_EVENTS", 8)  # several blocks on a small log
     log, audit = open_log(store.db), AuditStore(store.folder / "audit.sqlite")

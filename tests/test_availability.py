@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from domain.task_types import TaskType as T
+from domain.model.task_types import TaskType as T
 from projections.availability import availability
 from tests.projection_helpers import SPAM, World
 
@@ -81,7 +81,7 @@ def test_tree_at_goal_size_is_not_extendible(tmp_path):
 def test_skips_and_reservations(tmp_path):
     w = World(tmp_path)
     tree = w.growing_tree()
-    from projections.handout import Handout
+    from domain.service.handout import Handout
 
     handout = Handout(w.app, w.runner.readmodel.reader, before_read=w.runner.sync)
     task = handout.request(w.uid("e"), T.ASSISTANT_REPLY)

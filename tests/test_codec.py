@@ -9,10 +9,10 @@ import pytest
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import StoredEvent
 
-from domain.actor import Actor
-from domain.codec import MsgspecMapper
-from domain.config import TreeConfig
-from domain.tree import ConversationTree
+from domain.model.actor import Actor
+from api.storage.codec import MsgspecMapper
+from domain.model.config import TreeConfig
+from domain.model.tree import ConversationTree
 
 CONFIG = TreeConfig(goal_tree_size=3, min_goal_tree_size=1)
 

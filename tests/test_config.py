@@ -5,8 +5,8 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from domain.config import TreeConfig
-from domain.errors import ConfigError
+from domain.model.config import TreeConfig
+from domain.model.errors import ConfigError
 
 PROMPT_LABELS = (
     "spam",

@@ -1,4 +1,4 @@
-"""Tests for domain.consensus (Tideman ranked pairs as Open-Assistant runs it)."""
+"""Tests for domain.model.consensus (Tideman ranked pairs as Open-Assistant runs it)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.consensus import consensus, kendall_tau, ranked_pairs
+from domain.model.consensus import consensus, kendall_tau, ranked_pairs
 
 
 def U(k: int) -> uuid.UUID:

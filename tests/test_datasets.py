@@ -9,12 +9,12 @@ from uuid import UUID, uuid5
 import pytest
 
 from api.cli import main
-from api.storage import open_app
-from domain.actor import SYSTEM
+from api.bootstrap import open_app
+from domain.model.actor import SYSTEM
 from projections import log_reader
 from projections.datasets.build import build, split_of
 from projections.datasets.rows import BuildOptions
-from projections.oa_import import import_trees
+from domain.service.oa_import import import_trees
 
 NS = UUID("6f0b7a8e-0000-4000-8000-000000000000")
 

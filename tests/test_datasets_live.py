@@ -12,11 +12,11 @@ from uuid import UUID
 import pytest
 
 from api.cli import main
-from api.storage import open_app
-from domain.actor import SYSTEM
-from domain.config import TreeConfig
-from domain.errors import DomainError, ErrorCode
-from domain.tree import ConversationTree
+from api.bootstrap import open_app
+from domain.model.actor import SYSTEM
+from domain.model.config import TreeConfig
+from domain.model.errors import DomainError, ErrorCode
+from domain.model.tree import ConversationTree
 from projections import log_reader
 from projections.datasets import replay as slim
 from projections.datasets.build import build, replay_trees
@@ -26,7 +26,7 @@ from projections.datasets.writer import sha256
 from projections.log import AppLog, SQLiteLog
 from projections.rebuild import rebuild
 from projections.runner import ProjectionError, ProjectionRunner
-from projections.simulator import run_simulation
+from domain.service.simulator import run_simulation
 from projections.store import READMODEL_FILE
 from tests.projection_helpers import World, dump
 

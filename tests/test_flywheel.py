@@ -13,13 +13,13 @@ pytest.importorskip("trl")
 
 from api.cli import main  # noqa: E402
 from api.flywheel import Flywheel, FlywheelError, FlywheelPlan  # noqa: E402
-from api.storage import open_app  # noqa: E402
-from domain.actor import Actor  # noqa: E402
-from domain.config import TreeConfig  # noqa: E402
-from domain.states import TreeState  # noqa: E402
+from api.bootstrap import open_app  # noqa: E402
+from domain.model.actor import Actor  # noqa: E402
+from domain.model.config import TreeConfig  # noqa: E402
+from domain.model.states import TreeState  # noqa: E402
 from projections.log import SQLiteLog  # noqa: E402
 from projections.runner import ProjectionRunner  # noqa: E402
-from projections.simulator import run_simulation  # noqa: E402
+from domain.service.simulator import run_simulation  # noqa: E402
 from training.tiny import init_tiny  # noqa: E402
 
 

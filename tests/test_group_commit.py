@@ -13,10 +13,12 @@ from eventsourcing.persistence import (
     IntegrityError, OperationalError, PersistenceError, StoredEvent,
 )
 
-from api.storage import EVENTS_FILE, GroupCommitSQLiteRecorder, open_app
-from domain.actor import Actor
-from domain.config import TreeConfig
-from domain.errors import ConfigError
+from api.bootstrap import open_app
+
+from api.storage.events import EVENTS_FILE, GroupCommitSQLiteRecorder
+from domain.model.actor import Actor
+from domain.model.config import TreeConfig
+from domain.model.errors import ConfigError
 
 CONFIG = TreeConfig(goal_tree_size=3, min_goal_tree_size=1)
 LABELS = {"spam": 0.0, "lang_mismatch": 0.0, "quality": 0.5}

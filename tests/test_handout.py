@@ -7,11 +7,11 @@ from uuid import UUID
 import msgspec
 import pytest
 
-from domain.errors import ErrorCode, TaskNotAvailableError
-from domain.task_types import TaskType as T
+from domain.model.errors import ErrorCode, TaskNotAvailableError
+from domain.model.task_types import TaskType as T
 from projections import availability as av
-from projections.handout import Handout, choose
-from projections.processes import expire_tasks, prompt_lottery
+from domain.service.handout import Handout, choose
+from domain.service.processes import expire_tasks, prompt_lottery
 from tests.projection_helpers import World
 
 

@@ -7,7 +7,7 @@ they run (requests in flight get no answer, so they were never acknowledged). Af
 restart every acknowledged answer must be in the log: each text is a message found by its
 frontend id, each label submission and ranking an event of its tree by that user; sent
 again, each gets the same answer and records nothing. Finally the live read models, caught
-up after the restart, must equal a rebuild from the log (projections.audit.replay).
+up after the restart, must equal a rebuild from the log (projections.audit.history.replay).
 
 SQLite runs with synchronous=NORMAL here: a killed process loses nothing committed to the
 WAL (only a power cut can), so this checks what a process crash can break.
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import httpx
 
-from projections.audit import replay
-from projections.replay_check import read_model
+from projections.audit.history import replay
+from projections.audit.replay_check import read_model
 from tests.http_helpers import ROOT, answer, server, user
 
 THREADS = 6

@@ -11,7 +11,7 @@ import pytest
 
 from api.http.app import create_app
 from api.http.ratelimit import RateLimits, Rule, SlidingWindowLimiter
-from domain.errors import ConfigError
+from domain.model.errors import ConfigError
 from tests.http_helpers import ROOT, SMALL, WEB_KEY, in_process, new_client_key, user
 
 

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from domain.config import TreeConfig
-from domain.errors import ErrorCode, InvalidLabelError, LabelValueOutOfRangeError
-from domain.labels import (
+from domain.model.config import TreeConfig
+from domain.model.errors import ErrorCode, InvalidLabelError, LabelValueOutOfRangeError
+from domain.model.labels import (
     LABELS,
     REPORT_LABELS,
     Disposition,

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from api.cli import main
-from domain.actor import Actor
-from domain.application import DataEngine
-from domain.codec import MsgspecMapper
-from domain.errors import DomainError, ErrorCode
-from domain.trained_model import TrainedModel, model_id_for
+from domain.model.actor import Actor
+from domain.service.application import DataEngine
+from api.storage.codec import MsgspecMapper
+from domain.model.errors import DomainError, ErrorCode
+from domain.model.trained_model import TrainedModel, model_id_for
 from projections.log import AppLog
 from projections.models import registry
 from projections.runner import ProjectionRunner
@@ -198,7 +198,7 @@ def test_cli_without_a_store(tmp_path, capsys):
 
 def test_resolve_reads_only_the_aggregate(tmp_path):
     """No read model is needed: a fresh app on the same store resolves the name."""
-    from api.storage import open_app
+    from api.bootstrap import open_app
 
     app = open_app(tmp_path)
     app.register_model(name="m", path="org/m", kind="external")

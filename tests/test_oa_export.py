@@ -10,10 +10,10 @@ from uuid import UUID
 import pytest
 
 from api.cli import main
-from api.storage import open_app
-from domain.config import TreeConfig
-from domain.states import TreeState
-from domain.tree import ConversationTree
+from api.bootstrap import open_app
+from domain.model.config import TreeConfig
+from domain.model.states import TreeState
+from domain.model.tree import ConversationTree
 from projections.oa_export import ExportOptions, TreeExporter
 from tests.conftest import Clock, Kit, small_config
 

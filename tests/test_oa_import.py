@@ -10,13 +10,13 @@ from uuid import UUID
 import pytest
 
 from api.cli import main
-from api.storage import open_app
-from domain.errors import DomainError, ErrorCode
-from domain.states import TreeState
-from domain.tree import ConversationTree
+from api.bootstrap import open_app
+from domain.model.errors import DomainError, ErrorCode
+from domain.model.states import TreeState
+from domain.model.tree import ConversationTree
 from projections import log_reader
 from projections.oa_export import ExportOptions, TreeExporter
-from projections.oa_import import import_trees, read_export_file
+from domain.service.oa_import import import_trees, read_export_file
 
 # Real OA export data, read from the shared folder beside the checkout (never copied here).
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "oa" / "en_10_trees.jsonl"
@@ -149,7 +149,7 @@ def small_tree(state: str = "ready_for_export", **root: object) -> dict:
 @pytest.mark.parametrize("state", ["aborted_low_grade", "halted_by_moderator", "scoring_failed",
                                    "prompt_lottery_waiting", "ready_for_export"])
 def test_every_state_is_reached_along_allowed_edges(state: str) -> None:
-    from domain.config import TreeConfig
+    from domain.model.config import TreeConfig
 
     tree = ConversationTree.import_tree(small_tree(state), config=TreeConfig())
     assert tree.state.value == state
@@ -166,7 +166,7 @@ def test_every_state_is_reached_along_allowed_edges(state: str) -> None:
     ({"emojis": {"no_such_emoji": 1}}, ErrorCode.INVALID_MESSAGE),
 ])
 def test_bad_trees_are_refused_with_a_typed_error(broken: dict, code: ErrorCode) -> None:
-    from domain.config import TreeConfig
+    from domain.model.config import TreeConfig
 
     with pytest.raises(DomainError) as info:
         ConversationTree.import_tree(small_tree(**broken), config=TreeConfig())

@@ -16,13 +16,13 @@ from uuid import UUID
 import pytest
 
 from api.cli import main
-from api.storage import load_config, open_app
-from domain.actor import Actor
-from domain.errors import TaskNotAvailableError
-from domain.message import Role
-from domain.states import TreeState
-from domain.task_types import TaskType as T
-from projections.handout import Handout
+from api.bootstrap import load_config, open_app
+from domain.model.actor import Actor
+from domain.model.errors import TaskNotAvailableError
+from domain.model.message import Role
+from domain.model.states import TreeState
+from domain.model.task_types import TaskType as T
+from domain.service.handout import Handout
 from projections.log import SQLiteLog
 from projections.runner import ProjectionRunner
 from projections.store import READMODEL_FILE

@@ -11,13 +11,13 @@ from uuid import UUID
 import pytest
 
 from api.cli import main
-from api.storage import load_config, open_app
-from domain.errors import InvalidStateTransitionError
-from domain.states import TreeState
-from domain.task_types import TaskType
+from api.bootstrap import load_config, open_app
+from domain.model.errors import InvalidStateTransitionError
+from domain.model.states import TreeState
+from domain.model.task_types import TaskType
 from projections.log import SQLiteLog
-from projections.oa_import import import_trees
-from projections.processes import BacklogActivation, ProcessLoop
+from domain.service.oa_import import import_trees
+from domain.service.processes import BacklogActivation, ProcessLoop
 from projections.rebuild import rebuild
 from projections.runner import ProjectionRunner
 from tests.projection_helpers import World
@@ -265,7 +265,7 @@ def test_the_service_starts_and_stops_its_own_loop(tmp_path):
 
 def test_a_bad_process_interval_is_refused(monkeypatch, tmp_path):
     from api.http.service import Service
-    from domain.errors import ConfigError
+    from domain.model.errors import ConfigError
 
     monkeypatch.setenv("DATAENGINE_PROCESS_INTERVAL", "soon")
     with pytest.raises(ConfigError, match="DATAENGINE_PROCESS_INTERVAL"):

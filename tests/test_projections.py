@@ -6,14 +6,14 @@ from uuid import UUID
 
 import pytest
 
-from api.storage import open_app
-from domain.actor import Actor
-from domain.config import TreeConfig
+from api.bootstrap import open_app
+from domain.model.actor import Actor
+from domain.model.config import TreeConfig
 from projections.log import SQLiteLog
 from projections.messages import MessagesProjection
 from projections.rebuild import rebuild
 from projections.runner import ProjectionError, ProjectionRunner
-from projections.simulator import run_simulation
+from domain.service.simulator import run_simulation
 from projections.store import default_projections
 from projections.users import UsersProjection
 from tests.projection_helpers import World, dump

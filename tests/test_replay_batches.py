@@ -11,17 +11,17 @@ from uuid import UUID, uuid5
 
 import pytest
 
-from api.storage import open_app
-from domain.actor import SYSTEM
-from domain.config import TreeConfig
-from domain.tree import ConversationTree as T
+from api.bootstrap import open_app
+from domain.model.actor import SYSTEM
+from domain.model.config import TreeConfig
+from domain.model.tree import ConversationTree as T
 from projections.base import Projection, handles
 from projections.log import AppLog, SQLiteLog
 from projections.messages import MessagesProjection
-from projections.oa_import import import_trees
+from domain.service.oa_import import import_trees
 from projections.rebuild import rebuild, split
 from projections.runner import ProjectionError, ProjectionRunner
-from projections.simulator import run_simulation
+from domain.service.simulator import run_simulation
 from projections.store import default_projections
 from projections.trees import TreesProjection
 from projections.users import UsersProjection

@@ -5,11 +5,11 @@ from uuid import UUID
 
 from api.cli.projections import run_rebuild, show_status
 from api.cli.simulate import simulate
-from api.storage import load_config, open_app
-from domain.config import TreeConfig
+from api.bootstrap import load_config, open_app
+from domain.model.config import TreeConfig
 from projections.log import SQLiteLog
 from projections.runner import ProjectionRunner
-from projections.simulator import run_simulation
+from domain.service.simulator import run_simulation
 
 
 def test_simulation_drives_trees_to_ready_for_export(tmp_path):

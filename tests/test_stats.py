@@ -9,10 +9,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from api.storage import open_app
-from domain.actor import Actor
-from domain.config import TreeConfig
-from domain.errors import DomainError, ErrorCode
+from api.bootstrap import open_app
+from domain.model.actor import Actor
+from domain.model.config import TreeConfig
+from domain.model.errors import DomainError, ErrorCode
 from projections.leaderboard import (
     frame_totals, leaderboard, streaks, tree_state_counts, trollboard, user_stats, window_start,
 )

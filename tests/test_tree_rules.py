@@ -8,12 +8,12 @@ from uuid import uuid4
 
 import pytest
 
-import domain.tree_rules
-from domain.actor import Actor
-from domain.consensus import consensus
-from domain.errors import ErrorCode as E
-from domain.states import TreeState as S
-from domain.tree import ConversationTree as CT
+import domain.model.tree_rules
+from domain.model.actor import Actor
+from domain.model.consensus import consensus
+from domain.model.errors import ErrorCode as E
+from domain.model.states import TreeState as S
+from domain.model.tree import ConversationTree as CT
 from tests.conftest import names, of, small_config, state_moves
 
 
@@ -262,7 +262,7 @@ def test_rejected_reply_stops_counting_and_leaves_tree_growing(kit):
     bad = kit.reply(t, t)
     kit.review(t, bad, spam_votes=2)
     assert kit.message(t, bad).review_result is False
-    assert domain.tree_rules.tree_size(kit.tree(t)) == 2
+    assert domain.model.tree_rules.tree_size(kit.tree(t)) == 2
     assert kit.state(t) is S.GROWING
     kit.accepted_reply(t, t)
     assert kit.state(t) is S.RANKING
@@ -273,7 +273,7 @@ def test_growth_ends_only_when_goal_reached_and_nothing_awaits_review(kit):
     kit.accepted_reply(t, t)
     a2, a3 = kit.reply(t, t), kit.reply(t, t)
     kit.review(t, a2)
-    assert domain.tree_rules.tree_size(kit.tree(t)) == 3 and kit.state(t) is S.GROWING
+    assert domain.model.tree_rules.tree_size(kit.tree(t)) == 3 and kit.state(t) is S.GROWING
     v = kit.version(t)
     kit.review(t, a3, spam_votes=2)
     assert state_moves(kit.events(t, v))[0] == (S.GROWING, S.RANKING)
@@ -386,7 +386,7 @@ def test_scoring_failure_is_recorded_and_retry_scores(kit, monkeypatch):
     def broken(rankings):
         raise RuntimeError("consensus exploded")
 
-    monkeypatch.setattr(domain.tree_rules, "consensus", broken)
+    monkeypatch.setattr(domain.model.tree_rules, "consensus", broken)
     kit.rank(t, t, [a1, a2])
     kit.rank(t, t, [a1, a2])
     v = kit.version(t)

@@ -23,16 +23,16 @@ from hypothesis.stateful import (
     rule,
 )
 
-from domain import errors as E
-from domain.actor import Actor
-from domain.application import DataEngine
-from domain.config import TreeConfig
-from domain.consensus import consensus
-from domain.labels import LABEL_NAMES
-from domain.message import SKIP_REPLY, USER_EMOJIS, Role
-from domain.states import ALLOWED_TRANSITIONS, HALTABLE_STATES, REPLY_STATES
-from domain.states import TreeState as S
-from domain.tree import ConversationTree as Tree
+from domain.model import errors as E
+from domain.model.actor import Actor
+from domain.service.application import DataEngine
+from domain.model.config import TreeConfig
+from domain.model.consensus import consensus
+from domain.model.labels import LABEL_NAMES
+from domain.model.message import SKIP_REPLY, USER_EMOJIS, Role
+from domain.model.states import ALLOWED_TRANSITIONS, HALTABLE_STATES, REPLY_STATES
+from domain.model.states import TreeState as S
+from domain.model.tree import ConversationTree as Tree
 
 CONFIG = TreeConfig(goal_tree_size=4, min_goal_tree_size=1, max_tree_depth=3,
                     num_reviews_initial_prompt=2, num_reviews_reply=2, num_required_rankings=2,

@@ -22,11 +22,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 
 from api.cli import main  # noqa: E402
-from api.storage import open_app  # noqa: E402
-from domain.config import TreeConfig  # noqa: E402
+from api.bootstrap import open_app  # noqa: E402
+from domain.model.config import TreeConfig  # noqa: E402
 from projections.log import SQLiteLog  # noqa: E402
 from projections.runner import ProjectionRunner  # noqa: E402
-from projections.simulator import run_simulation  # noqa: E402
+from domain.service.simulator import run_simulation  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
 

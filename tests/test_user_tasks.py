@@ -7,11 +7,11 @@ from uuid import uuid4
 
 import pytest
 
-from domain.application import message_id_for
-from domain.errors import ErrorCode as E
-from domain.states import TreeState as S
-from domain.tree import ConversationTree as CT
-from domain.user import User
+from domain.service.application import message_id_for
+from domain.model.errors import ErrorCode as E
+from domain.model.states import TreeState as S
+from domain.model.tree import ConversationTree as CT
+from domain.model.user import User
 from tests.conftest import names
 
 

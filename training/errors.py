@@ -7,7 +7,7 @@ message and a non-zero exit.
 
 from __future__ import annotations
 
-from domain.errors import DomainError, ErrorCode
+from domain.model.errors import DomainError, ErrorCode
 
 
 class TrainingError(DomainError):

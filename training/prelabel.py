@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 from uuid import UUID
 
-from domain.actor import Actor
-from domain.api_client import client_id_for_key
-from domain.application import DataEngine, message_id_for
-from domain.errors import DomainError
-from domain.message import Role
-from domain.states import TreeState
-from domain.tree import ConversationTree
-from domain.tree_rules import active_children, path_to_root, reply_limit
+from domain.model.actor import Actor
+from domain.model.api_client import client_id_for_key
+from domain.service.application import DataEngine, message_id_for
+from domain.model.errors import DomainError
+from domain.model.message import Role
+from domain.model.states import TreeState
+from domain.model.tree import ConversationTree
+from domain.model.tree_rules import active_children, path_to_root, reply_limit
 from training.registry import ResolvedModel, resolve
 
 # The internal client the model users belong to. Its key is public (it is in this file), so

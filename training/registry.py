@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from domain.actor import Actor
-from domain.application import DataEngine, Outcome
-from domain.errors import InvalidModelError, ModelNotFoundError
-from domain.trained_model import KINDS, TrainedModel, check_name
+from domain.model.actor import Actor
+from domain.service.application import DataEngine, Outcome
+from domain.model.errors import InvalidModelError, ModelNotFoundError
+from domain.model.trained_model import KINDS, TrainedModel, check_name
 
 # metrics.json keys worth a registry entry, in this order (the `train` runs' names);
 # other numbers follow. Curves (lists) and the run's settings are not headline numbers.

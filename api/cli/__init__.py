@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Callable, Sequence
 
-from domain.errors import DomainError
+from domain.model.errors import DomainError
 
 # Command groups, imported lazily so `dataengine --help` stays fast.
 GROUPS = [

@@ -17,11 +17,11 @@ from typing import Any, Callable, Iterator
 from uuid import UUID
 
 from api.cli import add_data_option, fail
-from api.storage import EVENTS_FILE
+from api.storage.events import EVENTS_FILE
 
 # Read models `audit replay` rebuilds and compares: "module:attribute", the attribute being a
-# projections.audit.ReadModelRebuilder or a function of no arguments returning one.
-READ_MODELS: list[str] = ["projections.replay_check:read_model"]
+# projections.audit.history.ReadModelRebuilder or a function of no arguments returning one.
+READ_MODELS: list[str] = ["projections.audit.replay_check:read_model"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -65,7 +65,7 @@ def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
     """A damaged or foreign file is a finding to report, not a crash."""
     import sqlite3
 
-    from projections.digest import ChainBroken
+    from projections.audit.record import ChainBroken
 
     @wraps(handler)
     def run(args: argparse.Namespace) -> int:
@@ -117,7 +117,7 @@ def _uuid(hex_id: str | None) -> str | None:
 
 
 def _app(folder: Path) -> Any:
-    from api.storage import load_config, open_app
+    from api.bootstrap import load_config, open_app
 
     return open_app(folder, load_config(folder))
 
@@ -136,8 +136,8 @@ def _names(app: Any) -> Any:
 
 # ---------------------------------------------------------------------------- views
 def show_history(args: argparse.Namespace) -> int:
-    from projections.audit import format_history, history
-    from projections.digest import open_log
+    from projections.audit.history import format_history, history
+    from projections.audit.record import open_log
 
     tree_id = _tree_id(args.tree_id)
     if tree_id is None:
@@ -156,9 +156,9 @@ def show_history(args: argparse.Namespace) -> int:
 
 
 def show_as_of(args: argparse.Namespace) -> int:
-    from domain.as_of import parse_as_of
-    from projections.audit import tree_as_of
-    from projections.digest import open_log
+    from domain.model.as_of import parse_as_of
+    from projections.audit.history import tree_as_of
+    from projections.audit.record import open_log
 
     tree_id = _tree_id(args.tree_id)
     if tree_id is None:
@@ -197,13 +197,13 @@ def show_as_of(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- integrity
 def _open(folder: Path) -> tuple[Any, Any]:
-    from projections.digest import AUDIT_FILE, AuditStore, open_log
+    from projections.audit.record import AUDIT_FILE, AuditStore, open_log
 
     return open_log(folder / EVENTS_FILE), AuditStore(folder / AUDIT_FILE)
 
 
 def show_digest(args: argparse.Namespace) -> int:
-    from projections.digest import digest_at, log_head, record
+    from projections.audit.record import digest_at, log_head, record
 
     folder = _folder(args)
     if folder is None:
@@ -232,9 +232,9 @@ def show_digest(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from domain.digest import parse_digest
-    from projections.digest import log_head
-    from projections.verify import default_workers, verify, verify_digest
+    from projections.audit.chain import parse_digest
+    from projections.audit.record import log_head
+    from projections.audit.verify import default_workers, verify, verify_digest
 
     if (args.digest is None) != (args.position is None):
         return fail("--digest and --position go together")
@@ -301,7 +301,7 @@ def _load(spec: str) -> Any:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    from projections.audit import replay
+    from projections.audit.history import replay
 
     folder = _folder(args)
     if folder is None:

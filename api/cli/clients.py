@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from api.cli import add_data_option
-from api.storage import data_dir, load_config, open_app
+from api.bootstrap import data_dir, load_config, open_app
 
 
 def register(sub: argparse._SubParsersAction) -> None:

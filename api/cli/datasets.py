@@ -49,7 +49,7 @@ def _bar(desc: str, total: int) -> Any:
 
 
 def build_datasets(args: argparse.Namespace) -> int:
-    from api.storage import data_dir
+    from api.bootstrap import data_dir
     from projections.datasets.build import build
     from projections.datasets.rows import BuildOptions
 
@@ -70,7 +70,7 @@ def build_datasets(args: argparse.Namespace) -> int:
 
 
 def show_status(args: argparse.Namespace) -> int:
-    from api.storage import data_dir
+    from api.bootstrap import data_dir
     from projections.datasets.precut import status
 
     report = status(data_dir(args.data), args.val_fraction)

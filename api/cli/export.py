@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from api.cli import add_data_option, fail
-from domain.states import TreeState
+from domain.model.states import TreeState
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -65,7 +65,7 @@ def _output(out: str) -> Iterator[BinaryIO]:
 def export_oa(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from api.storage import data_dir
+    from api.bootstrap import data_dir
     from projections import log_reader
     from projections.oa_export import ExportOptions, TreeExporter
 
@@ -93,8 +93,8 @@ def export_oa(args: argparse.Namespace) -> int:
 def import_oa(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from api.storage import data_dir, load_config, open_app
-    from projections.oa_import import STATE_CHOICES, import_trees, read_export_file
+    from api.bootstrap import data_dir, load_config, open_app
+    from domain.service.oa_import import STATE_CHOICES, import_trees, read_export_file
 
     paths = [Path(f) for f in args.files]
     missing = [str(p) for p in paths if not p.is_file()]

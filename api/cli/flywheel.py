@@ -68,7 +68,8 @@ def run_flywheel(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from api.flywheel import Flywheel, FlywheelPlan, table_rows
-    from api.storage import EVENTS_FILE, data_dir
+    from api.bootstrap import data_dir
+    from api.storage.events import EVENTS_FILE
 
     folder = data_dir(args.data)
     if not (folder / EVENTS_FILE).exists():

@@ -77,14 +77,15 @@ def _print_models(rows: list[dict[str, Any]]) -> None:
 
 
 def _app(data: str) -> Any:
-    from api.storage import data_dir, load_config, open_app
+    from api.bootstrap import data_dir, load_config, open_app
 
     folder = data_dir(data)
     return open_app(folder, load_config(folder))
 
 
 def show_model(args: argparse.Namespace) -> int:
-    from api.storage import EVENTS_FILE, data_dir
+    from api.bootstrap import data_dir
+    from api.storage.events import EVENTS_FILE
 
     if not (data_dir(args.data) / EVENTS_FILE).exists():
         return fail(f"no event store in {data_dir(args.data)}")

@@ -53,7 +53,7 @@ def run_prelabel(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from api.cli.stats import _readmodel
-    from api.storage import data_dir, load_config, open_app
+    from api.bootstrap import data_dir, load_config, open_app
     from training.prelabel import PrelabelOptions, prelabel
     from training.registry import resolve
 

@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def show_status(args: argparse.Namespace) -> int:
-    from api.storage import EVENTS_FILE, data_dir
+    from api.bootstrap import data_dir
+    from api.storage.events import EVENTS_FILE
     from projections.log import SQLiteLog
     from projections.store import READMODEL_FILE, ReadModel
 
@@ -56,7 +57,9 @@ def show_status(args: argparse.Namespace) -> int:
 def run_rebuild(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from api.storage import EVENTS_FILE, data_dir
+    from api.bootstrap import data_dir
+
+    from api.storage.events import EVENTS_FILE
     from projections.log import SQLiteLog
     from projections.rebuild import rebuild
     from projections.store import READMODEL_FILE
@@ -79,9 +82,10 @@ def run_processes(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from api.cli import fail
-    from api.storage import EVENTS_FILE, data_dir, load_config, open_app
+    from api.bootstrap import data_dir, load_config, open_app
+    from api.storage.events import EVENTS_FILE
     from projections.log import SQLiteLog
-    from projections.processes import ProcessLoop, Sweep
+    from domain.service.processes import ProcessLoop, Sweep
     from projections.runner import ProjectionRunner
     from projections.store import READMODEL_FILE
 

@@ -19,7 +19,7 @@ def run_server(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.http.app import create_app
-    from api.storage import data_dir
+    from api.bootstrap import data_dir
 
     app = create_app(data_dir(args.data))
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")

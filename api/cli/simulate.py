@@ -26,10 +26,11 @@ def simulate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from api.cli import fail
-    from api.storage import EVENTS_FILE, data_dir, load_config, open_app
+    from api.bootstrap import data_dir, load_config, open_app
+    from api.storage.events import EVENTS_FILE
     from projections.log import SQLiteLog
     from projections.runner import ProjectionRunner
-    from projections.simulator import run_simulation
+    from domain.service.simulator import run_simulation
     from projections.store import READMODEL_FILE
 
     if args.trees < 1 or args.users < 5:

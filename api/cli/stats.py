@@ -42,7 +42,9 @@ def _readmodel(data: str) -> Any:
     """A connection to the read model, caught up with the whole log."""
     from tqdm import tqdm
 
-    from api.storage import EVENTS_FILE, data_dir
+    from api.bootstrap import data_dir
+
+    from api.storage.events import EVENTS_FILE
     from projections.log import SQLiteLog
     from projections.runner import ProjectionRunner
     from projections.store import READMODEL_FILE

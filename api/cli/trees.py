@@ -8,8 +8,8 @@ from uuid import UUID
 import msgspec
 
 from api.cli import add_data_option, fail
-from api.storage import data_dir, load_config, open_app
-from domain.as_of import parse_as_of
+from api.bootstrap import data_dir, load_config, open_app
+from domain.model.as_of import parse_as_of
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -28,8 +28,8 @@ from api.http.errors import error_response, internal_error, json_response
 from api.http.ratelimit import RateLimits
 from api.http.routing import Api, Call
 from api.http.service import Service
-from domain.config import TreeConfig
-from domain.errors import DomainError, ErrorCode
+from domain.model.config import TreeConfig
+from domain.model.errors import DomainError, ErrorCode
 
 __all__ = ["create_app", "from_env", "json_response", "error_response"]
 
@@ -115,6 +115,6 @@ def create_app(folder: Path | str, config: TreeConfig | None = None, *,
 
 def from_env() -> Starlette:
     """A factory for ``uvicorn --factory api.http.app:from_env``: the store in $DATAENGINE_DATA."""
-    from api.storage import data_dir
+    from api.bootstrap import data_dir
 
     return create_app(data_dir())

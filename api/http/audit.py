@@ -15,9 +15,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.storage import EVENTS_FILE
-from domain.errors import ErrorCode
-from projections.digest import AUDIT_FILE, AuditStore, ChainBroken, digest_at, open_log, record
+from api.storage.events import EVENTS_FILE
+from domain.model.errors import ErrorCode
+from projections.audit.record import AUDIT_FILE, AuditStore, ChainBroken, digest_at, open_log, record
 
 
 def _json(data: object, status: int = 200) -> Response:

@@ -2,7 +2,7 @@
 
 Access levels: ``public`` (no key), ``client`` (any enabled key), ``trusted`` (a trusted
 client: moderation and admin) and ``root`` (``Authorization: Bearer <root token>``, for
-creating API clients). Keys are looked up by their hash (domain.api_client). End users
+creating API clients). Keys are looked up by their hash (domain.model.api_client). End users
 are not authenticated here, as in OA: the client asserts who they are, in the body
 (``user``) or in the ``x-oasst-user: <auth_method>:<id>`` header.
 """
@@ -15,8 +15,8 @@ from typing import Literal
 from starlette.requests import Request
 
 from api.http.errors import HttpError, not_authorized, root_not_authorized, validation
-from domain.api_client import ApiClient
-from domain.errors import ErrorCode
+from domain.model.api_client import ApiClient
+from domain.model.errors import ErrorCode
 
 Access = Literal["public", "client", "trusted", "root"]
 AUTH_METHODS = ("discord", "google", "local", "system")

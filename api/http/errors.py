@@ -16,7 +16,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from domain.errors import DomainError, ErrorCode
+from domain.model.errors import DomainError, ErrorCode
 
 log = logging.getLogger("dataengine.http")
 S = TypeVar("S")

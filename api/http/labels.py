@@ -9,8 +9,8 @@ from api.http import schemas as s
 from api.http.errors import HttpError
 from api.http.routing import Api, Call
 from api.http.tasks import submit_labels
-from domain.errors import ErrorCode, MessageNotFoundError
-from domain.labels import LABELS, REPORT_LABELS, MessageKind, all_labels_without_message, full_labels
+from domain.model.errors import ErrorCode, MessageNotFoundError
+from domain.model.labels import LABELS, REPORT_LABELS, MessageKind, all_labels_without_message, full_labels
 
 
 def describe(names: Iterable[str]) -> s.ValidLabelsResponse:

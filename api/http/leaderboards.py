@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from api.http.routing import Api, Call
-from domain.errors import ErrorCode
+from domain.model.errors import ErrorCode
 from projections import agreement, leaderboard, model_stats
 
 

@@ -23,7 +23,7 @@ from api.http.errors import HttpError, validation
 from api.http.messages import COLUMNS, to_messages
 from api.http.routing import Api, Call
 from api.http.users import SPLIT_UUID, client_scope, frontend_user_id, users_by_id, visible_user
-from domain.errors import ErrorCode
+from domain.model.errors import ErrorCode
 
 # Times are stored as POSIX seconds (a double); one written as an ISO time in a cursor
 # and read back may differ in the last bit, so "the same time" is within half a microsecond

@@ -20,10 +20,10 @@ from api.http import auth
 from api.http import schemas as s
 from api.http.errors import validation
 from api.http.routing import Api, Call
-from domain.actor import Actor
-from domain.as_of import parse_as_of
-from domain.errors import ErrorCode, MessageNotFoundError, TreeNotFoundError
-from domain.states import ACTIVE_STATES
+from domain.model.actor import Actor
+from domain.model.as_of import parse_as_of
+from domain.model.errors import ErrorCode, MessageNotFoundError, TreeNotFoundError
+from domain.model.states import ACTIVE_STATES
 
 MESSAGE_ID = ErrorCode.MESSAGE_NOT_FOUND
 COLUMNS = ("message_id, tree_id, parent_id, role, lang, text, user_id, client_id,"

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Hashable, Mapping, NamedTuple
 
 from api.http.errors import HttpError
-from domain.errors import ConfigError, ErrorCode
+from domain.model.errors import ConfigError, ErrorCode
 
 ENV = "DATAENGINE_RATE_LIMIT"
 

@@ -33,9 +33,9 @@ from api.http.errors import (
 )
 from api.http.schemas import User
 from api.http.service import Service
-from domain.actor import Actor
-from domain.api_client import ApiClient
-from domain.errors import DomainError, ErrorCode
+from domain.model.actor import Actor
+from domain.model.api_client import ApiClient
+from domain.model.errors import DomainError, ErrorCode
 
 Handler = Callable[["Call"], Any]
 R = TypeVar("R")

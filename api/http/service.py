@@ -4,14 +4,14 @@ the threadpool for commands and the aiosqlite pools for reads.
 Opened by the app's lifespan (``start``) and closed with it (``stop``). Command handlers
 run in the threadpool and call the synchronous DataEngine directly, reading the read
 model through one SQLite connection per thread; read handlers run on the event loop and
-query through aiosqlite (api.http.reads). After a command, ``settle(position)`` waits
+query through aiosqlite (api.storage.reads). After a command, ``settle(position)`` waits
 (bounded) until the read models include it, so the same user's next request sees its
 effect.
 
 The threadpool is small on purpose: every thread in it competes for the GIL, and with
 one thread per concurrent request (anyio's default allows 40) a third of the server's
 CPU time went to the kernel, handing the GIL around (futex calls). Sixteen threads keep
-the committers' group commits full (api.storage) without the convoy.
+the committers' group commits full (api.storage.events) without the convoy.
 For the same reason reads use two aiosqlite connections (threads): on two cores, GET
 /messages/{id} measured 2,500 requests/s with two, 2,100 with one and 2,200 with four or
 eight, whose p99 was also twice as long.
@@ -32,21 +32,24 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 
-from domain.api_client import ApiClient, client_id_for_key
-from domain.application import DataEngine
-from domain.config import TreeConfig
-from domain.errors import ConfigError, ErrorCode, MessageNotFoundError, UserDisabledError
-from domain.user import User, user_id_for
-from projections.handout import Handout
+from domain.model.api_client import ApiClient, client_id_for_key
+from domain.service.application import DataEngine
+from domain.model.config import TreeConfig
+from domain.model.errors import ConfigError, ErrorCode, MessageNotFoundError, UserDisabledError
+from domain.model.user import User, user_id_for
+from domain.service.handout import Handout
 from projections.log import SQLiteLog
-from projections.processes import ProcessLoop, prompt_lottery
+from domain.service.processes import ProcessLoop, prompt_lottery
 from projections.runner import ProjectionError, ProjectionRunner
 from projections.store import READMODEL_FILE
 
 from api.http.errors import HttpError, log
 from api.http.ratelimit import RateLimits, TaskRequestLimits
-from api.http.reads import ReadPool, connect_reader
-from api.storage import EVENTS_FILE, load_config, open_app
+from api.storage.reads import ReadPool, connect_reader
+from api.bootstrap import load_config, open_app
+
+# A language with a prompt waiting in the lottery and fewer growing trees than allowed.
+from api.storage.events import EVENTS_FILE
 
 # A language with a prompt waiting in the lottery and fewer growing trees than allowed.
 _LOTTERY_ROOM = """
@@ -256,7 +259,7 @@ class Service:
         return conn
 
     def reader(self) -> sqlite3.Connection:
-        """This thread's read-only connection to the read model (api.http.reads)."""
+        """This thread's read-only connection to the read model (api.storage.reads)."""
         assert self.runner is not None, "the service is not open"
         conn = getattr(self._local, "readmodel", None)
         if conn is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from api.http.routing import Api, Call
-from domain.states import TreeState
+from domain.model.states import TreeState
 
 
 async def state_counts(call: Call) -> Any:

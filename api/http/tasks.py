@@ -19,13 +19,13 @@ from api.http import auth
 from api.http import schemas as s
 from api.http.errors import HttpError
 from api.http.routing import Api, Call
-from domain.errors import (
+from domain.model.errors import (
     ErrorCode, InvalidRankingError, TaskTypeMismatchError, UserNotFoundError,
 )
-from domain.task_types import PROMPT_TASKS, RANKING_TASKS, REPLY_TASKS, TaskType
-from domain.user import Task, User
+from domain.model.task_types import PROMPT_TASKS, RANKING_TASKS, REPLY_TASKS, TaskType
+from domain.model.user import Task, User
 from projections import availability as av
-from projections.handout import HandedOut
+from domain.service.handout import HandedOut
 
 TASK_ID = ErrorCode.TASK_NOT_FOUND
 

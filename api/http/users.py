@@ -2,7 +2,7 @@
 moderation of a user (PUT, DELETE), and API-client administration.
 
 A user is unique per (API client, auth_method, id), so a client can only ever name its
-own users: the user id is derived from the client's id (domain.user.user_id_for).
+own users: the user id is derived from the client's id (domain.model.user.user_id_for).
 Untrusted clients see only their own users (another client's user is not found, as
 in OA); trusted ones may name any client with ``api_client_id``.
 
@@ -21,8 +21,8 @@ from uuid import UUID
 from api.http import schemas as s
 from api.http.errors import HttpError, not_authorized
 from api.http.routing import Api, Call
-from domain.errors import ErrorCode, UserNotFoundError
-from domain.user import User, user_id_for
+from domain.model.errors import ErrorCode, UserNotFoundError
+from domain.model.user import User, user_id_for
 
 DELETED_DISPLAY_NAME = "Deleted User"
 DELETED_PREFIX = "deleted_"

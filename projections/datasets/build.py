@@ -24,7 +24,7 @@ from uuid import UUID
 
 import msgspec
 
-from domain.errors import DomainError, ErrorCode
+from domain.model.errors import DomainError, ErrorCode
 from projections import log_reader
 from projections.datasets import replay as slim
 from projections.datasets.rows import (
@@ -156,8 +156,8 @@ def _prepare(out: Path) -> None:
 
 def _audit_digest(folder: Path, position: int) -> dict[str, Any]:
     """The log's hash-chain digest at the build position: proof of which log was used."""
-    from domain.digest import SCHEME
-    from projections.digest import AUDIT_FILE, AuditStore, digest_at, open_log
+    from projections.audit.chain import SCHEME
+    from projections.audit.record import AUDIT_FILE, AuditStore, digest_at, open_log
 
     log = open_log(Path(folder) / log_reader.EVENTS_FILE)
     store = AuditStore(Path(folder) / AUDIT_FILE)

@@ -41,7 +41,7 @@ from uuid import UUID
 import msgspec
 from eventsourcing.utils import resolve_topic
 
-from domain.tree import ConversationTree as T
+from domain.model.tree import ConversationTree as T
 from projections.base import Projection, handles
 from projections.datasets import replay as slim
 from projections.datasets import rows as rows_module

@@ -5,7 +5,7 @@ the tree's shape, state and language: nothing else. So instead of decoding every
 into its dataclass and building the full aggregate (reviews, labels, emojis, UUID
 objects), this replays only the events that change one of those facts, decodes only the
 fields they need (msgspec skips the others unparsed) and builds slim messages keyed by
-id text. The ``apply`` functions mirror ``domain.tree``'s event ``apply`` methods field
+id text. The ``apply`` functions mirror ``domain.model.tree``'s event ``apply`` methods field
 for field; tests/test_datasets_live.py checks that both give the same rows for trees
 that went through every kind of event.
 
@@ -23,9 +23,9 @@ from uuid import UUID
 import msgspec
 from eventsourcing.utils import get_topic
 
-from domain.message import Role
-from domain.states import TreeState
-from domain.tree import ConversationTree as T
+from domain.model.message import Role
+from domain.model.states import TreeState
+from domain.model.tree import ConversationTree as T
 
 READY = TreeState.READY_FOR_EXPORT.value
 _HALTED = TreeState.HALTED_BY_MODERATOR.value
@@ -33,7 +33,7 @@ _ROLES = {r.value: r for r in Role}
 
 
 class RowMessage:
-    """The facts of a message that dataset rows use (the names of domain.message.Message)."""
+    """The facts of a message that dataset rows use (the names of domain.model.message.Message)."""
 
     __slots__ = ("id", "role", "text", "lang", "synthetic", "review_result", "deleted",
                  "rank", "children")

@@ -20,8 +20,8 @@ from uuid import UUID
 
 import msgspec
 
-from domain.message import Message, Role
-from domain.tree import ConversationTree
+from domain.model.message import Message, Role
+from domain.model.tree import ConversationTree
 
 KINDS = ("sft", "rm", "dpo", "kto", "rl")
 SFT_PATHS = ("best", "top-k", "all")

@@ -20,11 +20,12 @@ from uuid import UUID
 
 import msgspec
 from eventsourcing.persistence import StoredEvent
+from eventsourcing.utils import get_topic
 
-from domain.errors import TreeNotFoundError
-from domain.tree import ConversationTree
+from domain.model.errors import TreeNotFoundError
+from domain.model.tree import ConversationTree
 
-TREE_TOPIC = "domain.tree:ConversationTree."
+TREE_TOPIC = get_topic(ConversationTree) + "."
 Names = Callable[[UUID | None, str], str | None]  # (id, "user"|"client") -> a name or None
 
 

@@ -21,8 +21,8 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from domain.errors import ConfigError
-from domain.labels import LABEL_NAMES
+from domain.model.errors import ConfigError
+from domain.model.labels import LABEL_NAMES
 
 __all__ = ["TreeConfig", "ENV_PREFIX"]
 

@@ -23,9 +23,9 @@ from uuid import UUID
 
 from eventsourcing.utils import get_topic
 
-from domain.errors import DomainError
-from domain.states import ACTIVE_STATES, TreeState
-from domain.tree import ConversationTree
+from domain.model.errors import DomainError
+from domain.model.states import ACTIVE_STATES, TreeState
+from domain.model.tree import ConversationTree
 from projections.log import LogSource, SQLiteLog
 
 log = logging.getLogger("dataengine.processes")

@@ -21,7 +21,7 @@ the bytes even where its printed form does not::
 
 The position is hashed too, so renumbering rows (moving an event to another position)
 breaks the chain just like editing one. Hashing bytes is pure, hence it lives in the domain;
-reading the rows and keeping checkpoints is ``projections.digest``'s job.
+reading the rows and keeping checkpoints is ``projections.audit.record``'s job.
 """
 
 from __future__ import annotations

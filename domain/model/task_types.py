@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from domain.message import Role
+from domain.model.message import Role
 
 
 class TaskType(StrEnum):

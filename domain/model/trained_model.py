@@ -17,8 +17,9 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
-from domain.actor import SYSTEM, Actor
-from domain.errors import InvalidModelError, ModelAlreadyRegisteredError
+from domain.model.topics import keep_stored_topics
+from domain.model.actor import SYSTEM, Actor
+from domain.model.errors import InvalidModelError, ModelAlreadyRegisteredError
 
 KINDS = ("sft", "rm", "dpo", "kto", "rlhf", "base", "external")
 MAX_NAME_LENGTH = 128
@@ -134,3 +135,7 @@ class TrainedModel(Aggregate):
 
 def _text(value: UUID | None) -> str | None:
     return None if value is None else str(value)
+
+
+# Stored under its pre-move topics (domain.model.topics).
+keep_stored_topics(TrainedModel)

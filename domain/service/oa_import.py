@@ -18,10 +18,10 @@ from uuid import UUID
 
 import msgspec
 
-from domain.application import DataEngine, UnitOfWork
-from domain.errors import DomainError, InvalidMessageError, TreeNotFoundError
-from domain.states import TreeState
-from domain.tree import ConversationTree
+from domain.service.application import DataEngine, UnitOfWork
+from domain.model.errors import DomainError, InvalidMessageError, TreeNotFoundError
+from domain.model.states import TreeState
+from domain.model.tree import ConversationTree
 
 _decoder = msgspec.json.Decoder()
 

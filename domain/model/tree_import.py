@@ -14,14 +14,14 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid5
 
-from domain.actor import SYSTEM
-from domain.config import TreeConfig
-from domain.errors import InvalidMessageError
-from domain.message import SYSTEM_EMOJIS, USER_EMOJIS, Role, check_text
-from domain.states import ALLOWED_TRANSITIONS, TreeState, is_allowed
+from domain.model.actor import SYSTEM
+from domain.model.config import TreeConfig
+from domain.model.errors import InvalidMessageError
+from domain.model.message import SYSTEM_EMOJIS, USER_EMOJIS, Role, check_text
+from domain.model.states import ALLOWED_TRANSITIONS, TreeState, is_allowed
 
 if TYPE_CHECKING:
-    from domain.tree import ConversationTree
+    from domain.model.tree import ConversationTree
 
 IMPORT_REASON = "imported"
 

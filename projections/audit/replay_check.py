@@ -1,7 +1,7 @@
 """The read models as `audit replay` sees them: rebuild from the log and list every row.
 
 A rebuild follows the same log up to the live model's position into a fresh file; the
-auditor then compares the two row by row (projections.audit.replay).
+auditor then compares the two row by row (projections.audit.history.replay).
 """
 
 from __future__ import annotations

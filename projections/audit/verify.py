@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
-from domain.digest import GENESIS, canonical, chain, fingerprint
-from projections.digest import AuditStore, Progress, as_text, holes_in, open_log, scan
+from projections.audit.chain import GENESIS, canonical, chain, fingerprint
+from projections.audit.record import AuditStore, Progress, as_text, holes_in, open_log, scan
 
 TASK_EVENTS = 100_000  # positions per parallel task
 _POSITION = itemgetter(0)

@@ -5,7 +5,7 @@ and only then trigger events, so a refused command leaves no trace (eventsourcin
 attribute changes made before a failing apply). Event ``apply`` methods are the only
 code that changes state; they depend on nothing but the event, so replay needs no config.
 Rules that decide follow-up events (acceptance, state moves, scoring, auto-moderation)
-live in ``domain.tree_rules``.
+live in ``domain.model.tree_rules``.
 """
 
 from __future__ import annotations
@@ -15,15 +15,16 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from domain import tree_rules as rules
-from domain.actor import SYSTEM, Actor
-from domain.config import TreeConfig
-from domain.errors import (
+from domain.model import tree_rules as rules
+from domain.model.topics import keep_stored_topics
+from domain.model.actor import SYSTEM, Actor
+from domain.model.config import TreeConfig
+from domain.model.errors import (
     EmojiOpUnsupportedError, InvalidStateTransitionError,
     MessageDeletedError, MessageNotFoundError, TreeInAbortedStateError,
 )
-from domain.message import SYSTEM_EMOJIS, USER_EMOJIS, Message, Role, check_text
-from domain.states import HALTABLE_STATES, REPLY_STATES, TreeState, is_allowed
+from domain.model.message import SYSTEM_EMOJIS, USER_EMOJIS, Message, Role, check_text
+from domain.model.states import HALTABLE_STATES, REPLY_STATES, TreeState, is_allowed
 
 
 class ConversationTree(Aggregate):
@@ -249,8 +250,8 @@ class ConversationTree(Aggregate):
     def import_tree(cls, export: dict[str, Any], *, config: TreeConfig,
                     state: TreeState | str | None = None,
                     origin: str | None = None) -> ConversationTree:
-        """A tree rebuilt from an Open-Assistant ``ExportMessageTree`` (see domain.tree_import)."""
-        from domain.tree_import import import_tree
+        """A tree rebuilt from an Open-Assistant ``ExportMessageTree`` (see domain.model.tree_import)."""
+        from domain.model.tree_import import import_tree
 
         return import_tree(cls, export, config=config, state=state, origin=origin)
 
@@ -457,3 +458,7 @@ class ConversationTree(Aggregate):
             "goal_tree_size": self.goal_tree_size, "version": self.version,
             "messages": [rules.message_dict(m) for m in self.messages.values()],
         }
+
+
+# Stored under its pre-move topics (domain.model.topics).
+keep_stored_topics(ConversationTree)

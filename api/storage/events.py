@@ -35,9 +35,6 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
-from domain.application import DataEngine
-from domain.config import TreeConfig
-from domain.errors import ConfigError
 
 EVENTS_FILE = "events.sqlite"
 
@@ -216,51 +213,3 @@ class GroupCommitSQLiteRecorder(SQLiteApplicationRecorder):
             if len(self._statements) < 256:
                 self._statements[rows] = statement
         return statement
-
-
-def data_dir(path: str | os.PathLike[str] | None = None) -> Path:
-    folder = Path(path or os.environ.get("DATAENGINE_DATA") or "data")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def store_env(folder: Path) -> dict[str, str]:
-    return {
-        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
-        "SQLITE_DBNAME": str(folder / EVENTS_FILE),
-        "SQLITE_LOCK_TIMEOUT": "30",
-        "APPLICATION_RECORDER_TOPIC": "api.storage:GroupCommitSQLiteRecorder",
-    }
-
-
-SYNCHRONOUS_LEVELS = ("FULL", "NORMAL")
-
-
-def open_app(folder: str | os.PathLike[str] | None = None, config: TreeConfig | None = None,
-             synchronous: str | None = None, **kwargs: Any) -> DataEngine:
-    """The application on the SQLite store in the data folder (created if missing).
-
-    synchronous (default $DATAENGINE_SYNCHRONOUS, else FULL): FULL fsyncs the WAL at every
-    commit, so an acknowledged command survives power loss. NORMAL is opt-in and weaker:
-    the WAL is synced only at checkpoints, so a power cut (not a process crash) can lose
-    the last acknowledged commits; the database itself stays consistent.
-    """
-    level = (synchronous or os.environ.get("DATAENGINE_SYNCHRONOUS") or "FULL").upper()
-    if level not in SYNCHRONOUS_LEVELS:
-        raise ConfigError(f"DATAENGINE_SYNCHRONOUS must be one of {', '.join(SYNCHRONOUS_LEVELS)},"
-                          f" not {level!r}")
-    app = DataEngine(env=store_env(data_dir(folder)), config=config, **kwargs)
-    if isinstance(app.recorder, GroupCommitSQLiteRecorder):
-        app.recorder.synchronous = level
-    return app
-
-
-def load_config(folder: Path | None = None, environ: dict[str, str] | None = None) -> TreeConfig:
-    """Config from DATAENGINE_CONFIG (a TOML file) or <data>/config.toml, then the environment."""
-    environ = dict(os.environ if environ is None else environ)
-    path = environ.get("DATAENGINE_CONFIG")
-    if not path and folder is not None and (folder / "config.toml").exists():
-        path = str(folder / "config.toml")
-    if path:
-        return TreeConfig.from_toml(Path(path).read_text(), env=environ)
-    return TreeConfig.from_env(environ)

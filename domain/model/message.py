@@ -9,7 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
 
-from domain.errors import TextEmptyError, TextTooLongError
+from domain.model.errors import TextEmptyError, TextTooLongError
 
 
 class Role(StrEnum):

@@ -12,6 +12,8 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
+from domain.model.topics import keep_stored_topics
+
 
 def hash_key(api_key: str) -> str:
     # API keys are 256-bit random strings, so a fast hash is enough (no password stretching).
@@ -69,3 +71,7 @@ class ApiClient(Aggregate):
 
     def matches(self, api_key: str) -> bool:
         return secrets.compare_digest(self.key_hash, hash_key(api_key))
+
+
+# Stored under its pre-move topics (domain.model.topics).
+keep_stored_topics(ApiClient)

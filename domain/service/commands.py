@@ -11,21 +11,21 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, Iterable
 from uuid import UUID, uuid5
 
-from domain.actor import Actor
-from domain.errors import (
+from domain.model.actor import Actor
+from domain.model.errors import (
     InvalidMessageError, MessageAlreadyExistsError, ModelNotFoundError, TreeNotFoundError,
     UserNotFoundError,
 )
-from domain.message import SKIP_LABELING, SKIP_RANKING, SKIP_REPLY, Role
-from domain.task_types import (
+from domain.model.message import SKIP_LABELING, SKIP_RANKING, SKIP_REPLY, Role
+from domain.model.task_types import (
     LABEL_TASKS, PROMPT_TASKS, RANKING_TASKS, REPLY_ROLE, REPLY_TASKS, TaskType,
 )
-from domain.trained_model import TrainedModel, model_id_for
-from domain.tree import ConversationTree
-from domain.user import Task, User
+from domain.model.trained_model import TrainedModel, model_id_for
+from domain.model.tree import ConversationTree
+from domain.model.user import Task, User
 
 if TYPE_CHECKING:
-    from domain.application import DataEngine, Outcome, UnitOfWork
+    from domain.service.application import DataEngine, Outcome, UnitOfWork
 
 
 def _outcome(id: UUID, position: int | None) -> Outcome:
@@ -34,7 +34,7 @@ def _outcome(id: UUID, position: int | None) -> Outcome:
 
 @cache
 def _Outcome() -> type[Outcome]:
-    from domain.application import Outcome  # a cycle: application imports this module
+    from domain.service.application import Outcome  # a cycle: application imports this module
 
     return Outcome
 
@@ -74,7 +74,7 @@ def create_prompt(app: DataEngine, *, actor: Actor, text: str, lang: str = "en",
                   message_id: UUID | None = None, synthetic: bool = False,
                   model_name: str | None = None, origin: str | None = None,
                   goal_tree_size: int | None = None) -> Outcome:
-    from domain.application import message_id_for
+    from domain.service.application import message_id_for
 
     tree_id = message_id or message_id_for(actor.client_id, frontend_message_id)
 
@@ -111,7 +111,7 @@ def add_reply(app: DataEngine, *, actor: Actor, tree_id: UUID, parent_id: UUID, 
               task_id: UUID | None = None, role: Role | str | None = None,
               message_id: UUID | None = None, synthetic: bool = False,
               model_name: str | None = None) -> Outcome:
-    from domain.application import message_id_for
+    from domain.service.application import message_id_for
 
     new_id = message_id or message_id_for(actor.client_id, frontend_message_id)
 

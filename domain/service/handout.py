@@ -25,10 +25,10 @@ from datetime import datetime
 from typing import Any, Callable
 from uuid import UUID
 
-from domain.errors import TaskNotAvailableError
-from domain.labels import LABELS, LabelMode, MessageKind, disposition, mandatory_labels, valid_labels
-from domain.task_types import TaskType
-from domain.user import Task
+from domain.model.errors import TaskNotAvailableError
+from domain.model.labels import LABELS, LabelMode, MessageKind, disposition, mandatory_labels, valid_labels
+from domain.model.task_types import TaskType
+from domain.model.user import Task
 from projections import availability as av
 
 T = TaskType

@@ -3,7 +3,7 @@
 Mirrors Open-Assistant's ``TextLabel`` catalogue (reference §4.1) and its acceptance score
 (reference §4.2). Which labels a review task offers depends on the kind of message under
 review and on the labelling mode (simple or full); the lists themselves live in
-:class:`domain.config.TreeConfig` so that operators can change them, and the functions here
+:class:`domain.model.config.TreeConfig` so that operators can change them, and the functions here
 only read them.
 
 Pure module: no I/O, no clock, no randomness.
@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from domain.errors import InvalidLabelError, LabelValueOutOfRangeError
+from domain.model.errors import InvalidLabelError, LabelValueOutOfRangeError
 
 if TYPE_CHECKING:  # pragma: no cover - import only for type checkers (avoids a cycle)
-    from domain.config import TreeConfig
+    from domain.model.config import TreeConfig
 
 __all__ = [
     "TextLabel",

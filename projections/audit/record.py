@@ -2,7 +2,7 @@
 
 ``<data>/audit.sqlite`` keeps what an auditor needs to name damage, not just detect it:
 
-* ``checkpoints(position, digest)``: the chain link (``domain.digest``) every
+* ``checkpoints(position, digest)``: the chain link (``projections.audit.chain``) every
   ``CHECKPOINT_EVERY`` positions, at the end of every batch recorded (so at the head
   whenever a digest is taken), and at any position a digest was asked for (manifests);
 * ``events(position, originator_id, version, topic_id, fingerprint)``: per event, the
@@ -10,7 +10,7 @@
   and a deleted row is still named by aggregate id and version.
 
 ``record`` extends the record from its last checkpoint (only new events are hashed);
-``projections.verify`` checks the log against it. Positions are SQLite rowids, which the
+``projections.audit.verify`` checks the log against it. Positions are SQLite rowids, which the
 store never skips: a hole is a deleted row.
 """
 
@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
-from domain.digest import (
+from projections.audit.chain import (
     GENESIS,
     SCHEME,
     Text,

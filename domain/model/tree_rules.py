@@ -11,22 +11,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Iterator
 from uuid import UUID
 
-from domain.actor import SYSTEM, Actor
-from domain.config import TreeConfig
-from domain.consensus import consensus
-from domain.errors import (
+from domain.model.actor import SYSTEM, Actor
+from domain.model.config import TreeConfig
+from domain.model.consensus import consensus
+from domain.model.errors import (
     DuplicateLabelError, DuplicateRankingError, DuplicateReplyError, InvalidLabelError,
     InvalidRankingError, InvalidRoleError, MandatoryLabelMissingError, MaxChildrenExceededError,
     MaxDepthExceededError, MessageDeletedError, NoRepliesFoundError, NotUnderReviewError,
     ParentNotAcceptedError, RankingCompleteError, SelfLabelingError, SelfRankingError,
     TreeNotInRankingStateError,
 )
-from domain.labels import acceptance_score, is_accepted, validate_label_values
-from domain.message import SKIP_REPLY, Message, Role
-from domain.states import TreeState
+from domain.model.labels import acceptance_score, is_accepted, validate_label_values
+from domain.model.message import SKIP_REPLY, Message, Role
+from domain.model.states import TreeState
 
 if TYPE_CHECKING:
-    from domain.tree import ConversationTree
+    from domain.model.tree import ConversationTree
 
 S = TreeState
 

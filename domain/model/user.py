@@ -14,8 +14,9 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
-from domain.config import TreeConfig
-from domain.errors import (
+from domain.model.topics import keep_stored_topics
+from domain.model.config import TreeConfig
+from domain.model.errors import (
     DuplicateTextError, TaskAlreadyDoneError, TaskAlreadyUpdatedError, TaskExpiredError,
     TaskNotAckedError, TaskNotFoundError, TaskTypeMismatchError, TooManyPendingTasksError,
     UserDisabledError,
@@ -245,3 +246,7 @@ class User(Aggregate):
             raise TaskAlreadyUpdatedError(f"task {task.id} was skipped")
         if task.expired or task.expires_at <= now:
             raise TaskExpiredError(f"task {task.id} has expired")
+
+
+# Stored under its pre-move topics (domain.model.topics).
+keep_stored_topics(User)

@@ -21,17 +21,17 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Recording
 
-from domain import commands
-from domain.actor import Actor
-from domain.api_client import ApiClient, client_id_for_key, new_api_key
-from domain.config import TreeConfig
-from domain.errors import (
+from domain.service import commands
+from domain.model.actor import Actor
+from domain.model.api_client import ApiClient, client_id_for_key, new_api_key
+from domain.model.config import TreeConfig
+from domain.model.errors import (
     ApiClientNotFoundError, ConcurrencyError, DomainError, ModelNotFoundError, TreeNotFoundError,
     UserNotFoundError,
 )
-from domain.trained_model import TrainedModel
-from domain.tree import ConversationTree
-from domain.user import User, user_id_for
+from domain.model.trained_model import TrainedModel
+from domain.model.tree import ConversationTree
+from domain.model.user import User, user_id_for
 
 T = TypeVar("T")
 A = TypeVar("A", ConversationTree, User, ApiClient, TrainedModel)
@@ -94,7 +94,7 @@ def _not_found(cls: type, aggregate_id: UUID) -> DomainError:
 class DataEngine(Application):
     name = "dataengine"
     env = {
-        "MAPPER_TOPIC": "domain.codec:MsgspecMapper",
+        "MAPPER_TOPIC": "api.storage.codec:MsgspecMapper",
         "AGGREGATE_CACHE_MAXSIZE": "50000",
         # We hold a lock per aggregate and save through this process, so the cached
         # object is current unless another process wrote: then save() conflicts and
@@ -292,7 +292,7 @@ class DataEngine(Application):
             aggregate = UnitOfWork(self).get(cls, aggregate_id)
             return copy.deepcopy(aggregate)
 
-    # Commands on trees, tasks and moderation live in domain.commands (one function each)
+    # Commands on trees, tasks and moderation live in domain.service.commands (one function each)
     # and are bound here so callers use one service object.
     create_prompt = commands.create_prompt
     add_reply = commands.add_reply
@@ -310,7 +310,7 @@ class DataEngine(Application):
     undelete_message = commands.undelete_message
     edit_message = commands.edit_message
     toggle_emoji = commands.toggle_emoji
-    # The models registry (domain.trained_model).
+    # The models registry (domain.model.trained_model).
     register_model = commands.register_model
     get_model = commands.get_model
 

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 from uuid import UUID
 
-from domain.actor import Actor
-from domain.errors import DomainError, TaskNotAvailableError
-from domain.task_types import TaskType
-from projections.handout import HandedOut, Handout
-from projections.processes import prompt_lottery
+from domain.model.actor import Actor
+from domain.model.errors import DomainError, TaskNotAvailableError
+from domain.model.task_types import TaskType
+from domain.service.handout import HandedOut, Handout
+from domain.service.processes import prompt_lottery
 from projections.runner import ProjectionRunner
 
 T = TaskType
