@@ -7,6 +7,7 @@ application here, so the choice of store adapter and its settings live in one pl
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +63,22 @@ def load_config(folder: Path | None = None, environ: dict[str, str] | None = Non
     if path:
         return TreeConfig.from_toml(Path(path).read_text(), env=environ)
     return TreeConfig.from_env(environ)
+
+
+def caught_up_runner(data: str) -> Any:
+    """A connection to the read model, caught up with the whole log."""
+    from tqdm import tqdm
+
+    from projections.log import SQLiteLog
+    from projections.runner import ProjectionRunner
+    from projections.store import READMODEL_FILE
+
+    folder = data_dir(data)
+    if not (folder / EVENTS_FILE).exists():
+        raise FileNotFoundError(f"no event store in {folder}")
+    runner = ProjectionRunner(SQLiteLog(folder / EVENTS_FILE), folder / READMODEL_FILE)
+    behind = runner.log.head() - runner.position
+    with tqdm(total=behind, unit="ev", unit_scale=True, desc="read model", file=sys.stderr,
+              disable=behind == 0) as bar:
+        runner.run_once(progress=bar.update)
+    return runner

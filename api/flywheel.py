@@ -208,14 +208,13 @@ class Flywheel:
         return {"models": registered}
 
     def _step_prelabel(self) -> dict[str, Any]:
-        from api.cli.prelabel import find_targets
-        from api.cli.stats import _readmodel
+        from api.bootstrap import caught_up_runner
         from api.bootstrap import load_config
-        from training.prelabel import PrelabelOptions, prelabel
+        from training.prelabel import PrelabelOptions, find_targets, prelabel
 
         if self.plan.prelabel_n <= 0:
             raise FlywheelError("the prelabel step needs --prelabel N (candidates per prompt)")
-        runner = _readmodel(str(self.plan.store))
+        runner = caught_up_runner(str(self.plan.store))
         try:
             targets = find_targets(runner.readmodel.reader(), load_config(self.plan.store),
                                    self.plan.lang, self.plan.prelabel_limit)

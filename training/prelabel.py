@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 from uuid import UUID
 
@@ -305,3 +306,16 @@ def prelabel(app: DataEngine, targets: Iterable[Target], model: str | ResolvedMo
         if progress is not None:
             progress(len(chunk))
     return summary
+
+
+def find_targets(conn: Any, config: Any, lang: str | None, limit: int | None) -> list[Any]:
+    """Prompter messages that can take an assistant reply now, in a stable order."""
+    from projections.availability import extendible_parents
+
+    langs = [lang] if lang else [row[0] for row in conn.execute(
+        "SELECT DISTINCT lang FROM trees WHERE state = 'growing' ORDER BY lang")]
+    now = datetime.now(timezone.utc)
+    targets = [Target(UUID(p.tree_id), UUID(p.message_id))
+               for code in langs for p in extendible_parents(conn, config, code, None, now)
+               if p.role == "prompter"]
+    return targets if limit is None else targets[:limit]

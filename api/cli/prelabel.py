@@ -35,24 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_prelabel)
 
 
-def find_targets(conn: Any, config: Any, lang: str | None, limit: int | None) -> list[Any]:
-    """Prompter messages that can take an assistant reply now, in a stable order."""
-    from projections.availability import extendible_parents
-    from training.prelabel import Target
-
-    langs = [lang] if lang else [row[0] for row in conn.execute(
-        "SELECT DISTINCT lang FROM trees WHERE state = 'growing' ORDER BY lang")]
-    now = datetime.now(timezone.utc)
-    targets = [Target(UUID(p.tree_id), UUID(p.message_id))
-               for code in langs for p in extendible_parents(conn, config, code, None, now)
-               if p.role == "prompter"]
-    return targets if limit is None else targets[:limit]
-
-
 def run_prelabel(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from api.cli.stats import _readmodel
+    from api.bootstrap import caught_up_runner
+    from training.prelabel import find_targets
     from api.bootstrap import data_dir, load_config, open_app
     from training.prelabel import PrelabelOptions, prelabel
     from training.registry import resolve
@@ -68,7 +55,7 @@ def run_prelabel(args: argparse.Namespace) -> int:
     folder = data_dir(args.data)
     config = load_config(folder)
     try:
-        runner = _readmodel(args.data)
+        runner = caught_up_runner(args.data)
     except FileNotFoundError as e:
         return fail(str(e))
     try:

@@ -12,6 +12,7 @@ import sys
 from datetime import datetime, timezone
 from typing import Any, Sequence
 
+from api.bootstrap import caught_up_runner
 from api.cli import add_data_option, fail
 
 
@@ -38,31 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         parser.add_argument("--json", action="store_true", help="print JSON")
 
 
-def _readmodel(data: str) -> Any:
-    """A connection to the read model, caught up with the whole log."""
-    from tqdm import tqdm
-
-    from api.bootstrap import data_dir
-
-    from api.storage.events import EVENTS_FILE
-    from projections.log import SQLiteLog
-    from projections.runner import ProjectionRunner
-    from projections.store import READMODEL_FILE
-
-    folder = data_dir(data)
-    if not (folder / EVENTS_FILE).exists():
-        raise FileNotFoundError(f"no event store in {folder}")
-    runner = ProjectionRunner(SQLiteLog(folder / EVENTS_FILE), folder / READMODEL_FILE)
-    behind = runner.log.head() - runner.position
-    with tqdm(total=behind, unit="ev", unit_scale=True, desc="read model", file=sys.stderr,
-              disable=behind == 0) as bar:
-        runner.run_once(progress=bar.update)
-    return runner
-
-
 def _run(args: argparse.Namespace, query: Any, render: Any) -> int:
     try:
-        runner = _readmodel(args.data)
+        runner = caught_up_runner(args.data)
     except FileNotFoundError as e:
         return fail(str(e))
     try:
