@@ -35,8 +35,12 @@ def store_env(folder: Path) -> dict[str, str]:
 SYNCHRONOUS_LEVELS = ("FULL", "NORMAL")
 
 
-def open_app(folder: str | os.PathLike[str] | None = None, config: TreeConfig | None = None,
-             synchronous: str | None = None, **kwargs: Any) -> DataEngine:
+def open_app(
+    folder: str | os.PathLike[str] | None = None,
+    config: TreeConfig | None = None,
+    synchronous: str | None = None,
+    **kwargs: Any,
+) -> DataEngine:
     """The application on the SQLite store in the data folder (created if missing).
 
     synchronous (default $DATAENGINE_SYNCHRONOUS, else FULL): FULL fsyncs the WAL at every
@@ -46,8 +50,9 @@ def open_app(folder: str | os.PathLike[str] | None = None, config: TreeConfig | 
     """
     level = (synchronous or os.environ.get("DATAENGINE_SYNCHRONOUS") or "FULL").upper()
     if level not in SYNCHRONOUS_LEVELS:
-        raise ConfigError(f"DATAENGINE_SYNCHRONOUS must be one of {', '.join(SYNCHRONOUS_LEVELS)},"
-                          f" not {level!r}")
+        raise ConfigError(
+            f"DATAENGINE_SYNCHRONOUS must be one of {', '.join(SYNCHRONOUS_LEVELS)}, not {level!r}"
+        )
     app = DataEngine(env=store_env(data_dir(folder)), config=config, **kwargs)
     if isinstance(app.recorder, GroupCommitSQLiteRecorder):
         app.recorder.synchronous = level
@@ -78,7 +83,13 @@ def caught_up_runner(data: str) -> Any:
         raise FileNotFoundError(f"no event store in {folder}")
     runner = ProjectionRunner(SQLiteLog(folder / EVENTS_FILE), folder / READMODEL_FILE)
     behind = runner.log.head() - runner.position
-    with tqdm(total=behind, unit="ev", unit_scale=True, desc="read model", file=sys.stderr,
-              disable=behind == 0) as bar:
+    with tqdm(
+        total=behind,
+        unit="ev",
+        unit_scale=True,
+        desc="read model",
+        file=sys.stderr,
+        disable=behind == 0,
+    ) as bar:
         runner.run_once(progress=bar.update)
     return runner

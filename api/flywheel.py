@@ -22,10 +22,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from domain.model.errors import DomainError, ErrorCode
 
@@ -60,8 +61,11 @@ class FlywheelPlan:
         return f"{self.prefix}-{step}"
 
     def identity(self) -> dict[str, Any]:
-        return {"base_model": self.base_model, "store": str(self.store.resolve()),
-                "name": self.prefix}
+        return {
+            "base_model": self.base_model,
+            "store": str(self.store.resolve()),
+            "name": self.prefix,
+        }
 
     def training_options(self, step: str) -> dict[str, Any]:
         options = dict(self.options.get(step, {}))
@@ -86,17 +90,22 @@ class Flywheel:
         path = self.out / STATE_FILE
         if not path.exists():
             if self.out.exists() and any(self.out.iterdir()):
-                raise FlywheelError(f"{self.out} is not empty and holds no {STATE_FILE}; "
-                                    "pick another --out")
+                raise FlywheelError(
+                    f"{self.out} is not empty and holds no {STATE_FILE}; pick another --out"
+                )
             return {**self.plan.identity(), "steps": {}}
         try:
             state = json.loads(path.read_text())
         except json.JSONDecodeError as e:
-            raise FlywheelError(f"{path} is damaged ({e}); remove it or pick another --out") from None
+            raise FlywheelError(
+                f"{path} is damaged ({e}); remove it or pick another --out"
+            ) from None
         for key, value in self.plan.identity().items():
             if state.get(key) != value:
-                raise FlywheelError(f"{self.out} holds a turn with {key} {state.get(key)!r}, not "
-                                    f"{value!r}; pick another --out or use --restart")
+                raise FlywheelError(
+                    f"{self.out} holds a turn with {key} {state.get(key)!r}, not "
+                    f"{value!r}; pick another --out or use --restart"
+                )
         return state
 
     def _save_state(self) -> None:
@@ -106,8 +115,10 @@ class Flywheel:
         os.replace(tmp, self.out / STATE_FILE)  # never a half-written state file
 
     def _mark(self, step: str, summary: dict[str, Any]) -> None:
-        self.state["steps"][step] = {"finished_at": datetime.now(timezone.utc).isoformat(),
-                                     "summary": summary}
+        self.state["steps"][step] = {
+            "finished_at": datetime.now(UTC).isoformat(),
+            "summary": summary,
+        }
         self._save_state()
 
     def done(self, step: str) -> bool:
@@ -137,12 +148,19 @@ class Flywheel:
         return self.summary()
 
     def _check_inputs(self, step: str) -> None:
-        needs = {"sft": ["datasets"], "rm": ["datasets", "sft"], "rlhf": ["datasets", "sft", "rm"],
-                 "register": ["datasets", "sft", "rm", "rlhf"], "prelabel": ["register"]}
+        needs = {
+            "sft": ["datasets"],
+            "rm": ["datasets", "sft"],
+            "rlhf": ["datasets", "sft", "rm"],
+            "register": ["datasets", "sft", "rm", "rlhf"],
+            "prelabel": ["register"],
+        }
         missing = [n for n in needs.get(step, []) if not self.done(n)]
         if missing:
-            raise FlywheelError(f"step {step} needs {', '.join(missing)} first "
-                                f"(run the flywheel without --only, or those steps)")
+            raise FlywheelError(
+                f"step {step} needs {', '.join(missing)} first "
+                f"(run the flywheel without --only, or those steps)"
+            )
 
     def _step_datasets(self) -> dict[str, Any]:
         from projections.datasets.build import build
@@ -151,20 +169,42 @@ class Flywheel:
         manifest = build(self.plan.store, self.out / "datasets", BuildOptions(lang=self.plan.lang))
         if not manifest["rows"]["sft"]["train"]:
             shutil.rmtree(self.out / "datasets")  # not done: the next run builds again
-            raise FlywheelError(f"no training rows at log position {manifest['log_position']}: "
-                                f"{manifest['ready_trees']} ready_for_export trees"
-                                + (f" in {self.plan.lang}" if self.plan.lang else ""))
-        return {"log_position": manifest["log_position"], "ready_trees": manifest["ready_trees"],
-                "rows": manifest["rows"]}
+            raise FlywheelError(
+                f"no training rows at log position {manifest['log_position']}: "
+                f"{manifest['ready_trees']} ready_for_export trees"
+                + (f" in {self.plan.lang}" if self.plan.lang else "")
+            )
+        return {
+            "log_position": manifest["log_position"],
+            "ready_trees": manifest["ready_trees"],
+            "rows": manifest["rows"],
+        }
 
     def _train(self, kind: str, model: str, **models: str) -> dict[str, Any]:
         from training.runs import train
 
-        result = train(kind, data=self.out / "datasets", model=model, out=self.out / kind,
-                       options=self.plan.training_options(kind), progress=self.progress, **models)
-        return {k: result.metrics.get(k) for k in
-                ("global_step", "train_loss", "final_loss", "pairwise_accuracy",
-                 "initial_reward", "final_reward", "final_kl") if k in result.metrics}
+        result = train(
+            kind,
+            data=self.out / "datasets",
+            model=model,
+            out=self.out / kind,
+            options=self.plan.training_options(kind),
+            progress=self.progress,
+            **models,
+        )
+        return {
+            k: result.metrics.get(k)
+            for k in (
+                "global_step",
+                "train_loss",
+                "final_loss",
+                "pairwise_accuracy",
+                "initial_reward",
+                "final_reward",
+                "final_kl",
+            )
+            if k in result.metrics
+        }
 
     def _step_sft(self) -> dict[str, Any]:
         from training.registry import resolve
@@ -192,49 +232,72 @@ class Flywheel:
     def _step_register(self) -> dict[str, Any]:
         from training.registry import register
 
-        bases = {"sft": self.plan.base_model, "rm": self.plan.model_name("sft"),
-                 "rlhf": self.plan.model_name("sft")}
+        bases = {
+            "sft": self.plan.base_model,
+            "rm": self.plan.model_name("sft"),
+            "rlhf": self.plan.model_name("sft"),
+        }
         app = self._app()
         registered = {}
         try:
             for kind in TRAINING_STEPS:
                 name = self.plan.model_name(kind)
-                outcome = register(app, name=name, path=self.out / kind, kind=kind,
-                                   base_model=bases[kind], dataset=self.out / "datasets",
-                                   metrics=self.out / kind / "metrics.json")
+                outcome = register(
+                    app,
+                    name=name,
+                    path=self.out / kind,
+                    kind=kind,
+                    base_model=bases[kind],
+                    dataset=self.out / "datasets",
+                    metrics=self.out / kind / "metrics.json",
+                )
                 registered[name] = {"kind": kind, "new": bool(outcome.recorded)}
         finally:
             app.close()
         return {"models": registered}
 
     def _step_prelabel(self) -> dict[str, Any]:
-        from api.bootstrap import caught_up_runner
-        from api.bootstrap import load_config
+        from api.bootstrap import caught_up_runner, load_config
         from training.prelabel import PrelabelOptions, find_targets, prelabel
 
         if self.plan.prelabel_n <= 0:
             raise FlywheelError("the prelabel step needs --prelabel N (candidates per prompt)")
         runner = caught_up_runner(str(self.plan.store))
         try:
-            targets = find_targets(runner.readmodel.reader(), load_config(self.plan.store),
-                                   self.plan.lang, self.plan.prelabel_limit)
+            targets = find_targets(
+                runner.readmodel.reader(),
+                load_config(self.plan.store),
+                self.plan.lang,
+                self.plan.prelabel_limit,
+            )
         finally:
             runner.close()
         app = self._app()
         try:
-            summary = prelabel(app, targets, self.plan.model_name("rlhf"),
-                               PrelabelOptions(n=self.plan.prelabel_n,
-                                               max_new_tokens=self.plan.prelabel_max_new_tokens))
+            summary = prelabel(
+                app,
+                targets,
+                self.plan.model_name("rlhf"),
+                PrelabelOptions(
+                    n=self.plan.prelabel_n, max_new_tokens=self.plan.prelabel_max_new_tokens
+                ),
+            )
         finally:
             app.close()
-        return {k: v for k, v in summary.as_dict().items()
-                if k in ("model_name", "prompts_seen", "added", "refused", "tokens_per_second")}
+        return {
+            k: v
+            for k, v in summary.as_dict().items()
+            if k in ("model_name", "prompts_seen", "added", "refused", "tokens_per_second")
+        }
 
     # ------------------------------------------------------------------ results
     def summary(self) -> dict[str, Any]:
         steps = self.state["steps"]
-        return {"out": str(self.out), **self.plan.identity(),
-                "steps": {s: steps[s]["summary"] for s in STEPS if s in steps}}
+        return {
+            "out": str(self.out),
+            **self.plan.identity(),
+            "steps": {s: steps[s]["summary"] for s in STEPS if s in steps},
+        }
 
 
 def accuracy(value: Any) -> float | None:
@@ -257,15 +320,21 @@ def table_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("log position", fmt(d["log_position"])))
         rows.append(("ready trees", fmt(d["ready_trees"])))
         for kind, counts in d["rows"].items():
-            rows.append((f"rows {kind}", f"train {counts['train']}, validation {counts['validation']}"))
+            rows.append(
+                (f"rows {kind}", f"train {counts['train']}, validation {counts['validation']}")
+            )
     if "sft" in steps:
         rows.append(("sft final loss", fmt(steps["sft"].get("final_loss"))))
     if "rm" in steps:
         rows.append(("rm pairwise accuracy", fmt(accuracy(steps["rm"].get("pairwise_accuracy")))))
     if "rlhf" in steps:
         s = steps["rlhf"]
-        rows.append(("rlhf reward (first → last)",
-                     f"{fmt(s.get('initial_reward'))} → {fmt(s.get('final_reward'))}"))
+        rows.append(
+            (
+                "rlhf reward (first → last)",
+                f"{fmt(s.get('initial_reward'))} → {fmt(s.get('final_reward'))}",
+            )
+        )
         rows.append(("rlhf final KL", fmt(s.get("final_kl"))))
     if "register" in steps:
         rows.append(("registered", ", ".join(steps["register"]["models"])))

@@ -27,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tqdm import tqdm  # noqa: E402
 
 from api.bootstrap import open_app  # noqa: E402
-
 from api.storage.events import EVENTS_FILE  # noqa: E402
 from domain.model.actor import Actor  # noqa: E402
 from domain.model.config import TreeConfig  # noqa: E402
@@ -39,9 +38,11 @@ from projections.audit.verify import default_workers, verify, verify_digest  # n
 
 CONFIG = TreeConfig(goal_tree_size=6, min_goal_tree_size=1)
 LABELS = {"spam": 0.0, "lang_mismatch": 0.0, "quality": 0.75, "helpfulness": 0.5}
-WORDS = ("the moon pulls on the oceans so water bulges toward it and away from it on the "
-         "far side which is why most coasts see two high tides every day while the sun adds "
-         "a smaller pull that makes spring and neap tides").split()
+WORDS = (
+    "the moon pulls on the oceans so water bulges toward it and away from it on the "
+    "far side which is why most coasts see two high tides every day while the sun adds "
+    "a smaller pull that makes spring and neap tides"
+).split()
 
 
 def text(rng: random.Random) -> str:
@@ -54,13 +55,13 @@ def grow_tree(rng: random.Random, client: object) -> ConversationTree:
     def someone() -> Actor:
         return Actor(uuid4(), client)
 
-    tree = ConversationTree.start(message_id=uuid4(), text=text(rng), lang="en",
-                                  actor=someone(), config=CONFIG)
+    tree = ConversationTree.start(
+        message_id=uuid4(), text=text(rng), lang="en", actor=someone(), config=CONFIG
+    )
 
     def review(message_id: object) -> None:
         for _ in range(CONFIG.num_reviews_initial_prompt):
-            tree.submit_labels(message_id=message_id, labels=LABELS, actor=someone(),
-                               config=CONFIG)
+            tree.submit_labels(message_id=message_id, labels=LABELS, actor=someone(), config=CONFIG)
 
     review(tree.id)
     if tree.state is TreeState.PROMPT_LOTTERY_WAITING:
@@ -68,8 +69,9 @@ def grow_tree(rng: random.Random, client: object) -> ConversationTree:
     parents = [tree.id]
     while tree.state is TreeState.GROWING and parents:
         parent = parents[0]
-        reply = tree.add_reply(message_id=uuid4(), parent_id=parent, text=text(rng),
-                               actor=someone(), config=CONFIG)
+        reply = tree.add_reply(
+            message_id=uuid4(), parent_id=parent, text=text(rng), actor=someone(), config=CONFIG
+        )
         review(reply.id)
         if reply.depth < CONFIG.max_tree_depth:
             parents.append(reply.id)
@@ -79,12 +81,15 @@ def grow_tree(rng: random.Random, client: object) -> ConversationTree:
             parents.pop(0)
     while tree.state is TreeState.RANKING:
         for parent in rankable_parents(tree, CONFIG):
-            while (tree.state is TreeState.RANKING
-                   and len(parent.rankings) < CONFIG.num_required_rankings):
+            while (
+                tree.state is TreeState.RANKING
+                and len(parent.rankings) < CONFIG.num_required_rankings
+            ):
                 order = [c.id for c in rankable_children(tree, parent, CONFIG)]
                 rng.shuffle(order)
-                tree.submit_ranking(parent_id=parent.id, ranked_message_ids=order,
-                                    actor=someone(), config=CONFIG)
+                tree.submit_ranking(
+                    parent_id=parent.id, ranked_message_ids=order, actor=someone(), config=CONFIG
+                )
     return tree
 
 
@@ -93,13 +98,20 @@ def generate(folder: Path, events: int, seed: int = 7) -> int:
     rng = random.Random(seed)
     client = uuid4()
     written = log_head(open_log(folder / EVENTS_FILE))
-    with tqdm(total=events, initial=written, unit="ev", unit_scale=True, desc="generating",
-              file=sys.stderr) as bar:
+    with tqdm(
+        total=events,
+        initial=written,
+        unit="ev",
+        unit_scale=True,
+        desc="generating",
+        file=sys.stderr,
+    ) as bar:
         while written < events:
             batch = []
             while len(batch) < 20_000:
-                batch.extend(app.mapper.to_stored_event(e)
-                             for e in grow_tree(rng, client).collect_events())
+                batch.extend(
+                    app.mapper.to_stored_event(e) for e in grow_tree(rng, client).collect_events()
+                )
             batch = batch[: events - written]  # an exact size; a cut tree is still valid rows
             app.recorder.insert_events(batch)
             written += len(batch)
@@ -142,8 +154,9 @@ def main() -> int:
     print(f"log: {n:,} events, {size / 2**20:,.0f} MiB ({size / n:,.0f} bytes/event) in {folder}")
 
     store = AuditStore(folder / AUDIT_FILE)
-    (position, digest, _, _), _ = timed("digest from scratch (hash + record)", n,
-                                        lambda: record(log, store))
+    (position, digest, _, _), _ = timed(
+        "digest from scratch (hash + record)", n, lambda: record(log, store)
+    )
     audit_size = sum(p.stat().st_size for p in folder.glob(AUDIT_FILE + "*"))
     print(f"record: {len(store.checkpoints()):,} checkpoints, {audit_size / 2**20:,.0f} MiB")
     rates = []
@@ -153,17 +166,23 @@ def main() -> int:
         assert report.intact and report.digest == digest, report.damage[:3]
         rates.append(rate)
     if workers > 1:
-        report, rate = timed(f"verify, {workers} processes", n,
-                             lambda: verify(log, store, workers=workers))
+        report, rate = timed(
+            f"verify, {workers} processes", n, lambda: verify(log, store, workers=workers)
+        )
         assert report.intact and report.digest == digest, report.damage[:3]
         rates.append(rate)
-    report, _ = timed(f"verify --digest D --position P, {workers} proc.", n,
-                      lambda: verify_digest(log, store, digest, position, workers=workers))
+    report, _ = timed(
+        f"verify --digest D --position P, {workers} proc.",
+        n,
+        lambda: verify_digest(log, store, digest, position, workers=workers),
+    )
     assert report.intact
     timed("digest again, nothing new (incremental)", 0, lambda: record(log, store))
     best = max(rates)
-    print(f"verify throughput: {best:,.0f} events/s wall clock, {os.cpu_count()} CPUs, load "
-          f"{os.getloadavg()[0]:.1f} (goal >= 200,000: {'met' if best >= 200_000 else 'NOT met'})")
+    print(
+        f"verify throughput: {best:,.0f} events/s wall clock, {os.cpu_count()} CPUs, load "
+        f"{os.getloadavg()[0]:.1f} (goal >= 200,000: {'met' if best >= 200_000 else 'NOT met'})"
+    )
     return 0
 
 

@@ -28,21 +28,20 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Callable
 from uuid import UUID
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from api.bootstrap import open_app  # noqa: E402
-
 from api.storage.events import EVENTS_FILE  # noqa: E402
 from bench import crowd  # noqa: E402
 from domain.model.errors import DomainError, TaskNotAvailableError  # noqa: E402
 from domain.model.task_types import TaskType  # noqa: E402
-from projections import availability as av  # noqa: E402
 from domain.service.handout import Handout, choose, payload_for  # noqa: E402
+from projections import availability as av  # noqa: E402
 from projections.log import SQLiteLog  # noqa: E402
 from projections.rebuild import rebuild  # noqa: E402
 from projections.store import ReadModel  # noqa: E402
@@ -75,14 +74,19 @@ def timed(n: int, call: Callable[[int], object]) -> tuple[list[float], list[floa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--data", default=None)
     parser.add_argument("--trees", type=int, default=300, help="ready trees to grow (no --data)")
     parser.add_argument("--n", type=int, default=1000, help="timed calls per variant")
     parser.add_argument("--users", type=int, default=200, help="users drawn from")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--fast-commit", action="store_true",
-                        help="record tasks with synchronous=NORMAL (no fsync per command)")
+    parser.add_argument(
+        "--fast-commit",
+        action="store_true",
+        help="record tasks with synchronous=NORMAL (no fsync per command)",
+    )
     args = parser.parse_args()
 
     folder = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="dataengine-avail-"))
@@ -98,12 +102,16 @@ def main() -> None:
     conn = readmodel.reader()
     config = crowd.crowd_config()
     (last,) = conn.execute("SELECT max(issued_at) FROM tasks").fetchone()
-    now = datetime.fromtimestamp(last, timezone.utc) + timedelta(seconds=1)
+    now = datetime.fromtimestamp(last, UTC) + timedelta(seconds=1)
     states = dict(conn.execute("SELECT state, count(*) FROM trees GROUP BY state"))
-    sizes = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-             for t in ("messages", "tasks", "labels")}
-    print(f"read model: {sum(states.values()):,} trees {states}; " +
-          ", ".join(f"{n:,} {t}" for t, n in sizes.items()))
+    sizes = {
+        t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+        for t in ("messages", "tasks", "labels")
+    }
+    print(
+        f"read model: {sum(states.values()):,} trees {states}; "
+        + ", ".join(f"{n:,} {t}" for t, n in sizes.items())
+    )
 
     rng = random.Random(args.seed)
     everyone = [UUID(u) for (u,) in conn.execute("SELECT user_id FROM users ORDER BY user_id")]

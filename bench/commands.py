@@ -38,9 +38,10 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from uuid import UUID
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -48,12 +49,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tqdm import tqdm  # noqa: E402
 
 from api.bootstrap import open_app  # noqa: E402
-
+from api.storage.codec import MsgspecMapper  # noqa: E402
 from api.storage.events import EVENTS_FILE  # noqa: E402
 from bench.mix import REVIEW_LABELS, Step, TreePlan, plan_tree, text_for  # noqa: E402
 from bench.naive import NAIVE_FILE, NaiveApp, NaiveDriver, naive_env, stock_mapper  # noqa: E402
 from domain.model.actor import SYSTEM, Actor  # noqa: E402
-from api.storage.codec import MsgspecMapper  # noqa: E402
 from domain.model.config import TreeConfig  # noqa: E402
 from domain.model.errors import DomainError  # noqa: E402
 
@@ -97,17 +97,28 @@ class EngineDriver:
         actor = self.users[step.user] if step.user >= 0 else SYSTEM
         kind = step.kind
         if kind == "review":
-            return app.submit_labels(actor=actor, tree_id=tree_id, message_id=step.message_id,
-                                     labels=REVIEW_LABELS).position
+            return app.submit_labels(
+                actor=actor, tree_id=tree_id, message_id=step.message_id, labels=REVIEW_LABELS
+            ).position
         if kind == "reply":
-            return app.add_reply(actor=actor, tree_id=tree_id, parent_id=step.parent_id,
-                                 text=text_for("reply"), message_id=step.message_id).position
+            return app.add_reply(
+                actor=actor,
+                tree_id=tree_id,
+                parent_id=step.parent_id,
+                text=text_for("reply"),
+                message_id=step.message_id,
+            ).position
         if kind == "ranking":
-            return app.submit_ranking(actor=actor, tree_id=tree_id, parent_id=step.parent_id,
-                                      ranked_message_ids=list(step.ranked)).position
+            return app.submit_ranking(
+                actor=actor,
+                tree_id=tree_id,
+                parent_id=step.parent_id,
+                ranked_message_ids=list(step.ranked),
+            ).position
         if kind == "prompt":
-            return app.create_prompt(actor=actor, text=text_for("prompt"),
-                                     message_id=tree_id).position
+            return app.create_prompt(
+                actor=actor, text=text_for("prompt"), message_id=tree_id
+            ).position
         if kind == "activate":
             return app.activate_tree(tree_id=tree_id)
         raise ValueError(f"unknown step {kind}")
@@ -129,8 +140,9 @@ def _count_saves(app: Any) -> list[int]:
     return total
 
 
-def _drive(drivers: list[Callable[[UUID, Step], int | None]], work: list[list[TreePlan]]
-           ) -> tuple[float, list[float], list[tuple[UUID, int]]]:
+def _drive(
+    drivers: list[Callable[[UUID, Step], int | None]], work: list[list[TreePlan]]
+) -> tuple[float, list[float], list[tuple[UUID, int]]]:
     """Run every worker's plans on its own thread; wall time from a common start."""
     latencies: list[list[float]] = [[] for _ in work]
     positions: list[list[tuple[UUID, int]]] = [[] for _ in work]
@@ -183,8 +195,10 @@ def fsync_probe(folder: Path, n: int = 30) -> float:
 
 
 def _plans(key: str, config: TreeConfig, trees: int, threads: int) -> list[list[TreePlan]]:
-    return [[plan_tree(f"{key}/{t}", config, POOL, start=t) for t in range(w, trees, threads)]
-            for w in range(threads)]
+    return [
+        [plan_tree(f"{key}/{t}", config, POOL, start=t) for t in range(w, trees, threads)]
+        for w in range(threads)
+    ]
 
 
 def _rows(db: Path) -> dict[int, str]:
@@ -192,8 +206,14 @@ def _rows(db: Path) -> dict[int, str]:
         return dict(con.execute("SELECT rowid, originator_id FROM stored_events"))
 
 
-def verify(db: Path, work: list[list[TreePlan]], positions: list[tuple[UUID, int]], events: int,
-           setup_rows: int, get_tree: Callable[[UUID], Any]) -> None:
+def verify(
+    db: Path,
+    work: list[list[TreePlan]],
+    positions: list[tuple[UUID, int]],
+    events: int,
+    setup_rows: int,
+    get_tree: Callable[[UUID], Any],
+) -> None:
     rows = _rows(db)
     if len(rows) != setup_rows + events:
         raise BenchFailure(f"{len(rows)} rows stored, expected {setup_rows} + {events} reported")
@@ -226,15 +246,33 @@ def verify(db: Path, work: list[list[TreePlan]], positions: list[tuple[UUID, int
             raise BenchFailure(f"tree {plan.tree_id}: {problem}")
 
 
-def run_engine(config: TreeConfig, trees: int, threads: int, key: str,
-               synchronous: str | None = None, codec: list[Any] | None = None) -> RunResult:
+def run_engine(
+    config: TreeConfig,
+    trees: int,
+    threads: int,
+    key: str,
+    synchronous: str | None = None,
+    codec: list[Any] | None = None,
+) -> RunResult:
     folder = Path(tempfile.mkdtemp(prefix="bench-commands-"))
     try:
         app = open_app(folder, config, synchronous=synchronous)
         client_id, _ = app.register_client(name="bench")
-        drivers = [EngineDriver(app, [
-            Actor(app.ensure_user(client_id=client_id, auth_method="local", username=f"w{w}u{i}"),
-                  client_id) for i in range(POOL)]) for w in range(threads)]
+        drivers = [
+            EngineDriver(
+                app,
+                [
+                    Actor(
+                        app.ensure_user(
+                            client_id=client_id, auth_method="local", username=f"w{w}u{i}"
+                        ),
+                        client_id,
+                    )
+                    for i in range(POOL)
+                ],
+            )
+            for w in range(threads)
+        ]
         setup_rows = app.recorder.max_notification_id() or 0
         total = _count_saves(app)
         work = _plans(key, config, trees, threads)
@@ -257,8 +295,12 @@ def run_naive(config: TreeConfig, trees: int, threads: int, key: str) -> RunResu
     folder = Path(tempfile.mkdtemp(prefix="bench-naive-"))
     try:
         app = NaiveApp(env=naive_env(folder))
-        drivers = [NaiveDriver(app, config, [Actor(UUID(int=w * POOL + i + 1), UUID(int=0))
-                                             for i in range(POOL)]) for w in range(threads)]
+        drivers = [
+            NaiveDriver(
+                app, config, [Actor(UUID(int=w * POOL + i + 1), UUID(int=0)) for i in range(POOL)]
+            )
+            for w in range(threads)
+        ]
         total = _count_saves(app)
         work = _plans(key, config, trees, threads)
         fsync = fsync_probe(folder)
@@ -308,24 +350,29 @@ def _med(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def report(results: dict[str, list[RunResult]], codec: list[dict[str, float]],
-           threads: int, repeat: int) -> None:
+def report(
+    results: dict[str, list[RunResult]], codec: list[dict[str, float]], threads: int, repeat: int
+) -> None:
     base = _med([r.cps for r in results["naive x1"]]) if "naive x1" in results else None
     print(f"\nmedians over {repeat} run(s); range in brackets\n")
-    head = (f"{'variant':<16}{'commands/s':>11}{'(min-max)':>15}{'events/s':>10}"
-            f"{'p50 ms':>8}{'p99 ms':>8}{'batch':>7}{'x naive1':>9}{'fsync ms':>9}")
+    head = (
+        f"{'variant':<16}{'commands/s':>11}{'(min-max)':>15}{'events/s':>10}"
+        f"{'p50 ms':>8}{'p99 ms':>8}{'batch':>7}{'x naive1':>9}{'fsync ms':>9}"
+    )
     print(head)
     print("-" * len(head))
     for name, runs in results.items():
         cps = [r.cps for r in runs]
         batch = [r.batch for r in runs if r.batch is not None]
-        print(f"{name:<16}{_med(cps):>11,.0f}{f'({min(cps):,.0f}-{max(cps):,.0f})':>15}"
-              f"{_med([r.eps for r in runs]):>10,.0f}"
-              f"{_med([r.pct(0.5) for r in runs]) * 1e3:>8.2f}"
-              f"{_med([r.pct(0.99) for r in runs]) * 1e3:>8.2f}"
-              f"{(f'{_med(batch):.1f}' if batch else '-'):>7}"
-              f"{(f'{_med(cps) / base:.1f}' if base else '-'):>9}"
-              f"{_med([r.fsync for r in runs]) * 1e3:>9.2f}")
+        print(
+            f"{name:<16}{_med(cps):>11,.0f}{f'({min(cps):,.0f}-{max(cps):,.0f})':>15}"
+            f"{_med([r.eps for r in runs]):>10,.0f}"
+            f"{_med([r.pct(0.5) for r in runs]) * 1e3:>8.2f}"
+            f"{_med([r.pct(0.99) for r in runs]) * 1e3:>8.2f}"
+            f"{(f'{_med(batch):.1f}' if batch else '-'):>7}"
+            f"{(f'{_med(cps) / base:.1f}' if base else '-'):>9}"
+            f"{_med([r.fsync for r in runs]) * 1e3:>9.2f}"
+        )
     n, one = f"engine x{threads}", "engine x1"
     if n in results and one in results and threads != 1:
         gain = _med([r.cps for r in results[n]]) / _med([r.cps for r in results[one]])
@@ -336,8 +383,10 @@ def report(results: dict[str, list[RunResult]], codec: list[dict[str, float]],
             s = _med([c[f"stock {op}"] for c in codec])
             m = _med([c[f"msgspec {op}"] for c in codec])
             print(f"  {op}: stock json {s:.2f}  msgspec {m:.2f}  (stock/msgspec x{s / m:.2f})")
-        print(f"  stored bytes: stock {_med([c['stock bytes'] for c in codec]):.0f}  "
-              f"msgspec {_med([c['msgspec bytes'] for c in codec]):.0f}")
+        print(
+            f"  stored bytes: stock {_med([c['stock bytes'] for c in codec]):.0f}  "
+            f"msgspec {_med([c['msgspec bytes'] for c in codec]):.0f}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -353,13 +402,17 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.quick:
         args.trees, args.naive_trees, args.repeat = 64, 8, 1
-    config = TreeConfig() if args.goal is None else TreeConfig(
-        goal_tree_size=args.goal, min_goal_tree_size=min(5, args.goal))
+    config = (
+        TreeConfig()
+        if args.goal is None
+        else TreeConfig(goal_tree_size=args.goal, min_goal_tree_size=min(5, args.goal))
+    )
     n = args.threads
     if n < 1 or args.trees < 1 or args.repeat < 1:
         p.error("--threads, --trees and --repeat must be at least 1")
     variants: dict[str, Callable[[str, list[Any]], RunResult]] = {
-        f"engine x{n}": lambda k, c: run_engine(config, args.trees, n, k, codec=c)}
+        f"engine x{n}": lambda k, c: run_engine(config, args.trees, n, k, codec=c)
+    }
     if n > 1:
         variants["engine x1"] = lambda k, c: run_engine(config, max(1, args.trees // 4), 1, k)
     if not args.no_normal:
@@ -369,9 +422,11 @@ def main(argv: list[str] | None = None) -> int:
         if n > 1:
             variants[f"naive x{n}"] = lambda k, c: run_naive(config, args.naive_trees, n, k)
     steps = len(plan_tree("count", config, POOL).steps)
-    print(f"{os.cpu_count()} cpus; goal tree size {config.goal_tree_size}: {steps} commands per "
-          f"tree; trees per run: {args.trees} (engine xN), {max(1, args.trees // 4)} (engine x1), "
-          f"{args.naive_trees} (naive)")
+    print(
+        f"{os.cpu_count()} cpus; goal tree size {config.goal_tree_size}: {steps} commands per "
+        f"tree; trees per run: {args.trees} (engine xN), {max(1, args.trees // 4)} (engine x1), "
+        f"{args.naive_trees} (naive)"
+    )
     results: dict[str, list[RunResult]] = {name: [] for name in variants}
     codec: list[dict[str, float]] = []
     with tqdm(total=args.repeat * len(variants), desc="runs", leave=False) as bar:
@@ -385,8 +440,10 @@ def main(argv: list[str] | None = None) -> int:
                     return 1
                 bar.update()
     report(results, codec, n, args.repeat)
-    print("\nverified: every run's store reopened with the reported events, positions and "
-          "final tree states")
+    print(
+        "\nverified: every run's store reopened with the reported events, positions and "
+        "final tree states"
+    )
     return 0
 
 

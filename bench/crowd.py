@@ -24,7 +24,7 @@ import argparse
 import random
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -38,16 +38,48 @@ from domain.model import tree_rules as rules  # noqa: E402
 from domain.model.actor import SYSTEM, Actor  # noqa: E402
 from domain.model.config import TreeConfig  # noqa: E402
 from domain.model.errors import DomainError  # noqa: E402
-from domain.model.labels import LABELS, LabelMode, MessageKind, disposition  # noqa: E402
-from domain.model.labels import mandatory_labels, valid_labels  # noqa: E402
+from domain.model.labels import (  # noqa: E402  # noqa: E402
+    LABELS,
+    LabelMode,
+    MessageKind,
+    disposition,
+    mandatory_labels,
+    valid_labels,
+)
 from domain.model.message import USER_EMOJIS, Role  # noqa: E402
 from domain.model.states import TreeState as S  # noqa: E402
 from domain.model.task_types import TaskType as T  # noqa: E402
 
-WORDS = ("how", "why", "explain", "write", "poem", "code", "python", "river", "history", "sun",
-         "recipe", "bread", "travel", "music", "theory", "garden", "planet", "story", "list", "tips")
-ZERO_LABELS = ("lang_mismatch", "pii", "not_appropriate", "hate_speech", "sexual_content",
-               "fails_task")
+WORDS = (
+    "how",
+    "why",
+    "explain",
+    "write",
+    "poem",
+    "code",
+    "python",
+    "river",
+    "history",
+    "sun",
+    "recipe",
+    "bread",
+    "travel",
+    "music",
+    "theory",
+    "garden",
+    "planet",
+    "story",
+    "list",
+    "tips",
+)
+ZERO_LABELS = (
+    "lang_mismatch",
+    "pii",
+    "not_appropriate",
+    "hate_speech",
+    "sexual_content",
+    "fails_task",
+)
 
 
 def crowd_config(max_active_trees: int = 100) -> TreeConfig:
@@ -56,17 +88,29 @@ def crowd_config(max_active_trees: int = 100) -> TreeConfig:
 
 
 class Crowd:
-    def __init__(self, app: Any, *, users: int, seed: int, start: datetime | None = None,
-                 step_seconds: float = 120.0, spam_fraction: float = 0.1,
-                 skip_rate: float = 0.04):
+    def __init__(
+        self,
+        app: Any,
+        *,
+        users: int,
+        seed: int,
+        start: datetime | None = None,
+        step_seconds: float = 120.0,
+        spam_fraction: float = 0.1,
+        skip_rate: float = 0.04,
+    ):
         self.app, self.config = app, app.config
         self.rng = random.Random(seed)
-        self.now = start or datetime(2023, 2, 1, tzinfo=timezone.utc)
+        self.now = start or datetime(2023, 2, 1, tzinfo=UTC)
         self.step_seconds = step_seconds
         app.clock = lambda: self.now
         self.client, _ = app.register_client(name="crowd", api_key=f"crowd-{seed}")
-        self.people = [app.ensure_user(client_id=self.client, auth_method="local",
-                                       username=f"crowd-{seed}-{i}") for i in range(users)]
+        self.people = [
+            app.ensure_user(
+                client_id=self.client, auth_method="local", username=f"crowd-{seed}-{i}"
+            )
+            for i in range(users)
+        ]
         self.spammers = {u for u in self.people if self.rng.random() < spam_fraction}
         self.skip_rate = skip_rate
         self.quality: dict[UUID, float] = {}
@@ -96,17 +140,32 @@ class Crowd:
         return f"{'asdf qwerty ' if spam else ''}{what} {self.counter}: {words}", spam
 
     def conversation(self, tree: Any, message: Any) -> list[dict[str, Any]]:
-        return [{"message_id": str(m.id), "text": m.text, "lang": m.lang,
-                 "is_assistant": m.role is Role.ASSISTANT, "synthetic": m.synthetic}
-                for m in reversed(rules.path_to_root(tree, message))]
+        return [
+            {
+                "message_id": str(m.id),
+                "text": m.text,
+                "lang": m.lang,
+                "is_assistant": m.role is Role.ASSISTANT,
+                "synthetic": m.synthetic,
+            }
+            for m in reversed(rules.path_to_root(tree, message))
+        ]
 
     # ------------------------------------------------------------------ one task
-    def task(self, user: UUID, kind: T, payload: dict[str, Any], act: Any,
-             tree_id: UUID | None = None, message_id: UUID | None = None) -> None:
+    def task(
+        self,
+        user: UUID,
+        kind: T,
+        payload: dict[str, Any],
+        act: Any,
+        tree_id: UUID | None = None,
+        message_id: UUID | None = None,
+    ) -> None:
         """Hand out, then skip or acknowledge and answer, as a front end would."""
         app = self.app
-        task = app.issue_task(user_id=user, task_type=kind, tree_id=tree_id,
-                              message_id=message_id, payload=payload)
+        task = app.issue_task(
+            user_id=user, task_type=kind, tree_id=tree_id, message_id=message_id, payload=payload
+        )
         if kind is not T.INITIAL_PROMPT and self.rng.random() < self.skip_rate:
             app.nack_task(user_id=user, task_id=task.id, reason="not for me")
             return
@@ -122,8 +181,9 @@ class Crowd:
         text, spam = self.text(user, "prompt")
 
         def act(task_id: UUID, frontend_id: str) -> None:
-            outcome = self.app.create_prompt(actor=self.actor(user), text=text,
-                                             frontend_message_id=frontend_id, task_id=task_id)
+            outcome = self.app.create_prompt(
+                actor=self.actor(user), text=text, frontend_message_id=frontend_id, task_id=task_id
+            )
             self.quality[outcome.id] = 0.05 if spam else self.rng.random()
             if spam:
                 self.spam.add(outcome.id)
@@ -137,25 +197,44 @@ class Crowd:
         if user is None:
             return
         if message.is_root:
-            kind, label_kind, p_full = (T.LABEL_INITIAL_PROMPT, MessageKind.INITIAL_PROMPT,
-                                        self.config.p_full_labeling_review_prompt)
+            kind, label_kind, p_full = (
+                T.LABEL_INITIAL_PROMPT,
+                MessageKind.INITIAL_PROMPT,
+                self.config.p_full_labeling_review_prompt,
+            )
         elif message.role is Role.ASSISTANT:
-            kind, label_kind, p_full = (T.LABEL_ASSISTANT_REPLY, MessageKind.ASSISTANT_REPLY,
-                                        self.config.p_full_labeling_review_reply_assistant)
+            kind, label_kind, p_full = (
+                T.LABEL_ASSISTANT_REPLY,
+                MessageKind.ASSISTANT_REPLY,
+                self.config.p_full_labeling_review_reply_assistant,
+            )
         else:
-            kind, label_kind, p_full = (T.LABEL_PROMPTER_REPLY, MessageKind.PROMPTER_REPLY,
-                                        self.config.p_full_labeling_review_reply_prompter)
+            kind, label_kind, p_full = (
+                T.LABEL_PROMPTER_REPLY,
+                MessageKind.PROMPTER_REPLY,
+                self.config.p_full_labeling_review_reply_prompter,
+            )
         mode = LabelMode.SIMPLE if self.rng.random() > p_full else LabelMode.FULL
         valid = list(valid_labels(self.config, label_kind, mode))
         payload: dict[str, Any] = {
-            "type": kind.value, "message_tree_id": str(tree.id),
+            "type": kind.value,
+            "message_tree_id": str(tree.id),
             "conversation": {"messages": self.conversation(tree, message)},
-            "message_id": str(message.id), "mode": mode.value,
-            "disposition": disposition(mode).value, "valid_labels": valid,
+            "message_id": str(message.id),
+            "mode": mode.value,
+            "disposition": disposition(mode).value,
+            "valid_labels": valid,
             "mandatory_labels": list(mandatory_labels(self.config, label_kind)),
-            "labels": [{"name": n, "widget": LABELS[n].widget.value,
-                        "display_text": LABELS[n].display_text, "help_text": LABELS[n].help_text}
-                       for n in valid]}
+            "labels": [
+                {
+                    "name": n,
+                    "widget": LABELS[n].widget.value,
+                    "display_text": LABELS[n].display_text,
+                    "help_text": LABELS[n].help_text,
+                }
+                for n in valid
+            ],
+        }
         if message.is_root:
             payload["prompt"] = message.text
         else:
@@ -163,8 +242,13 @@ class Crowd:
         labels = self.labels(message.id, valid)
 
         def act(task_id: UUID, frontend_id: str) -> None:
-            self.app.submit_labels(actor=self.actor(user), tree_id=tree.id, message_id=message.id,
-                                   labels=labels, task_id=task_id)
+            self.app.submit_labels(
+                actor=self.actor(user),
+                tree_id=tree.id,
+                message_id=message.id,
+                labels=labels,
+                task_id=task_id,
+            )
 
         self.task(user, kind, payload, act, tree.id, message.id)
 
@@ -190,15 +274,23 @@ class Crowd:
         if user is None:
             return
         kind = T.ASSISTANT_REPLY if parent.role is Role.PROMPTER else T.PROMPTER_REPLY
-        payload = {"type": kind.value, "message_tree_id": str(tree.id),
-                   "conversation": {"messages": self.conversation(tree, parent)},
-                   "parent_message_id": str(parent.id)}
+        payload = {
+            "type": kind.value,
+            "message_tree_id": str(tree.id),
+            "conversation": {"messages": self.conversation(tree, parent)},
+            "parent_message_id": str(parent.id),
+        }
         text, spam = self.text(user, kind.value)
 
         def act(task_id: UUID, frontend_id: str) -> None:
-            outcome = self.app.add_reply(actor=self.actor(user), tree_id=tree.id,
-                                         parent_id=parent.id, text=text,
-                                         frontend_message_id=frontend_id, task_id=task_id)
+            outcome = self.app.add_reply(
+                actor=self.actor(user),
+                tree_id=tree.id,
+                parent_id=parent.id,
+                text=text,
+                frontend_message_id=frontend_id,
+                task_id=task_id,
+            )
             self.quality[outcome.id] = 0.05 if spam else self.rng.random()
             if spam:
                 self.spam.add(outcome.id)
@@ -213,18 +305,26 @@ class Crowd:
             return
         ids = sorted(c.id for c in children)
         self.rng.shuffle(ids)
-        payload = {"type": T.RANK_ASSISTANT_REPLIES.value, "message_tree_id": str(tree.id),
-                   "conversation": {"messages": self.conversation(tree, parent)},
-                   "ranking_parent_id": str(parent.id),
-                   "replies": [tree.messages[i].text for i in ids],
-                   "reply_messages": [self.conversation(tree, tree.messages[i])[-1] for i in ids],
-                   "reveal_synthetic": False}
+        payload = {
+            "type": T.RANK_ASSISTANT_REPLIES.value,
+            "message_tree_id": str(tree.id),
+            "conversation": {"messages": self.conversation(tree, parent)},
+            "ranking_parent_id": str(parent.id),
+            "replies": [tree.messages[i].text for i in ids],
+            "reply_messages": [self.conversation(tree, tree.messages[i])[-1] for i in ids],
+            "reveal_synthetic": False,
+        }
         noisy = {i: self.quality.get(i, 0.5) + self.rng.gauss(0, 0.25) for i in ids}
         ranked = sorted(ids, key=lambda i: -noisy[i])
 
         def act(task_id: UUID, frontend_id: str) -> None:
-            self.app.submit_ranking(actor=self.actor(user), tree_id=tree.id, parent_id=parent.id,
-                                    ranked_message_ids=ranked, task_id=task_id)
+            self.app.submit_ranking(
+                actor=self.actor(user),
+                tree_id=tree.id,
+                parent_id=parent.id,
+                ranked_message_ids=ranked,
+                task_id=task_id,
+            )
 
         self.task(user, T.RANK_ASSISTANT_REPLIES, payload, act, tree.id, parent.id)
 
@@ -253,8 +353,11 @@ class Crowd:
             elif parents:
                 self.reply(tree, self.rng.choice(parents))
         elif state is S.RANKING:
-            parents = [p for p in rules.rankable_parents(tree, self.config)
-                       if len(p.rankings) < self.config.num_required_rankings]
+            parents = [
+                p
+                for p in rules.rankable_parents(tree, self.config)
+                if len(p.rankings) < self.config.num_required_rankings
+            ]
             if parents:
                 self.rank(tree, self.rng.choice(parents))
 
@@ -268,13 +371,19 @@ class Crowd:
         try:
             if r < 0.03:
                 user = self.rng.choice(self.people)
-                self.app.toggle_emoji(tree_id=tree.id, message_id=message.id,
-                                      emoji=self.rng.choice(sorted(USER_EMOJIS)),
-                                      actor=self.actor(user))
+                self.app.toggle_emoji(
+                    tree_id=tree.id,
+                    message_id=message.id,
+                    emoji=self.rng.choice(sorted(USER_EMOJIS)),
+                    actor=self.actor(user),
+                )
             elif r < 0.032 and message.user_id is not None:
-                self.app.edit_message(tree_id=tree.id, message_id=message.id,
-                                      text=message.text + " (edited)",
-                                      actor=self.actor(message.user_id))
+                self.app.edit_message(
+                    tree_id=tree.id,
+                    message_id=message.id,
+                    text=message.text + " (edited)",
+                    actor=self.actor(message.user_id),
+                )
             elif r < 0.033 and not message.is_root:
                 self.app.delete_message(tree_id=tree.id, message_id=message.id, actor=SYSTEM)
         except DomainError:
@@ -286,8 +395,10 @@ class Crowd:
         pipeline = len(self.open)
         # Keep about twice the growing trees in the pipeline; a little overshoot lets the run
         # finish even if a few trees get stuck (all their parents full or deleted).
-        if (pipeline < 2 * self.config.max_active_trees
-                and self.ready + pipeline < 1.05 * trees_wanted + 10):
+        if (
+            pipeline < 2 * self.config.max_active_trees
+            and self.ready + pipeline < 1.05 * trees_wanted + 10
+        ):
             self.prompt()
             return
         if not self.open:
@@ -319,8 +430,9 @@ class Crowd:
         bar.close()
 
 
-def build(folder: Path, trees: int, users: int | None = None, seed: int = 0,
-          progress: bool = True) -> tuple[Crowd, float]:
+def build(
+    folder: Path, trees: int, users: int | None = None, seed: int = 0, progress: bool = True
+) -> tuple[Crowd, float]:
     """Fill the store in ``folder`` until ``trees`` trees are ready for export."""
     app = open_app(folder, crowd_config(), synchronous="NORMAL")  # a scratch log: no fsync
     crowd = Crowd(app, users=users or max(30, trees // 3), seed=seed)
@@ -330,7 +442,9 @@ def build(folder: Path, trees: int, users: int | None = None, seed: int = 0,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--data", required=True)
     parser.add_argument("--trees", type=int, default=1000)
     parser.add_argument("--users", type=int, default=None)
@@ -338,8 +452,10 @@ def main() -> None:
     args = parser.parse_args()
     crowd, seconds = build(Path(args.data), args.trees, args.users, args.seed)
     head = crowd.app.recorder.max_notification_id()
-    print(f"{crowd.ready} trees ready, {crowd.aborted} aborted, {crowd.steps} steps, "
-          f"{head} events in {seconds:.0f} s ({head / seconds:,.0f} events/s)")
+    print(
+        f"{crowd.ready} trees ready, {crowd.aborted} aborted, {crowd.steps} steps, "
+        f"{head} events in {seconds:.0f} s ({head / seconds:,.0f} events/s)"
+    )
 
 
 if __name__ == "__main__":

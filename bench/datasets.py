@@ -30,25 +30,28 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from uuid import UUID
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from api.bootstrap import open_app  # noqa: E402
+from domain.service.oa_import import import_trees  # noqa: E402
 from projections import log_reader  # noqa: E402
 from projections.datasets import build as builder  # noqa: E402
 from projections.datasets.live import TrainingProjection  # noqa: E402
 from projections.datasets.rows import BuildOptions  # noqa: E402
 from projections.log import SQLiteLog  # noqa: E402
-from domain.service.oa_import import import_trees  # noqa: E402
 from projections.runner import ProjectionRunner  # noqa: E402
 from projections.store import READMODEL_FILE  # noqa: E402
 
 GOAL = 10.0
-WORDS = ("the a model answer question data tree rank prompt reply helpful quite often "
-         "because people write long texts about many things when asked politely").split()
+WORDS = (
+    "the a model answer question data tree rank prompt reply helpful quite often "
+    "because people write long texts about many things when asked politely"
+).split()
 
 
 def text(rng: random.Random) -> str:
@@ -62,23 +65,40 @@ def generated_trees(count: int, seed: int = 7) -> Iterator[dict[str, Any]]:
         ids = iter(lambda: str(UUID(int=rng.getrandbits(128), version=4)), None)
 
         def message(role: str, parent: str | None, depth: int, rank: int | None) -> dict[str, Any]:
-            m = {"message_id": next(ids), "parent_id": parent, "text": text(rng), "role": role,
-                 "lang": "en", "review_count": 3, "review_result": True, "deleted": False,
-                 "synthetic": False, "rank": rank, "replies": []}
+            m = {
+                "message_id": next(ids),  # noqa: B023 (used before the loop moves on)
+                "parent_id": parent,
+                "text": text(rng),
+                "role": role,
+                "lang": "en",
+                "review_count": 3,
+                "review_result": True,
+                "deleted": False,
+                "synthetic": False,
+                "rank": rank,
+                "replies": [],
+            }
             if rng.random() < 0.4:
                 m["emojis"] = {"+1": rng.randint(1, 4)}
             if role == "prompter" and depth < 4:
                 n = rng.choice((0, 2, 3, 3)) if depth else 3
-                m["replies"] = [message("assistant", m["message_id"], depth + 1, r if n > 1 else None)
-                                for r in range(n)]
+                m["replies"] = [
+                    message("assistant", m["message_id"], depth + 1, r if n > 1 else None)
+                    for r in range(n)
+                ]
             elif role == "assistant" and depth < 3 and rng.random() < 0.45:
-                m["replies"] = [message("prompter", m["message_id"], depth + 1, None)
-                                for _ in range(rng.randint(1, 2))]
+                m["replies"] = [
+                    message("prompter", m["message_id"], depth + 1, None)
+                    for _ in range(rng.randint(1, 2))
+                ]
             return m
 
         root = message("prompter", None, 0, None)
-        yield {"message_tree_id": root["message_id"], "tree_state": "ready_for_export",
-               "prompt": root}
+        yield {
+            "message_tree_id": root["message_id"],
+            "tree_state": "ready_for_export",
+            "prompt": root,
+        }
 
 
 def fill(folder: Path, trees: int) -> None:
@@ -101,7 +121,8 @@ def timed(fn: Any) -> tuple[float, float, Any]:
 def same_files(a: Path, b: Path) -> bool:
     names = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
     return names == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file()) and all(
-        (a / n).read_bytes() == (b / n).read_bytes() for n in names)
+        (a / n).read_bytes() == (b / n).read_bytes() for n in names
+    )
 
 
 def phases(folder: Path, position: int) -> str:
@@ -132,16 +153,19 @@ def main() -> None:
     position = log_reader.log_position(db)
     audit_s, _, _ = timed(lambda: builder._audit_digest(folder, position))
     # Only the training projection's own tables and tracking row are touched.
-    runner = ProjectionRunner(SQLiteLog(db), folder / READMODEL_FILE, [TrainingProjection()],
-                              batch_size=50_000)
+    runner = ProjectionRunner(
+        SQLiteLog(db), folder / READMODEL_FILE, [TrainingProjection()], batch_size=50_000
+    )
     behind = position - runner.position
     project_s, project_cpu, _ = timed(runner.run_once)
     runner.close()
     messages = sum(len(t.messages) for t in builder.replay_trees(db, position))
     print(f"store: {trees} trees, {messages} messages, {position} events")
     print(f"audit record brought up to date: {audit_s:.2f} s (once)")
-    print(f"training projection caught up over {behind} events: {project_s:.2f} s wall, "
-          f"{project_cpu:.2f} s CPU")
+    print(
+        f"training projection caught up over {behind} events: {project_s:.2f} s wall, "
+        f"{project_cpu:.2f} s CPU"
+    )
 
     out = Path(tempfile.mkdtemp(prefix="dataengine-datasets-"))
     if args.profile:
@@ -156,8 +180,9 @@ def main() -> None:
     try:
         for _ in range(args.repeat):
             for source in figures:
-                wall, cpu, manifest = timed(lambda s=source: builder.build(
-                    folder, out / s, BuildOptions(), source=s))
+                wall, cpu, manifest = timed(
+                    lambda s=source: builder.build(folder, out / s, BuildOptions(), source=s)
+                )
                 assert manifest.source == source
                 figures[source].append((wall, cpu))
             if identical is None:
@@ -174,9 +199,11 @@ def main() -> None:
     for source, runs in figures.items():
         wall = statistics.median(w for w, _ in runs)
         cpu = statistics.median(c for _, c in runs)
-        print(f"datasets build from {source:10}: {wall:6.2f} s wall, {cpu:6.2f} s CPU "
-              f"(median of {len(runs)}); {wall / GOAL:.2f} x the {GOAL:.0f} s goal: "
-              f"{'met' if wall < GOAL else 'NOT met'}")
+        print(
+            f"datasets build from {source:10}: {wall:6.2f} s wall, {cpu:6.2f} s CPU "
+            f"(median of {len(runs)}); {wall / GOAL:.2f} x the {GOAL:.0f} s goal: "
+            f"{'met' if wall < GOAL else 'NOT met'}"
+        )
     print(f"both paths wrote byte-identical files: {identical}")
 
 

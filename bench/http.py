@@ -32,11 +32,11 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
-
 import msgspec
 
 from tests.http_helpers import Crowd, new_client_key, server
@@ -72,8 +72,9 @@ class RawClient:
         self._encode = msgspec.json.Encoder().encode
         self.requests = 0
 
-    async def request(self, method: str, path: str, json: Any = None,
-                      headers: dict[str, str] | None = None) -> RawResponse:
+    async def request(
+        self, method: str, path: str, json: Any = None, headers: dict[str, str] | None = None
+    ) -> RawResponse:
         body = b"" if json is None else self._encode(json)
         head = [f"{method} {path} HTTP/1.1", f"Host: {self.host}", f"Content-Length: {len(body)}"]
         if json is not None:
@@ -81,7 +82,9 @@ class RawClient:
         head += [f"{k}: {v}" for k, v in (headers or {}).items()]
         data = ("\r\n".join(head) + "\r\n\r\n").encode() + body
         self.requests += 1
-        conn = self._idle.pop() if self._idle else await asyncio.open_connection(self.host, self.port)
+        conn = (
+            self._idle.pop() if self._idle else await asyncio.open_connection(self.host, self.port)
+        )
         reader, writer = conn
         writer.write(data)
         status_line = await reader.readline()
@@ -97,8 +100,9 @@ class RawClient:
         self._idle.append(conn)
         return RawResponse(int(status_line.split()[1]), content)
 
-    async def post(self, path: str, json: Any = None,
-                   headers: dict[str, str] | None = None) -> RawResponse:
+    async def post(
+        self, path: str, json: Any = None, headers: dict[str, str] | None = None
+    ) -> RawResponse:
         return await self.request("POST", path, json, headers)
 
     async def get(self, path: str, headers: dict[str, str] | None = None) -> RawResponse:
@@ -115,8 +119,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-async def drive(url: str, clients: int, seconds: float, warmup: float, active: int,
-                raw: bool = True) -> Crowd:
+async def drive(
+    url: str, clients: int, seconds: float, warmup: float, active: int, raw: bool = True
+) -> Crowd:
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as setup:
         key = await new_client_key(setup)
@@ -131,8 +136,9 @@ async def drive(url: str, clients: int, seconds: float, warmup: float, active: i
         return await _phases(setup, key, clients, seconds, warmup, active)
 
 
-async def _phases(client: Any, key: str, clients: int, seconds: float, warmup: float,
-                  active: int) -> Crowd:
+async def _phases(
+    client: Any, key: str, clients: int, seconds: float, warmup: float, active: int
+) -> Crowd:
     warm = Crowd(client, key, users=clients, trees=10**9, seed=1)
     await warm.run(max_cycles=10**9, duration=warmup, active_target=active, poll_interval=0.05)
     crowd = Crowd(client, key, users=clients, trees=10**9, seed=2)
@@ -145,19 +151,22 @@ async def _phases(client: Any, key: str, clients: int, seconds: float, warmup: f
     return crowd
 
 
-async def read_load(url: str, clients: int, seconds: float, warmup: float,
-                    cpu: Callable[[], float]) -> dict[str, float]:
+async def read_load(
+    url: str, clients: int, seconds: float, warmup: float, cpu: Callable[[], float]
+) -> dict[str, float]:
     """Writes some trees (``warmup`` seconds of cycles), then GETs messages by id."""
     async with httpx.AsyncClient(base_url=url, timeout=60) as setup:
         key = await new_client_key(setup)
         writer = RawClient(url)
         try:
             await Crowd(writer, key, users=8, trees=10**9, seed=1).run(
-                max_cycles=10**9, duration=warmup, active_target=10, poll_interval=0.05)
+                max_cycles=10**9, duration=warmup, active_target=10, poll_interval=0.05
+            )
         finally:
             await writer.aclose()
-        found = await setup.get("/api/v1/messages/", params={"max_count": 1000},
-                                headers={"X-API-Key": key})
+        found = await setup.get(
+            "/api/v1/messages/", params={"max_count": 1000}, headers={"X-API-Key": key}
+        )
         paths = [f"/api/v1/messages/{m['id']}" for m in found.json()]
     assert paths, "the crowd wrote no messages"
     client, latencies = RawClient(url), []
@@ -179,9 +188,13 @@ async def read_load(url: str, clients: int, seconds: float, warmup: float,
         await client.aclose()
     elapsed, used = time.perf_counter() - began, cpu() - used
     ms = [x * 1000 for x in latencies]
-    return {"requests/s": len(ms) / elapsed, "p50 ms": percentile(ms, 0.5),
-            "p99 ms": percentile(ms, 0.99), "cpu ms/request": 1000 * used / max(1, len(ms)),
-            "messages": len(paths)}
+    return {
+        "requests/s": len(ms) / elapsed,
+        "p50 ms": percentile(ms, 0.5),
+        "p99 ms": percentile(ms, 0.99),
+        "cpu ms/request": 1000 * used / max(1, len(ms)),
+        "messages": len(paths),
+    }
 
 
 def cpu_seconds(pid: int) -> float:
@@ -194,20 +207,36 @@ def cpu_seconds(pid: int) -> float:
 
 
 def _command(root: Path | None) -> list[str]:
-    uvicorn = [sys.executable, "-m", "uvicorn", "api.http.app:from_env", "--factory",
-               "--host", "127.0.0.1", "--port", "{port}", "--no-access-log",
-               "--log-level", "warning"]
+    uvicorn = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "api.http.app:from_env",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
     # `env -C` execs the server in that folder (same process id, for its CPU time);
     # `python -m` then imports the application from there.
     return ["env", "-C", str(root.resolve()), *uvicorn] if root is not None else uvicorn
 
 
 def cycles_round(args: argparse.Namespace, data: Path) -> dict[str, float]:
-    with server(data, _command(args.server_root),
-                DATAENGINE_SYNCHRONOUS=args.synchronous) as (url, proc):
+    with server(data, _command(args.server_root), DATAENGINE_SYNCHRONOUS=args.synchronous) as (
+        url,
+        proc,
+    ):
         cpu = cpu_seconds(proc.pid)
-        crowd = asyncio.run(drive(url, args.clients, args.seconds, args.warmup, args.active,
-                                  raw=args.client == "raw"))
+        crowd = asyncio.run(
+            drive(
+                url, args.clients, args.seconds, args.warmup, args.active, raw=args.client == "raw"
+            )
+        )
         cpu = cpu_seconds(proc.pid) - cpu
     elapsed = crowd.elapsed  # type: ignore[attr-defined]
     lat = [x * 1000 for x in crowd.latencies]
@@ -216,29 +245,46 @@ def cycles_round(args: argparse.Namespace, data: Path) -> dict[str, float]:
     # the requests the server answered (warm-up included): counted by the raw client,
     # estimated for httpx (3 per cycle, 4 per refused one, 1 per empty hand-out)
     requests = getattr(crowd, "requests", 3 * crowd.cycles + 4 * refused + no_task)
-    print(f"  cycles: {crowd.cycles} in {elapsed:.1f}s = {crowd.cycles / elapsed:.0f} cycles/s; "
-          f"latency ms p50 {percentile(lat, 0.5):.1f} p99 {percentile(lat, 0.99):.1f} "
-          f"max {max(lat, default=float('nan')):.1f}")
-    print(f"  server CPU {cpu:.1f}s over {args.warmup + elapsed:.1f}s: "
-          f"{1000 * cpu / max(1, requests):.2f} ms per request ({requests} requests, "
-          f"warm-up included)")
-    print(f"  hand-outs {crowd.attempts - no_task}: refused answers {refused} "
-          f"({100 * refused / max(1, crowd.attempts - no_task):.1f}%), empty hand-outs "
-          f"{no_task}; types {dict(sorted(crowd.types.items()))}; "
-          f"trees ready {crowd.ready}")  # type: ignore[attr-defined]
-    return {"cycles/s": crowd.cycles / elapsed, "p50 ms": percentile(lat, 0.5),
-            "p99 ms": percentile(lat, 0.99), "cpu ms/request": 1000 * cpu / max(1, requests),
-            "refused %": 100 * refused / max(1, crowd.attempts - no_task),
-            "empty hand-outs": no_task}
+    print(
+        f"  cycles: {crowd.cycles} in {elapsed:.1f}s = {crowd.cycles / elapsed:.0f} cycles/s; "
+        f"latency ms p50 {percentile(lat, 0.5):.1f} p99 {percentile(lat, 0.99):.1f} "
+        f"max {max(lat, default=float('nan')):.1f}"
+    )
+    print(
+        f"  server CPU {cpu:.1f}s over {args.warmup + elapsed:.1f}s: "
+        f"{1000 * cpu / max(1, requests):.2f} ms per request ({requests} requests, "
+        f"warm-up included)"
+    )
+    print(
+        f"  hand-outs {crowd.attempts - no_task}: refused answers {refused} "
+        f"({100 * refused / max(1, crowd.attempts - no_task):.1f}%), empty hand-outs "
+        f"{no_task}; types {dict(sorted(crowd.types.items()))}; "
+        f"trees ready {crowd.ready}"
+    )  # type: ignore[attr-defined]
+    return {
+        "cycles/s": crowd.cycles / elapsed,
+        "p50 ms": percentile(lat, 0.5),
+        "p99 ms": percentile(lat, 0.99),
+        "cpu ms/request": 1000 * cpu / max(1, requests),
+        "refused %": 100 * refused / max(1, crowd.attempts - no_task),
+        "empty hand-outs": no_task,
+    }
 
 
 def reads_round(args: argparse.Namespace, data: Path) -> dict[str, float]:
-    with server(data, _command(args.server_root),
-                DATAENGINE_SYNCHRONOUS=args.synchronous) as (url, proc):
-        found = asyncio.run(read_load(url, args.clients, args.seconds, args.warmup,
-                                      lambda: cpu_seconds(proc.pid)))
-    print("  " + "; ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
-                           for k, v in found.items()))
+    with server(data, _command(args.server_root), DATAENGINE_SYNCHRONOUS=args.synchronous) as (
+        url,
+        proc,
+    ):
+        found = asyncio.run(
+            read_load(url, args.clients, args.seconds, args.warmup, lambda: cpu_seconds(proc.pid))
+        )
+    print(
+        "  "
+        + "; ".join(
+            f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in found.items()
+        )
+    )
     return found
 
 
@@ -252,27 +298,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--active", type=int, default=20, help="unfinished trees to keep")
     parser.add_argument("--synchronous", default="FULL", choices=("FULL", "NORMAL"))
     parser.add_argument("--data", type=Path, help="data folder (default: a fresh temp folder)")
-    parser.add_argument("--server-root", type=Path,
-                        help="run the server from this checkout (default: this one)")
-    parser.add_argument("--client", default="raw", choices=("raw", "httpx"),
-                        help="raw: a minimal keep-alive HTTP/1.1 client (default), so the "
-                             "load generator's CPU does not crowd out the server's")
+    parser.add_argument(
+        "--server-root", type=Path, help="run the server from this checkout (default: this one)"
+    )
+    parser.add_argument(
+        "--client",
+        default="raw",
+        choices=("raw", "httpx"),
+        help="raw: a minimal keep-alive HTTP/1.1 client (default), so the "
+        "load generator's CPU does not crowd out the server's",
+    )
     args = parser.parse_args(argv)
-    print(f"mode={args.mode} clients={args.clients} seconds={args.seconds:.0f} "
-          f"synchronous={args.synchronous} client={args.client} rounds={args.rounds}"
-          + (f" server-root={args.server_root}" if args.server_root else ""))
+    print(
+        f"mode={args.mode} clients={args.clients} seconds={args.seconds:.0f} "
+        f"synchronous={args.synchronous} client={args.client} rounds={args.rounds}"
+        + (f" server-root={args.server_root}" if args.server_root else "")
+    )
     rounds = []
     for i in range(args.rounds):
-        data = (args.data / f"round{i}" if args.data
-                else Path(tempfile.mkdtemp(prefix="bench-http-")))
+        data = (
+            args.data / f"round{i}" if args.data else Path(tempfile.mkdtemp(prefix="bench-http-"))
+        )
         data.mkdir(parents=True, exist_ok=True)
         print(f"round {i + 1}:")
         rounds.append((cycles_round if args.mode == "cycles" else reads_round)(args, data))
         if not args.data:
             shutil.rmtree(data, ignore_errors=True)
     if args.rounds > 1:
-        print("medians: " + "; ".join(f"{k} {statistics.median(r[k] for r in rounds):.2f}"
-                                      for k in rounds[0]))
+        print(
+            "medians: "
+            + "; ".join(f"{k} {statistics.median(r[k] for r in rounds):.2f}" for k in rounds[0])
+        )
     return 0
 
 

@@ -19,8 +19,10 @@ from domain.model.config import TreeConfig
 
 # A positive review: no spam, right language, so every message is accepted.
 REVIEW_LABELS = {"spam": 0.0, "lang_mismatch": 0.0, "quality": 0.75, "creativity": 0.5}
-_LOREM = ("Explain, with a short example, how the tides follow the moon and why there are two "
-          "high tides a day; keep it friendly and avoid jargon where a plain word will do. ")
+_LOREM = (
+    "Explain, with a short example, how the tides follow the moon and why there are two "
+    "high tides a day; keep it friendly and avoid jargon where a plain word will do. "
+)
 
 
 def text_for(label: str) -> str:
@@ -98,8 +100,13 @@ def plan_tree(key: str, config: TreeConfig, pool: int, start: int = 0) -> TreePl
         kids = []
         for _ in range(min(limit, need)):
             role = "assistant" if parent.role == "prompter" else "prompter"
-            kid = _Node(next(ids), parent.id, role, parent.depth + 1,
-                        picker.pick({parent.author} | {nodes[c].author for c in parent.children}))
+            kid = _Node(
+                next(ids),
+                parent.id,
+                role,
+                parent.depth + 1,
+                picker.pick({parent.author} | {nodes[c].author for c in parent.children}),
+            )
             nodes[kid.id] = kid
             parent.children.append(kid.id)
             kids.append(kid)

@@ -28,8 +28,11 @@ class NaiveApp(Application):
 
 
 def naive_env(folder: Path) -> dict[str, str]:
-    return {"PERSISTENCE_MODULE": "eventsourcing.sqlite",
-            "SQLITE_DBNAME": str(folder / NAIVE_FILE), "SQLITE_LOCK_TIMEOUT": "30"}
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "SQLITE_DBNAME": str(folder / NAIVE_FILE),
+        "SQLITE_LOCK_TIMEOUT": "30",
+    }
 
 
 def stock_mapper() -> Mapper:
@@ -51,21 +54,32 @@ class NaiveDriver:
         actor = self.users[step.user] if step.user >= 0 else SYSTEM
         config = self.config
         if step.kind == "prompt":
-            tree = ConversationTree.start(message_id=tree_id, text=text_for("prompt"), lang="en",
-                                          actor=actor, config=config)
+            tree = ConversationTree.start(
+                message_id=tree_id, text=text_for("prompt"), lang="en", actor=actor, config=config
+            )
         else:
             tree = self.app.repository.get(tree_id)
             if step.kind == "review":
-                tree.submit_labels(message_id=step.message_id, labels=REVIEW_LABELS,
-                                   actor=actor, config=config)
+                tree.submit_labels(
+                    message_id=step.message_id, labels=REVIEW_LABELS, actor=actor, config=config
+                )
             elif step.kind == "activate":
                 tree.activate(config=config)
             elif step.kind == "reply":
-                tree.add_reply(message_id=step.message_id, parent_id=step.parent_id,
-                               text=text_for("reply"), actor=actor, config=config)
+                tree.add_reply(
+                    message_id=step.message_id,
+                    parent_id=step.parent_id,
+                    text=text_for("reply"),
+                    actor=actor,
+                    config=config,
+                )
             elif step.kind == "ranking":
-                tree.submit_ranking(parent_id=step.parent_id, ranked_message_ids=list(step.ranked),
-                                    actor=actor, config=config)
+                tree.submit_ranking(
+                    parent_id=step.parent_id,
+                    ranked_message_ids=list(step.ranked),
+                    actor=actor,
+                    config=config,
+                )
             else:
                 raise ValueError(f"unknown step {step.kind}")
         recordings = self.app.save(tree)

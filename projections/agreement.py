@@ -31,7 +31,8 @@ was batched.
 from __future__ import annotations
 
 import sqlite3
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 from uuid import UUID
 
 import msgspec
@@ -98,13 +99,22 @@ class AgreementProjection(Projection):
 
     def end_batch(self, c: sqlite3.Cursor) -> None:
         self._write_units(c)
-        c.executemany("INSERT OR REPLACE INTO agreement_rankings VALUES (?, ?, ?)",
-                      [(parent, user, ranked) for parent, users in self._rankings.items()
-                       for user, ranked in users.items()])
-        c.executemany("DELETE FROM ranking_agreement WHERE parent_id = ?",
-                      [(parent,) for parent in self._taus])
-        c.executemany("INSERT INTO ranking_agreement VALUES (?, ?, ?, ?)",
-                      [row for rows in self._taus.values() for row in rows])
+        c.executemany(
+            "INSERT OR REPLACE INTO agreement_rankings VALUES (?, ?, ?)",
+            [
+                (parent, user, ranked)
+                for parent, users in self._rankings.items()
+                for user, ranked in users.items()
+            ],
+        )
+        c.executemany(
+            "DELETE FROM ranking_agreement WHERE parent_id = ?",
+            [(parent,) for parent in self._taus],
+        )
+        c.executemany(
+            "INSERT INTO ranking_agreement VALUES (?, ?, ?, ?)",
+            [row for rows in self._taus.values() for row in rows],
+        )
         self._reviews, self._rankings, self._taus = {}, {}, {}
 
     def _write_units(self, c: sqlite3.Cursor) -> None:
@@ -118,8 +128,9 @@ class AgreementProjection(Projection):
         for message_id in sorted(self._reviews):
             stored = cache.get(message_id)
             if stored is None and not self._complete:
-                found = c.execute("SELECT units FROM label_units WHERE message_id = ?",
-                                  (message_id,)).fetchone()
+                found = c.execute(
+                    "SELECT units FROM label_units WHERE message_id = ?", (message_id,)
+                ).fetchone()
                 stored = found[0].encode() if found else None
             units = _decode(stored) if stored else {}
             added: dict[str, list[int]] = {}
@@ -156,10 +167,13 @@ class AgreementProjection(Projection):
             "INSERT INTO label_totals VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (label, m) DO UPDATE"
             " SET units = units + excluded.units, s1 = s1 + excluded.s1,"
             " s2 = s2 + excluded.s2, spread = spread + excluded.spread",
-            [(*key, *t) for key, t in sorted(totals.items()) if any(t)])
+            [(*key, *t) for key, t in sorted(totals.items()) if any(t)],
+        )
         # A size no unit has any more leaves no row (a rebuild in one batch never made it).
-        c.executemany("DELETE FROM label_totals WHERE label = ? AND m = ? AND units = 0",
-                      [key for key, t in sorted(totals.items()) if t[0] < 0])
+        c.executemany(
+            "DELETE FROM label_totals WHERE label = ? AND m = ? AND units = 0",
+            [key for key, t in sorted(totals.items()) if t[0] < 0],
+        )
 
     @handles(T.LabelsSubmitted)
     def on_labels(self, c: sqlite3.Cursor, e: Any) -> None:
@@ -177,15 +191,19 @@ class AgreementProjection(Projection):
     def on_ranking(self, c: sqlite3.Cursor, e: Any) -> None:
         if e.user_id is not None:  # one ranking per user and parent (the domain's rule)
             self._rankings.setdefault(uid(e.parent_id), {})[uid(e.user_id)] = _encode(
-                [uid(i) for i in e.ranked_message_ids]).decode()
+                [uid(i) for i in e.ranked_message_ids]
+            ).decode()
 
     @handles(T.TreeScored, T.RanksImported)
     def on_scored(self, c: sqlite3.Cursor, e: Any) -> None:
         for parent_id, order in e.ranks.items():
             parent = uid(UUID(parent_id))
             consensus = [uid(i) for i in order]
-            rankings = dict(c.execute(
-                "SELECT user_id, ranked FROM agreement_rankings WHERE parent_id = ?", (parent,)))
+            rankings = dict(
+                c.execute(
+                    "SELECT user_id, ranked FROM agreement_rankings WHERE parent_id = ?", (parent,)
+                )
+            )
             rankings.update(self._rankings.get(parent, {}))
             rows = []
             for user_id, ranked in sorted(rankings.items()):
@@ -234,12 +252,21 @@ def label_agreement(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     """Per label: pairable units (messages with >= 2 reviews giving it), values, alpha."""
     out = []
     for label, units, n, t1, t2, within in conn.execute(
-            "SELECT label, sum(units), sum(m * units), sum(s1), sum(s2),"
-            " sum(spread * 1.0 / (m - 1))"
-            " FROM label_totals WHERE m >= 2 GROUP BY label HAVING sum(units) > 0"
-            " ORDER BY label"):
-        out.append({"label": label, "widget": _widget(label), "metric": "interval",
-                    "units": units, "values": n, "alpha": alpha_from_totals(n, t1, t2, within)})
+        "SELECT label, sum(units), sum(m * units), sum(s1), sum(s2),"
+        " sum(spread * 1.0 / (m - 1))"
+        " FROM label_totals WHERE m >= 2 GROUP BY label HAVING sum(units) > 0"
+        " ORDER BY label"
+    ):
+        out.append(
+            {
+                "label": label,
+                "widget": _widget(label),
+                "metric": "interval",
+                "units": units,
+                "values": n,
+                "alpha": alpha_from_totals(n, t1, t2, within),
+            }
+        )
     return out
 
 
@@ -250,15 +277,28 @@ def ranker_agreement(conn: sqlite3.Connection, *, min_rankings: int = 1) -> list
         "SELECT a.user_id, u.username, u.display_name, count(*), avg(a.tau), min(a.tau),"
         " max(a.tau) FROM ranking_agreement a LEFT JOIN users u ON u.user_id = a.user_id"
         " GROUP BY a.user_id HAVING count(*) >= ? ORDER BY avg(a.tau) DESC, a.user_id",
-        (min_rankings,)).fetchall()
-    return [{"user_id": u, "username": name, "display_name": display, "rankings": count,
-             "mean_tau": mean, "min_tau": low, "max_tau": high}
-            for u, name, display, count, mean, low, high in rows]
+        (min_rankings,),
+    ).fetchall()
+    return [
+        {
+            "user_id": u,
+            "username": name,
+            "display_name": display,
+            "rankings": count,
+            "mean_tau": mean,
+            "min_tau": low,
+            "max_tau": high,
+        }
+        for u, name, display, count, mean, low, high in rows
+    ]
 
 
 def agreement(conn: sqlite3.Connection, *, min_rankings: int = 1) -> dict[str, Any]:
     """GET /stats/agreement: rankers against the consensus, reviewers per label."""
     count, mean = conn.execute("SELECT count(*), avg(tau) FROM ranking_agreement").fetchone()
-    return {"rankings_compared": count, "mean_tau": mean,
-            "rankers": ranker_agreement(conn, min_rankings=min_rankings),
-            "labels": label_agreement(conn)}
+    return {
+        "rankings_compared": count,
+        "mean_tau": mean,
+        "rankers": ranker_agreement(conn, min_rankings=min_rankings),
+        "labels": label_agreement(conn),
+    }

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -38,8 +38,11 @@ from domain.model.task_types import TaskType
 
 T = TaskType
 REPLY_TYPES = (T.ASSISTANT_REPLY.value, T.PROMPTER_REPLY.value)
-LABEL_TYPES = (T.LABEL_INITIAL_PROMPT.value, T.LABEL_ASSISTANT_REPLY.value,
-               T.LABEL_PROMPTER_REPLY.value)
+LABEL_TYPES = (
+    T.LABEL_INITIAL_PROMPT.value,
+    T.LABEL_ASSISTANT_REPLY.value,
+    T.LABEL_PROMPTER_REPLY.value,
+)
 RANK_TYPES = (T.RANK_ASSISTANT_REPLIES.value, T.RANK_PROMPTER_REPLIES.value)
 
 
@@ -71,24 +74,33 @@ class RankingParent:
     free: int = 1  # rankings still needed less other users' open ranking tasks (> 0)
 
 
-def _params(config: TreeConfig, lang: str, user_id: UUID | str | None,
-            now: datetime | None) -> dict[str, Any]:
-    at = (now or datetime.now(timezone.utc)).timestamp()
-    return {"lang": lang, "user": str(user_id) if user_id is not None else "",
-            "now": at, "since": at - config.recent_tasks_span_sec,
-            "prompter_replies": config.num_prompter_replies,
-            "required": config.num_required_rankings,
-            "reviews_prompt": config.num_reviews_initial_prompt,
-            "reviews_reply": config.num_reviews_reply,
-            "skip_reply": SKIP_REPLY, "skip_labeling": SKIP_LABELING, "skip_ranking": SKIP_RANKING}
+def _params(
+    config: TreeConfig, lang: str, user_id: UUID | str | None, now: datetime | None
+) -> dict[str, Any]:
+    at = (now or datetime.now(UTC)).timestamp()
+    return {
+        "lang": lang,
+        "user": str(user_id) if user_id is not None else "",
+        "now": at,
+        "since": at - config.recent_tasks_span_sec,
+        "prompter_replies": config.num_prompter_replies,
+        "required": config.num_required_rankings,
+        "reviews_prompt": config.num_reviews_initial_prompt,
+        "reviews_reply": config.num_reviews_reply,
+        "skip_reply": SKIP_REPLY,
+        "skip_labeling": SKIP_LABELING,
+        "skip_ranking": SKIP_RANKING,
+    }
 
 
 def _reserved(target: str, types: tuple[str, ...]) -> str:
     """Other users' open tasks of ``types`` on ``target`` that still hold it (see the
     module's doc). Looked up per candidate in the small partial index of open tasks."""
-    return (f"(SELECT count(*) FROM tasks k WHERE k.status = 'open' AND k.message_id = {target}"
-            f" AND k.type IN {types!r} AND k.issued_at >= :since AND k.expires_at > :now"
-            f" AND k.user_id != :user)")
+    return (
+        f"(SELECT count(*) FROM tasks k WHERE k.status = 'open' AND k.message_id = {target}"
+        f" AND k.type IN {types!r} AND k.issued_at >= :since AND k.expires_at > :now"
+        f" AND k.user_id != :user)"
+    )
 
 
 # The open slots are counted once per candidate (MATERIALIZED), and the user's exclusions
@@ -113,8 +125,10 @@ WHERE p.active_children < p.max_children
                   AND k.type IN {REPLY_TYPES!r} AND k.issued_at >= :since)
 ORDER BY p.message_id"""
 
-_REVIEWS_FREE = (f"CASE WHEN m.parent_id IS NULL THEN :reviews_prompt ELSE :reviews_reply END"
-                 f" - m.review_count - {_reserved('m.message_id', LABEL_TYPES)}")
+_REVIEWS_FREE = (
+    f"CASE WHEN m.parent_id IS NULL THEN :reviews_prompt ELSE :reviews_reply END"
+    f" - m.review_count - {_reserved('m.message_id', LABEL_TYPES)}"
+)
 # The free slots are computed once per candidate (MATERIALIZED: a flattened query would
 # evaluate them again in the filter).
 _NEED_REVIEW = f"""
@@ -156,15 +170,24 @@ WHERE g.n > 1 AND g.mine = 0
 ORDER BY g.parent_id"""
 
 
-def extendible_parents(conn: sqlite3.Connection, config: TreeConfig, lang: str,
-                       user_id: UUID | str | None, now: datetime | None = None) -> list[Parent]:
+def extendible_parents(
+    conn: sqlite3.Connection,
+    config: TreeConfig,
+    lang: str,
+    user_id: UUID | str | None,
+    now: datetime | None = None,
+) -> list[Parent]:
     rows = conn.execute(_EXTENDIBLE, _params(config, lang, user_id, now)).fetchall()
     return [Parent(*row) for row in rows]
 
 
-def messages_needing_review(conn: sqlite3.Connection, config: TreeConfig, lang: str,
-                            user_id: UUID | str | None,
-                            now: datetime | None = None) -> list[Review]:
+def messages_needing_review(
+    conn: sqlite3.Connection,
+    config: TreeConfig,
+    lang: str,
+    user_id: UUID | str | None,
+    now: datetime | None = None,
+) -> list[Review]:
     rows = conn.execute(_NEED_REVIEW, _params(config, lang, user_id, now)).fetchall()
     return [Review(m, t, r, bool(root), free) for m, t, r, root, free in rows]
 
@@ -172,23 +195,35 @@ def messages_needing_review(conn: sqlite3.Connection, config: TreeConfig, lang: 
 _ROLES = {True: '["assistant", "prompter"]', False: '["assistant"]'}
 
 
-def incomplete_rankings(conn: sqlite3.Connection, config: TreeConfig, lang: str,
-                        user_id: UUID | str | None,
-                        now: datetime | None = None) -> list[RankingParent]:
+def incomplete_rankings(
+    conn: sqlite3.Connection,
+    config: TreeConfig,
+    lang: str,
+    user_id: UUID | str | None,
+    now: datetime | None = None,
+) -> list[RankingParent]:
     params = _params(config, lang, user_id, now)
     params["roles"] = _ROLES[bool(config.rank_prompter_replies)]
     return [RankingParent(*row) for row in conn.execute(_INCOMPLETE_RANKINGS, params).fetchall()]
 
 
-def tree_state_counts(conn: sqlite3.Connection, lang: str,
-                      states: tuple[str, ...] | None = None) -> dict[str, int]:
+def tree_state_counts(
+    conn: sqlite3.Connection, lang: str, states: tuple[str, ...] | None = None
+) -> dict[str, int]:
     """Trees per state in a language; only the given states, if any (each an index range,
     so the count does not grow with the finished trees)."""
     if states is None:
-        return dict(conn.execute("SELECT state, count(*) FROM trees WHERE lang = ?"
-                                 " GROUP BY state", (lang,)).fetchall())
-    return {state: conn.execute("SELECT count(*) FROM trees WHERE state = ? AND lang = ?",
-                                (state, lang)).fetchone()[0] for state in states}
+        return dict(
+            conn.execute(
+                "SELECT state, count(*) FROM trees WHERE lang = ? GROUP BY state", (lang,)
+            ).fetchall()
+        )
+    return {
+        state: conn.execute(
+            "SELECT count(*) FROM trees WHERE state = ? AND lang = ?", (state, lang)
+        ).fetchone()[0]
+        for state in states
+    }
 
 
 _LOTTERY_STATES = ("growing", "initial_prompt_review", "prompt_lottery_waiting")
@@ -199,10 +234,12 @@ def initial_prompt_count(conn: sqlite3.Connection, config: TreeConfig, lang: str
     if lang in config.disabled_langs:
         return 0
     states = tree_state_counts(conn, lang, _LOTTERY_STATES)
-    room = (max(0, config.max_active_trees - states.get("growing", 0))
-            + max(0, config.max_initial_prompt_review - states.get("initial_prompt_review", 0)))
-    return min(room, max(0, config.max_prompt_lottery_waiting
-                          - states.get("prompt_lottery_waiting", 0)))
+    room = max(0, config.max_active_trees - states.get("growing", 0)) + max(
+        0, config.max_initial_prompt_review - states.get("initial_prompt_review", 0)
+    )
+    return min(
+        room, max(0, config.max_prompt_lottery_waiting - states.get("prompt_lottery_waiting", 0))
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,30 +277,47 @@ class Pools:
 
 
 # The pool a request for one type draws from; `random` (and counting) needs all four.
-_POOL_OF = {T.ASSISTANT_REPLY: "parents", T.PROMPTER_REPLY: "parents",
-            T.LABEL_INITIAL_PROMPT: "reviews", T.LABEL_ASSISTANT_REPLY: "reviews",
-            T.LABEL_PROMPTER_REPLY: "reviews", T.RANK_ASSISTANT_REPLIES: "rankings",
-            T.RANK_PROMPTER_REPLIES: "rankings", T.INITIAL_PROMPT: "initial_prompts"}
+_POOL_OF = {
+    T.ASSISTANT_REPLY: "parents",
+    T.PROMPTER_REPLY: "parents",
+    T.LABEL_INITIAL_PROMPT: "reviews",
+    T.LABEL_ASSISTANT_REPLY: "reviews",
+    T.LABEL_PROMPTER_REPLY: "reviews",
+    T.RANK_ASSISTANT_REPLIES: "rankings",
+    T.RANK_PROMPTER_REPLIES: "rankings",
+    T.INITIAL_PROMPT: "initial_prompts",
+}
 
 
-def pools(conn: sqlite3.Connection, config: TreeConfig, lang: str, user_id: UUID | str | None,
-          now: datetime | None = None, task_type: TaskType | str | None = None) -> Pools:
+def pools(
+    conn: sqlite3.Connection,
+    config: TreeConfig,
+    lang: str,
+    user_id: UUID | str | None,
+    now: datetime | None = None,
+    task_type: TaskType | str | None = None,
+) -> Pools:
     """Every pool; with ``task_type``, only the one a request for that type draws from
     (the others left empty), so an explicit request does not pay for the other queries.
     ``random`` and None mean all. One ``now`` for all of them."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     kind = T.RANDOM if task_type is None else TaskType(task_type)
     only = None if kind is T.RANDOM else _POOL_OF.get(kind, "none")  # none: never handed out
-    want = (lambda pool: only is None or only == pool)  # noqa: E731
+    want = lambda pool: only is None or only == pool  # noqa: E731
     return Pools(
         extendible_parents(conn, config, lang, user_id, now) if want("parents") else [],
         messages_needing_review(conn, config, lang, user_id, now) if want("reviews") else [],
         incomplete_rankings(conn, config, lang, user_id, now) if want("rankings") else [],
-        initial_prompt_count(conn, config, lang) if want("initial_prompts") else 0)
+        initial_prompt_count(conn, config, lang) if want("initial_prompts") else 0,
+    )
 
 
-def availability(conn: sqlite3.Connection, config: TreeConfig, lang: str = "en",
-                 user_id: UUID | str | None = None,
-                 now: datetime | None = None) -> dict[TaskType, int]:
+def availability(
+    conn: sqlite3.Connection,
+    config: TreeConfig,
+    lang: str = "en",
+    user_id: UUID | str | None = None,
+    now: datetime | None = None,
+) -> dict[TaskType, int]:
     """Task counts per type for this user and language (OA's /tasks/availability)."""
     return pools(conn, config, lang, user_id, now).counts()

@@ -19,8 +19,9 @@ import dataclasses
 import sqlite3
 import types
 import typing
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol
 from uuid import UUID
 
 import msgspec
@@ -51,7 +52,7 @@ def _textual(tp: Any) -> Any:
     if new == args:
         return tp
     if origin in (types.UnionType, typing.Union):
-        return typing.Union[new]
+        return typing.Union[new]  # noqa: UP007 (rebuilds a Union from a tuple of members)
     return origin[new]
 
 
@@ -109,15 +110,22 @@ class _Decoder:
 
     def decode(self, row: Row) -> Any:
         _, originator_id, version, topic, state = row
-        return self.mapper.to_domain_event(StoredEvent(
-            originator_id=originator_id, originator_version=version, topic=topic, state=state))
+        return self.mapper.to_domain_event(
+            StoredEvent(
+                originator_id=originator_id, originator_version=version, topic=topic, state=state
+            )
+        )
 
     def view_decoder(self, event_class: type, view: type | None = None) -> Callable[[Row], Any]:
         """row -> a view of the event (``event_view(event_class)`` unless given)."""
         view = view or event_view(event_class)
         mapper = self.mapper
-        if (type(mapper) is not MsgspecMapper or mapper.cipher or mapper.compressor
-                or getattr(event_class, "class_version", 1) > 1):
+        if (
+            type(mapper) is not MsgspecMapper
+            or mapper.cipher
+            or mapper.compressor
+            or getattr(event_class, "class_version", 1) > 1
+        ):
             return views_through(self.decode, view)
         decode = msgspec.json.Decoder(view).decode
         known = _KNOWN_IDS
@@ -151,13 +159,16 @@ class SQLiteLog(_Decoder):
     handles; their state is never read).
     """
 
-    def __init__(self, path: str | Path, *, topics: Sequence[str] | None = None,
-                 stop: int | None = None):
+    def __init__(
+        self, path: str | Path, *, topics: Sequence[str] | None = None, stop: int | None = None
+    ):
         self.path = Path(path)
         self.mapper = MsgspecMapper(transcoder=JSONTranscoder())
         self._conn: sqlite3.Connection | None = None
-        self._query = ("SELECT rowid, originator_id, originator_version, topic, state"
-                       " FROM stored_events WHERE rowid > ?")
+        self._query = (
+            "SELECT rowid, originator_id, originator_version, topic, state"
+            " FROM stored_events WHERE rowid > ?"
+        )
         self._params: tuple[Any, ...] = ()
         if stop is not None:
             self._query += " AND rowid <= ?"
@@ -173,8 +184,9 @@ class SQLiteLog(_Decoder):
                 return None
             # A read-only connection never takes the writer's lock; WAL lets it read
             # while the application commits.
-            self._conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
-                                         check_same_thread=False)
+            self._conn = sqlite3.connect(
+                f"file:{self.path}?mode=ro", uri=True, check_same_thread=False
+            )
         return self._conn
 
     def read(self, after: int, limit: int) -> Sequence[Row]:
@@ -206,9 +218,11 @@ class AppLog(_Decoder):
 
     def read(self, after: int, limit: int) -> Sequence[Row]:
         notifications = self.app.recorder.select_notifications(
-            start=after, limit=limit, inclusive_of_start=False)
-        return [(n.id, n.originator_id, n.originator_version, n.topic, n.state)
-                for n in notifications]
+            start=after, limit=limit, inclusive_of_start=False
+        )
+        return [
+            (n.id, n.originator_id, n.originator_version, n.topic, n.state) for n in notifications
+        ]
 
     def head(self) -> int:
         return self.app.recorder.max_notification_id() or 0

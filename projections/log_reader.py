@@ -10,8 +10,8 @@ log, and trees come out in tree-id order, which makes outputs deterministic.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from eventsourcing.persistence import JSONTranscoder, StoredEvent
 from eventsourcing.utils import get_topic
@@ -21,11 +21,16 @@ from api.storage.events import EVENTS_FILE
 from domain.model.errors import DomainError, ErrorCode
 from domain.model.tree import ConversationTree
 
-
 _TREE_TOPICS = get_topic(ConversationTree) + ".%"
-_SIDE_TOPICS = tuple(get_topic(cls) for cls in (
-    ConversationTree.EmojiToggled, ConversationTree.LabelsSubmitted,
-    ConversationTree.RankingSubmitted, ConversationTree.ScoringFailed))
+_SIDE_TOPICS = tuple(
+    get_topic(cls)
+    for cls in (
+        ConversationTree.EmojiToggled,
+        ConversationTree.LabelsSubmitted,
+        ConversationTree.RankingSubmitted,
+        ConversationTree.ScoringFailed,
+    )
+)
 
 
 class LogPositionError(DomainError):
@@ -71,7 +76,9 @@ def count_trees(db: Path, position: int) -> int:
     return row[0]
 
 
-def iter_trees(db: Path, position: int, *, content_only: bool = False) -> Iterator[ConversationTree]:
+def iter_trees(
+    db: Path, position: int, *, content_only: bool = False
+) -> Iterator[ConversationTree]:
     """Every tree as of the position, replayed from its events, in tree-id order.
 
     content_only: skip the events that only feed emoji counts, labels, individual
@@ -91,8 +98,14 @@ def iter_trees(db: Path, position: int, *, content_only: bool = False) -> Iterat
         )
         tree: ConversationTree | None = None
         for originator_id, version, topic, state in rows:
-            event = mapper.to_domain_event(StoredEvent(
-                originator_id=originator_id, originator_version=version, topic=topic, state=state))
+            event = mapper.to_domain_event(
+                StoredEvent(
+                    originator_id=originator_id,
+                    originator_version=version,
+                    topic=topic,
+                    state=state,
+                )
+            )
             if version == 1:
                 if tree is not None:
                     yield tree

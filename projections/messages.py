@@ -27,17 +27,75 @@ from domain.model.tree import ConversationTree as T
 from projections.base import Projection, handles
 from projections.writeback import RowCache
 
-COLUMNS = ("message_id", "tree_id", "parent_id", "role", "depth", "lang", "text", "user_id",
-           "client_id", "frontend_message_id", "created_at", "synthetic", "model_name",
-           "children_count", "review_count", "review_result", "review_score", "ranking_count",
-           "rankings_received", "rank", "emojis", "label_sums", "label_counts", "deleted",
-           "edited", "revision", "updated_at", "reviewers")
-(TEXT, CHILDREN, REVIEWS, RESULT, SCORE, RANKED, RECEIVED, RANK, EMOJIS, SUMS, COUNTS, DELETED,
- EDITED, REVISION, UPDATED, REVIEWERS) = (COLUMNS.index(c) for c in (
-    "text", "children_count", "review_count", "review_result", "review_score", "ranking_count",
-    "rankings_received", "rank", "emojis", "label_sums", "label_counts", "deleted", "edited",
-    "revision", "updated_at", "reviewers"))
-MUTABLE = COLUMNS[TEXT:TEXT + 1] + COLUMNS[CHILDREN:]
+COLUMNS = (
+    "message_id",
+    "tree_id",
+    "parent_id",
+    "role",
+    "depth",
+    "lang",
+    "text",
+    "user_id",
+    "client_id",
+    "frontend_message_id",
+    "created_at",
+    "synthetic",
+    "model_name",
+    "children_count",
+    "review_count",
+    "review_result",
+    "review_score",
+    "ranking_count",
+    "rankings_received",
+    "rank",
+    "emojis",
+    "label_sums",
+    "label_counts",
+    "deleted",
+    "edited",
+    "revision",
+    "updated_at",
+    "reviewers",
+)
+(
+    TEXT,
+    CHILDREN,
+    REVIEWS,
+    RESULT,
+    SCORE,
+    RANKED,
+    RECEIVED,
+    RANK,
+    EMOJIS,
+    SUMS,
+    COUNTS,
+    DELETED,
+    EDITED,
+    REVISION,
+    UPDATED,
+    REVIEWERS,
+) = (
+    COLUMNS.index(c)
+    for c in (
+        "text",
+        "children_count",
+        "review_count",
+        "review_result",
+        "review_score",
+        "ranking_count",
+        "rankings_received",
+        "rank",
+        "emojis",
+        "label_sums",
+        "label_counts",
+        "deleted",
+        "edited",
+        "revision",
+        "updated_at",
+        "reviewers",
+    )
+)
+MUTABLE = COLUMNS[TEXT : TEXT + 1] + COLUMNS[CHILDREN:]
 
 Submission = tuple[str, str]  # (user_id, kind): one labels row of a message
 _encode = msgspec.json.Encoder(order="sorted").encode
@@ -82,8 +140,7 @@ class MessagesProjection(Projection):
         "CREATE INDEX IF NOT EXISTS messages_user ON messages (user_id)",
         # The HTTP API: a client's message by its own id (/frontend_messages), and a
         # client's messages in creation order (/messages/cursor keyset pages).
-        "CREATE INDEX IF NOT EXISTS messages_frontend ON messages"
-        " (client_id, frontend_message_id)",
+        "CREATE INDEX IF NOT EXISTS messages_frontend ON messages (client_id, frontend_message_id)",
         "CREATE INDEX IF NOT EXISTS messages_client_created ON messages"
         " (client_id, created_at, message_id)",
         # Task availability's pools (projections.availability), each a covering index of
@@ -137,8 +194,9 @@ class MessagesProjection(Projection):
                     rows.changed.add(message_id)
             deletes.sort()
             upserts.sort()  # key order: neighbouring rows share B-tree pages
-            cursor.executemany("DELETE FROM labels WHERE message_id = ? AND user_id = ?"
-                               " AND kind = ?", deletes)
+            cursor.executemany(
+                "DELETE FROM labels WHERE message_id = ? AND user_id = ? AND kind = ?", deletes
+            )
             cursor.executemany("INSERT OR REPLACE INTO labels VALUES (?,?,?,?,?,?)", upserts)
             self._labels_changed.clear()
         rows.flush()
@@ -165,14 +223,43 @@ class MessagesProjection(Projection):
         return row
 
     # ------------------------------------------------------------------ handlers
-    def _insert(self, e: Any, message_id: str, parent_id: str | None, role: str,
-                depth: int) -> None:
+    def _insert(
+        self, e: Any, message_id: str, parent_id: str | None, role: str, depth: int
+    ) -> None:
         at = e.timestamp.timestamp()
         self._labels[message_id] = {}  # no labels before the message: nothing to look up
-        self._rows.add([message_id, e.originator_id, parent_id, role, depth, e.lang, e.text,
-                        e.user_id, e.client_id, e.frontend_message_id, at, int(e.synthetic),
-                        e.model_name, 0, 0, None, None, 0, 0, None, "{}", "{}", "{}", 0, 0, 0, at,
-                        ""])
+        self._rows.add(
+            [
+                message_id,
+                e.originator_id,
+                parent_id,
+                role,
+                depth,
+                e.lang,
+                e.text,
+                e.user_id,
+                e.client_id,
+                e.frontend_message_id,
+                at,
+                int(e.synthetic),
+                e.model_name,
+                0,
+                0,
+                None,
+                None,
+                0,
+                0,
+                None,
+                "{}",
+                "{}",
+                "{}",
+                0,
+                0,
+                0,
+                at,
+                "",
+            ]
+        )
 
     @handles(T.TreeStarted)
     def on_started(self, c: sqlite3.Cursor, e: Any) -> None:
@@ -195,7 +282,10 @@ class MessagesProjection(Projection):
                 (user, k): [msgspec.json.decode(labels), task_id, at]
                 for user, k, labels, task_id, at in c.execute(
                     "SELECT user_id, kind, labels, task_id, created_at FROM labels"
-                    " WHERE message_id = ?", (message_id,))}
+                    " WHERE message_id = ?",
+                    (message_id,),
+                )
+            }
         changed = self._labels_changed.setdefault(message_id, set())
         at = e.timestamp.timestamp()
         row = self._touch(message_id, at)
@@ -224,9 +314,17 @@ class MessagesProjection(Projection):
     @handles(T.RankingSubmitted)
     def on_ranking(self, c: sqlite3.Cursor, e: Any) -> None:
         at = e.timestamp.timestamp()
-        self._rankings.append((e.parent_id, e.user_id or "", e.originator_id,
-                               _encode(e.ranked_message_ids).decode(), int(e.not_rankable),
-                               e.task_id, at))
+        self._rankings.append(
+            (
+                e.parent_id,
+                e.user_id or "",
+                e.originator_id,
+                _encode(e.ranked_message_ids).decode(),
+                int(e.not_rankable),
+                e.task_id,
+                at,
+            )
+        )
         rows = self._rows
         for message_id in e.ranked_message_ids:
             row = rows.get(message_id)
@@ -243,8 +341,12 @@ class MessagesProjection(Projection):
         for parent_id, order in e.ranks.items():
             parent_id = str(UUID(parent_id))
             # The children in the table, and those of this batch that may not be there yet.
-            children = {child for (child,) in c.execute(
-                "SELECT message_id FROM messages WHERE parent_id = ?", (parent_id,))}
+            children = {
+                child
+                for (child,) in c.execute(
+                    "SELECT message_id FROM messages WHERE parent_id = ?", (parent_id,)
+                )
+            }
             children.update(self._children.get(parent_id, ()))
             for child in sorted(children):
                 row = rows.get(child)
@@ -284,10 +386,15 @@ class MessagesProjection(Projection):
         if e.added:
             c.execute("INSERT OR IGNORE INTO message_emojis VALUES (?,?,?)", key)
         else:
-            c.execute("DELETE FROM message_emojis WHERE message_id = ? AND emoji = ? AND user_id = ?",
-                      key)
-        counts = dict(c.execute("SELECT emoji, count(*) FROM message_emojis WHERE message_id = ?"
-                                " GROUP BY emoji", key[:1]).fetchall())
+            c.execute(
+                "DELETE FROM message_emojis WHERE message_id = ? AND emoji = ? AND user_id = ?", key
+            )
+        counts = dict(
+            c.execute(
+                "SELECT emoji, count(*) FROM message_emojis WHERE message_id = ? GROUP BY emoji",
+                key[:1],
+            ).fetchall()
+        )
         row = self._touch(e.message_id, e.timestamp.timestamp())
         if row is not None:
             row[EMOJIS] = _encode(counts).decode()

@@ -62,9 +62,10 @@ class ModelStatsProjection(Projection):
     @handles(T.ReplyAdded)
     def on_reply(self, c: sqlite3.Cursor, e: Any) -> None:
         if e.model_name or e.synthetic:
-            c.execute("INSERT INTO model_replies (message_id, model_name, parent_id)"
-                      " VALUES (?, ?, ?)",
-                      (uid(e.message_id), e.model_name or None, uid(e.parent_id)))
+            c.execute(
+                "INSERT INTO model_replies (message_id, model_name, parent_id) VALUES (?, ?, ?)",
+                (uid(e.message_id), e.model_name or None, uid(e.parent_id)),
+            )
             if self._known is not None:
                 self._known[uid(e.message_id)] = uid(e.parent_id)
                 self._parents.add(uid(e.parent_id))
@@ -72,18 +73,22 @@ class ModelStatsProjection(Projection):
     @handles(T.ReviewDecided)
     def on_review(self, c: sqlite3.Cursor, e: Any) -> None:
         for (i,) in self._ids([e.message_id]):
-            c.execute("UPDATE model_replies SET review_result = ? WHERE message_id = ?",
-                      (int(e.accepted), i))
+            c.execute(
+                "UPDATE model_replies SET review_result = ? WHERE message_id = ?",
+                (int(e.accepted), i),
+            )
 
     @handles(T.MessageDeleted)
     def on_deleted(self, c: sqlite3.Cursor, e: Any) -> None:
-        c.executemany("UPDATE model_replies SET deleted = 1 WHERE message_id = ?",
-                      self._ids(e.message_ids))
+        c.executemany(
+            "UPDATE model_replies SET deleted = 1 WHERE message_id = ?", self._ids(e.message_ids)
+        )
 
     @handles(T.MessageUndeleted)
     def on_undeleted(self, c: sqlite3.Cursor, e: Any) -> None:
-        c.executemany("UPDATE model_replies SET deleted = 0 WHERE message_id = ?",
-                      self._ids(e.message_ids))
+        c.executemany(
+            "UPDATE model_replies SET deleted = 0 WHERE message_id = ?", self._ids(e.message_ids)
+        )
 
     @handles(T.TreeScored, T.RanksImported)
     def on_scored(self, c: sqlite3.Cursor, e: Any) -> None:
@@ -93,13 +98,18 @@ class ModelStatsProjection(Projection):
                 continue  # human replies only: nothing here to rank or pair
             ids = [uid(i) for i in order]
             c.execute("UPDATE model_replies SET rank = NULL WHERE parent_id = ?", (parent,))
-            c.executemany("UPDATE model_replies SET rank = ? WHERE message_id = ?",
-                          [(rank, i) for rank, i in enumerate(ids)])
+            c.executemany(
+                "UPDATE model_replies SET rank = ? WHERE message_id = ?",
+                [(rank, i) for rank, i in enumerate(ids)],
+            )
             c.execute("DELETE FROM model_pairs WHERE parent_id = ?", (parent,))
             # Synthetic replies map to their model name (None: no model); humans are absent.
-            machine = dict(c.execute(
-                "SELECT message_id, model_name FROM model_replies WHERE parent_id = ?",
-                (parent,)).fetchall())
+            machine = dict(
+                c.execute(
+                    "SELECT message_id, model_name FROM model_replies WHERE parent_id = ?",
+                    (parent,),
+                ).fetchall()
+            )
             humans = [rank for rank, i in enumerate(ids) if i not in machine]
             tally: dict[str, list[int]] = {}
             for rank, i in enumerate(ids):
@@ -109,8 +119,10 @@ class ModelStatsProjection(Projection):
                 counts = tally.setdefault(model, [0, 0])
                 counts[0] += len(humans)
                 counts[1] += sum(1 for h in humans if rank < h)
-            c.executemany("INSERT INTO model_pairs VALUES (?, ?, ?, ?)",
-                          [(parent, model, pairs, wins) for model, (pairs, wins) in tally.items()])
+            c.executemany(
+                "INSERT INTO model_pairs VALUES (?, ?, ?, ?)",
+                [(parent, model, pairs, wins) for model, (pairs, wins) in tally.items()],
+            )
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -123,21 +135,39 @@ def model_leaderboard(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     replies ranked under the same parent. Best win rate first; models never compared last."""
     rows: dict[str, dict[str, Any]] = {}
     for model, replies, reviewed, accepted, ranked, rank_sum in conn.execute(
-            "SELECT model_name, count(*), count(review_result), coalesce(sum(review_result), 0),"
-            " count(rank), coalesce(sum(rank), 0) FROM model_replies"
-            " WHERE deleted = 0 AND model_name IS NOT NULL"
-            " GROUP BY model_name"):
+        "SELECT model_name, count(*), count(review_result), coalesce(sum(review_result), 0),"
+        " count(rank), coalesce(sum(rank), 0) FROM model_replies"
+        " WHERE deleted = 0 AND model_name IS NOT NULL"
+        " GROUP BY model_name"
+    ):
         rows[model] = {
-            "model_name": model, "replies": replies, "reviewed": reviewed, "accepted": accepted,
-            "acceptance_rate": _ratio(accepted, reviewed), "ranked": ranked,
-            "mean_rank": _ratio(rank_sum, ranked), "human_pairs": 0, "wins": 0,
+            "model_name": model,
+            "replies": replies,
+            "reviewed": reviewed,
+            "accepted": accepted,
+            "acceptance_rate": _ratio(accepted, reviewed),
+            "ranked": ranked,
+            "mean_rank": _ratio(rank_sum, ranked),
+            "human_pairs": 0,
+            "wins": 0,
             "win_rate": None,
         }
     for model, pairs, wins in conn.execute(
-            "SELECT model_name, sum(pairs), sum(wins) FROM model_pairs GROUP BY model_name"):
-        row = rows.setdefault(model, {
-            "model_name": model, "replies": 0, "reviewed": 0, "accepted": 0,
-            "acceptance_rate": None, "ranked": 0, "mean_rank": None})
+        "SELECT model_name, sum(pairs), sum(wins) FROM model_pairs GROUP BY model_name"
+    ):
+        row = rows.setdefault(
+            model,
+            {
+                "model_name": model,
+                "replies": 0,
+                "reviewed": 0,
+                "accepted": 0,
+                "acceptance_rate": None,
+                "ranked": 0,
+                "mean_rank": None,
+            },
+        )
         row.update(human_pairs=pairs, wins=wins, win_rate=_ratio(wins, pairs))
-    return sorted(rows.values(), key=lambda r: (r["win_rate"] is None, -(r["win_rate"] or 0),
-                                                r["model_name"]))
+    return sorted(
+        rows.values(), key=lambda r: (r["win_rate"] is None, -(r["win_rate"] or 0), r["model_name"])
+    )

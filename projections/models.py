@@ -53,14 +53,35 @@ class ModelsProjection(Projection):
 
     @handles(TrainedModel.Registered)
     def on_registered(self, c: sqlite3.Cursor, e: _Registered) -> None:
-        c.execute("INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                  (e.name, e.originator_id, e.path, e.kind, e.base_model, e.dataset_position,
-                   e.dataset_digest, dumps(e.metrics), ts(e.timestamp), e.position, e.user_id,
-                   e.client_id))
+        c.execute(
+            "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                e.name,
+                e.originator_id,
+                e.path,
+                e.kind,
+                e.base_model,
+                e.dataset_position,
+                e.dataset_digest,
+                dumps(e.metrics),
+                ts(e.timestamp),
+                e.position,
+                e.user_id,
+                e.client_id,
+            ),
+        )
 
 
-_STATS = ("replies", "accepted", "acceptance_rate", "ranked", "mean_rank", "human_pairs",
-          "wins", "win_rate")
+_STATS = (
+    "replies",
+    "accepted",
+    "acceptance_rate",
+    "ranked",
+    "mean_rank",
+    "human_pairs",
+    "wins",
+    "win_rate",
+)
 
 
 def registry(conn: sqlite3.Connection) -> list[dict[str, Any]]:
@@ -68,17 +89,36 @@ def registry(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     model has no replies yet)."""
     rows = conn.execute(
         "SELECT name, model_id, path, kind, base_model, dataset_position, dataset_digest,"
-        " metrics, registered_at, position FROM models ORDER BY position").fetchall()
+        " metrics, registered_at, position FROM models ORDER BY position"
+    ).fetchall()
     stats = {r["model_name"]: r for r in model_leaderboard(conn)}
     out = []
-    for (name, model_id, path, kind, base, position, digest, metrics, registered_at,
-         log_position) in rows:
+    for (
+        name,
+        model_id,
+        path,
+        kind,
+        base,
+        position,
+        digest,
+        metrics,
+        registered_at,
+        log_position,
+    ) in rows:
         s = stats.get(name, {})
-        out.append({
-            "name": name, "model_id": model_id, "path": path, "kind": kind, "base_model": base,
-            "dataset_position": position, "dataset_digest": digest,
-            "metrics": json.loads(metrics), "registered_at": registered_at,
-            "log_position": log_position,
-            **{k: s.get(k) for k in _STATS},
-        })
+        out.append(
+            {
+                "name": name,
+                "model_id": model_id,
+                "path": path,
+                "kind": kind,
+                "base_model": base,
+                "dataset_position": position,
+                "dataset_digest": digest,
+                "metrics": json.loads(metrics),
+                "registered_at": registered_at,
+                "log_position": log_position,
+                **{k: s.get(k) for k in _STATS},
+            }
+        )
     return out

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any
 from uuid import UUID
 
 import msgspec
@@ -119,8 +120,10 @@ class TreeExporter:
 
     def tree(self, tree: ConversationTree) -> ExportMessageTree:
         return ExportMessageTree(
-            message_tree_id=self.ids("message", tree.id), tree_state=tree.state.value,
-            prompt=self._node(tree, tree.root, nested=True), origin=tree.origin,
+            message_tree_id=self.ids("message", tree.id),
+            tree_state=tree.state.value,
+            prompt=self._node(tree, tree.root, nested=True),
+            origin=tree.origin,
         )
 
     def flat(self, tree: ConversationTree) -> Iterator[ExportMessageNode]:
@@ -144,12 +147,20 @@ class TreeExporter:
         if review_result is False and m.review_count <= 2:
             review_result = None  # OA's tree_export.py does the same (hard-coded 2)
         node = ExportMessageNode(
-            message_id=self.ids("message", m.id), parent_id=self.ids("message", m.parent_id),
+            message_id=self.ids("message", m.id),
+            parent_id=self.ids("message", m.parent_id),
             user_id=self.ids("user", m.user_id),
             created_date=m.created_at.isoformat() if m.created_at else None,
-            text=m.text, role=m.role.value, lang=m.lang, review_count=m.review_count,
-            review_result=review_result, deleted=m.deleted, rank=m.rank, synthetic=m.synthetic,
-            model_name=m.model_name, emojis=m.emoji_counts() or None,
+            text=m.text,
+            role=m.role.value,
+            lang=m.lang,
+            review_count=m.review_count,
+            review_result=review_result,
+            deleted=m.deleted,
+            rank=m.rank,
+            synthetic=m.synthetic,
+            model_name=m.model_name,
+            emojis=m.emoji_counts() or None,
         )
         if nested:
             node.replies = [self._node(tree, c, True) for c in self._children(tree, m)]
@@ -161,8 +172,11 @@ class TreeExporter:
 
     def _events(self, tree: ConversationTree, m: Message) -> dict[str, list[dict[str, Any]]]:
         events: dict[str, list[dict[str, Any]]] = {}
-        emoji = [{"user_id": self.ids("user", u), "emoji": name}
-                 for name, users in sorted(m.emojis.items()) for u in sorted(users, key=str)]
+        emoji = [
+            {"user_id": self.ids("user", u), "emoji": name}
+            for name, users in sorted(m.emojis.items())
+            for u in sorted(users, key=str)
+        ]
         if emoji:
             events["emoji"] = emoji
         if m.rankings:
@@ -170,10 +184,14 @@ class TreeExporter:
             # creation order, the order of the parent's children.
             index = {c: i for i, c in enumerate(m.children)}
             events["ranking"] = [
-                {"user_id": self.ids("user", user), "ranking": [index[i] for i in ids],
-                 "ranked_message_ids": [self.ids("message", i) for i in ids],
-                 "ranking_parent_id": self.ids("message", m.id),
-                 "message_tree_id": self.ids("message", tree.id), "not_rankable": not_rankable}
+                {
+                    "user_id": self.ids("user", user),
+                    "ranking": [index[i] for i in ids],
+                    "ranked_message_ids": [self.ids("message", i) for i in ids],
+                    "ranking_parent_id": self.ids("message", m.id),
+                    "message_tree_id": self.ids("message", tree.id),
+                    "not_rankable": not_rankable,
+                }
                 for user, ids, not_rankable in m.rankings
             ]
         return events

@@ -22,9 +22,10 @@ import multiprocessing
 import os
 import sqlite3
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from projections.base import Projection
 from projections.log import LogSource, SQLiteLog
@@ -82,13 +83,20 @@ def split(projections: Sequence[Projection], workers: int) -> list[list[Projecti
         slot = loads.index(min(loads))
         slots[i] = slot
         loads[slot] += projections[i].replay_cost
-    return [[p for i, p in enumerate(projections) if slots[i] == slot]
-            for slot in range(len(loads))]
+    return [
+        [p for i, p in enumerate(projections) if slots[i] == slot] for slot in range(len(loads))
+    ]
 
 
-def rebuild(log: LogSource, path: str | Path, *, projections: Sequence[Projection] | None = None,
-            batch_size: int = BATCH_SIZE, progress: Callable[[int], None] | None = None,
-            workers: int | None = None) -> tuple[int, float]:
+def rebuild(
+    log: LogSource,
+    path: str | Path,
+    *,
+    projections: Sequence[Projection] | None = None,
+    batch_size: int = BATCH_SIZE,
+    progress: Callable[[int], None] | None = None,
+    workers: int | None = None,
+) -> tuple[int, float]:
     """Replay the log into a fresh read model at ``path``; returns (events, seconds).
 
     ``workers``: processes to split the projections between (default: default_workers();
@@ -98,8 +106,11 @@ def rebuild(log: LogSource, path: str | Path, *, projections: Sequence[Projectio
     started = time.perf_counter()
     head = log.head()
     groups = split(projections, default_workers() if workers is None else workers)
-    if len(groups) > 1 and isinstance(log, SQLiteLog) and "fork" in (
-            multiprocessing.get_all_start_methods()):
+    if (
+        len(groups) > 1
+        and isinstance(log, SQLiteLog)
+        and "fork" in (multiprocessing.get_all_start_methods())
+    ):
         scratch = _parallel(log.path, path, projections, groups, head, batch_size, progress)
     else:
         scratch = _serial(log, path, projections, head, batch_size, progress)
@@ -128,8 +139,14 @@ def _no_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _serial(log: LogSource, path: Path, projections: list[Projection], head: int,
-            batch_size: int, progress: Callable[[int], None] | None) -> Path:
+def _serial(
+    log: LogSource,
+    path: Path,
+    projections: list[Projection],
+    head: int,
+    batch_size: int,
+    progress: Callable[[int], None] | None,
+) -> Path:
     scratch = _scratch(path)
     runner = ProjectionRunner(log, scratch, projections, batch_size=batch_size, bulk=True)
     try:
@@ -144,8 +161,16 @@ def _serial(log: LogSource, path: Path, projections: list[Projection], head: int
 
 
 # ---------------------------------------------------------------- in parallel
-def _work(events: Path, scratch: Path, projections: list[Projection], head: int,
-          batch_size: int, slot: int, positions: Any, errors: Any) -> None:
+def _work(
+    events: Path,
+    scratch: Path,
+    projections: list[Projection],
+    head: int,
+    batch_size: int,
+    slot: int,
+    positions: Any,
+    errors: Any,
+) -> None:
     """A worker's replay (in a forked process). Its position goes to ``positions[slot]``
     after every batch; a failure's text to ``errors``."""
     try:
@@ -154,8 +179,9 @@ def _work(events: Path, scratch: Path, projections: list[Projection], head: int,
         runner = ProjectionRunner(log, scratch, projections, batch_size=batch_size, bulk=True)
         try:
             with _no_gc():
-                runner.run_once(until=head,
-                                progress=lambda _: positions.__setitem__(slot, runner.position))
+                runner.run_once(
+                    until=head, progress=lambda _: positions.__setitem__(slot, runner.position)
+                )
         finally:
             runner.close()
             log.close()
@@ -166,17 +192,28 @@ def _work(events: Path, scratch: Path, projections: list[Projection], head: int,
         raise SystemExit(1) from None
 
 
-def _parallel(events: Path, path: Path, projections: list[Projection],
-              groups: list[list[Projection]], head: int, batch_size: int,
-              progress: Callable[[int], None] | None) -> Path:
+def _parallel(
+    events: Path,
+    path: Path,
+    projections: list[Projection],
+    groups: list[list[Projection]],
+    head: int,
+    batch_size: int,
+    progress: Callable[[int], None] | None,
+) -> Path:
     context = multiprocessing.get_context("fork")
     positions = context.Array("q", len(groups), lock=False)
     errors = context.SimpleQueue()
     files = [_scratch(path, k) for k in range(len(groups))]
-    procs = [context.Process(target=_work, name=f"rebuild-{k}", daemon=True,
-                             args=(events, files[k], group, head, batch_size, k, positions,
-                                   errors))
-             for k, group in enumerate(groups)]
+    procs = [
+        context.Process(
+            target=_work,
+            name=f"rebuild-{k}",
+            daemon=True,
+            args=(events, files[k], group, head, batch_size, k, positions, errors),
+        )
+        for k, group in enumerate(groups)
+    ]
     try:
         for proc in procs:
             proc.start()
@@ -211,8 +248,13 @@ def _report(progress: Callable[[int], None] | None, position: int, reported: int
     return max(position, reported)
 
 
-def _merge(target: Path, others: list[Path], projections: list[Projection],
-           groups: list[list[Projection]], head: int) -> None:
+def _merge(
+    target: Path,
+    others: list[Path],
+    projections: list[Projection],
+    groups: list[list[Projection]],
+    head: int,
+) -> None:
     """Copy the other workers' tables into ``target``'s file; every projection is then at
     ``head`` (a worker stops at the last event of its topics, the rest are not theirs)."""
     model = ReadModel(target, projections)

@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from eventsourcing.utils import resolve_topic
 
@@ -54,9 +55,16 @@ def _positioned(decode: Callable[[Row], Any]) -> Callable[[Row], Any]:
 
 
 class ProjectionRunner:
-    def __init__(self, log: LogSource, path: str | Path,
-                 projections: Sequence[Projection] | None = None, *, batch_size: int = 1000,
-                 poll_interval: float = 0.01, bulk: bool = False):
+    def __init__(
+        self,
+        log: LogSource,
+        path: str | Path,
+        projections: Sequence[Projection] | None = None,
+        *,
+        batch_size: int = 1000,
+        poll_interval: float = 0.01,
+        bulk: bool = False,
+    ):
         self.log = log
         self.readmodel = ReadModel(path, projections)
         self.batch_size = batch_size
@@ -94,8 +102,9 @@ class ProjectionRunner:
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
 
-    def _route(self, projections: Sequence[Projection]
-               ) -> dict[str, list[tuple[Callable[[Row], Any], str, Handler, bool, bool]]]:
+    def _route(
+        self, projections: Sequence[Projection]
+    ) -> dict[str, list[tuple[Callable[[Row], Any], str, Handler, bool, bool]]]:
         """topic -> [(decoder, projection name, handler, buffered, reader), ...] in
         projection order; ``reader``: flush the buffered changes before the handler."""
         routes: dict[str, list[tuple[Callable[[Row], Any], str, Handler, bool, bool]]] = {}
@@ -115,12 +124,15 @@ class ProjectionRunner:
                     if (topic, narrow) not in decoders:
                         decoders[topic, narrow] = (
                             self.log.view_decoder(event_class, narrow)  # type: ignore[attr-defined]
-                            if fast_views else views_through(full, narrow or event_view(event_class)))
+                            if fast_views
+                            else views_through(full, narrow or event_view(event_class))
+                        )
                     decoder = decoders[topic, narrow]
                 if positioned:
                     decoder = _positioned(decoder)
                 routes.setdefault(topic, []).append(
-                    (decoder, projection.name, handler, buffered, reader))
+                    (decoder, projection.name, handler, buffered, reader)
+                )
         return routes
 
     def _flush(self, cursor: Any) -> None:
@@ -133,12 +145,15 @@ class ProjectionRunner:
         return self._position
 
     # ------------------------------------------------------------------ catching up
-    def run_once(self, *, until: int | None = None,
-                 progress: Callable[[int], None] | None = None) -> int:
+    def run_once(
+        self, *, until: int | None = None, progress: Callable[[int], None] | None = None
+    ) -> int:
         """Apply what the log holds now (or up to ``until``); return the number of events."""
         done = 0
         while until is None or self._position < until:
-            limit = self.batch_size if until is None else min(self.batch_size, until - self._position)
+            limit = (
+                self.batch_size if until is None else min(self.batch_size, until - self._position)
+            )
             with self._lock:
                 rows = self.log.read(self._position, limit)
                 if not rows:
@@ -204,8 +219,10 @@ class ProjectionRunner:
                                 handler(cursor, event)
             for projection in self._batched:
                 projection.end_batch(cursor)  # type: ignore[attr-defined]
-            cursor.executemany("UPDATE tracking SET position = ? WHERE projection = ? AND position < ?",
-                               [(last, n, last) for n in self._names])
+            cursor.executemany(
+                "UPDATE tracking SET position = ? WHERE projection = ? AND position < ?",
+                [(last, n, last) for n in self._names],
+            )
             if not self._bulk:
                 cursor.execute("COMMIT")
         except BaseException as e:
@@ -215,8 +232,9 @@ class ProjectionRunner:
             if self._bulk:  # earlier batches were rolled back too
                 self._positions.update(self.readmodel.positions(conn))
                 self._position = min((positions[n] for n in self._names), default=0)
-            raise ProjectionError(f"projecting events {rows[0][0]}..{last} failed: "
-                                  f"{type(e).__name__}: {e}") from e
+            raise ProjectionError(
+                f"projecting events {rows[0][0]}..{last} failed: {type(e).__name__}: {e}"
+            ) from e
         for name in self._names:
             positions[name] = max(positions[name], last)
         with self._cond:
@@ -273,8 +291,9 @@ class ProjectionRunner:
     def start(self) -> ProjectionRunner:
         if self._thread is None:
             self._stop.clear()
-            self._thread = threading.Thread(target=self._follow, name="projection-runner",
-                                            daemon=True)
+            self._thread = threading.Thread(
+                target=self._follow, name="projection-runner", daemon=True
+            )
             self._thread.start()
         return self
 

@@ -22,8 +22,9 @@ it does not depend on the order or batching of the other projections.
 from __future__ import annotations
 
 import sqlite3
-from functools import lru_cache
-from typing import Any, Mapping
+from collections.abc import Mapping
+from functools import cache
+from typing import Any
 
 import msgspec
 
@@ -40,14 +41,16 @@ _RANKED = ("reply_ranked_1", "reply_ranked_2", "reply_ranked_3")
 _LABEL_COUNTER = {"simple": "labels_simple", "full": "labels_full"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _hours_upsert(names: tuple[str, ...]) -> str:
     """Add to these counters of an hour row (a batch has a few distinct sets of them)."""
     if not names:
         return "INSERT INTO user_hours (user_id, hour) VALUES (?, ?) ON CONFLICT DO NOTHING"
-    return (f"INSERT INTO user_hours (user_id, hour, {', '.join(names)})"
-            f" VALUES (?, ?, {', '.join('?' * len(names))}) ON CONFLICT (user_id, hour)"
-            f" DO UPDATE SET {', '.join(f'{n} = {n} + excluded.{n}' for n in names)}")
+    return (
+        f"INSERT INTO user_hours (user_id, hour, {', '.join(names)})"
+        f" VALUES (?, ?, {', '.join('?' * len(names))}) ON CONFLICT (user_id, hour)"
+        f" DO UPDATE SET {', '.join(f'{n} = {n} + excluded.{n}' for n in names)}"
+    )
 
 
 _encode = msgspec.json.Encoder(order="sorted").encode
@@ -69,8 +72,14 @@ class StatsProjection(Projection):
     views = {U.TaskIssued: TaskIssuedView}
     replay_indexes = ()  # handlers look rows up by key only
     replay_cost = 2.5
-    tables = ("user_hours", "stats_messages", "stats_label_votes", "stats_emojis", "stats_tasks",
-              "user_streaks")
+    tables = (
+        "user_hours",
+        "stats_messages",
+        "stats_label_votes",
+        "stats_emojis",
+        "stats_tasks",
+        "user_streaks",
+    )
     ddl = (
         "CREATE TABLE IF NOT EXISTS user_hours (user_id TEXT NOT NULL, hour INTEGER NOT NULL, "
         + ", ".join(f"{f} INTEGER NOT NULL DEFAULT 0" for f in FIELDS)
@@ -124,11 +133,16 @@ class StatsProjection(Projection):
     def begin_batch(self, c: sqlite3.Cursor) -> None:
         # The caches hold what the tables hold; another connection (a rebuilt file) or a
         # full cache starts them afresh.
-        if (self._conn is not c.connection or len(self._messages) > _CACHE_LIMIT
-                or self._open is None):
+        if (
+            self._conn is not c.connection
+            or len(self._messages) > _CACHE_LIMIT
+            or self._open is None
+        ):
             self._messages, self._streaks, self._conn = {}, {}, c.connection
-            self._open = {k: (mode, hour) for k, mode, hour in c.execute(
-                "SELECT task_id, mode, hour FROM stats_tasks")}
+            self._open = {
+                k: (mode, hour)
+                for k, mode, hour in c.execute("SELECT task_id, mode, hour FROM stats_tasks")
+            }
         self._cursor = c
         self._reset_batch()
 
@@ -140,22 +154,37 @@ class StatsProjection(Projection):
     def end_batch(self, c: sqlite3.Cursor) -> None:
         self._book()
         messages = self._messages
-        c.executemany("INSERT OR REPLACE INTO stats_messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                      [(k, *m[:COUNTERS], _encode(m[COUNTERS]).decode())
-                       for k, m in ((k, messages[k]) for k in self._dirty) if m is not None])
-        c.executemany("INSERT OR REPLACE INTO stats_label_votes VALUES (?, ?, ?)",
-                      [(*key, _encode(v).decode()) for key, v in self._votes.items()])
-        c.executemany("INSERT OR IGNORE INTO stats_emojis VALUES (?, ?, ?)",
-                      [key for key, on in self._emojis.items() if on])
-        c.executemany("DELETE FROM stats_emojis WHERE message_id = ? AND emoji = ? AND"
-                      " user_id = ?", [key for key, on in self._emojis.items() if not on])
+        c.executemany(
+            "INSERT OR REPLACE INTO stats_messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (k, *m[:COUNTERS], _encode(m[COUNTERS]).decode())
+                for k, m in ((k, messages[k]) for k in self._dirty)
+                if m is not None
+            ],
+        )
+        c.executemany(
+            "INSERT OR REPLACE INTO stats_label_votes VALUES (?, ?, ?)",
+            [(*key, _encode(v).decode()) for key, v in self._votes.items()],
+        )
+        c.executemany(
+            "INSERT OR IGNORE INTO stats_emojis VALUES (?, ?, ?)",
+            [key for key, on in self._emojis.items() if on],
+        )
+        c.executemany(
+            "DELETE FROM stats_emojis WHERE message_id = ? AND emoji = ? AND user_id = ?",
+            [key for key, on in self._emojis.items() if not on],
+        )
         c.executemany("DELETE FROM stats_tasks WHERE task_id = ?", self._closed)
-        c.executemany("INSERT OR REPLACE INTO stats_tasks VALUES (?, ?, ?)",
-                      [(k, *t) for k, t in self._tasks.items()])
+        c.executemany(
+            "INSERT OR REPLACE INTO stats_tasks VALUES (?, ?, ?)",
+            [(k, *t) for k, t in self._tasks.items()],
+        )
         if self._open is not None:
             self._open.update(self._tasks)
-        c.executemany("INSERT OR REPLACE INTO user_streaks VALUES (?, ?, ?, ?)",
-                      [(k, *self._streaks[k]) for k in self._dirty_streaks])  # type: ignore[misc]
+        c.executemany(
+            "INSERT OR REPLACE INTO user_streaks VALUES (?, ?, ?, ?)",
+            [(k, *self._streaks[k]) for k in self._dirty_streaks],
+        )  # type: ignore[misc]
         # Every hour row an event touched is written, zero changes too: whether a row
         # exists must not depend on how the log was cut into batches.
         groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
@@ -175,8 +204,7 @@ class StatsProjection(Projection):
             raise RuntimeError("StatsProjection handlers run between begin_batch and end_batch")
         return self._cursor
 
-    def _add(self, user_id: str | None, hour: int, delta: Mapping[str, int], sign: int = 1
-             ) -> None:
+    def _add(self, user_id: str | None, hour: int, delta: Mapping[str, int], sign: int = 1) -> None:
         if user_id is None:
             return
         row = self._hours.get((user_id, hour))
@@ -199,9 +227,15 @@ class StatsProjection(Projection):
         m = self._messages.get(message_id, _UNKNOWN)
         if m is not _UNKNOWN:
             return m
-        row = self._c().execute(
-            "SELECT user_id, hour, kind, deleted, accepted, spam_tree, counters"
-            " FROM stats_messages WHERE message_id = ?", (message_id,)).fetchone()
+        row = (
+            self._c()
+            .execute(
+                "SELECT user_id, hour, kind, deleted, accepted, spam_tree, counters"
+                " FROM stats_messages WHERE message_id = ?",
+                (message_id,),
+            )
+            .fetchone()
+        )
         m = None if row is None else [*row[:COUNTERS], _decode(row[COUNTERS])]
         self._messages[message_id] = m
         return m
@@ -244,8 +278,9 @@ class StatsProjection(Projection):
 
     @handles(T.TreeStarted)
     def on_started(self, c: sqlite3.Cursor, e: Any) -> None:
-        self._insert(e, uid(e.originator_id), "prompts",
-                     int(e.state == TreeState.ABORTED_LOW_GRADE.value))
+        self._insert(
+            e, uid(e.originator_id), "prompts", int(e.state == TreeState.ABORTED_LOW_GRADE.value)
+        )
 
     @handles(T.ReplyAdded)
     def on_reply(self, c: sqlite3.Cursor, e: Any) -> None:
@@ -273,9 +308,15 @@ class StatsProjection(Projection):
         key = (uid(e.message_id), e.emoji, uid(e.user_id) or "")
         present = self._emojis.get(key)
         if present is None:
-            present = self._c().execute(
-                "SELECT 1 FROM stats_emojis WHERE message_id = ? AND emoji = ? AND user_id = ?",
-                key).fetchone() is not None
+            present = (
+                self._c()
+                .execute(
+                    "SELECT 1 FROM stats_emojis WHERE message_id = ? AND emoji = ? AND user_id = ?",
+                    key,
+                )
+                .fetchone()
+                is not None
+            )
         if present != bool(e.added):
             self._emojis[key] = bool(e.added)
             self._bump(key[0], {name: 1 if e.added else -1})
@@ -288,8 +329,14 @@ class StatsProjection(Projection):
             key = (message_id, uid(e.user_id) or "")
             before = self._votes.get(key)
             if before is None:
-                found = self._c().execute("SELECT votes FROM stats_label_votes"
-                                          " WHERE message_id = ? AND user_id = ?", key).fetchone()
+                found = (
+                    self._c()
+                    .execute(
+                        "SELECT votes FROM stats_label_votes WHERE message_id = ? AND user_id = ?",
+                        key,
+                    )
+                    .fetchone()
+                )
                 before = _decode(found[0]) if found else {}
             self._votes[key] = votes
             votes = dict(votes)
@@ -383,8 +430,15 @@ class StatsProjection(Projection):
         if user_id in self._streaks:
             row = self._streaks[user_id]
         else:
-            row = self._c().execute("SELECT last_activity, streak_start, streak_days"
-                                    " FROM user_streaks WHERE user_id = ?", (user_id,)).fetchone()
+            row = (
+                self._c()
+                .execute(
+                    "SELECT last_activity, streak_start, streak_days"
+                    " FROM user_streaks WHERE user_id = ?",
+                    (user_id,),
+                )
+                .fetchone()
+            )
         last, start = (row[0], row[1]) if row else (None, None)
         days, start = next_streak(last, start, now)
         self._streaks[user_id] = (now, start, days)

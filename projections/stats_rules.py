@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
+from collections.abc import Mapping
 from itertools import accumulate
-from typing import Mapping
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -17,24 +17,44 @@ DAY = 86400.0
 STREAK_TIMEOUT = 36 * HOUR
 
 LEADER_FIELDS = (
-    "prompts", "accepted_prompts", "replies_assistant", "replies_prompter",
-    "accepted_replies_assistant", "accepted_replies_prompter", "labels_simple", "labels_full",
-    "rankings_total", "reply_ranked_1", "reply_ranked_2", "reply_ranked_3",
+    "prompts",
+    "accepted_prompts",
+    "replies_assistant",
+    "replies_prompter",
+    "accepted_replies_assistant",
+    "accepted_replies_prompter",
+    "labels_simple",
+    "labels_full",
+    "rankings_total",
+    "reply_ranked_1",
+    "reply_ranked_2",
+    "reply_ranked_3",
 )
 # Labels whose values others gave a user's messages add to the troll score (integer-cast).
-TROLL_LABELS = ("spam", "lang_mismatch", "not_appropriate", "pii", "hate_speech",
-                "sexual_content", "political_content")
+TROLL_LABELS = (
+    "spam",
+    "lang_mismatch",
+    "not_appropriate",
+    "pii",
+    "hate_speech",
+    "sexual_content",
+    "political_content",
+)
 # Labels the troll board shows as means. Their sums are integers in units of 1/LABEL_SCALE:
 # exact, so the rows do not depend on how the log was batched.
 LABEL_SCALE = 10_000
 MEAN_LABELS = ("quality", "humor", "toxicity", "violence", "helpfulness")
-TROLL_FIELDS = (("upvotes", "downvotes", "red_flags", "spam_prompts") + TROLL_LABELS
-                + tuple(f"{n}_{k}" for n in MEAN_LABELS for k in ("sum", "n")))
+TROLL_FIELDS = (
+    ("upvotes", "downvotes", "red_flags", "spam_prompts")
+    + TROLL_LABELS
+    + tuple(f"{n}_{k}" for n in MEAN_LABELS for k in ("sum", "n"))
+)
 FIELDS = LEADER_FIELDS + TROLL_FIELDS
 
 # Level = number of thresholds <= score (OA get_thresholds): 0, 4, 9, 16, 24, ... 6000.
 LEVEL_THRESHOLDS: tuple[int, ...] = (0,) + tuple(
-    round(x) for x in accumulate(i * 1.1521 + 3 for i in range(1, 100)))
+    round(x) for x in accumulate(i * 1.1521 + 3 for i in range(1, 100))
+)
 
 
 def hour_of(seconds: float) -> int:
@@ -48,8 +68,10 @@ def label_int(value: float) -> int:
 
 # label -> (counter, count counter): troll labels add their integer value, mean labels
 # their scaled value and a count.
-_LABEL_COUNTERS = {**{label: (label, None) for label in TROLL_LABELS},
-                   **{label: (f"{label}_sum", f"{label}_n") for label in MEAN_LABELS}}
+_LABEL_COUNTERS = {
+    **{label: (label, None) for label in TROLL_LABELS},
+    **{label: (f"{label}_sum", f"{label}_n") for label in MEAN_LABELS},
+}
 
 
 def label_votes(labels: Mapping[str, float]) -> dict[str, int]:
@@ -71,8 +93,9 @@ def label_votes(labels: Mapping[str, float]) -> dict[str, int]:
     return out
 
 
-def next_streak(last_activity: float | None, streak_start: float | None,
-                now: float) -> tuple[int, float]:
+def next_streak(
+    last_activity: float | None, streak_start: float | None, now: float
+) -> tuple[int, float]:
     """OA's streak rule at a completed task: (streak_days, streak_start) afterwards.
 
     OA's periodic job clears the streak of a user inactive for more than 36 hours; at the
@@ -89,11 +112,19 @@ def next_streak(last_activity: float | None, streak_start: float | None,
 def leader_score(s: Mapping[str, float]) -> int:
     """OA's UserStats.compute_leader_score (rankings_good is never computed: 0)."""
     return int(
-        int(s["prompts"] * 0.1) + s["replies_assistant"] * 4 + s["replies_prompter"]
-        + s["labels_simple"] + s["labels_full"] * 2 + s["rankings_total"]
-        + int(s["accepted_prompts"] * 0.1) + s["accepted_replies_assistant"] * 4
-        + s["accepted_replies_prompter"] + s["reply_ranked_1"] * 9 + s["reply_ranked_2"] * 3
-        + s["reply_ranked_3"])
+        int(s["prompts"] * 0.1)
+        + s["replies_assistant"] * 4
+        + s["replies_prompter"]
+        + s["labels_simple"]
+        + s["labels_full"] * 2
+        + s["rankings_total"]
+        + int(s["accepted_prompts"] * 0.1)
+        + s["accepted_replies_assistant"] * 4
+        + s["accepted_replies_prompter"]
+        + s["reply_ranked_1"] * 9
+        + s["reply_ranked_2"] * 3
+        + s["reply_ranked_3"]
+    )
 
 
 def level(score: int) -> int:
@@ -103,8 +134,13 @@ def level(score: int) -> int:
 
 def troll_score(s: Mapping[str, float]) -> int:
     """OA's TrollStats.compute_troll_score."""
-    return int(3 * s["red_flags"] - s["upvotes"] + s["downvotes"] + s["spam_prompts"]
-               + sum(s[label] for label in TROLL_LABELS if label != "spam"))
+    return int(
+        3 * s["red_flags"]
+        - s["upvotes"]
+        + s["downvotes"]
+        + s["spam_prompts"]
+        + sum(s[label] for label in TROLL_LABELS if label != "spam")
+    )
 
 
 def has_leader_stats(s: Mapping[str, float]) -> bool:

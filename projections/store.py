@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from projections.base import Projection
 
@@ -32,9 +32,16 @@ def default_projections() -> list[Projection]:
     from projections.trees import TreesProjection
     from projections.users import UsersProjection
 
-    return [MessagesProjection(), TreesProjection(), UsersProjection(), StatsProjection(),
-            ModelStatsProjection(), AgreementProjection(), ModelsProjection(),
-            TrainingProjection()]
+    return [
+        MessagesProjection(),
+        TreesProjection(),
+        UsersProjection(),
+        StatsProjection(),
+        ModelStatsProjection(),
+        AgreementProjection(),
+        ModelsProjection(),
+        TrainingProjection(),
+    ]
 
 
 def schema_digest(projection: Projection) -> str:
@@ -57,11 +64,15 @@ class ReadModel:
         rollback journal in memory, one lock for the whole run and a large page cache.
         A crash loses the scratch file, never the live one (projections.rebuild).
         """
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                               timeout=30)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         if bulk:
-            for pragma in ("journal_mode=MEMORY", "synchronous=OFF", "locking_mode=EXCLUSIVE",
-                           "cache_size=-262144", "temp_store=MEMORY"):
+            for pragma in (
+                "journal_mode=MEMORY",
+                "synchronous=OFF",
+                "locking_mode=EXCLUSIVE",
+                "cache_size=-262144",
+                "temp_store=MEMORY",
+            ):
                 conn.execute(f"PRAGMA {pragma}")
             return conn
         conn.execute("PRAGMA journal_mode=WAL")
@@ -82,16 +93,20 @@ class ReadModel:
         its DDL (or before the file recorded versions) loses them and its position, so it
         projects the log again from the start while the others carry on."""
         conn.execute("BEGIN")
-        conn.execute("CREATE TABLE IF NOT EXISTS tracking ("
-                     "projection TEXT PRIMARY KEY, position INTEGER NOT NULL)")
-        conn.execute("CREATE TABLE IF NOT EXISTS schemas ("
-                     "projection TEXT PRIMARY KEY, digest TEXT NOT NULL)")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS tracking ("
+            "projection TEXT PRIMARY KEY, position INTEGER NOT NULL)"
+        )
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schemas (projection TEXT PRIMARY KEY, digest TEXT NOT NULL)"
+        )
         known = dict(conn.execute("SELECT projection, digest FROM schemas"))
         tracked = {name for (name,) in conn.execute("SELECT projection FROM tracking")}
         for projection in self.projections:
             digest = schema_digest(projection)
             if known.get(projection.name) != digest and (
-                    projection.name in known or projection.name in tracked):
+                projection.name in known or projection.name in tracked
+            ):
                 for table in projection.tables:
                     conn.execute(f"DROP TABLE IF EXISTS {table}")
                 conn.execute("DELETE FROM tracking WHERE projection = ?", (projection.name,))
@@ -113,7 +128,9 @@ class ReadModel:
     def positions(self, conn: sqlite3.Connection | None = None) -> dict[str, int]:
         conn = conn or self.reader()
         try:
-            return dict(conn.execute("SELECT projection, position FROM tracking ORDER BY projection"))
+            return dict(
+                conn.execute("SELECT projection, position FROM tracking ORDER BY projection")
+            )
         except sqlite3.OperationalError:
             return {}
 

@@ -22,13 +22,39 @@ from projections.writeback import RowCache
 _ACTIVE = frozenset(s.value for s in ACTIVE_STATES)
 _GROWING = TreeState.GROWING.value
 
-COLUMNS = ("tree_id", "state", "active", "lang", "goal_tree_size", "max_depth",
-           "max_children_count", "origin", "user_id", "created_at", "won_lottery_at",
-           "halted_from", "state_changed_at", "state_reason", "size", "grow_size", "message_count")
+COLUMNS = (
+    "tree_id",
+    "state",
+    "active",
+    "lang",
+    "goal_tree_size",
+    "max_depth",
+    "max_children_count",
+    "origin",
+    "user_id",
+    "created_at",
+    "won_lottery_at",
+    "halted_from",
+    "state_changed_at",
+    "state_reason",
+    "size",
+    "grow_size",
+    "message_count",
+)
 STATE, ACTIVE, WON, HALTED_FROM, CHANGED_AT, REASON, SIZE, GROW, COUNT = (
-    COLUMNS.index(c) for c in ("state", "active", "won_lottery_at", "halted_from",
-                               "state_changed_at", "state_reason", "size", "grow_size",
-                               "message_count"))
+    COLUMNS.index(c)
+    for c in (
+        "state",
+        "active",
+        "won_lottery_at",
+        "halted_from",
+        "state_changed_at",
+        "state_reason",
+        "size",
+        "grow_size",
+        "message_count",
+    )
+)
 MEMBER_COLUMNS = ("message_id", "tree_id", "reply", "review_result", "deleted")
 _, M_TREE, M_REPLY, M_RESULT, M_DELETED = range(len(MEMBER_COLUMNS))
 
@@ -66,8 +92,9 @@ class TreesProjection(Projection):
     def _setup(self) -> None:
         if "_trees" not in vars(self):  # here, not in __init__: subclasses need not call it
             self._trees = RowCache("trees", COLUMNS, COLUMNS[1:])
-            self._members = RowCache("tree_members", MEMBER_COLUMNS,
-                                     ("review_result", "deleted"), clustered=True)
+            self._members = RowCache(
+                "tree_members", MEMBER_COLUMNS, ("review_result", "deleted"), clustered=True
+            )
 
     def begin_batch(self, cursor: sqlite3.Cursor) -> None:
         self._setup()
@@ -104,9 +131,27 @@ class TreesProjection(Projection):
     @handles(T.TreeStarted)
     def on_started(self, c: sqlite3.Cursor, e: Any) -> None:
         at = e.timestamp.timestamp()
-        self._trees.add([e.originator_id, e.state, int(e.state in _ACTIVE), e.lang,
-                         e.goal_tree_size, e.max_depth, e.max_children_count, e.origin, e.user_id,
-                         at, None, None, at, "started", 0, 0, 1])
+        self._trees.add(
+            [
+                e.originator_id,
+                e.state,
+                int(e.state in _ACTIVE),
+                e.lang,
+                e.goal_tree_size,
+                e.max_depth,
+                e.max_children_count,
+                e.origin,
+                e.user_id,
+                at,
+                None,
+                None,
+                at,
+                "started",
+                0,
+                0,
+                1,
+            ]
+        )
         self._members.add([e.originator_id, e.originator_id, 0, None, 0])
 
     @handles(T.ReplyAdded)

@@ -19,12 +19,26 @@ from domain.model.user import User as U
 from projections.base import Projection, handles, ts, uid
 from projections.writeback import RowCache
 
-TASK_COLUMNS = ("task_id", "user_id", "type", "tree_id", "message_id", "lang", "mode",
-                "issued_at", "expires_at", "frontend_message_id", "status", "result_id",
-                "skip_reason", "updated_at")
+TASK_COLUMNS = (
+    "task_id",
+    "user_id",
+    "type",
+    "tree_id",
+    "message_id",
+    "lang",
+    "mode",
+    "issued_at",
+    "expires_at",
+    "frontend_message_id",
+    "status",
+    "result_id",
+    "skip_reason",
+    "updated_at",
+)
 FRONTEND, STATUS, RESULT, SKIP_REASON, UPDATED = (
-    TASK_COLUMNS.index(c) for c in ("frontend_message_id", "status", "result_id", "skip_reason",
-                                    "updated_at"))
+    TASK_COLUMNS.index(c)
+    for c in ("frontend_message_id", "status", "result_id", "skip_reason", "updated_at")
+)
 
 
 class TaskPayloadView(msgspec.Struct):
@@ -86,8 +100,7 @@ class UsersProjection(Projection):
     def _setup(self) -> None:
         if "_tasks" not in vars(self):  # here, not in __init__: subclasses need not call it
             # Keyed by task id alone (no rowid B-tree beside the key's), filled in key order.
-            self._tasks = RowCache("tasks", TASK_COLUMNS, TASK_COLUMNS[FRONTEND:],
-                                   clustered=True)
+            self._tasks = RowCache("tasks", TASK_COLUMNS, TASK_COLUMNS[FRONTEND:], clustered=True)
 
     def begin_batch(self, cursor: sqlite3.Cursor) -> None:
         self._setup()
@@ -105,9 +118,17 @@ class UsersProjection(Projection):
     # ------------------------------------------------------------------ handlers
     @handles(U.Registered)
     def on_registered(self, c: sqlite3.Cursor, e: U.Registered) -> None:
-        c.execute("INSERT INTO users VALUES (?,?,?,?,?,1,0,1,NULL,'',?)",
-                  (uid(e.originator_id), uid(e.client_id), e.auth_method, e.username,
-                   e.display_name, ts(e.timestamp)))
+        c.execute(
+            "INSERT INTO users VALUES (?,?,?,?,?,1,0,1,NULL,'',?)",
+            (
+                uid(e.originator_id),
+                uid(e.client_id),
+                e.auth_method,
+                e.username,
+                e.display_name,
+                ts(e.timestamp),
+            ),
+        )
 
     @handles(U.ProfileUpdated)
     def on_profile(self, c: sqlite3.Cursor, e: U.ProfileUpdated) -> None:
@@ -119,14 +140,31 @@ class UsersProjection(Projection):
                 value = ts(value)
             elif isinstance(value, bool):
                 value = int(value)
-            c.execute(f"UPDATE users SET {name} = ? WHERE user_id = ?", (value, uid(e.originator_id)))
+            c.execute(
+                f"UPDATE users SET {name} = ? WHERE user_id = ?", (value, uid(e.originator_id))
+            )
 
     @handles(U.TaskIssued)
     def on_issued(self, c: sqlite3.Cursor, e: TaskIssuedView) -> None:
         issued = e.issued_at.timestamp()
-        self._tasks.add([e.task_id, e.originator_id, e.task_type, e.tree_id, e.message_id, e.lang,
-                         e.payload.mode, issued, e.expires_at.timestamp(), None, "open", None,
-                         None, issued])
+        self._tasks.add(
+            [
+                e.task_id,
+                e.originator_id,
+                e.task_type,
+                e.tree_id,
+                e.message_id,
+                e.lang,
+                e.payload.mode,
+                issued,
+                e.expires_at.timestamp(),
+                None,
+                "open",
+                None,
+                None,
+                issued,
+            ]
+        )
 
     # The task events are two thirds of the log: each handler does its lookup inline.
     @handles(U.TaskAcknowledged)

@@ -13,12 +13,20 @@ same however the log was cut into batches.
 from __future__ import annotations
 
 import sqlite3
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 
 class RowCache:
-    def __init__(self, table: str, columns: Sequence[str], mutable: Sequence[str], *,
-                 clustered: bool = False, limit: int = 50_000):
+    def __init__(
+        self,
+        table: str,
+        columns: Sequence[str],
+        mutable: Sequence[str],
+        *,
+        clustered: bool = False,
+        limit: int = 50_000,
+    ):
         """``clustered``: a WITHOUT ROWID table, whose rows are stored in key order: new rows
         are inserted sorted by key (neighbours share pages); a rowid table gets them in
         the order they were added, so its rowids are the same as one by one."""
@@ -28,10 +36,12 @@ class RowCache:
         self.columns = tuple(columns)
         key = self.columns[0]  # the primary key comes first
         self._select = f"SELECT {', '.join(columns)} FROM {table} WHERE {key} = ?"
-        self._insert = (f"INSERT INTO {table} ({', '.join(columns)})"
-                        f" VALUES ({', '.join('?' * len(columns))})")
-        self._update = (f"UPDATE {table} SET {', '.join(f'{c} = ?' for c in mutable)}"
-                        f" WHERE {key} = ?")
+        self._insert = (
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        )
+        self._update = (
+            f"UPDATE {table} SET {', '.join(f'{c} = ?' for c in mutable)} WHERE {key} = ?"
+        )
         self._mutable = [self.columns.index(c) for c in mutable]
         self.rows: dict[Any, list[Any] | None] = {}
         self.new: dict[Any, None] = {}  # insertion order: the same rowids as one by one
@@ -41,8 +51,12 @@ class RowCache:
         self.cursor: sqlite3.Cursor | None = None
 
     def begin(self, cursor: sqlite3.Cursor) -> None:
-        if (self.cursor is None or cursor.connection is not self.cursor.connection
-                or len(self.rows) > self.limit or self.pending):
+        if (
+            self.cursor is None
+            or cursor.connection is not self.cursor.connection
+            or len(self.rows) > self.limit
+            or self.pending
+        ):
             self.discard()
         self.cursor = cursor
 
@@ -62,7 +76,9 @@ class RowCache:
         else at the flush's INSERT (no lookup for what is new in the common case)."""
         key = row[0]
         if self.rows.get(key) is not None:
-            raise sqlite3.IntegrityError(f"UNIQUE constraint failed: {self.table}.{self.columns[0]}")
+            raise sqlite3.IntegrityError(
+                f"UNIQUE constraint failed: {self.table}.{self.columns[0]}"
+            )
         self.rows[key] = row
         self.new[key] = None
 
@@ -77,13 +93,19 @@ class RowCache:
         if self.changed:
             mutable = self._mutable
             # Sorted: a fixed order, and neighbouring keys share B-tree pages.
-            cursor.executemany(self._update, [[row[i] for i in mutable] + [k]
-                                              for k in sorted(self.changed.difference(new))
-                                              if (row := rows[k]) is not None])
+            cursor.executemany(
+                self._update,
+                [
+                    [row[i] for i in mutable] + [k]
+                    for k in sorted(self.changed.difference(new))
+                    if (row := rows[k]) is not None
+                ],
+            )
             self.changed.clear()
         if new:
-            cursor.executemany(self._insert, [rows[k] for k in (
-                sorted(new) if self.clustered else new)])
+            cursor.executemany(
+                self._insert, [rows[k] for k in (sorted(new) if self.clustered else new)]
+            )
             new.clear()
 
     def discard(self) -> None:

@@ -9,21 +9,22 @@ them, so the self-labelling and one-review-per-user rules never get in the way b
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 import pytest
 
 from domain.model.actor import Actor
-from domain.service.application import DataEngine
 from domain.model.config import TreeConfig
 from domain.model.errors import DomainError, ErrorCode
 from domain.model.states import TreeState
 from domain.model.tree import ConversationTree
+from domain.service.application import DataEngine
 
-START = datetime(2024, 1, 1, 12, 0, tzinfo=timezone.utc)
+START = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
 
 # Goal 3: the root plus two accepted replies ends growth, so a ranking tree is cheap to build.
 SMALL = {"goal_tree_size": 3, "min_goal_tree_size": 1}
@@ -53,8 +54,9 @@ def of(kind: type, events: Iterable[Any]) -> list[Any]:
 
 def state_moves(events: Iterable[Any]) -> list[tuple[str, str]]:
     """(from, to) of every StateChanged (TreeHalted/TreeResumed included), in order."""
-    return [(e.from_state, e.to_state) for e in events
-            if isinstance(e, ConversationTree.StateChanged)]
+    return [
+        (e.from_state, e.to_state) for e in events if isinstance(e, ConversationTree.StateChanged)
+    ]
 
 
 class Kit:
@@ -73,8 +75,7 @@ class Kit:
     # ------------------------------------------------------------------ people
     def user(self, name: str | None = None) -> Actor:
         name = name or f"user{next(self._seq)}"
-        user_id = self.app.ensure_user(client_id=self.client_id, auth_method="local",
-                                       username=name)
+        user_id = self.app.ensure_user(client_id=self.client_id, auth_method="local", username=name)
         return Actor(user_id, self.client_id)
 
     def text(self, prefix: str = "text") -> str:
@@ -114,18 +115,24 @@ class Kit:
         kwargs.setdefault("text", self.text("prompt"))
         return self.app.create_prompt(actor=author or self.user(), **kwargs).id
 
-    def label(self, tree_id: UUID, message_id: UUID, reviewer: Actor | None = None,
-              spam: float = 0.0, **labels: float) -> Actor:
+    def label(
+        self,
+        tree_id: UUID,
+        message_id: UUID,
+        reviewer: Actor | None = None,
+        spam: float = 0.0,
+        **labels: float,
+    ) -> Actor:
         reviewer = reviewer or self.user()
-        self.app.submit_labels(actor=reviewer, tree_id=tree_id, message_id=message_id,
-                               labels={"spam": spam, **labels})
+        self.app.submit_labels(
+            actor=reviewer, tree_id=tree_id, message_id=message_id, labels={"spam": spam, **labels}
+        )
         return reviewer
 
     def review(self, tree_id: UUID, message_id: UUID, spam_votes: int = 0) -> None:
         """Submit exactly the required number of reviews, ``spam_votes`` of them saying spam."""
         root = message_id == tree_id
-        required = (self.config.num_reviews_initial_prompt if root
-                    else self.config.num_reviews_reply)
+        required = self.config.num_reviews_initial_prompt if root else self.config.num_reviews_reply
         for k in range(required):
             self.label(tree_id, message_id, spam=1.0 if k < spam_votes else 0.0)
 
@@ -136,14 +143,17 @@ class Kit:
         assert self.state(tree_id) is TreeState.GROWING
         return tree_id
 
-    def reply(self, tree_id: UUID, parent_id: UUID, author: Actor | None = None,
-              **kwargs: Any) -> UUID:
+    def reply(
+        self, tree_id: UUID, parent_id: UUID, author: Actor | None = None, **kwargs: Any
+    ) -> UUID:
         kwargs.setdefault("text", self.text("reply"))
-        return self.app.add_reply(actor=author or self.user(), tree_id=tree_id,
-                                  parent_id=parent_id, **kwargs).id
+        return self.app.add_reply(
+            actor=author or self.user(), tree_id=tree_id, parent_id=parent_id, **kwargs
+        ).id
 
-    def accepted_reply(self, tree_id: UUID, parent_id: UUID, author: Actor | None = None,
-                       **kwargs: Any) -> UUID:
+    def accepted_reply(
+        self, tree_id: UUID, parent_id: UUID, author: Actor | None = None, **kwargs: Any
+    ) -> UUID:
         message_id = self.reply(tree_id, parent_id, author, **kwargs)
         self.review(tree_id, message_id)
         assert self.message(tree_id, message_id).review_result is True
@@ -172,11 +182,13 @@ class Kit:
         assert self.state(tree_id) is state
         return tree_id
 
-    def rank(self, tree_id: UUID, parent_id: UUID, order: list[UUID],
-             ranker: Actor | None = None) -> Actor:
+    def rank(
+        self, tree_id: UUID, parent_id: UUID, order: list[UUID], ranker: Actor | None = None
+    ) -> Actor:
         ranker = ranker or self.user()
-        self.app.submit_ranking(actor=ranker, tree_id=tree_id, parent_id=parent_id,
-                                ranked_message_ids=order)
+        self.app.submit_ranking(
+            actor=ranker, tree_id=tree_id, parent_id=parent_id, ranked_message_ids=order
+        )
         return ranker
 
     def issue(self, actor: Actor, task_type: str, *, ack: str | None = None, **kwargs: Any):

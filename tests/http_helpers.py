@@ -15,16 +15,22 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import Any
 
 import httpx
 
 from domain.model.config import TreeConfig
 
-SMALL = TreeConfig(goal_tree_size=3, min_goal_tree_size=1, num_required_rankings=2,
-                   num_reviews_initial_prompt=2, num_reviews_reply=2)
+SMALL = TreeConfig(
+    goal_tree_size=3,
+    min_goal_tree_size=1,
+    num_required_rankings=2,
+    num_reviews_initial_prompt=2,
+    num_reviews_reply=2,
+)
 ROOT = "root-token-for-tests"
 WEB_KEY = "trusted-web-key-for-tests"
 
@@ -39,10 +45,11 @@ async def in_process(app: Any) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def new_client_key(client: httpx.AsyncClient, trusted: bool = False) -> str:
-    r = await client.post("/api/v1/admin/api_client",
-                          json={"description": "tests", "frontend_type": "tests",
-                                "trusted": trusted},
-                          headers={"Authorization": f"Bearer {ROOT}"})
+    r = await client.post(
+        "/api/v1/admin/api_client",
+        json={"description": "tests", "frontend_type": "tests", "trusted": trusted},
+        headers={"Authorization": f"Bearer {ROOT}"},
+    )
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -55,8 +62,13 @@ def free_port() -> int:
 
 def small_config_env() -> dict[str, str]:
     """SMALL as DATAENGINE_TREE__* variables, for a server in another process."""
-    fields = ("goal_tree_size", "min_goal_tree_size", "num_required_rankings",
-              "num_reviews_initial_prompt", "num_reviews_reply")
+    fields = (
+        "goal_tree_size",
+        "min_goal_tree_size",
+        "num_required_rankings",
+        "num_reviews_initial_prompt",
+        "num_reviews_reply",
+    )
     return {f"DATAENGINE_TREE__{f.upper()}": str(getattr(SMALL, f)) for f in fields}
 
 
@@ -69,16 +81,35 @@ def server(data: Path, command: list[str] | None = None, **env: str) -> Iterator
     (a crowd of ten users asks for far more than 30 tasks each in 4 minutes) unless
     ``DATAENGINE_RATE_LIMIT`` is passed."""
     port = free_port()
-    command = command or [sys.executable, "-m", "api.cli", "serve", "--data", str(data),
-                          "--port", str(port)]
+    command = command or [
+        sys.executable,
+        "-m",
+        "api.cli",
+        "serve",
+        "--data",
+        str(data),
+        "--port",
+        str(port),
+    ]
     command = [part.replace("{port}", str(port)) for part in command]
-    environ = {**os.environ, "DATAENGINE_ROOT_TOKENS": ROOT, "DATAENGINE_WEB_API_KEY": WEB_KEY,
-               "DATAENGINE_DATA": str(data), "DATAENGINE_RATE_LIMIT": "false",
-               "DATAENGINE_PROCESS_INTERVAL": "1",
-               **small_config_env(), **env}
+    environ = {
+        **os.environ,
+        "DATAENGINE_ROOT_TOKENS": ROOT,
+        "DATAENGINE_WEB_API_KEY": WEB_KEY,
+        "DATAENGINE_DATA": str(data),
+        "DATAENGINE_RATE_LIMIT": "false",
+        "DATAENGINE_PROCESS_INTERVAL": "1",
+        **small_config_env(),
+        **env,
+    }
     log = open(data / "server.log", "w+b")  # a file, not a pipe: a full pipe would block it
-    proc = subprocess.Popen(command, env=environ, cwd=Path(__file__).resolve().parent.parent,
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        command,
+        env=environ,
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     proc.log_path = data / "server.log"  # type: ignore[attr-defined]
     url = f"http://127.0.0.1:{port}"
     try:
@@ -119,8 +150,9 @@ class Env:
         self.h = {"X-API-Key": key}
         self.trusted = {"X-API-Key": WEB_KEY}
 
-    async def post(self, path: str, body: Any = None, headers: dict | None = None,
-                   **kw: Any) -> httpx.Response:
+    async def post(
+        self, path: str, body: Any = None, headers: dict | None = None, **kw: Any
+    ) -> httpx.Response:
         return await self.client.post(path, json=body, headers=headers or self.h, **kw)
 
     async def task(self, who: dict = U, kind: str = "random") -> dict:
@@ -135,8 +167,13 @@ class Env:
     async def prompt(self, who: dict, text: str, fid: str) -> dict:
         task = await self.task(who, "initial_prompt")
         await self.ack(task, fid)
-        body = {"type": "text_reply_to_message", "message_id": fid, "user_message_id": "m" + fid,
-                "text": text, "user": who}
+        body = {
+            "type": "text_reply_to_message",
+            "message_id": fid,
+            "user_message_id": "m" + fid,
+            "text": text,
+            "user": who,
+        }
         r = await self.post("/api/v1/tasks/interaction", body)
         assert r.status_code == 200, r.text
         return task
@@ -155,18 +192,32 @@ class Env:
             task = await self.label_task(who)
             tree_id = task["message_id"]
             await self.ack(task, f"review-{who['id']}-{task['id']}")
-            r = await self.post("/api/v1/tasks/interaction", {
-                "type": "text_labels", "message_id": tree_id, "task_id": task["id"],
-                "user": who, "labels": {n: 0 for n in task["valid_labels"]}})
+            r = await self.post(
+                "/api/v1/tasks/interaction",
+                {
+                    "type": "text_labels",
+                    "message_id": tree_id,
+                    "task_id": task["id"],
+                    "user": who,
+                    "labels": {n: 0 for n in task["valid_labels"]},
+                },
+            )
             assert r.status_code == 200, r.text
         return tree_id
 
     async def reply(self, who: dict, text: str, fid: str, kind: str = "assistant_reply") -> dict:
         task = await self.task(who, kind)
         await self.ack(task, fid)
-        r = await self.post("/api/v1/tasks/interaction", {
-            "type": "text_reply_to_message", "message_id": fid, "user_message_id": "m" + fid,
-            "text": text, "user": who})
+        r = await self.post(
+            "/api/v1/tasks/interaction",
+            {
+                "type": "text_reply_to_message",
+                "message_id": fid,
+                "user_message_id": "m" + fid,
+                "text": text,
+                "user": who,
+            },
+        )
         assert r.status_code == 200, r.text
         return task
 
@@ -178,29 +229,42 @@ def error(r: httpx.Response, status: int, code: int) -> str:
     return body["message"]
 
 
-def answer(task: dict[str, Any], who: dict[str, str], frontend_id: str, n: int,
-           rng: random.Random) -> dict[str, Any]:
+def answer(
+    task: dict[str, Any], who: dict[str, str], frontend_id: str, n: int, rng: random.Random
+) -> dict[str, Any]:
     """The interaction a front end sends for ``task``, acknowledged as ``frontend_id``: a
     text (its new message's frontend id is ``m<n>``), a shuffled ranking, or labels."""
     kind = task["type"]
     if kind in ("initial_prompt", "prompter_reply", "assistant_reply"):
-        return {"type": "text_reply_to_message", "message_id": frontend_id,
-                "user_message_id": f"m{n}", "text": f"{kind} number {n} by {who['id']}",
-                "user": who}
+        return {
+            "type": "text_reply_to_message",
+            "message_id": frontend_id,
+            "user_message_id": f"m{n}",
+            "text": f"{kind} number {n} by {who['id']}",
+            "user": who,
+        }
     if kind.startswith("rank_"):
         order = list(range(len(task["replies"])))
         rng.shuffle(order)
-        return {"type": "message_ranking", "message_id": frontend_id, "ranking": order,
-                "user": who}
-    labels = {name: ("0" if name in ("spam", "lang_mismatch") else "0.75")
-              for name in task["valid_labels"]}  # strings, as the text front end sends
-    return {"type": "text_labels", "message_id": task["message_id"], "task_id": task["id"],
-            "text": task.get("prompt") or task.get("reply"), "labels": labels, "user": who}
+        return {"type": "message_ranking", "message_id": frontend_id, "ranking": order, "user": who}
+    labels = {
+        name: ("0" if name in ("spam", "lang_mismatch") else "0.75")
+        for name in task["valid_labels"]
+    }  # strings, as the text front end sends
+    return {
+        "type": "text_labels",
+        "message_id": task["message_id"],
+        "task_id": task["id"],
+        "text": task.get("prompt") or task.get("reply"),
+        "labels": labels,
+        "user": who,
+    }
 
 
 class Crowd:
-    def __init__(self, client: httpx.AsyncClient, key: str, *, users: int, trees: int,
-                 seed: int = 0):
+    def __init__(
+        self, client: httpx.AsyncClient, key: str, *, users: int, trees: int, seed: int = 0
+    ):
         self.client, self.trees = client, trees
         self.headers = {"X-API-Key": key}
         self.users = [user(i) for i in range(users)]
@@ -246,8 +310,10 @@ class Crowd:
         if done.status_code != 200:  # the world moved on since the hand-out: skip it
             self.errors.append(done.text)
             nack = await self.client.post(
-                f"/api/v1/tasks/{task['id']}/nack", json={"reason": "failed"},
-                headers={**self.headers, "x-oasst-user": f"local:{who['id']}"})
+                f"/api/v1/tasks/{task['id']}/nack",
+                json={"reason": "failed"},
+                headers={**self.headers, "x-oasst-user": f"local:{who['id']}"},
+            )
             assert nack.status_code in (204, 400), nack.text
             return True
         assert done.json() == {"type": "task_done", "id": task["id"]}, done.text
@@ -255,13 +321,20 @@ class Crowd:
         self.cycles += 1
         return True
 
-    def answer(self, task: dict[str, Any], who: dict[str, str], frontend_id: str,
-               n: int) -> dict[str, Any]:
+    def answer(
+        self, task: dict[str, Any], who: dict[str, str], frontend_id: str, n: int
+    ) -> dict[str, Any]:
         return answer(task, who, frontend_id, n, self.rng)
 
-    async def run(self, max_cycles: int = 2000, *, check_every: int = 1,
-                  duration: float | None = None, active_target: int | None = None,
-                  poll_interval: float | None = None) -> int:
+    async def run(
+        self,
+        max_cycles: int = 2000,
+        *,
+        check_every: int = 1,
+        duration: float | None = None,
+        active_target: int | None = None,
+        poll_interval: float | None = None,
+    ) -> int:
         """Drive every user concurrently until ``trees`` are ready (or ``max_cycles``
         attempts were made); returns the number of trees ready for export.
 

@@ -6,8 +6,8 @@ import sqlite3
 from uuid import UUID
 
 from domain.model.actor import Actor
-from domain.service.application import DataEngine
 from domain.model.config import TreeConfig
+from domain.service.application import DataEngine
 from projections.log import AppLog
 from projections.runner import ProjectionRunner
 
@@ -19,13 +19,16 @@ class World:
     """An app with users a..h, one client, and a runner that catches up on demand."""
 
     def __init__(self, tmp_path, **config):
-        defaults = dict(goal_tree_size=3, min_goal_tree_size=1, max_children_count=2,
-                        num_required_rankings=2)
+        defaults = dict(
+            goal_tree_size=3, min_goal_tree_size=1, max_children_count=2, num_required_rankings=2
+        )
         self.app = DataEngine(config=TreeConfig(**(defaults | config)))
         self.client, _ = self.app.register_client(name="test")
         self.users = {}
         for name in "abcdefgh":
-            user_id = self.app.ensure_user(client_id=self.client, auth_method="local", username=name)
+            user_id = self.app.ensure_user(
+                client_id=self.client, auth_method="local", username=name
+            )
             self.users[name] = Actor(user_id, self.client)
         self.runner = ProjectionRunner(AppLog(self.app), tmp_path / "rm.sqlite")
 
@@ -41,13 +44,15 @@ class World:
         return self.app.create_prompt(actor=self.users[author], text=text).id
 
     def reply(self, author: str, tree: UUID, parent: UUID, text: str = "a reply") -> UUID:
-        return self.app.add_reply(actor=self.users[author], tree_id=tree, parent_id=parent,
-                                  text=text).id
+        return self.app.add_reply(
+            actor=self.users[author], tree_id=tree, parent_id=parent, text=text
+        ).id
 
     def label(self, reviewers: str, tree: UUID, message: UUID, labels=OK) -> None:
         for name in reviewers:
-            self.app.submit_labels(actor=self.users[name], tree_id=tree, message_id=message,
-                                   labels=labels)
+            self.app.submit_labels(
+                actor=self.users[name], tree_id=tree, message_id=message, labels=labels
+            )
 
     def growing_tree(self, author: str = "a", reviewers: str = "bcd") -> UUID:
         tree = self.prompt(author, f"prompt by {author} {reviewers}")
@@ -58,6 +63,10 @@ class World:
 
 def dump(conn: sqlite3.Connection) -> dict[str, list[tuple]]:
     """Every table's rows in a fixed order."""
-    tables = [t for (t,) in conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+    tables = [
+        t
+        for (t,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+        )
+    ]
     return {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in tables}

@@ -26,8 +26,9 @@ def brute_alpha(units, delta):
     (weighted 1 / (m_u - 1)) and across all pairable values."""
     units = [u for u in units if len(u) >= 2]
     n = sum(len(u) for u in units)
-    observed = sum(sum(delta(a, b) for a, b in permutations(u, 2)) / (len(u) - 1)
-                   for u in units) / n
+    observed = (
+        sum(sum(delta(a, b) for a, b in permutations(u, 2)) / (len(u) - 1) for u in units) / n
+    )
     pooled = [v for u in units for v in u]
     expected = sum(delta(a, b) for a, b in permutations(pooled, 2)) / (n * (n - 1))
     return 1 - observed / expected
@@ -54,7 +55,8 @@ def test_alpha_matches_krippendorffs_published_example():
     assert interval_alpha(UNITS) == pytest.approx(brute_alpha(UNITS, lambda a, b: (a - b) ** 2))
     # Interval alpha does not change when every value is mapped a -> (a - 1) / 4 (likert 0..1).
     assert interval_alpha([[(v - 1) / 4 for v in u] for u in UNITS]) == pytest.approx(
-        interval_alpha(UNITS))
+        interval_alpha(UNITS)
+    )
 
 
 def test_interval_alpha_of_yes_no_labels_is_the_nominal_alpha():
@@ -70,11 +72,20 @@ def test_label_agreement_over_task_reviews(tmp_path):
     for observer, values in zip("bcde", OBSERVERS):
         for prompt, value in zip(prompts, values):
             if value is not None:
-                w.app.submit_labels(actor=w.users[observer], tree_id=prompt, message_id=prompt,
-                                    labels={"quality": (value - 1) / 4, "spam": 0.0})
+                w.app.submit_labels(
+                    actor=w.users[observer],
+                    tree_id=prompt,
+                    message_id=prompt,
+                    labels={"quality": (value - 1) / 4, "spam": 0.0},
+                )
     # Free labels and reports are not reviews: the single-review prompt stays unpairable.
-    w.app.submit_labels(actor=w.users["f"], tree_id=prompts[11], message_id=prompts[11],
-                        kind="free", labels={"quality": 0.0})
+    w.app.submit_labels(
+        actor=w.users["f"],
+        tree_id=prompts[11],
+        message_id=prompts[11],
+        kind="free",
+        labels={"quality": 0.0},
+    )
     rows = {r["label"]: r for r in label_agreement(w.conn)}
     quality = rows["quality"]
     assert (quality["units"], quality["values"], quality["widget"]) == (11, 40, "likert")
@@ -92,8 +103,9 @@ def test_rankers_kendall_tau_against_the_consensus(tmp_path):
     # g, h: x > y > z. c swaps x and y. Every pair is won 2:1 or 3:0 in x > y > z, so that
     # is the consensus; c agrees on (x,z) and (y,z) but not (x,y): tau = (2 - 1) / 3.
     for ranker, order in (("g", [x, y, z]), ("h", [x, y, z]), ("c", [y, x, z])):
-        w.app.submit_ranking(actor=w.users[ranker], tree_id=tree, parent_id=tree,
-                             ranked_message_ids=order)
+        w.app.submit_ranking(
+            actor=w.users[ranker], tree_id=tree, parent_id=tree, ranked_message_ids=order
+        )
     assert w.app.get_tree(tree).state.value == "ready_for_export"
     rows = ranker_agreement(w.conn)
     by_name = {r["username"]: r for r in rows}
@@ -113,6 +125,7 @@ def test_no_tau_before_scoring(tmp_path):
     r1, r2 = w.reply("e", tree, tree, "one"), w.reply("f", tree, tree, "two")
     w.label("bcd", tree, r1)
     w.label("bcd", tree, r2)
-    w.app.submit_ranking(actor=w.users["g"], tree_id=tree, parent_id=tree,
-                         ranked_message_ids=[r1, r2])
+    w.app.submit_ranking(
+        actor=w.users["g"], tree_id=tree, parent_id=tree, ranked_message_ids=[r1, r2]
+    )
     assert agreement(w.conn)["rankings_compared"] == 0  # two more rankings are needed

@@ -11,21 +11,24 @@ import pytest
 import domain.model.tree_rules
 from api.bootstrap import open_app
 from domain.model.actor import Actor
-from domain.service.application import DataEngine, message_id_for
 from domain.model.errors import ErrorCode as E
 from domain.model.states import ALLOWED_TRANSITIONS
 from domain.model.states import TreeState as S
 from domain.model.tree import ConversationTree as CT
+from domain.service.application import DataEngine, message_id_for
 from tests.conftest import Clock, Kit, names, of, small_config, state_moves
 
 
 # ================================================================== halt / resume
-@pytest.mark.parametrize("before, back_to", [
-    (S.INITIAL_PROMPT_REVIEW, [S.INITIAL_PROMPT_REVIEW]),
-    (S.PROMPT_LOTTERY_WAITING, [S.PROMPT_LOTTERY_WAITING]),
-    (S.GROWING, [S.GROWING]),
-    (S.RANKING, [S.GROWING, S.RANKING]),  # back to growing, whose goal is met: ranking again
-])
+@pytest.mark.parametrize(
+    "before, back_to",
+    [
+        (S.INITIAL_PROMPT_REVIEW, [S.INITIAL_PROMPT_REVIEW]),
+        (S.PROMPT_LOTTERY_WAITING, [S.PROMPT_LOTTERY_WAITING]),
+        (S.GROWING, [S.GROWING]),
+        (S.RANKING, [S.GROWING, S.RANKING]),  # back to growing, whose goal is met: ranking again
+    ],
+)
 def test_halt_and_resume_return_to_the_right_phase(kit, before, back_to):
     t = kit.tree_in(before)
     moderator = kit.user()
@@ -34,7 +37,10 @@ def test_halt_and_resume_return_to_the_right_phase(kit, before, back_to):
     (halted,) = kit.events(t, v)
     assert type(halted) is CT.TreeHalted and halted.user_id == moderator.user_id
     assert (halted.from_state, halted.to_state, halted.reason) == (
-        before, S.HALTED_BY_MODERATOR, "spam wave")
+        before,
+        S.HALTED_BY_MODERATOR,
+        "spam wave",
+    )
     with kit.refused(E.INVALID_STATE_TRANSITION, t):
         kit.app.halt_tree(tree_id=t, actor=moderator)
     v = kit.version(t)
@@ -150,8 +156,9 @@ def test_thumbs_are_exclusive_and_ignored_on_own_message(kit):
     assert kit.message(t, t).emoji_counts() == {"-1": 1}
 
 
-@pytest.mark.parametrize("name, op", [("sparkles", "toggle"), ("_skip_reply", "add"),
-                                      ("+1", "flip")])
+@pytest.mark.parametrize(
+    "name, op", [("sparkles", "toggle"), ("_skip_reply", "add"), ("+1", "flip")]
+)
 def test_unknown_emoji_or_op(kit, name, op):
     t = kit.prompt()
     with kit.refused(E.EMOJI_OP_UNSUPPORTED, t):
@@ -164,8 +171,9 @@ def _flag(kit, t, m, how):
     if how == "emoji":
         kit.app.toggle_emoji(tree_id=t, message_id=m, emoji="red_flag", actor=kit.user())
     else:
-        kit.app.submit_labels(actor=kit.user(), tree_id=t, message_id=m,
-                              labels={"spam": 1.0}, kind="report")
+        kit.app.submit_labels(
+            actor=kit.user(), tree_id=t, message_id=m, labels={"spam": 1.0}, kind="report"
+        )
 
 
 @pytest.mark.parametrize("how", ["emoji", "report"])
@@ -179,7 +187,10 @@ def test_red_flags_on_root_abort_the_tree(kit, before, how):
     _flag(kit, t, t, how)
     (move,) = of(CT.StateChanged, kit.events(t, v))
     assert (move.from_state, move.to_state, move.reason) == (
-        before, S.ABORTED_LOW_GRADE, "auto_mod_red_flags")
+        before,
+        S.ABORTED_LOW_GRADE,
+        "auto_mod_red_flags",
+    )
 
 
 def test_red_flags_on_reply_delete_its_subtree(kit):
@@ -200,7 +211,7 @@ def test_red_flags_on_reply_delete_its_subtree(kit):
 def test_reply_skips_halt_the_tree(make_kit):
     kit = make_kit(auto_mod_max_skip_reply=2)
     t = kit.growing_tree()
-    for k in range(2):
+    for _k in range(2):
         user = kit.user()
         task = kit.issue(user, "assistant_reply", tree_id=t, message_id=t)
         v = kit.version(t)
@@ -244,8 +255,9 @@ def test_every_state_move_of_a_lifecycle_is_allowed(kit, monkeypatch):
     kit.review(aborted, aborted, spam_votes=2)
     flagged = kit.growing_tree()
     for _ in range(kit.config.auto_mod_red_flags):
-        kit.app.toggle_emoji(tree_id=flagged, message_id=flagged, emoji="red_flag",
-                             actor=kit.user())
+        kit.app.toggle_emoji(
+            tree_id=flagged, message_id=flagged, emoji="red_flag", actor=kit.user()
+        )
     visited = set()
     for tree_id in (t, aborted, flagged):
         events = kit.events(tree_id)
@@ -356,8 +368,9 @@ def script(kit: Kit) -> list:
     t = kit.app.create_prompt(actor=author, text="hello", frontend_message_id="p").id
     kit.review(t, t)
     kit.app.activate_tree(tree_id=t)
-    reply = kit.app.add_reply(actor=kit.user("bob"), tree_id=t, parent_id=t, text="hi",
-                              frontend_message_id="r").id
+    reply = kit.app.add_reply(
+        actor=kit.user("bob"), tree_id=t, parent_id=t, text="hi", frontend_message_id="r"
+    ).id
     task = kit.issue(author, "label_assistant_reply", tree_id=t, message_id=reply)
     return [kit.client_id, author.user_id, t, reply, task.id]
 
@@ -399,12 +412,14 @@ def test_sqlite_version_conflict_between_apps_is_retried(tmp_path):
     saves = []
     real_save = app_b.save
     app_b.save = lambda *a, **kw: saves.append(a) or real_save(*a, **kw)
-    second = app_b.add_reply(actor=Actor(uuid4(), kit.client_id), tree_id=t, parent_id=t,
-                             text="from b").id
+    second = app_b.add_reply(
+        actor=Actor(uuid4(), kit.client_id), tree_id=t, parent_id=t, text="from b"
+    ).id
     assert len(saves) == 2  # the stale cached copy conflicted once, the retry went through
     seen_by_b = app_b.get_tree(t)
     assert seen_by_b.root.children == [first, second]
     assert [e.originator_version for e in app_a.events.get(t)] == list(
-        range(1, seen_by_b.version + 1))
+        range(1, seen_by_b.version + 1)
+    )
     app_a.close()
     app_b.close()

@@ -11,7 +11,7 @@ import json
 import sqlite3
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -19,8 +19,8 @@ from uuid import UUID
 import pytest
 
 import projections.audit.record as digest_mod
-from api.cli import main
 from api.bootstrap import open_app
+from api.cli import main
 from domain.model.actor import Actor
 from domain.model.config import TreeConfig
 from projections.audit.chain import GENESIS, Text, canonical, chain, encode_value
@@ -50,9 +50,13 @@ class Store:
         self.db = folder / "events.sqlite"
         self.app = open_app(folder, CONFIG)
         client_id, _ = self.app.register_client(name="web")
-        self.users = [Actor(self.app.ensure_user(client_id=client_id, auth_method="local",
-                                                 username=f"user{i}"), client_id)
-                      for i in range(12)]
+        self.users = [
+            Actor(
+                self.app.ensure_user(client_id=client_id, auth_method="local", username=f"user{i}"),
+                client_id,
+            )
+            for i in range(12)
+        ]
         self.snapshots: list[Snapshot] = []
         self.tree_a: UUID | None = None
 
@@ -61,60 +65,91 @@ class Store:
         if self.tree_a is not None:
             tree = self.app.get_tree(self.tree_a)
             time.sleep(0.002)  # the moment lies strictly between two commands' events
-            self.snapshots.append(Snapshot(
-                tree.version, datetime.now(timezone.utc), tree.state.value, len(tree.messages),
-                sum(len(m.reviews) for m in tree.messages.values()),
-                sum(len(m.rankings) for m in tree.messages.values())))
+            self.snapshots.append(
+                Snapshot(
+                    tree.version,
+                    datetime.now(UTC),
+                    tree.state.value,
+                    len(tree.messages),
+                    sum(len(m.reviews) for m in tree.messages.values()),
+                    sum(len(m.rankings) for m in tree.messages.values()),
+                )
+            )
             time.sleep(0.002)
         return result
 
     def review(self, tree_id: UUID, message_id: UUID, reviewers: list[Actor]) -> None:
         for reviewer in reviewers:
-            self.step(self.app.submit_labels, actor=reviewer, tree_id=tree_id,
-                      message_id=message_id, labels=LABELS)
+            self.step(
+                self.app.submit_labels,
+                actor=reviewer,
+                tree_id=tree_id,
+                message_id=message_id,
+                labels=LABELS,
+            )
 
     def build(self) -> None:
         """Tree A from prompt to export, tree B reviewed once, tree C just a prompt."""
         u, app = self.users, self.app
-        self.tree_a = app.create_prompt(actor=u[0], text="How do tides work?",
-                                        frontend_message_id="a").id
+        self.tree_a = app.create_prompt(
+            actor=u[0], text="How do tides work?", frontend_message_id="a"
+        ).id
         self.step(lambda: None)
         self.review(self.tree_a, self.tree_a, u[1:4])
         self.step(app.activate_tree, tree_id=self.tree_a)
         replies = []
         for author, fid in ((u[4], "a1"), (u[5], "a2")):
-            replies.append(self.step(app.add_reply, actor=author, tree_id=self.tree_a,
-                                     parent_id=self.tree_a, text=f"The moon pulls ({fid}).",
-                                     frontend_message_id=fid).id)
+            replies.append(
+                self.step(
+                    app.add_reply,
+                    actor=author,
+                    tree_id=self.tree_a,
+                    parent_id=self.tree_a,
+                    text=f"The moon pulls ({fid}).",
+                    frontend_message_id=fid,
+                ).id
+            )
             self.review(self.tree_a, replies[-1], u[6:9])
         for ranker in u[9:12]:
-            self.step(app.submit_ranking, actor=ranker, tree_id=self.tree_a,
-                      parent_id=self.tree_a, ranked_message_ids=replies)
-        self.step(app.toggle_emoji, tree_id=self.tree_a, message_id=replies[0], emoji="+1",
-                  actor=u[1])
-        self.tree_b = app.create_prompt(actor=u[1], text="Why is the sky blue?",
-                                        frontend_message_id="b").id
+            self.step(
+                app.submit_ranking,
+                actor=ranker,
+                tree_id=self.tree_a,
+                parent_id=self.tree_a,
+                ranked_message_ids=replies,
+            )
+        self.step(
+            app.toggle_emoji, tree_id=self.tree_a, message_id=replies[0], emoji="+1", actor=u[1]
+        )
+        self.tree_b = app.create_prompt(
+            actor=u[1], text="Why is the sky blue?", frontend_message_id="b"
+        ).id
         app.submit_labels(actor=u[2], tree_id=self.tree_b, message_id=self.tree_b, labels=LABELS)
-        self.tree_c = app.create_prompt(actor=u[2], text="Name three rivers.",
-                                        frontend_message_id="c").id
+        self.tree_c = app.create_prompt(
+            actor=u[2], text="Name three rivers.", frontend_message_id="c"
+        ).id
         self.replies = replies
 
     def more(self) -> None:
         self.app.create_prompt(actor=self.users[3], text="Later prompt", frontend_message_id="d")
-        self.app.submit_labels(actor=self.users[4], tree_id=self.tree_b,
-                               message_id=self.tree_b, labels=LABELS)
+        self.app.submit_labels(
+            actor=self.users[4], tree_id=self.tree_b, message_id=self.tree_b, labels=LABELS
+        )
 
     def sql(self, statement: str, params: tuple = ()) -> list[tuple]:
         with sqlite3.connect(self.db) as conn:
             return conn.execute(statement, params).fetchall()
 
     def row_of(self, tree_id: UUID, version: int) -> int:
-        return self.sql("SELECT rowid FROM stored_events WHERE originator_id=? AND "
-                        "originator_version=?", (tree_id.hex, version))[0][0]
+        return self.sql(
+            "SELECT rowid FROM stored_events WHERE originator_id=? AND originator_version=?",
+            (tree_id.hex, version),
+        )[0][0]
 
     def flip(self, position: int, offset: int = 10) -> None:
-        state = bytearray(self.sql("SELECT state FROM stored_events WHERE rowid=?",
-                                   (position,))[0][0])
+        state = bytearray(
+            self.sql("SELECT state FROM stored_events WHERE rowid=?", (position,))[0][0]
+        )
         state[offset] ^= 0x01
         self.sql("UPDATE stored_events SET state=? WHERE rowid=?", (bytes(state), position))
 
@@ -142,6 +177,7 @@ def cli_json(capsys: pytest.CaptureFixture[str], folder: Path, *argv: str) -> tu
 
 def spec_digest(db: Path, upto: int | None = None) -> tuple[int, str]:
     """The chain as the documentation spells it, written out independently of projections.audit.chain."""
+
     def text(value: str) -> bytes:
         data = value.encode()
         return b"\x03" + len(data).to_bytes(4, "big") + data
@@ -152,12 +188,20 @@ def spec_digest(db: Path, upto: int | None = None) -> tuple[int, str]:
     link, last = bytes(32), 0
     with sqlite3.connect(db) as conn:
         for pos, oid, ver, topic, state in conn.execute(
-                "SELECT rowid, originator_id, originator_version, topic, state "
-                "FROM stored_events ORDER BY rowid"):
+            "SELECT rowid, originator_id, originator_version, topic, state "
+            "FROM stored_events ORDER BY rowid"
+        ):
             if upto is not None and pos > upto:
                 break
-            row = (integer(pos) + text(oid) + integer(ver) + text(topic)
-                   + b"\x04" + len(state).to_bytes(4, "big") + state)
+            row = (
+                integer(pos)
+                + text(oid)
+                + integer(ver)
+                + text(topic)
+                + b"\x04"
+                + len(state).to_bytes(4, "big")
+                + state
+            )
             link, last = hashlib.sha256(link + row).digest(), pos
     return last, link.hex()
 
@@ -165,9 +209,15 @@ def spec_digest(db: Path, upto: int | None = None) -> tuple[int, str]:
 # ---------------------------------------------------------------------------- encoding
 def test_canonical_encoding_is_the_documented_one() -> None:
     row = (7, Text(b"ab"), 2, Text(b"t"), b"\x00\xff")
-    expected = (b"\x01" + (7).to_bytes(8, "big") + b"\x03\x00\x00\x00\x02ab"
-                + b"\x01" + (2).to_bytes(8, "big") + b"\x03\x00\x00\x00\x01t"
-                + b"\x04\x00\x00\x00\x02\x00\xff")
+    expected = (
+        b"\x01"
+        + (7).to_bytes(8, "big")
+        + b"\x03\x00\x00\x00\x02ab"
+        + b"\x01"
+        + (2).to_bytes(8, "big")
+        + b"\x03\x00\x00\x00\x01t"
+        + b"\x04\x00\x00\x00\x02\x00\xff"
+    )
     assert canonical(*row) == expected
     assert canonical(7, "ab", 2, "t", b"\x00\xff") == expected  # str is TEXT too
     assert b"".join(map(encode_value, row)) == expected
@@ -194,8 +244,9 @@ def test_history_lists_every_event_in_log_order(store: Store, capsys) -> None:
     assert first["user"] == "user0" and first["client"] == "web"
     assert first["time"] == stored[0].timestamp.isoformat()
     summaries = {e["event"]: e["summary"] for e in events}
-    assert summaries["ReplyAdded"].startswith(f"reply {str(store.replies[1])[:8]} (assistant) "
-                                              f"to {str(store.tree_a)[:8]}: 'The moon pulls")
+    assert summaries["ReplyAdded"].startswith(
+        f"reply {str(store.replies[1])[:8]} (assistant) to {str(store.tree_a)[:8]}: 'The moon pulls"
+    )
     assert "spam=0, lang_mismatch=0 (task)" in summaries["LabelsSubmitted"]
     moves = [e["summary"] for e in events if e["event"] == "StateChanged"]
     assert any(m.startswith("state growing -> ranking (") for m in moves)
@@ -208,15 +259,18 @@ def test_history_lists_every_event_in_log_order(store: Store, capsys) -> None:
 
 def test_bad_input_is_refused_without_traceback(store: Store, capsys) -> None:
     unknown = "12345678-1234-5678-1234-567812345678"
-    for argv in (["audit", "history", unknown], ["audit", "history", "not-a-uuid"],
-                 ["audit", "history", str(store.users[0].user_id)],  # a user, not a tree
-                 ["audit", "show", unknown, "--as-of", "1"],
-                 ["audit", "show", str(store.tree_a), "--as-of", "yesterday"],
-                 ["audit", "show", str(store.tree_a), "--as-of", "999"],
-                 ["audit", "show", str(store.tree_a), "--as-of", "2001-01-01T00:00:00"],
-                 ["audit", "verify", "--digest", "abc", "--position", "3"],
-                 ["audit", "verify", "--digest", "00" * 32],
-                 ["audit", "verify"]):  # nothing recorded yet
+    for argv in (
+        ["audit", "history", unknown],
+        ["audit", "history", "not-a-uuid"],
+        ["audit", "history", str(store.users[0].user_id)],  # a user, not a tree
+        ["audit", "show", unknown, "--as-of", "1"],
+        ["audit", "show", str(store.tree_a), "--as-of", "yesterday"],
+        ["audit", "show", str(store.tree_a), "--as-of", "999"],
+        ["audit", "show", str(store.tree_a), "--as-of", "2001-01-01T00:00:00"],
+        ["audit", "verify", "--digest", "abc", "--position", "3"],
+        ["audit", "verify", "--digest", "00" * 32],
+        ["audit", "verify"],
+    ):  # nothing recorded yet
         code, _, err = cli(capsys, store.folder, *argv)
         assert code == 2, argv
         assert err.startswith("error: "), argv
@@ -229,11 +283,19 @@ def test_as_of_views_match_the_tree_at_that_version_and_moment(store: Store, cap
     assert len(store.snapshots) > 10
     views = []
     for snap in store.snapshots:
-        code, by_version = cli_json(capsys, store.folder, "audit", "show", str(store.tree_a),
-                                    "--as-of", str(snap.version))
+        code, by_version = cli_json(
+            capsys, store.folder, "audit", "show", str(store.tree_a), "--as-of", str(snap.version)
+        )
         assert code == 0
-        code, by_time = cli_json(capsys, store.folder, "audit", "show", str(store.tree_a),
-                                 "--as-of", snap.moment.isoformat())
+        code, by_time = cli_json(
+            capsys,
+            store.folder,
+            "audit",
+            "show",
+            str(store.tree_a),
+            "--as-of",
+            snap.moment.isoformat(),
+        )
         assert code == 0
         assert by_time == by_version
         assert by_version["version"] == snap.version
@@ -245,8 +307,9 @@ def test_as_of_views_match_the_tree_at_that_version_and_moment(store: Store, cap
         views.append(by_version)
     # Naive times are UTC.
     naive = store.snapshots[3].moment.replace(tzinfo=None).isoformat()
-    code, view = cli_json(capsys, store.folder, "audit", "show", str(store.tree_a),
-                          "--as-of", naive)
+    code, view = cli_json(
+        capsys, store.folder, "audit", "show", str(store.tree_a), "--as-of", naive
+    )
     assert code == 0 and view["version"] == store.snapshots[3].version
     final = views[-1]
     assert final["state"] == "ready_for_export"
@@ -295,14 +358,19 @@ def test_flipped_byte_names_exactly_that_event(store: Store, capsys) -> None:
     store.flip(position)
     code, out, _ = cli(capsys, store.folder, "audit", "verify")
     assert code == 1
-    assert out.startswith(f"DAMAGED: first mismatch at position {position}: modified, "
-                          f"tree {store.tree_a} version {version} ")
+    assert out.startswith(
+        f"DAMAGED: first mismatch at position {position}: modified, "
+        f"tree {store.tree_a} version {version} "
+    )
     assert "state bytes changed" in out
     code, data = cli_json(capsys, store.folder, "audit", "verify")
     assert code == 1 and not data["intact"]
     assert data["damage"] == [data["first_damaged"]]  # exactly one event, nothing else
-    assert (data["first_damaged"]["position"], data["first_damaged"]["tree_id"],
-            data["first_damaged"]["version"]) == (position, str(store.tree_a), version)
+    assert (
+        data["first_damaged"]["position"],
+        data["first_damaged"]["tree_id"],
+        data["first_damaged"]["version"],
+    ) == (position, str(store.tree_a), version)
     store.flip(position)  # flipped back: intact again
     assert cli(capsys, store.folder, "audit", "verify")[0] == 0
 
@@ -311,10 +379,13 @@ def test_every_kind_of_damage_is_named(store: Store, capsys) -> None:
     cli(capsys, store.folder, "audit", "digest")
     head = store.sql("SELECT max(rowid) FROM stored_events")[0][0]
     last_id, last_version = store.sql(
-        "SELECT originator_id, originator_version FROM stored_events WHERE rowid=?", (head,))[0]
+        "SELECT originator_id, originator_version FROM stored_events WHERE rowid=?", (head,)
+    )[0]
     b_pos = store.row_of(store.tree_b, 1)
-    store.sql("UPDATE stored_events SET topic=? WHERE rowid=?",
-              ("domain.tree:ConversationTree.ReplyAdded", b_pos))
+    store.sql(
+        "UPDATE stored_events SET topic=? WHERE rowid=?",
+        ("domain.tree:ConversationTree.ReplyAdded", b_pos),
+    )
     store.sql("DELETE FROM stored_events WHERE rowid=?", (head,))  # the newest event
     code, data = cli_json(capsys, store.folder, "audit", "verify")
     assert code == 1
@@ -336,14 +407,18 @@ def test_deleted_event_is_detected(store: Store, capsys) -> None:
     store.sql("DELETE FROM stored_events WHERE rowid=?", (position,))
     code, out, _ = cli(capsys, store.folder, "audit", "verify")
     assert code == 1
-    assert out.startswith(f"DAMAGED: first mismatch at position {position}: missing, "
-                          f"tree {store.tree_a} version {version} ")
+    assert out.startswith(
+        f"DAMAGED: first mismatch at position {position}: missing, "
+        f"tree {store.tree_a} version {version} "
+    )
     # Moving a row to another position is no better than deleting it.
     store.sql("UPDATE stored_events SET rowid=? WHERE rowid=?", (position, position + 1))
     code, data = cli_json(capsys, store.folder, "audit", "verify")
     assert code == 1
     assert [(d["position"], d["kind"]) for d in data["damage"]] == [
-        (position, "modified"), (position + 1, "missing")]
+        (position, "modified"),
+        (position + 1, "missing"),
+    ]
 
 
 def test_unrecorded_hole_is_a_gap(store: Store, capsys) -> None:
@@ -361,30 +436,76 @@ def test_old_digest_still_verifies_after_appends(store: Store, capsys) -> None:
     store.more()
     code, new = cli_json(capsys, store.folder, "audit", "digest")
     assert new["position"] > old["position"]
-    code, out, _ = cli(capsys, store.folder, "audit", "verify", "--digest", old["digest"],
-                       "--position", str(old["position"]))
+    code, out, _ = cli(
+        capsys,
+        store.folder,
+        "audit",
+        "verify",
+        "--digest",
+        old["digest"],
+        "--position",
+        str(old["position"]),
+    )
     assert code == 0 and out.startswith("intact: the log up to position")
     # Damage after the old position does not concern the old digest; a full verify sees it.
     store.flip(new["position"])
-    assert cli(capsys, store.folder, "audit", "verify", "--digest", old["digest"],
-               "--position", str(old["position"]))[0] == 0
+    assert (
+        cli(
+            capsys,
+            store.folder,
+            "audit",
+            "verify",
+            "--digest",
+            old["digest"],
+            "--position",
+            str(old["position"]),
+        )[0]
+        == 0
+    )
     assert cli(capsys, store.folder, "audit", "verify")[0] == 1
     store.flip(new["position"])
     # Damage before it is named, even though the record was extended since.
     position = store.row_of(store.tree_a, 2)
     store.flip(position, offset=20)
-    code, data = cli_json(capsys, store.folder, "audit", "verify", "--digest", old["digest"],
-                          "--position", str(old["position"]))
+    code, data = cli_json(
+        capsys,
+        store.folder,
+        "audit",
+        "verify",
+        "--digest",
+        old["digest"],
+        "--position",
+        str(old["position"]),
+    )
     assert code == 1
-    assert (data["first_damaged"]["position"], data["first_damaged"]["tree_id"],
-            data["first_damaged"]["version"]) == (position, str(store.tree_a), 2)
+    assert (
+        data["first_damaged"]["position"],
+        data["first_damaged"]["tree_id"],
+        data["first_damaged"]["version"],
+    ) == (position, str(store.tree_a), 2)
     # A digest that was never this log's is refused, if not explained.
     store.flip(position, offset=20)
-    code, _, _ = cli(capsys, store.folder, "audit", "verify", "--digest", "ab" * 32,
-                     "--position", str(old["position"]))
+    code, _, _ = cli(
+        capsys,
+        store.folder,
+        "audit",
+        "verify",
+        "--digest",
+        "ab" * 32,
+        "--position",
+        str(old["position"]),
+    )
     assert code == 1
-    code, _, _ = cli(capsys, store.folder, "audit", "verify", "--digest", old["digest"],
-                     "--position", str(new["position"] + 5))
+    code, _, _ = cli(
+        capsys,
+        store.folder,
+        "audit",
+        "verify",
+        "--digest",
+        old["digest"],
+        "--position",
+        str(new["position"] + 5),
+    )
     assert code == 1
 
 
@@ -414,7 +535,9 @@ def test_parallel_blocks_find_what_one_pass_finds(store: Store, monkeypatch) -> 
     damaged = verify(log, audit, workers=2)
     assert damaged.damage == verify(log, audit, workers=1).damage
     assert [(d.position, d.kind) for d in damaged.damage] == [
-        (store.row_of(store.tree_a, 9), "modified"), (b_pos, "missing")]
+        (store.row_of(store.tree_a, 9), "modified"),
+        (b_pos, "missing"),
+    ]
     assert not verify_mod.verify_digest(log, audit, link, position, workers=2).intact
 
 
@@ -426,8 +549,9 @@ def test_text_that_is_not_utf8_is_hashed_not_fatal(store: Store, capsys) -> None
     assert code == 1 and [d["position"] for d in data["damage"]] == [position]
     assert "topic" in data["first_damaged"]["detail"]
     code, history = cli_json(capsys, store.folder, "audit", "history", str(store.tree_a))
-    count = store.sql("SELECT count(*) FROM stored_events WHERE originator_id=?",
-                      (store.tree_a.hex,))[0][0]
+    count = store.sql(
+        "SELECT count(*) FROM stored_events WHERE originator_id=?", (store.tree_a.hex,)
+    )[0][0]
     assert code == 0 and len(history["events"]) == count
     assert history["events"][3]["summary"].startswith("undecodable event")
 
@@ -446,7 +570,9 @@ def test_http_digest(store: Store) -> None:
         body = client.get("/api/v1/audit/digest").json()
         assert (body["position"], body["digest"]) == spec_digest(store.db)
         assert client.get("/api/v1/audit/digest?position=5").json() == {
-            "position": 5, "digest": spec_digest(store.db, 5)[1]}
+            "position": 5,
+            "digest": spec_digest(store.db, 5)[1],
+        }
         assert client.get("/api/v1/audit/digest?position=x").status_code == 422
         assert client.get("/api/v1/audit/digest?position=999999").status_code == 422
         store.flip(body["position"])  # the head changed under the record: refused
@@ -466,8 +592,12 @@ class TopicCounts:
 
     def rebuild(self, data: Path, target: Path, upto: int) -> None:
         with sqlite3.connect(data / "events.sqlite") as conn:
-            counts = dict(conn.execute("SELECT topic, count(*) FROM stored_events WHERE "
-                                       "rowid <= ? GROUP BY topic", (upto,)).fetchall())
+            counts = dict(
+                conn.execute(
+                    "SELECT topic, count(*) FROM stored_events WHERE rowid <= ? GROUP BY topic",
+                    (upto,),
+                ).fetchall()
+            )
         (target / "counts.json").write_text(json.dumps({"position": upto, "counts": counts}))
 
     def rows(self, folder: Path) -> list[tuple]:
@@ -484,8 +614,11 @@ def test_replay_compares_rebuilt_and_live_read_models(store: Store, capsys) -> N
     (store.folder / "counts.json").write_text(json.dumps(live))
     [result] = replay(store.folder, [model])
     assert not result.same and result.differences == 2
-    assert result.only_live[0][0] == result.only_rebuilt[0][0] \
+    assert (
+        result.only_live[0][0]
+        == result.only_rebuilt[0][0]
         == "domain.tree:ConversationTree.TreeStarted"
+    )
     # The registered read model: built live by the projection runner, then audited.
     from projections.log import SQLiteLog
     from projections.runner import ProjectionRunner

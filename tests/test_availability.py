@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from domain.model.task_types import TaskType as T
 from projections.availability import availability
@@ -26,8 +26,13 @@ def test_prompt_review_counts_exclude_author_and_earlier_reviewers(tmp_path):
 
 
 def test_initial_prompt_formula(tmp_path):
-    w = World(tmp_path, max_active_trees=2, max_initial_prompt_review=3,
-              max_prompt_lottery_waiting=5, init_prompt_disabled_langs="xx")
+    w = World(
+        tmp_path,
+        max_active_trees=2,
+        max_initial_prompt_review=3,
+        max_prompt_lottery_waiting=5,
+        init_prompt_disabled_langs="xx",
+    )
     assert counts(w, "a")[T.INITIAL_PROMPT] == min(2 + 3, 5)
     w.prompt("a", "one")
     assert counts(w, "a")[T.INITIAL_PROMPT] == min(2 + 2, 5)
@@ -88,7 +93,7 @@ def test_skips_and_reservations(tmp_path):
     assert task.task.message_id == tree
     # An open reply task from the last recent_tasks_span_sec reserves the parent.
     assert counts(w, "f")[T.ASSISTANT_REPLY] == 0
-    later = datetime.now(timezone.utc) + timedelta(seconds=w.app.config.recent_tasks_span_sec + 1)
+    later = datetime.now(UTC) + timedelta(seconds=w.app.config.recent_tasks_span_sec + 1)
     assert counts(w, "f", now=later)[T.ASSISTANT_REPLY] == 1
     w.app.nack_task(user_id=w.uid("e"), task_id=task.id)
     assert counts(w, "f")[T.ASSISTANT_REPLY] == 1  # skipped: no longer reserved
@@ -108,12 +113,14 @@ def test_ranking_counts(tmp_path):
     assert counts(w, "e")[T.RANK_ASSISTANT_REPLIES] == 0  # own reply among them
     assert c[T.RANDOM] == sum(v for k, v in c.items() if k is not T.RANDOM)
     assert c[T.SUMMARIZE_STORY] == c[T.RATE_SUMMARY] == c[T.RANK_INITIAL_PROMPTS] == 0
-    w.app.submit_ranking(actor=w.users["g"], tree_id=tree, parent_id=tree,
-                         ranked_message_ids=replies)
+    w.app.submit_ranking(
+        actor=w.users["g"], tree_id=tree, parent_id=tree, ranked_message_ids=replies
+    )
     assert counts(w, "g")[T.RANK_ASSISTANT_REPLIES] == 0  # already ranked
     assert counts(w, "h")[T.RANK_ASSISTANT_REPLIES] == 1
-    w.app.submit_ranking(actor=w.users["a"], tree_id=tree, parent_id=tree,
-                         ranked_message_ids=replies[::-1])
+    w.app.submit_ranking(
+        actor=w.users["a"], tree_id=tree, parent_id=tree, ranked_message_ids=replies[::-1]
+    )
     assert counts(w, "h")[T.RANK_ASSISTANT_REPLIES] == 0  # complete (2 rankings)
     assert w.app.get_tree(tree).state.value == "ready_for_export"
 

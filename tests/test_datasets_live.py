@@ -11,12 +11,13 @@ from uuid import UUID
 
 import pytest
 
-from api.cli import main
 from api.bootstrap import open_app
+from api.cli import main
 from domain.model.actor import SYSTEM
 from domain.model.config import TreeConfig
 from domain.model.errors import DomainError, ErrorCode
 from domain.model.tree import ConversationTree
+from domain.service.simulator import run_simulation
 from projections import log_reader
 from projections.datasets import replay as slim
 from projections.datasets.build import build, replay_trees
@@ -26,7 +27,6 @@ from projections.datasets.writer import sha256
 from projections.log import AppLog, SQLiteLog
 from projections.rebuild import rebuild
 from projections.runner import ProjectionError, ProjectionRunner
-from domain.service.simulator import run_simulation
 from projections.store import READMODEL_FILE
 from tests.projection_helpers import World, dump
 
@@ -36,16 +36,23 @@ READY = "domain.tree:ConversationTree.StateChanged"
 
 def follow(folder: Path, batch_size: int = 1000, path: Path | None = None) -> ProjectionRunner:
     """A runner of the training projection alone, caught up with the log."""
-    runner = ProjectionRunner(SQLiteLog(folder / "events.sqlite"), path or folder / READMODEL_FILE,
-                              [TrainingProjection()], batch_size=batch_size)
+    runner = ProjectionRunner(
+        SQLiteLog(folder / "events.sqlite"),
+        path or folder / READMODEL_FILE,
+        [TrainingProjection()],
+        batch_size=batch_size,
+    )
     runner.run_once()
     return runner
 
 
 def ready_trees(folder: Path) -> list[ConversationTree]:
     db = log_reader.events_db(folder)
-    return [t for t in log_reader.iter_trees(db, log_reader.log_position(db))
-            if t.state.value == slim.READY]
+    return [
+        t
+        for t in log_reader.iter_trees(db, log_reader.log_position(db))
+        if t.state.value == slim.READY
+    ]
 
 
 def best_reply(tree: ConversationTree):  # type: ignore[no-untyped-def]
@@ -64,8 +71,7 @@ def moderate(folder: Path) -> dict[str, UUID]:
     ranked = best_reply(first)
     app.delete_message(tree_id=first.id, message_id=ranked.id, actor=SYSTEM)
     reply = next(m for m in second.messages.values() if m.parent_id is not None and not m.deleted)
-    app.edit_message(tree_id=second.id, message_id=reply.id, text="an edited reply",
-                     actor=SYSTEM)
+    app.edit_message(tree_id=second.id, message_id=reply.id, text="an edited reply", actor=SYSTEM)
     return {"deleted_in": first.id, "deleted": ranked.id, "edited_in": second.id}
 
 
@@ -81,8 +87,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def rows_of(conn: sqlite3.Connection) -> dict[tuple[str, str], tuple[int, bytes]]:
-    return {(k, t): (c, lines) for k, t, c, lines in
-            conn.execute("SELECT kind, tree_id, count, lines FROM dataset_rows")}
+    return {
+        (k, t): (c, lines)
+        for k, t, c, lines in conn.execute("SELECT kind, tree_id, count, lines FROM dataset_rows")
+    }
 
 
 def test_rows_are_the_replay_cut_and_live_equals_rebuild(store: Path, tmp_path: Path) -> None:
@@ -98,18 +106,25 @@ def test_rows_are_the_replay_cut_and_live_equals_rebuild(store: Path, tmp_path: 
     db = log_reader.events_db(store)
     trees = list(replay_trees(db, log.head()))
     assert len(trees) >= 5
-    expected = {(kind, str(t.id)): value for t in trees
-                for kind, value in cut(t, BuildOptions()).items()}
+    expected = {
+        (kind, str(t.id)): value for t in trees for kind, value in cut(t, BuildOptions()).items()
+    }
     assert rows_of(live.readmodel.reader()) == expected
     # The ready position is the event that made the tree ready, exactly.
     events = sqlite3.connect(db)
     for tree_id, ready_at in live.readmodel.reader().execute(
-            "SELECT tree_id, ready_position FROM dataset_trees"):
-        topic, state = events.execute("SELECT topic, state FROM stored_events WHERE rowid = ?",
-                                      (ready_at,)).fetchone()
+        "SELECT tree_id, ready_position FROM dataset_trees"
+    ):
+        topic, state = events.execute(
+            "SELECT topic, state FROM stored_events WHERE rowid = ?", (ready_at,)
+        ).fetchone()
         assert topic == READY and json.loads(state)["to_state"] == slim.READY
-        assert events.execute("SELECT originator_id FROM stored_events WHERE rowid = ?",
-                              (ready_at,)).fetchone()[0] == UUID(tree_id).hex
+        assert (
+            events.execute(
+                "SELECT originator_id FROM stored_events WHERE rowid = ?", (ready_at,)
+            ).fetchone()[0]
+            == UUID(tree_id).hex
+        )
 
 
 class Crashing(TrainingProjection):
@@ -123,8 +138,7 @@ class Crashing(TrainingProjection):
             raise RuntimeError("power cut")
 
 
-def test_a_failed_batch_leaves_nothing_and_following_resumes(store: Path, tmp_path: Path
-                                                            ) -> None:
+def test_a_failed_batch_leaves_nothing_and_following_resumes(store: Path, tmp_path: Path) -> None:
     log = SQLiteLog(store / "events.sqlite")
     path = tmp_path / "rm.sqlite"
     crashing = Crashing()
@@ -133,7 +147,8 @@ def test_a_failed_batch_leaves_nothing_and_following_resumes(store: Path, tmp_pa
         runner.run_once()
     assert runner.position == 300 and crashing.recut > 0  # the lost batch had re-cut trees
     assert runner.readmodel.reader().execute(
-        "SELECT count(*) FROM dataset_trees WHERE changed_position > 300").fetchone() == (0,)
+        "SELECT count(*) FROM dataset_trees WHERE changed_position > 300"
+    ).fetchone() == (0,)
     runner.close()
     resumed = follow(store, batch_size=150, path=path)
     rebuild(log, tmp_path / "rebuilt.sqlite", projections=[TrainingProjection()])
@@ -150,8 +165,9 @@ def test_changes_to_a_ready_tree_recut_its_rows(store: Path, tmp_path: Path) -> 
     tree = ranked_trees(folder)[0]
     tree_id = str(tree.id)
     before = {k: v for (k, t), v in rows_of(conn).items() if t == tree_id}
-    (ready_at, changed_at), = conn.execute(
-        "SELECT ready_position, changed_position FROM dataset_trees WHERE tree_id = ?", (tree_id,))
+    ((ready_at, changed_at),) = conn.execute(
+        "SELECT ready_position, changed_position FROM dataset_trees WHERE tree_id = ?", (tree_id,)
+    )
     best = best_reply(tree)
 
     app = open_app(folder, SMALL)
@@ -161,8 +177,9 @@ def test_changes_to_a_ready_tree_recut_its_rows(store: Path, tmp_path: Path) -> 
     assert after != before
     assert best.text.encode() not in b"".join(lines for _, lines in after.values())
     head = log_reader.log_position(folder / "events.sqlite")
-    assert conn.execute("SELECT ready_position, changed_position FROM dataset_trees"
-                        " WHERE tree_id = ?", (tree_id,)).fetchone() == (ready_at, head)
+    assert conn.execute(
+        "SELECT ready_position, changed_position FROM dataset_trees WHERE tree_id = ?", (tree_id,)
+    ).fetchone() == (ready_at, head)
 
     app.undelete_message(tree_id=tree.id, message_id=best.id, actor=SYSTEM)
     runner.run_once()
@@ -170,29 +187,37 @@ def test_changes_to_a_ready_tree_recut_its_rows(store: Path, tmp_path: Path) -> 
     assert changed_at < head
 
 
-def test_build_from_the_projection_is_byte_identical_to_replay(store: Path, tmp_path: Path
-                                                               ) -> None:
+def test_build_from_the_projection_is_byte_identical_to_replay(store: Path, tmp_path: Path) -> None:
     follow(store).close()
-    cases = [BuildOptions(), BuildOptions(val_fraction=0.5, lang="en"),
-             BuildOptions(kinds=("rl", "kto"), val_fraction=0.3), BuildOptions(lang="de")]
+    cases = [
+        BuildOptions(),
+        BuildOptions(val_fraction=0.5, lang="en"),
+        BuildOptions(kinds=("rl", "kto"), val_fraction=0.3),
+        BuildOptions(lang="de"),
+    ]
     for n, options in enumerate(cases):
         fast = build(store, tmp_path / f"fast{n}", options, source="projection")
         slow = build(store, tmp_path / f"slow{n}", options, source="replay")
         assert (fast.source, slow.source) == ("projection", "replay")
         assert fast == slow
-        files = sorted(p.relative_to(tmp_path / f"fast{n}")
-                       for p in (tmp_path / f"fast{n}").rglob("*") if p.is_file())
+        files = sorted(
+            p.relative_to(tmp_path / f"fast{n}")
+            for p in (tmp_path / f"fast{n}").rglob("*")
+            if p.is_file()
+        )
         assert len(files) == len(fast["files"]) + 1
         for name, digest in fast["files"].items():  # the manifest pins every file
             assert sha256(tmp_path / f"fast{n}" / name) == digest, name
         for name in files:
-            assert (tmp_path / f"fast{n}" / name).read_bytes() == \
-                (tmp_path / f"slow{n}" / name).read_bytes(), name
+            assert (tmp_path / f"fast{n}" / name).read_bytes() == (
+                tmp_path / f"slow{n}" / name
+            ).read_bytes(), name
     assert fast["ready_trees"] == 0 and cases[-1].lang == "de"
 
 
-def test_the_projection_serves_only_its_position_and_default_rows(store: Path,
-                                                                  tmp_path: Path) -> None:
+def test_the_projection_serves_only_its_position_and_default_rows(
+    store: Path, tmp_path: Path
+) -> None:
     follow(store).close()
     head = log_reader.log_position(store / "events.sqlite")
     auto = build(store, tmp_path / "auto", BuildOptions())
@@ -204,17 +229,44 @@ def test_the_projection_serves_only_its_position_and_default_rows(store: Path,
     assert info.value.error_code == ErrorCode.VALIDATION_ERROR
     with pytest.raises(DomainError, match="stands at position"):
         build(store, tmp_path / "x", BuildOptions(), as_of=head - 1, source="projection")
-    assert main(["datasets", "build", "--data", str(store), "--out", str(tmp_path / "cli"),
-                 "--source", "projection"]) == 0
-    assert main(["datasets", "build", "--data", str(store), "--out", str(tmp_path / "cli"),
-                 "--source", "projection", "--sft-paths", "all"]) == 2
+    assert (
+        main(
+            [
+                "datasets",
+                "build",
+                "--data",
+                str(store),
+                "--out",
+                str(tmp_path / "cli"),
+                "--source",
+                "projection",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "datasets",
+                "build",
+                "--data",
+                str(store),
+                "--out",
+                str(tmp_path / "cli"),
+                "--source",
+                "projection",
+                "--sft-paths",
+                "all",
+            ]
+        )
+        == 2
+    )
 
 
 def test_rows_from_tables_of_other_code_are_not_served(store: Path, tmp_path: Path) -> None:
     folder = tmp_path / "copy"
     folder.mkdir()
-    sqlite3.connect(store / "events.sqlite").execute(
-        f"VACUUM INTO '{folder / 'events.sqlite'}'")
+    sqlite3.connect(store / "events.sqlite").execute(f"VACUUM INTO '{folder / 'events.sqlite'}'")
     follow(folder).close()
     with sqlite3.connect(folder / READMODEL_FILE) as conn:
         conn.execute("UPDATE schemas SET digest = 'older' WHERE projection = 'datasets'")
@@ -232,16 +284,21 @@ def test_slim_replay_cuts_the_rows_of_the_aggregate(store: Path) -> None:
     conn = sqlite3.connect(db)
     events: dict[str, list[tuple[str, bytes]]] = {}
     for originator_id, topic, state in conn.execute(
-            "SELECT originator_id, topic, state FROM stored_events WHERE topic LIKE ?"
-            " ORDER BY originator_id, originator_version", ("domain.tree:%",)):
+        "SELECT originator_id, topic, state FROM stored_events WHERE topic LIKE ?"
+        " ORDER BY originator_id, originator_version",
+        ("domain.tree:%",),
+    ):
         if topic in slim.APPLY:
             events.setdefault(originator_id, []).append((topic, state))
     trees = list(log_reader.iter_trees(db, position))
     assert len(trees) == len(events) > 5
     assert {m.deleted for t in trees for m in t.messages.values()} == {True, False}
     assert any(m.edited for t in trees for m in t.messages.values())
-    options = [BuildOptions(), BuildOptions(sft_paths="all", include_synthetic=True),
-               BuildOptions(sft_paths="top-k", top_k=1)]
+    options = [
+        BuildOptions(),
+        BuildOptions(sft_paths="all", include_synthetic=True),
+        BuildOptions(sft_paths="top-k", top_k=1),
+    ]
     for tree in trees:
         light = slim.replay(tree.id, events[tree.id.hex])
         assert light.state is tree.state
@@ -256,29 +313,38 @@ def test_the_slim_replay_knows_every_content_event() -> None:
     for topic in slim.APPLY:
         assert getattr(resolve_topic(topic), "class_version", 1) == 1, topic
     side = {"EmojiToggled", "LabelsSubmitted", "RankingSubmitted", "ScoringFailed"}
-    events = {n for n, v in vars(ConversationTree).items()
-              if isinstance(v, type) and issubclass(v, ConversationTree.Event)}
+    events = {
+        n
+        for n, v in vars(ConversationTree).items()
+        if isinstance(v, type) and issubclass(v, ConversationTree.Event)
+    }
     events -= {"Event", "Created"}  # the base class and eventsourcing's own
     assert {t.rsplit(".", 1)[1] for t in slim.APPLY} == events - side
 
 
 def test_an_in_memory_log_is_followed_through_the_recorder(tmp_path: Path) -> None:
     w = World(tmp_path)
-    w.runner = ProjectionRunner(AppLog(w.app), tmp_path / "rm.sqlite", [TrainingProjection()],
-                                batch_size=3)
+    w.runner = ProjectionRunner(
+        AppLog(w.app), tmp_path / "rm.sqlite", [TrainingProjection()], batch_size=3
+    )
     tree = w.growing_tree("a", "bcd")
     x, y = w.reply("e", tree, tree, "reply x"), w.reply("f", tree, tree, "reply y")
     for reply in (x, y):
         w.label("bcd", tree, reply)
     assert w.conn.execute("SELECT count(*) FROM dataset_trees").fetchone() == (0,)
     for ranker in "gh":
-        w.app.submit_ranking(actor=w.users[ranker], tree_id=tree, parent_id=tree,
-                             ranked_message_ids=[y, x])
+        w.app.submit_ranking(
+            actor=w.users[ranker], tree_id=tree, parent_id=tree, ranked_message_ids=[y, x]
+        )
     assert w.app.get_tree(tree).state.value == slim.READY
-    ready_at = max(n.id for n in w.app.recorder.select_notifications(start=1, limit=10_000)
-                   if n.topic == READY and n.originator_id == tree)
+    ready_at = max(
+        n.id
+        for n in w.app.recorder.select_notifications(start=1, limit=10_000)
+        if n.topic == READY and n.originator_id == tree
+    )
     assert w.conn.execute("SELECT tree_id, ready_position FROM dataset_trees").fetchall() == [
-        (str(tree), ready_at)]
+        (str(tree), ready_at)
+    ]
     sft = w.conn.execute("SELECT lines FROM dataset_rows WHERE kind = 'sft'").fetchone()[0]
     assert [m["content"] for m in json.loads(sft)["messages"]] == ["prompt by a bcd", "reply y"]
     w.app.delete_message(tree_id=tree, message_id=y, actor=SYSTEM)
@@ -286,13 +352,12 @@ def test_an_in_memory_log_is_followed_through_the_recorder(tmp_path: Path) -> No
     assert [m["content"] for m in json.loads(sft)["messages"]] == ["prompt by a bcd", "reply x"]
 
 
-def test_status_shows_the_lag_and_what_the_projection_holds(store: Path, tmp_path: Path,
-                                                            capsys: pytest.CaptureFixture
-                                                            ) -> None:
+def test_status_shows_the_lag_and_what_the_projection_holds(
+    store: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     folder = tmp_path / "copy"
     folder.mkdir()
-    sqlite3.connect(store / "events.sqlite").execute(
-        f"VACUUM INTO '{folder / 'events.sqlite'}'")
+    sqlite3.connect(store / "events.sqlite").execute(f"VACUUM INTO '{folder / 'events.sqlite'}'")
     assert main(["datasets", "status", "--data", str(folder), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     head = log_reader.log_position(folder / "events.sqlite")
@@ -300,8 +365,9 @@ def test_status_shows_the_lag_and_what_the_projection_holds(store: Path, tmp_pat
 
     runner = follow(folder)
     tree = ready_trees(folder)[0]
-    open_app(folder, SMALL).edit_message(tree_id=tree.id, message_id=tree.id, text="new prompt",
-                                         actor=SYSTEM)
+    open_app(folder, SMALL).edit_message(
+        tree_id=tree.id, message_id=tree.id, text="new prompt", actor=SYSTEM
+    )
     assert main(["datasets", "status", "--data", str(folder), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert (report["projection_position"], report["lag"]) == (head, 1)

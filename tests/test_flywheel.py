@@ -11,15 +11,15 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytest.importorskip("trl")
 
+from api.bootstrap import open_app  # noqa: E402
 from api.cli import main  # noqa: E402
 from api.flywheel import Flywheel, FlywheelError, FlywheelPlan  # noqa: E402
-from api.bootstrap import open_app  # noqa: E402
 from domain.model.actor import Actor  # noqa: E402
 from domain.model.config import TreeConfig  # noqa: E402
 from domain.model.states import TreeState  # noqa: E402
+from domain.service.simulator import run_simulation  # noqa: E402
 from projections.log import SQLiteLog  # noqa: E402
 from projections.runner import ProjectionRunner  # noqa: E402
-from domain.service.simulator import run_simulation  # noqa: E402
 from training.tiny import init_tiny  # noqa: E402
 
 
@@ -32,13 +32,19 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert sim.tree_states()["ready_for_export"] >= 6
     # Two accepted prompts waiting for replies: the new policy's pre-labelling targets.
     client, _ = app.register_client(name="people")
-    people = iter(Actor(app.ensure_user(client_id=client, auth_method="local", username=f"p{i}"),
-                        client) for i in range(100))
+    people = iter(
+        Actor(app.ensure_user(client_id=client, auth_method="local", username=f"p{i}"), client)
+        for i in range(100)
+    )
     for text in ("How do I sort a list in Python?", "What is the capital of France?"):
         tree_id = app.create_prompt(actor=next(people), text=text).id
         for _ in range(3):
-            app.submit_labels(actor=next(people), tree_id=tree_id, message_id=tree_id,
-                              labels={"spam": 0.0, "lang_mismatch": 0.0, "quality": 0.8})
+            app.submit_labels(
+                actor=next(people),
+                tree_id=tree_id,
+                message_id=tree_id,
+                labels={"spam": 0.0, "lang_mismatch": 0.0, "quality": 0.8},
+            )
         app.activate_tree(tree_id=tree_id)
         assert app.get_tree(tree_id).state is TreeState.GROWING
     runner.close()
@@ -57,24 +63,46 @@ def synthetic_replies(store: Path, model_name: str) -> int:
         runner = ProjectionRunner(SQLiteLog(store / "events.sqlite"), store / "readmodel.sqlite")
         runner.run_once()
         conn = runner.readmodel.reader()
-        (count,) = conn.execute("SELECT count(*) FROM messages WHERE model_name = ?",
-                                (model_name,)).fetchone()
+        (count,) = conn.execute(
+            "SELECT count(*) FROM messages WHERE model_name = ?", (model_name,)
+        ).fetchone()
         runner.close()
         return count
     finally:
         app.close()
 
 
-def test_one_turn_end_to_end_then_resume(store: Path, base: Path, tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_one_turn_end_to_end_then_resume(
+    store: Path, base: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "turn1"
-    args = ["flywheel", "--data", str(store), "--base-model", str(base), "--out", str(out),
-            "--max-steps", "2", "--set", "rlhf.num_generations=2",
-            "--set", "rlhf.max_completion_length=8", "--prelabel", "2", "--quiet"]
+    args = [
+        "flywheel",
+        "--data",
+        str(store),
+        "--base-model",
+        str(base),
+        "--out",
+        str(out),
+        "--max-steps",
+        "2",
+        "--set",
+        "rlhf.num_generations=2",
+        "--set",
+        "rlhf.max_completion_length=8",
+        "--prelabel",
+        "2",
+        "--quiet",
+    ]
     assert main(args) == 0
     table = capsys.readouterr().out
-    for line in ("rows sft", "rm pairwise accuracy", "rlhf reward", "registered",
-                 "pre-labelled replies"):
+    for line in (
+        "rows sft",
+        "rm pairwise accuracy",
+        "rlhf reward",
+        "registered",
+        "pre-labelled replies",
+    ):
         assert line in table
     for step in ("sft", "rm", "rlhf"):
         for name in ("metrics.json", "curves.png", "dataset_manifest.json", "config.json"):
@@ -109,18 +137,61 @@ def test_one_turn_end_to_end_then_resume(store: Path, base: Path, tmp_path: Path
     assert (out / "sft" / "metrics.json").stat().st_mtime_ns == mtime
 
 
-def test_refusals_change_nothing(store: Path, base: Path, tmp_path: Path,
-                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_refusals_change_nothing(
+    store: Path, base: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "turn"
     # A step whose inputs are missing.
-    assert main(["flywheel", "--data", str(store), "--base-model", str(base), "--out", str(out),
-                 "--only", "rm"]) != 0
+    assert (
+        main(
+            [
+                "flywheel",
+                "--data",
+                str(store),
+                "--base-model",
+                str(base),
+                "--out",
+                str(out),
+                "--only",
+                "rm",
+            ]
+        )
+        != 0
+    )
     assert "needs datasets, sft first" in capsys.readouterr().err
     # Unknown steps and malformed --set.
-    assert main(["flywheel", "--data", str(store), "--base-model", str(base), "--out", str(out),
-                 "--only", "bake"]) != 0
-    assert main(["flywheel", "--data", str(store), "--base-model", str(base), "--out", str(out),
-                 "--set", "learning_rate=1"]) != 0
+    assert (
+        main(
+            [
+                "flywheel",
+                "--data",
+                str(store),
+                "--base-model",
+                str(base),
+                "--out",
+                str(out),
+                "--only",
+                "bake",
+            ]
+        )
+        != 0
+    )
+    assert (
+        main(
+            [
+                "flywheel",
+                "--data",
+                str(store),
+                "--base-model",
+                str(base),
+                "--out",
+                str(out),
+                "--set",
+                "learning_rate=1",
+            ]
+        )
+        != 0
+    )
     assert "STEP.KEY=VALUE" in capsys.readouterr().err
     # A folder that is not a flywheel turn is never written into.
     foreign = tmp_path / "foreign"
@@ -130,8 +201,20 @@ def test_refusals_change_nothing(store: Path, base: Path, tmp_path: Path,
         Flywheel(FlywheelPlan(store=store, out=foreign, base_model=str(base)))
     assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
     # No store there.
-    assert main(["flywheel", "--data", str(tmp_path / "nothing"), "--base-model", str(base),
-                 "--out", str(tmp_path / "x")]) != 0
+    assert (
+        main(
+            [
+                "flywheel",
+                "--data",
+                str(tmp_path / "nothing"),
+                "--base-model",
+                str(base),
+                "--out",
+                str(tmp_path / "x"),
+            ]
+        )
+        != 0
+    )
 
 
 def test_a_turn_belongs_to_one_base_model(store: Path, base: Path, tmp_path: Path) -> None:

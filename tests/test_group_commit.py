@@ -5,16 +5,19 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
 from eventsourcing.persistence import (
-    IntegrityError, OperationalError, PersistenceError, StoredEvent,
+    IntegrityError,
+    OperationalError,
+    PersistenceError,
+    StoredEvent,
 )
 
 from api.bootstrap import open_app
-
 from api.storage.events import EVENTS_FILE, GroupCommitSQLiteRecorder
 from domain.model.actor import Actor
 from domain.model.config import TreeConfig
@@ -25,14 +28,20 @@ LABELS = {"spam": 0.0, "lang_mismatch": 0.0, "quality": 0.5}
 
 
 def _events(originator: UUID, *versions: int, state: Any = b"{}") -> list[StoredEvent]:
-    return [StoredEvent(originator_id=originator, originator_version=v, topic="test:Event",
-                        state=state) for v in versions]
+    return [
+        StoredEvent(originator_id=originator, originator_version=v, topic="test:Event", state=state)
+        for v in versions
+    ]
 
 
 def _rows(folder: Any) -> dict[tuple[str, int], int]:
     with sqlite3.connect(folder / EVENTS_FILE) as con:
-        return {(o, v): rowid for rowid, o, v in con.execute(
-            "SELECT rowid, originator_id, originator_version FROM stored_events")}
+        return {
+            (o, v): rowid
+            for rowid, o, v in con.execute(
+                "SELECT rowid, originator_id, originator_version FROM stored_events"
+            )
+        }
 
 
 @pytest.fixture
@@ -58,8 +67,9 @@ def _in_threads(calls: list[Callable[[], Any]]) -> tuple[list[Any], list[threadi
     return results, threads
 
 
-def _one_batch(recorder: GroupCommitSQLiteRecorder, monkeypatch: Any,
-               requests: list[list[StoredEvent]]) -> tuple[list[Any], list[int]]:
+def _one_batch(
+    recorder: GroupCommitSQLiteRecorder, monkeypatch: Any, requests: list[list[StoredEvent]]
+) -> tuple[list[Any], list[int]]:
     """Hold a first commit open until every request has queued: they then share one batch."""
     release = threading.Event()
     sizes: list[int] = []
@@ -96,8 +106,9 @@ def test_concurrent_commands_on_distinct_trees_all_land(app: Any, tmp_path: Any)
         for _ in range(5):
             tree = app.create_prompt(actor=author, text="What makes the sky blue at noon?")
             positions.append((tree.id, tree.position))
-            labelled = app.submit_labels(actor=reviewer, tree_id=tree.id, message_id=tree.id,
-                                         labels=LABELS)
+            labelled = app.submit_labels(
+                actor=reviewer, tree_id=tree.id, message_id=tree.id, labels=LABELS
+            )
             positions.append((tree.id, labelled.position))
         return positions
 
@@ -131,8 +142,9 @@ def test_a_conflict_fails_only_its_own_request(app: Any, tmp_path: Any, monkeypa
     assert len(rows) == 1 + 1 + 3
 
 
-def test_a_bad_request_in_a_batch_is_rejected_whole(app: Any, tmp_path: Any,
-                                                    monkeypatch: Any) -> None:
+def test_a_bad_request_in_a_batch_is_rejected_whole(
+    app: Any, tmp_path: Any, monkeypatch: Any
+) -> None:
     good, bad = uuid4(), uuid4()
     mixed = _events(bad, 1) + _events(bad, 2, state=object())  # the second cannot be stored
     results, sizes = _one_batch(app.recorder, monkeypatch, [_events(good, 1), mixed])
@@ -144,8 +156,9 @@ def test_a_bad_request_in_a_batch_is_rejected_whole(app: Any, tmp_path: Any,
     assert not [k for k in rows if k[0] == bad.hex]
 
 
-def test_a_failed_commit_stores_nothing_and_the_next_one_works(app: Any, tmp_path: Any,
-                                                              monkeypatch: Any) -> None:
+def test_a_failed_commit_stores_nothing_and_the_next_one_works(
+    app: Any, tmp_path: Any, monkeypatch: Any
+) -> None:
     recorder = app.recorder
     first, second = uuid4(), uuid4()
 
@@ -160,8 +173,9 @@ def test_a_failed_commit_stores_nothing_and_the_next_one_works(app: Any, tmp_pat
     assert not [k for k in _rows(tmp_path) if k[0] == first.hex]
 
 
-def test_a_request_too_big_for_one_statement_is_atomic(app: Any, tmp_path: Any,
-                                                       monkeypatch: Any) -> None:
+def test_a_request_too_big_for_one_statement_is_atomic(
+    app: Any, tmp_path: Any, monkeypatch: Any
+) -> None:
     recorder = app.recorder
     recorder.insert_events(_events(uuid4(), 1))  # opens the writer connection
     monkeypatch.setattr(recorder, "_max_rows", 3)

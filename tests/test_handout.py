@@ -9,9 +9,9 @@ import pytest
 
 from domain.model.errors import ErrorCode, TaskNotAvailableError
 from domain.model.task_types import TaskType as T
-from projections import availability as av
 from domain.service.handout import Handout, choose
 from domain.service.processes import expire_tasks, prompt_lottery
+from projections import availability as av
 from tests.projection_helpers import World
 
 
@@ -33,12 +33,15 @@ def test_label_task_payload_and_exclusions(tmp_path):
     task = h.request(w.uid("b"), T.LABEL_INITIAL_PROMPT)
     assert task.type == "label_initial_prompt" and task.task.message_id == tree
     p = task.payload
-    assert p["mode"] == "full" and p["disposition"] == "quality" and p["prompt"] == "What is a river?"
+    assert (
+        p["mode"] == "full" and p["disposition"] == "quality" and p["prompt"] == "What is a river?"
+    )
     assert "spam" in p["mandatory_labels"] and set(p["mandatory_labels"]) <= set(p["valid_labels"])
     assert w.app.get_user(w.uid("b")).task(task.id).payload == p  # recorded on the user
     w.app.ack_task(user_id=w.uid("b"), task_id=task.id, frontend_message_id="f1")
-    w.app.submit_labels(actor=w.users["b"], tree_id=tree, message_id=tree, task_id=task.id,
-                        labels={"spam": 0.0})
+    w.app.submit_labels(
+        actor=w.users["b"], tree_id=tree, message_id=tree, task_id=task.id, labels={"spam": 0.0}
+    )
     assert unavailable(h, w, "b", T.LABEL_INITIAL_PROMPT)  # already labelled
     skipped = h.request(w.uid("c"), T.LABEL_INITIAL_PROMPT)
     w.app.nack_task(user_id=w.uid("c"), task_id=skipped.id)
@@ -66,8 +69,14 @@ def test_reply_reservation_hides_parent_from_others(tmp_path):
     assert [m["message_id"] for m in task.payload["conversation"]["messages"]] == [str(tree)]
     assert unavailable(h, w, "f", T.ASSISTANT_REPLY)
     w.app.ack_task(user_id=w.uid("e"), task_id=task.id, frontend_message_id="r1")
-    w.app.add_reply(actor=w.users["e"], tree_id=tree, parent_id=tree, text="an answer",
-                    frontend_message_id="r1", task_id=task.id)
+    w.app.add_reply(
+        actor=w.users["e"],
+        tree_id=tree,
+        parent_id=tree,
+        text="an answer",
+        frontend_message_id="r1",
+        task_id=task.id,
+    )
     assert unavailable(h, w, "e", T.ASSISTANT_REPLY)  # already replied
     assert h.request(w.uid("f"), T.ASSISTANT_REPLY).task.message_id == tree
 
@@ -93,19 +102,27 @@ def test_ranking_task_shuffles_replies_and_excludes_own(tmp_path):
 
 
 def test_lonely_child_rule_prefers_parents_with_one_reply(tmp_path):
-    w = World(tmp_path, goal_tree_size=6, max_children_count=3, p_lonely_child_extension=1.0,
-              max_active_trees=5)
+    w = World(
+        tmp_path,
+        goal_tree_size=6,
+        max_children_count=3,
+        p_lonely_child_extension=1.0,
+        max_active_trees=5,
+    )
     lonely = w.growing_tree("a", "bcd")
     w.growing_tree("b", "cde")
     w.reply("f", lonely, lonely)
     pools = handout(w).pools(w.uid("g"))
     assert len(pools.parents) == 2
-    picked = {choose(pools, w.app.config, T.ASSISTANT_REPLY, random.Random(s)).message_id
-              for s in range(30)}
+    picked = {
+        choose(pools, w.app.config, T.ASSISTANT_REPLY, random.Random(s)).message_id
+        for s in range(30)
+    }
     assert picked == {str(lonely)}
     even = msgspec.structs.replace(w.app.config, p_lonely_child_extension=0.0)
-    picked = {choose(pools, even, T.ASSISTANT_REPLY, random.Random(s)).message_id
-              for s in range(30)}
+    picked = {
+        choose(pools, even, T.ASSISTANT_REPLY, random.Random(s)).message_id for s in range(30)
+    }
     assert len(picked) == 2
 
 
@@ -175,8 +192,13 @@ def test_open_label_tasks_reserve_a_message_until_answered_or_skipped(tmp_path):
     assert unavailable(h, w, "d", T.LABEL_INITIAL_PROMPT)
     assert _counts(w, "b")[T.LABEL_INITIAL_PROMPT] == 1  # a holder's own task does not hide it
     w.app.ack_task(user_id=w.uid("b"), task_id=first.id, frontend_message_id="l1")
-    w.app.submit_labels(actor=w.users["b"], tree_id=tree, message_id=tree, task_id=first.id,
-                        labels={"spam": 0.0, "lang_mismatch": 0.0})
+    w.app.submit_labels(
+        actor=w.users["b"],
+        tree_id=tree,
+        message_id=tree,
+        task_id=first.id,
+        labels={"spam": 0.0, "lang_mismatch": 0.0},
+    )
     assert unavailable(h, w, "d", T.LABEL_INITIAL_PROMPT)  # one review + one open task
     w.app.nack_task(user_id=w.uid("c"), task_id=second.id)
     assert h.request(w.uid("d"), T.LABEL_INITIAL_PROMPT).task.message_id == tree
@@ -196,8 +218,13 @@ def test_label_reservations_lapse_after_the_reservation_span(tmp_path):
     assert _counts(w, "d", almost)[T.LABEL_INITIAL_PROMPT] == 0
     later = w.app.now() + timedelta(seconds=span + 1)
     assert _counts(w, "d", later)[T.LABEL_INITIAL_PROMPT] == 1
-    late = Handout(w.app, w.runner.readmodel.reader, random.Random(0),
-                   before_read=w.runner.sync, clock=lambda: later)
+    late = Handout(
+        w.app,
+        w.runner.readmodel.reader,
+        random.Random(0),
+        before_read=w.runner.sync,
+        clock=lambda: later,
+    )
     assert late.request(w.uid("d"), T.LABEL_INITIAL_PROMPT).type == "label_initial_prompt"
 
 
@@ -233,8 +260,9 @@ def test_open_ranking_tasks_reserve_a_parent_until_answered_or_skipped(tmp_path)
     assert _counts(w, "a", later)[T.RANK_ASSISTANT_REPLIES] == 1  # the reservation lapses
     ranked = [UUID(m["message_id"]) for m in g.payload["reply_messages"]]
     w.app.ack_task(user_id=w.uid("g"), task_id=g.id, frontend_message_id="k1")
-    w.app.submit_ranking(actor=w.users["g"], tree_id=tree, parent_id=tree,
-                         ranked_message_ids=ranked, task_id=g.id)
+    w.app.submit_ranking(
+        actor=w.users["g"], tree_id=tree, parent_id=tree, ranked_message_ids=ranked, task_id=g.id
+    )
     assert unavailable(h, w, "a", T.RANK_ASSISTANT_REPLIES)  # one ranking + one open task
     w.app.nack_task(user_id=w.uid("h"), task_id=hh.id)
     assert h.request(w.uid("a"), T.RANK_ASSISTANT_REPLIES).task.message_id == tree
@@ -245,8 +273,9 @@ def test_claims_cover_hand_outs_the_read_model_does_not_show_yet(tmp_path):
     tree = w.prompt("a")
     w.runner.sync()
     # No before_read: the read model stays where it is, as it lags behind a busy server.
-    h = Handout(w.app, w.runner.readmodel.reader, random.Random(0),
-                position=lambda: w.runner.position)
+    h = Handout(
+        w.app, w.runner.readmodel.reader, random.Random(0), position=lambda: w.runner.position
+    )
     blind = Handout(w.app, w.runner.readmodel.reader, random.Random(0))
     assert [h.request(w.uid(u), T.LABEL_INITIAL_PROMPT).task.message_id for u in "bc"] == [tree] * 2
     assert blind.request(w.uid("e"), T.LABEL_INITIAL_PROMPT).task.message_id == tree  # overbooked

@@ -72,8 +72,11 @@ class Load:
                 self.acked.append((task, body))
             return
         self.note(done)
-        c.post(f"/api/v1/tasks/{task['id']}/nack", json={"reason": "refused"},
-               headers={"x-oasst-user": f"local:{who['id']}"})
+        c.post(
+            f"/api/v1/tasks/{task['id']}/nack",
+            json={"reason": "refused"},
+            headers={"x-oasst-user": f"local:{who['id']}"},
+        )
 
     def note(self, r: httpx.Response) -> None:
         if r.status_code >= 500 and r.json().get("error_code") != 1006:
@@ -82,8 +85,11 @@ class Load:
 
 def _run_until_killed(data: Path) -> Load:
     with server(data, DATAENGINE_SYNCHRONOUS="NORMAL") as (url, proc):
-        r = httpx.post(f"{url}/api/v1/admin/api_client", headers={"Authorization": f"Bearer {ROOT}"},
-                       json={"description": "crash", "frontend_type": "tests"})
+        r = httpx.post(
+            f"{url}/api/v1/admin/api_client",
+            headers={"Authorization": f"Bearer {ROOT}"},
+            json={"description": "crash", "frontend_type": "tests"},
+        )
         load = Load(url, r.json())
         threads = [threading.Thread(target=load.person, args=(user(i),)) for i in range(THREADS)]
         for t in threads:
@@ -122,19 +128,27 @@ def _check_acknowledged(url: str, load: Load) -> None:
                 assert r.status_code == 200, (body, r.text)
                 assert r.json()["text"] == body["text"] and r.json()["user_id"] == author
             elif body["type"] == "text_labels":
-                assert any(e["type"] == "LabelsSubmitted" and e["user_id"] == author
-                           and e["data"]["message_id"] == task["message_id"]
-                           for e in tree_events(task["message_tree_id"])), body
+                assert any(
+                    e["type"] == "LabelsSubmitted"
+                    and e["user_id"] == author
+                    and e["data"]["message_id"] == task["message_id"]
+                    for e in tree_events(task["message_tree_id"])
+                ), body
             else:
-                assert any(e["type"] == "RankingSubmitted" and e["user_id"] == author
-                           and e["data"]["parent_id"] == task["ranking_parent_id"]
-                           for e in tree_events(task["message_tree_id"])), body
+                assert any(
+                    e["type"] == "RankingSubmitted"
+                    and e["user_id"] == author
+                    and e["data"]["parent_id"] == task["ranking_parent_id"]
+                    for e in tree_events(task["message_tree_id"])
+                ), body
         # the last answers before the kill, sent again: the same answer, nothing recorded
         head = c.get("/health").json()["log_position"]
-        for task, body in load.acked[-2 * THREADS:]:
+        for task, body in load.acked[-2 * THREADS :]:
             r = c.post("/api/v1/tasks/interaction", json=body)
             assert r.status_code == 200 and r.json() == {"type": "task_done", "id": task["id"]}, (
-                body, r.text)
+                body,
+                r.text,
+            )
         assert c.get("/health").json()["log_position"] == head
         deadline = time.monotonic() + 30
         while True:  # the restarted server's read models catch up with the log
@@ -148,10 +162,14 @@ def _check_acknowledged(url: str, load: Load) -> None:
 def test_kill_9_under_load_loses_no_acknowledged_interaction(tmp_path: Path):
     load = _run_until_killed(tmp_path)
     kinds = {body["type"] for _, body in load.acked}
-    print(f"{len(load.acked)} interactions acknowledged before the kill: "
-          f"{sorted(kinds)}; {next(load.ids)} cycles started")
+    print(
+        f"{len(load.acked)} interactions acknowledged before the kill: "
+        f"{sorted(kinds)}; {next(load.ids)} cycles started"
+    )
     assert len(load.acked) >= 30 and {"text_reply_to_message", "text_labels"} <= kinds, (
-        len(load.acked), kinds)
+        len(load.acked),
+        kinds,
+    )
     assert not load.server_errors, load.server_errors[:3]
     with sqlite3.connect(tmp_path / "events.sqlite") as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
@@ -160,5 +178,7 @@ def test_kill_9_under_load_loses_no_acknowledged_interaction(tmp_path: Path):
     # stopped: the live read models hold still while they are compared with a rebuild
     [result] = replay(tmp_path, [read_model])
     assert result.error is None and result.differences == 0, (
-        result.only_live[:3], result.only_rebuilt[:3])
+        result.only_live[:3],
+        result.only_rebuilt[:3],
+    )
     assert result.rows > 0

@@ -21,18 +21,30 @@ def anyio_backend() -> str:
 
 async def test_ten_users_drive_twenty_trees_to_export(tmp_path, monkeypatch):
     monkeypatch.setenv("DATAENGINE_SYNCHRONOUS", "NORMAL")  # no fsync per commit in tests
-    app = create_app(tmp_path, SMALL, root_tokens=frozenset({ROOT}), seed=7,
-                     rate_limits=RateLimits(enabled=False))  # ~100 tasks per user
+    app = create_app(
+        tmp_path,
+        SMALL,
+        root_tokens=frozenset({ROOT}),
+        seed=7,
+        rate_limits=RateLimits(enabled=False),
+    )  # ~100 tasks per user
     async with in_process(app) as client:
         crowd = Crowd(client, await new_client_key(client), users=10, trees=20, seed=7)
         started = time.perf_counter()
         ready = await crowd.run(max_cycles=3000)
         elapsed = time.perf_counter() - started
-        print(f"{crowd.cycles} cycles in {elapsed:.1f}s, types {crowd.types}, "
-              f"{len(crowd.errors)} refused answers")
+        print(
+            f"{crowd.cycles} cycles in {elapsed:.1f}s, types {crowd.types}, "
+            f"{len(crowd.errors)} refused answers"
+        )
         assert ready >= 20
-        for kind in ("initial_prompt", "assistant_reply", "label_initial_prompt",
-                     "label_assistant_reply", "rank_assistant_replies"):
+        for kind in (
+            "initial_prompt",
+            "assistant_reply",
+            "label_initial_prompt",
+            "label_assistant_reply",
+            "rank_assistant_replies",
+        ):
             assert crowd.types.get(kind, 0) > 0, kind
         # every tree a task named is visible through the messages API, in a consistent state
         states = {}
@@ -71,8 +83,9 @@ async def test_same_crowd_against_a_real_uvicorn_process(tmp_path):
             assert ready >= 20, (crowd.cycles, crowd.types, crowd.errors[:5])
             # the trusted official client from DATAENGINE_WEB_API_KEY can moderate
             tree_id = next(iter(crowd.tree_ids))
-            r = await client.get(f"/api/v1/messages/{tree_id}/history",
-                                 headers={"X-API-Key": WEB_KEY})
+            r = await client.get(
+                f"/api/v1/messages/{tree_id}/history", headers={"X-API-Key": WEB_KEY}
+            )
             assert r.status_code == 200 and r.json()[0]["revision"] == 0, r.text
     # uvicorn re-raises SIGTERM after a graceful shutdown; the lifespan must have completed
     assert "Application shutdown complete" in proc.log_path.read_text()

@@ -4,8 +4,8 @@ to the calling client unless it is trusted."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import AsyncIterator
 
 import pytest
 
@@ -59,10 +59,15 @@ async def test_frontend_messages_are_read_by_the_clients_own_ids(world: World):
     conversation = (await a.get(f"{f}/mr1/conversation")).json()["messages"]
     assert [m["text"] for m in conversation] == ["What is the capital of France?", "Paris."]
     tree = (await a.get(f"{f}/mr1/tree")).json()
-    assert tree["id"] == mine["id"] and {m["id"] for m in tree["messages"]} == {mine["id"], reply["id"]}
+    assert tree["id"] == mine["id"] and {m["id"] for m in tree["messages"]} == {
+        mine["id"],
+        reply["id"],
+    }
     assert [m["id"] for m in (await a.get(f"{f}/mp1/children")).json()] == [reply["id"]]
     descendants = (await a.get(f"{f}/mp1/descendants")).json()
-    assert descendants["id"] == mine["id"] and [m["id"] for m in descendants["messages"]] == [reply["id"]]
+    assert descendants["id"] == mine["id"] and [m["id"] for m in descendants["messages"]] == [
+        reply["id"]
+    ]
     state = (await a.get(f"{f}/mr1/tree/state")).json()
     assert state["message_tree_id"] == mine["id"] and state["state"] == "growing"
     # another client's frontend ids name nothing here, trusted or not
@@ -87,12 +92,19 @@ async def test_message_list_filters_and_scope(world: World):
     assert [m["text"] for m in by_u2] == ["Prompt number 4", "Prompt number 2"]
     # a time window, by the messages' own times
     times = {m["text"]: m["created_date"] for m in listed}
-    window = (await a.get("/api/v1/messages/", start_date=times["Prompt number 2"],
-                          end_date=times["Prompt number 4"])).json()
+    window = (
+        await a.get(
+            "/api/v1/messages/",
+            start_date=times["Prompt number 2"],
+            end_date=times["Prompt number 4"],
+        )
+    ).json()
     assert [m["text"] for m in window] == ["Prompt number 4", "Prompt number 3", "Prompt number 2"]
     assert (await a.get("/api/v1/messages/", lang="de")).json() == []
     # scope: B sees its one message, A may not ask for B's, a trusted client may
-    assert [m["text"] for m in (await b.get("/api/v1/messages/")).json()] == ["A prompt of client B"]
+    assert [m["text"] for m in (await b.get("/api/v1/messages/")).json()] == [
+        "A prompt of client B"
+    ]
     everything = (await a.get("/api/v1/messages/", world.trusted, max_count="100")).json()
     assert len(everything) == 7
     service = a.client._transport.app.state.service  # type: ignore[attr-defined]
@@ -107,14 +119,17 @@ async def test_message_list_filters_and_scope(world: World):
     error(await a.get("/api/v1/messages/", start_date="yesterday"), 422, 422)
     # deleted messages only when asked for
     m = (await a.get("/api/v1/frontend_messages/mp5")).json()
-    assert (await a.client.delete(f"/api/v1/messages/{m['id']}", headers=world.trusted)).status_code == 204
+    assert (
+        await a.client.delete(f"/api/v1/messages/{m['id']}", headers=world.trusted)
+    ).status_code == 204
     assert m["id"] not in [x["id"] for x in (await a.get("/api/v1/messages/")).json()]
     allowed = (await a.get("/api/v1/messages/", allow_deleted="true")).json()
     assert m["id"] in [x["id"] for x in allowed]
 
 
-async def _pages(env: Env, path: str, direction: str, cursor: str | None,
-                 **params: str) -> list[list[str]]:
+async def _pages(
+    env: Env, path: str, direction: str, cursor: str | None, **params: str
+) -> list[list[str]]:
     pages = []
     while True:
         query = dict(params)
@@ -141,7 +156,8 @@ async def test_cursor_pages_walk_forward_and_back(world: World):
     assert first["prev"] is None and first["order"] == "asc"
     ident, _, moment = first["next"].partition("$")
     assert ident == everything[3] and datetime.fromisoformat(moment) == datetime.fromisoformat(
-        first["items"][-1]["created_date"])
+        first["items"][-1]["created_date"]
+    )
     # from the end back: the page before the last one is the first one again
     last = (await a.get(path, max_count="4", after=first["next"])).json()
     assert [m["id"] for m in last["items"]] == everything[4:] and last["next"] is None
@@ -174,12 +190,19 @@ async def test_messages_of_one_user(world: World):
     a, b = world.a, world.b
     u1 = (await a.get("/api/v1/frontend_users/local/u1")).json()
     mine = (await a.get(f"/api/v1/users/{u1['user_id']}/messages")).json()
-    assert [m["text"] for m in mine] == ["Prompt number 5", "Prompt number 3",
-                                         "What is the capital of France?"]
+    assert [m["text"] for m in mine] == [
+        "Prompt number 5",
+        "Prompt number 3",
+        "What is the capital of France?",
+    ]
     page = (await a.get(f"/api/v1/users/{u1['user_id']}/messages/cursor", max_count="2")).json()
-    assert [m["text"] for m in page["items"]] == ["What is the capital of France?", "Prompt number 3"]
-    following = (await a.get(f"/api/v1/users/{u1['user_id']}/messages/cursor",
-                             after=page["next"])).json()
+    assert [m["text"] for m in page["items"]] == [
+        "What is the capital of France?",
+        "Prompt number 3",
+    ]
+    following = (
+        await a.get(f"/api/v1/users/{u1['user_id']}/messages/cursor", after=page["next"])
+    ).json()
     assert [m["text"] for m in following["items"]] == ["Prompt number 5"]
     same = (await a.get("/api/v1/frontend_users/local/u1/messages")).json()
     assert same == mine
@@ -187,11 +210,13 @@ async def test_messages_of_one_user(world: World):
     assert [m["id"] for m in paged["items"]] == [m["id"] for m in mine]
     # B's u1 is another user; A cannot list it, a trusted client can
     b_u1 = (await b.get("/api/v1/frontend_users/local/u1")).json()
-    assert [m["text"] for m in (await b.get("/api/v1/frontend_users/local/u1/messages")).json()] \
-        == ["A prompt of client B"]
+    assert [
+        m["text"] for m in (await b.get("/api/v1/frontend_users/local/u1/messages")).json()
+    ] == ["A prompt of client B"]
     error(await a.get(f"/api/v1/users/{b_u1['user_id']}/messages"), 404, 4002)
     theirs = (await a.get(f"/api/v1/users/{b_u1['user_id']}/messages", world.trusted)).json()
     assert [m["text"] for m in theirs] == ["A prompt of client B"]
     error(await a.get("/api/v1/frontend_users/local/nobody/messages"), 404, 4002)
-    error(await a.get("/api/v1/users/00000000-0000-0000-0000-000000000000/messages/cursor"),
-          404, 4002)
+    error(
+        await a.get("/api/v1/users/00000000-0000-0000-0000-000000000000/messages/cursor"), 404, 4002
+    )

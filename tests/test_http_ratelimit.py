@@ -4,7 +4,8 @@ clock, its configuration, and the HTTP answers (429, Retry-After, nothing record
 from __future__ import annotations
 
 import threading
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -28,7 +29,7 @@ def test_window_admits_n_then_refuses_until_the_oldest_leaves():
     clock = Clock()
     limiter = SlidingWindowLimiter(clock)
     rule = Rule(3, 60)
-    for step in range(3):
+    for _step in range(3):
         assert limiter.admit([("k", rule)]) == 0
         clock.now += 10  # admitted at 1000, 1010, 1020
     assert limiter.admit([("k", rule)]) == pytest.approx(30)  # now 1030; 1000 leaves at 1060
@@ -97,15 +98,22 @@ def test_configuration_from_the_environment():
     default = RateLimits.from_env({})
     assert default.enabled and default.user_tasks == Rule(30, 240)
     assert (default.assistant_reply, default.prompter_reply, default.client) == (
-        Rule(4, 120), Rule(8, 120), Rule(10_000, 60))
+        Rule(4, 120),
+        Rule(8, 120),
+        Rule(10_000, 60),
+    )
     assert not RateLimits.from_env({"DATAENGINE_RATE_LIMIT": "false"}).enabled
-    custom = RateLimits.from_env({"DATAENGINE_RATE_LIMIT_USER_TASKS": "5/10",
-                                  "DATAENGINE_RATE_LIMIT_CLIENT": "7/1.5"})
+    custom = RateLimits.from_env(
+        {"DATAENGINE_RATE_LIMIT_USER_TASKS": "5/10", "DATAENGINE_RATE_LIMIT_CLIENT": "7/1.5"}
+    )
     assert custom.user_tasks == Rule(5, 10) and custom.client == Rule(7, 1.5)
-    for bad in ({"DATAENGINE_RATE_LIMIT": "maybe"}, {"DATAENGINE_RATE_LIMIT_USER_TASKS": "5"},
-                {"DATAENGINE_RATE_LIMIT_USER_TASKS": "0/10"},
-                {"DATAENGINE_RATE_LIMIT_PROMPTER_REPLY": "3/-1"},
-                {"DATAENGINE_RATE_LIMIT_CLIENT": "x/y"}):
+    for bad in (
+        {"DATAENGINE_RATE_LIMIT": "maybe"},
+        {"DATAENGINE_RATE_LIMIT_USER_TASKS": "5"},
+        {"DATAENGINE_RATE_LIMIT_USER_TASKS": "0/10"},
+        {"DATAENGINE_RATE_LIMIT_PROMPTER_REPLY": "3/-1"},
+        {"DATAENGINE_RATE_LIMIT_CLIENT": "x/y"},
+    ):
         with pytest.raises(ConfigError):
             RateLimits.from_env(bad)
 
@@ -136,10 +144,21 @@ class Limited:
 async def limited(tmp_path, monkeypatch) -> AsyncIterator[Limited]:
     monkeypatch.setenv("DATAENGINE_SYNCHRONOUS", "NORMAL")
     clock = Clock()
-    limits = RateLimits(user_tasks=Rule(3, 60), assistant_reply=Rule(1, 120),
-                        prompter_reply=Rule(2, 120), client=Rule(2, 60), clock=clock)
-    app = create_app(tmp_path, SMALL, root_tokens=frozenset({ROOT}), web_api_key=WEB_KEY,
-                     seed=1, rate_limits=limits)
+    limits = RateLimits(
+        user_tasks=Rule(3, 60),
+        assistant_reply=Rule(1, 120),
+        prompter_reply=Rule(2, 120),
+        client=Rule(2, 60),
+        clock=clock,
+    )
+    app = create_app(
+        tmp_path,
+        SMALL,
+        root_tokens=frozenset({ROOT}),
+        web_api_key=WEB_KEY,
+        seed=1,
+        rate_limits=limits,
+    )
     async with in_process(app) as client:
         yield Limited(client, await new_client_key(client), clock)
 
@@ -148,8 +167,10 @@ def too_many(r: httpx.Response) -> int:
     assert r.status_code == 429, r.text
     body = r.json()
     seconds = int(r.headers["retry-after"])
-    assert body == {"error_code": 429,
-                    "message": f"Too Many Requests. Retry After {seconds} seconds."}
+    assert body == {
+        "error_code": 429,
+        "message": f"Too Many Requests. Retry After {seconds} seconds.",
+    }
     return seconds
 
 
@@ -165,8 +186,9 @@ async def test_per_user_limit_answers_429_and_records_nothing(limited: Limited):
     assert (await limited.request("initial_prompt", b)).status_code == 200  # others unaffected
     # the same user name through another client is another user
     other = {"X-API-Key": await new_client_key(limited.client)}
-    r = await limited.client.post("/api/v1/tasks/", json={"type": "initial_prompt", "user": a},
-                                  headers=other)
+    r = await limited.client.post(
+        "/api/v1/tasks/", json={"type": "initial_prompt", "user": a}, headers=other
+    )
     assert r.status_code == 200, r.text
     limited.clock.now += 45
     assert too_many(await limited.request("initial_prompt", a)) == 15

@@ -3,7 +3,7 @@ and deletion (an anonymising event), each scoped to the calling client unless tr
 
 from __future__ import annotations
 
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -57,13 +57,18 @@ async def test_ordered_lists_are_scoped_to_the_client(clients: tuple[Env, Env]):
     assert adams[0]["user_id"] < adams[1]["user_id"]  # ties ordered by id
     # keyset bounds: from a name on, strictly after (name, id), up to a name, descending
     assert await names(a, "/api/v1/users/by_username", gte_username="u3") == ["u3", "u4", "u5"]
-    after = await names(a, "/api/v1/users/by_display_name", gte_display_name="Adam",
-                        gt_id=adams[0]["user_id"])
+    after = await names(
+        a, "/api/v1/users/by_display_name", gte_display_name="Adam", gt_id=adams[0]["user_id"]
+    )
     assert after == [adams[1]["id"], "u5", "u3", "u1"]
-    assert await names(a, "/api/v1/users/by_username", lte_username="u2", desc="true") == ["u2", "u1"]
+    assert await names(a, "/api/v1/users/by_username", lte_username="u2", desc="true") == [
+        "u2",
+        "u1",
+    ]
     assert await names(a, "/api/v1/users/by_username", max_count="2") == ["u1", "u2"]
     assert await names(a, "/api/v1/users/by_display_name", search_text="da") == [
-        u["id"] for u in adams]
+        u["id"] for u in adams
+    ]
     assert await names(b, "/api/v1/users/by_username", auth_method="discord") == ["u9"]
     error(await a.get("/api/v1/users/by_username", gt_id=adams[0]["user_id"]), 400, 0)
     error(await a.get("/api/v1/users/by_username", max_count="10001"), 422, 422)
@@ -71,7 +76,9 @@ async def test_ordered_lists_are_scoped_to_the_client(clients: tuple[Env, Env]):
     b_client = str(service.app.authenticate(b.key).id)
     error(await a.get("/api/v1/users/by_username", api_client_id=b_client), 403, 2)
     assert await names(a, "/api/v1/users/by_username", a.trusted, api_client_id=b_client) == [
-        "u1", "u9"]
+        "u1",
+        "u9",
+    ]
 
 
 async def test_cursor_pages_users_by_either_key(clients: tuple[Env, Env]):
@@ -88,8 +95,14 @@ async def test_cursor_pages_users_by_either_key(clients: tuple[Env, Env]):
     assert [u["id"] for u in back["items"]] == ["u3", "u4"]
     seen, cursor = [], None
     while True:
-        page = (await a.get(path, max_count="2", sort_key="display_name",
-                            **({"after": cursor} if cursor else {}))).json()
+        page = (
+            await a.get(
+                path,
+                max_count="2",
+                sort_key="display_name",
+                **({"after": cursor} if cursor else {}),
+            )
+        ).json()
         seen += [u["display_name"] for u in page["items"]]
         cursor = page["next"]
         if cursor is None:
@@ -109,33 +122,55 @@ async def test_one_user_update_and_visibility(clients: tuple[Env, Env]):
     error(await a.get("/api/v1/users/not-a-uuid"), 404, 4002)
     # moderation needs a trusted client; only the given fields change
     error(await a.client.put(path, params={"notes": "x"}, headers=a.h), 403, 2)
-    r = await a.client.put(path, params={"notes": "rude", "enabled": "false",
-                                         "show_on_leaderboard": "false",
-                                         "tos_acceptance": "true"}, headers=a.trusted)
+    r = await a.client.put(
+        path,
+        params={
+            "notes": "rude",
+            "enabled": "false",
+            "show_on_leaderboard": "false",
+            "tos_acceptance": "true",
+        },
+        headers=a.trusted,
+    )
     assert r.status_code == 204, r.text
     got = (await a.get(path)).json()
     assert (got["notes"], got["enabled"], got["show_on_leaderboard"], got["display_name"]) == (
-        "rude", False, False, "Mia")
+        "rude",
+        False,
+        False,
+        "Mia",
+    )
     assert got["tos_acceptance_date"] is not None
     error(await a.post("/api/v1/tasks/", {"type": "random", "user": who("u3")}), 503, 4001)
     r = await a.client.put(path, params={"display_name": "Mila"}, headers=a.trusted)
     assert r.status_code == 204 and (await a.get(path)).json()["display_name"] == "Mila"
     error(await a.client.put(path, params={"enabled": "sometimes"}, headers=a.trusted), 422, 422)
-    error(await a.client.put("/api/v1/users/00000000-0000-0000-0000-000000000000",
-                             params={"notes": "x"}, headers=a.trusted), 404, 4002)
+    error(
+        await a.client.put(
+            "/api/v1/users/00000000-0000-0000-0000-000000000000",
+            params={"notes": "x"},
+            headers=a.trusted,
+        ),
+        404,
+        4002,
+    )
 
 
 async def test_delete_anonymises_by_an_event(clients: tuple[Env, Env]):
     a, _ = clients
-    assert (await a.prompt(who("u5"), "A prompt that stays", "p1"))
+    assert await a.prompt(who("u5"), "A prompt that stays", "p1")
     u5 = (await a.get("/api/v1/frontend_users/local/u5")).json()
     path = f"/api/v1/users/{u5['user_id']}"
     error(await a.client.delete(path, headers=a.h), 403, 2)
     service = a.client._transport.app.state.service  # type: ignore[attr-defined]
     before = service.head()
     assert (await a.client.delete(path, headers=a.trusted)).status_code == 204
-    topics = [t for (t,) in service.events_reader().execute(
-        "SELECT topic FROM stored_events WHERE rowid > ?", (before,))]
+    topics = [
+        t
+        for (t,) in service.events_reader().execute(
+            "SELECT topic FROM stored_events WHERE rowid > ?", (before,)
+        )
+    ]
     assert topics == ["domain.user:User.ProfileUpdated"]  # recorded, not changed in place
     got = (await a.get(path)).json()
     assert got["deleted"] is True and got["display_name"] == "Deleted User"

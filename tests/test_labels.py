@@ -103,8 +103,7 @@ def test_some_display_texts():
     assert LABELS[TextLabel.LANG_MISMATCH].display_text == "Wrong Language"
     assert LABELS[TextLabel.SEXUAL_CONTENT].display_text == "Contains sexual content"
     assert (
-        LABELS[TextLabel.SPAM].display_text
-        == "Seems to be intentionally low-quality or irrelevant"
+        LABELS[TextLabel.SPAM].display_text == "Seems to be intentionally low-quality or irrelevant"
     )
 
 

@@ -9,14 +9,21 @@ from tests.projection_helpers import SPAM, World
 
 
 def model_reply(w: World, author: str, tree, parent, model: str, text: str):
-    return w.app.add_reply(actor=w.users[author], tree_id=tree, parent_id=parent, text=text,
-                           synthetic=True, model_name=model).id
+    return w.app.add_reply(
+        actor=w.users[author],
+        tree_id=tree,
+        parent_id=parent,
+        text=text,
+        synthetic=True,
+        model_name=model,
+    ).id
 
 
 def rank(w: World, tree, parent, order) -> None:
     for ranker in "gh":  # both rankers agree, so the consensus is this order
-        w.app.submit_ranking(actor=w.users[ranker], tree_id=tree, parent_id=parent,
-                             ranked_message_ids=order)
+        w.app.submit_ranking(
+            actor=w.users[ranker], tree_id=tree, parent_id=parent, ranked_message_ids=order
+        )
 
 
 def two_scored_trees(w: World):
@@ -51,13 +58,31 @@ def test_model_leaderboard_by_hand(tmp_path):
     assert [r["model_name"] for r in rows] == ["alpha", "beta"]  # best win rate first
     alpha, beta = rows
     # alpha: a1 accepted and ranked first (beats h1); a2 rejected, never ranked.
-    assert alpha == {"model_name": "alpha", "replies": 2, "reviewed": 2, "accepted": 1,
-                     "acceptance_rate": 0.5, "ranked": 1, "mean_rank": 0.0, "human_pairs": 1,
-                     "wins": 1, "win_rate": 1.0}
+    assert alpha == {
+        "model_name": "alpha",
+        "replies": 2,
+        "reviewed": 2,
+        "accepted": 1,
+        "acceptance_rate": 0.5,
+        "ranked": 1,
+        "mean_rank": 0.0,
+        "human_pairs": 1,
+        "wins": 1,
+        "win_rate": 1.0,
+    }
     # beta: b1 ranked last in tree 1 (loses to h1), b2 ranked first in tree 2 (beats h2).
-    assert beta == {"model_name": "beta", "replies": 2, "reviewed": 2, "accepted": 2,
-                    "acceptance_rate": 1.0, "ranked": 2, "mean_rank": pytest.approx((2 + 0) / 2),
-                    "human_pairs": 2, "wins": 1, "win_rate": 0.5}
+    assert beta == {
+        "model_name": "beta",
+        "replies": 2,
+        "reviewed": 2,
+        "accepted": 2,
+        "acceptance_rate": 1.0,
+        "ranked": 2,
+        "mean_rank": pytest.approx((2 + 0) / 2),
+        "human_pairs": 2,
+        "wins": 1,
+        "win_rate": 0.5,
+    }
 
 
 def test_deleted_replies_leave_the_counts_but_not_the_scored_pairs(tmp_path):

@@ -8,18 +8,25 @@ from pathlib import Path
 import pytest
 
 from api.cli import main
-from domain.model.actor import Actor
-from domain.service.application import DataEngine
 from api.storage.codec import MsgspecMapper
+from domain.model.actor import Actor
 from domain.model.errors import DomainError, ErrorCode
 from domain.model.trained_model import TrainedModel, model_id_for
+from domain.service.application import DataEngine
 from projections.log import AppLog
 from projections.models import registry
 from projections.runner import ProjectionRunner
 from training.registry import headline_metrics, read_manifest, resolve
 
-FACTS = {"name": "sft-1", "path": "/models/sft-1", "kind": "sft", "base_model": "tiny-base",
-         "dataset_position": 42, "dataset_digest": "ab" * 32, "metrics": {"train_loss": 1.5}}
+FACTS = {
+    "name": "sft-1",
+    "path": "/models/sft-1",
+    "kind": "sft",
+    "base_model": "tiny-base",
+    "dataset_position": 42,
+    "dataset_digest": "ab" * 32,
+    "metrics": {"train_loss": 1.5},
+}
 
 
 def code_of(info: pytest.ExceptionInfo) -> ErrorCode:
@@ -34,8 +41,12 @@ def test_register_is_idempotent_and_refuses_conflicts():
     again = app.register_model(**{**FACTS, "metrics": {"train_loss": 1.5}})  # same facts
     assert not again.recorded and again.id == first.id
     assert len(list(app.events.get(first.id))) == 1
-    for change in ({"path": "/elsewhere"}, {"metrics": {"train_loss": 1.4}},
-                   {"kind": "dpo"}, {"dataset_position": None}):
+    for change in (
+        {"path": "/elsewhere"},
+        {"metrics": {"train_loss": 1.4}},
+        {"kind": "dpo"},
+        {"dataset_position": None},
+    ):
         with pytest.raises(DomainError) as info:
             app.register_model(**{**FACTS, **change})
         assert code_of(info) is ErrorCode.MODEL_ALREADY_REGISTERED
@@ -51,12 +62,26 @@ def test_register_is_idempotent_and_refuses_conflicts():
     assert code_of(info) is ErrorCode.MODEL_NOT_FOUND and "sft-2" in info.value.message
 
 
-@pytest.mark.parametrize("change", [
-    {"name": ""}, {"name": " sft"}, {"name": "sft 1"}, {"name": "sft\t1"}, {"name": "sft\u200b1"},
-    {"name": "x" * 129}, {"name": None}, {"kind": "ppo"}, {"path": "  "},
-    {"metrics": {"loss": float("nan")}}, {"metrics": {"loss": "low"}}, {"metrics": {"ok": True}},
-    {"dataset_position": -1}, {"dataset_digest": ""}, {"base_model": ""},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"name": ""},
+        {"name": " sft"},
+        {"name": "sft 1"},
+        {"name": "sft\t1"},
+        {"name": "sft\u200b1"},
+        {"name": "x" * 129},
+        {"name": None},
+        {"kind": "ppo"},
+        {"path": "  "},
+        {"metrics": {"loss": float("nan")}},
+        {"metrics": {"loss": "low"}},
+        {"metrics": {"ok": True}},
+        {"dataset_position": -1},
+        {"dataset_digest": ""},
+        {"base_model": ""},
+    ],
+)
 def test_bad_registrations_get_a_typed_error(change):
     app = DataEngine()
     with pytest.raises(DomainError) as info:
@@ -113,17 +138,29 @@ def test_projection_lists_models_with_their_statistics(tmp_path):
 
 
 def test_headline_metrics_and_manifest(tmp_path):
-    metrics = {"train_loss": 0.5, "steps": 30, "ok": True, "note": "x",
-               "pairwise_accuracy": {"value": 0.75, "pairs": 40},
-               "eval": {"loss": 0.7, "curve": [1, 2]}, "log_history": [{"loss": 3.0}],
-               "trainer_config": {"learning_rate": 0.001}, "bad": float("inf")}
+    metrics = {
+        "train_loss": 0.5,
+        "steps": 30,
+        "ok": True,
+        "note": "x",
+        "pairwise_accuracy": {"value": 0.75, "pairs": 40},
+        "eval": {"loss": 0.7, "curve": [1, 2]},
+        "log_history": [{"loss": 3.0}],
+        "trainer_config": {"learning_rate": 0.001},
+        "bad": float("inf"),
+    }
     headline = headline_metrics(metrics)
-    assert headline == {"pairwise_accuracy": 0.75, "train_loss": 0.5, "steps": 30.0,
-                        "eval.loss": 0.7}
+    assert headline == {
+        "pairwise_accuracy": 0.75,
+        "train_loss": 0.5,
+        "steps": 30.0,
+        "eval.loss": 0.7,
+    }
     assert list(headline) == ["pairwise_accuracy", "train_loss", "steps", "eval.loss"]
     assert list(headline_metrics(metrics, limit=2)) == ["pairwise_accuracy", "train_loss"]
-    (tmp_path / "manifest.json").write_text(json.dumps(
-        {"log_position": 7, "audit": {"digest": "cd" * 32}}))
+    (tmp_path / "manifest.json").write_text(
+        json.dumps({"log_position": 7, "audit": {"digest": "cd" * 32}})
+    )
     assert read_manifest(tmp_path) == (7, "cd" * 32)
     (tmp_path / "manifest.json").write_text(json.dumps({"rows": {}}))
     with pytest.raises(DomainError) as info:
@@ -143,13 +180,30 @@ def test_cli_register_show_list(tmp_path, capsys):
     weights.mkdir(parents=True)
     dataset = tmp_path / "ds"
     dataset.mkdir()
-    (dataset / "manifest.json").write_text(json.dumps(
-        {"format": 1, "log_position": 12, "audit": {"scheme": "s", "digest": "ef" * 32}}))
-    (tmp_path / "metrics.json").write_text(json.dumps(
-        {"train_loss": 0.25, "log_history": [{"loss": 1.0}], "eval": {"accuracy": 0.8}}))
-    register = ["models", "register", "--data", data, "--name", "rm-1", "--path", str(weights),
-                "--kind", "rm", "--base-model", "sft-1", "--dataset", str(dataset),
-                "--metrics", str(tmp_path / "metrics.json")]
+    (dataset / "manifest.json").write_text(
+        json.dumps({"format": 1, "log_position": 12, "audit": {"scheme": "s", "digest": "ef" * 32}})
+    )
+    (tmp_path / "metrics.json").write_text(
+        json.dumps({"train_loss": 0.25, "log_history": [{"loss": 1.0}], "eval": {"accuracy": 0.8}})
+    )
+    register = [
+        "models",
+        "register",
+        "--data",
+        data,
+        "--name",
+        "rm-1",
+        "--path",
+        str(weights),
+        "--kind",
+        "rm",
+        "--base-model",
+        "sft-1",
+        "--dataset",
+        str(dataset),
+        "--metrics",
+        str(tmp_path / "metrics.json"),
+    ]
     code, out, _ = run(capsys, *register)
     assert code == 0 and "registered rm-1 (rm) at log position 1" in out
     code, out, _ = run(capsys, *register)
@@ -169,21 +223,58 @@ def test_cli_register_show_list(tmp_path, capsys):
     assert row["log_position"] == 1 and row["registered_at"] > 0
 
 
-@pytest.mark.parametrize("argv, code, message", [
-    (["models", "show", "nope"], 7000, "'nope' is not registered"),
-    (["models", "show", "a b"], 7002, "whitespace"),
-    (["models", "register", "--name", "m", "--path", "org/m", "--kind", "ppo"], 7002, "kind"),
-    (["models", "register", "--name", "m", "--path", "/no/such/dir", "--kind", "sft"], 7002,
-     "no model folder"),
-    (["models", "register", "--name", "m", "--path", "org/m", "--kind", "base",
-      "--dataset", "/no/such/ds"], 7002, "no dataset manifest"),
-    (["models", "register", "--name", "first", "--path", "org/other", "--kind", "base"], 7001,
-     "already registered"),
-])
+@pytest.mark.parametrize(
+    "argv, code, message",
+    [
+        (["models", "show", "nope"], 7000, "'nope' is not registered"),
+        (["models", "show", "a b"], 7002, "whitespace"),
+        (["models", "register", "--name", "m", "--path", "org/m", "--kind", "ppo"], 7002, "kind"),
+        (
+            ["models", "register", "--name", "m", "--path", "/no/such/dir", "--kind", "sft"],
+            7002,
+            "no model folder",
+        ),
+        (
+            [
+                "models",
+                "register",
+                "--name",
+                "m",
+                "--path",
+                "org/m",
+                "--kind",
+                "base",
+                "--dataset",
+                "/no/such/ds",
+            ],
+            7002,
+            "no dataset manifest",
+        ),
+        (
+            ["models", "register", "--name", "first", "--path", "org/other", "--kind", "base"],
+            7001,
+            "already registered",
+        ),
+    ],
+)
 def test_cli_errors_exit_2_with_the_code(tmp_path, capsys, argv, code, message):
     data = str(tmp_path / "data")
-    assert run(capsys, "models", "register", "--data", data, "--name", "first",
-               "--path", "org/first", "--kind", "base")[0] == 0
+    assert (
+        run(
+            capsys,
+            "models",
+            "register",
+            "--data",
+            data,
+            "--name",
+            "first",
+            "--path",
+            "org/first",
+            "--kind",
+            "base",
+        )[0]
+        == 0
+    )
     exit_code, out, err = run(capsys, *argv, "--data", data)
     assert exit_code == 2 and out == ""
     assert f"(error_code {code})" in err and message in err

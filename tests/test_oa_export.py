@@ -9,8 +9,8 @@ from uuid import UUID
 
 import pytest
 
-from api.cli import main
 from api.bootstrap import open_app
+from api.cli import main
 from domain.model.config import TreeConfig
 from domain.model.states import TreeState
 from domain.model.tree import ConversationTree
@@ -34,8 +34,13 @@ class Scene:
         self.r3 = kit.reply(self.tree, self.tree)  # stored, never reviewed
         self.fan = kit.user()
         kit.app.toggle_emoji(tree_id=self.tree, message_id=self.r1, emoji="+1", actor=self.fan)
-        kit.app.submit_labels(actor=self.fan, tree_id=self.tree, message_id=self.r1,
-                              labels={"quality": 0.5, "spam": 1.0}, kind="free")
+        kit.app.submit_labels(
+            actor=self.fan,
+            tree_id=self.tree,
+            message_id=self.r1,
+            labels={"quality": 0.5, "spam": 1.0},
+            kind="free",
+        )
         self.growing = kit.growing_tree()
 
     def export(self, *args: str) -> list[dict]:
@@ -73,8 +78,10 @@ def test_labels_average_reviews_and_free_labels(scene: Scene) -> None:
     [tree] = scene.export("--labels")
     r1 = tree["prompt"]["replies"][1]
     # three task reviews said spam 0, the free label said 1 and quality 0.5
-    assert r1["labels"] == {"spam": {"value": 0.25, "count": 4},
-                            "quality": {"value": 0.5, "count": 1}}
+    assert r1["labels"] == {
+        "spam": {"value": 0.25, "count": 4},
+        "quality": {"value": 0.5, "count": 1},
+    }
 
 
 def test_events_carry_every_ranking_and_emoji(scene: Scene) -> None:
@@ -82,8 +89,12 @@ def test_events_carry_every_ranking_and_emoji(scene: Scene) -> None:
     rankings = tree["prompt"]["events"]["ranking"]
     assert len(rankings) == 3
     assert all(r["ranked_message_ids"] == [str(scene.r2), str(scene.r1)] for r in rankings)
-    assert all(r["ranking"] == [1, 0] and r["ranking_parent_id"] == str(scene.tree)
-               and r["not_rankable"] is False for r in rankings)
+    assert all(
+        r["ranking"] == [1, 0]
+        and r["ranking_parent_id"] == str(scene.tree)
+        and r["not_rankable"] is False
+        for r in rankings
+    )
     assert str(scene.rankers[0].user_id) in {r["user_id"] for r in rankings}
     r1 = tree["prompt"]["replies"][1]
     assert r1["events"]["emoji"] == [{"user_id": str(scene.fan.user_id), "emoji": "+1"}]
@@ -118,15 +129,18 @@ def test_as_of_exports_the_tree_as_it_was(scene: Scene) -> None:
     assert scene.export("--as-of", position) == []
     [tree] = scene.export("--as-of", position, "--state", "ranking")
     assert all("rank" not in r for r in tree["prompt"]["replies"])
-    assert main(["export", "oa", "--data", str(scene.folder), "--out", "-",
-                 "--as-of", "999999999"]) == 2
+    assert (
+        main(["export", "oa", "--data", str(scene.folder), "--out", "-", "--as-of", "999999999"])
+        == 2
+    )
 
 
 def test_gzip_output_is_byte_stable(scene: Scene, tmp_path: Path) -> None:
     outs = []
     for name in ("a.jsonl.gz", "b.jsonl.gz"):
-        assert main(["export", "oa", "--data", str(scene.folder), "--out",
-                     str(tmp_path / name)]) == 0
+        assert (
+            main(["export", "oa", "--data", str(scene.folder), "--out", str(tmp_path / name)]) == 0
+        )
         outs.append((tmp_path / name).read_bytes())
     assert outs[0] == outs[1]
     assert json.loads(gzip.decompress(outs[0]))["message_tree_id"] == str(scene.tree)
@@ -136,14 +150,38 @@ def test_deleted_messages_and_low_count_rejections() -> None:
     """OA's quirk: a rejection with at most two reviews is exported as null."""
     ids = [f"00000000-0000-4000-8000-00000000000{i}" for i in range(1, 4)]
     reply = {"text": "r", "role": "assistant", "lang": "en", "synthetic": False, "replies": []}
-    tree = ConversationTree.import_tree({"message_tree_id": ids[0], "tree_state": "ready_for_export",
-                                         "prompt": {
-        "message_id": ids[0], "text": "p", "role": "prompter", "review_count": 3,
-        "review_result": True, "deleted": False, "synthetic": False, "replies": [
-            {**reply, "message_id": ids[1], "review_count": 2, "review_result": False,
-             "deleted": False},
-            {**reply, "message_id": ids[2], "review_count": 3, "review_result": True,
-             "deleted": True}]}}, config=TreeConfig())
+    tree = ConversationTree.import_tree(
+        {
+            "message_tree_id": ids[0],
+            "tree_state": "ready_for_export",
+            "prompt": {
+                "message_id": ids[0],
+                "text": "p",
+                "role": "prompter",
+                "review_count": 3,
+                "review_result": True,
+                "deleted": False,
+                "synthetic": False,
+                "replies": [
+                    {
+                        **reply,
+                        "message_id": ids[1],
+                        "review_count": 2,
+                        "review_result": False,
+                        "deleted": False,
+                    },
+                    {
+                        **reply,
+                        "message_id": ids[2],
+                        "review_count": 3,
+                        "review_result": True,
+                        "deleted": True,
+                    },
+                ],
+            },
+        },
+        config=TreeConfig(),
+    )
     default = TreeExporter(ExportOptions()).tree(tree).prompt.replies
     assert default == []
     everything = TreeExporter(ExportOptions(include_spam=True, include_deleted=True))

@@ -9,14 +9,14 @@ from uuid import UUID
 
 import pytest
 
-from api.cli import main
 from api.bootstrap import open_app
+from api.cli import main
 from domain.model.errors import DomainError, ErrorCode
 from domain.model.states import TreeState
 from domain.model.tree import ConversationTree
+from domain.service.oa_import import import_trees, read_export_file
 from projections import log_reader
 from projections.oa_export import ExportOptions, TreeExporter
-from domain.service.oa_import import import_trees, read_export_file
 
 # Real OA export data, read from the shared folder beside the checkout (never copied here).
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "oa" / "en_10_trees.jsonl"
@@ -34,8 +34,10 @@ def _synthetic_fixture_tree() -> UUID:
 
 
 def fixture_trees() -> dict[str, dict]:
-    return {t["message_tree_id"]: {**t, "prompt": without_empty_emojis(t["prompt"])}
-            for t in map(json.loads, FIXTURE.read_text().splitlines())}
+    return {
+        t["message_tree_id"]: {**t, "prompt": without_empty_emojis(t["prompt"])}
+        for t in map(json.loads, FIXTURE.read_text().splitlines())
+    }
 
 
 def without_empty_emojis(node: dict) -> dict:
@@ -65,8 +67,10 @@ def export_all(folder: Path, **options) -> list[dict]:
 def test_fixture_round_trips_through_import_and_export(tmp_path: Path) -> None:
     assert main(["import", "oa", str(FIXTURE), "--data", str(tmp_path)]) == 0
     out = tmp_path / "out.jsonl"
-    assert main(["export", "oa", "--data", str(tmp_path), "--out", str(out),
-                 "--include-synthetic"]) == 0
+    assert (
+        main(["export", "oa", "--data", str(tmp_path), "--out", str(out), "--include-synthetic"])
+        == 0
+    )
     exported = [json.loads(line) for line in out.read_text().splitlines()]
     expected = fixture_trees()
     assert len(exported) == len(expected) == 10
@@ -97,8 +101,21 @@ def test_reimport_adds_nothing_and_gzipped_messages_files_import(tmp_path: Path)
 
     # The flat messages variant, gzipped, rebuilds the same trees in a second store.
     messages = tmp_path / "m.jsonl.gz"
-    assert main(["export", "oa", "--data", str(tmp_path / "a"), "--out", str(messages),
-                 "--include-synthetic", "--messages"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "oa",
+                "--data",
+                str(tmp_path / "a"),
+                "--out",
+                str(messages),
+                "--include-synthetic",
+                "--messages",
+            ]
+        )
+        == 0
+    )
     rows = [json.loads(line) for line in gzip.open(messages).read().splitlines()]
     assert len(rows) == 106 and all("replies" not in r and r["message_tree_id"] for r in rows)
     assert main(["import", "oa", str(messages), "--data", str(tmp_path / "b")]) == 0
@@ -135,19 +152,44 @@ def test_state_option_sends_trees_to_ranking_without_ranks(tmp_path: Path) -> No
 
 
 def small_tree(state: str = "ready_for_export", **root: object) -> dict:
-    prompt = {"message_id": "00000000-0000-4000-8000-000000000001", "text": "hi", "role": "prompter",
-              "lang": "en", "review_count": 3, "review_result": True, "deleted": False,
-              "synthetic": False, "replies": [
-                  {"message_id": "00000000-0000-4000-8000-000000000002",
-                   "parent_id": "00000000-0000-4000-8000-000000000001", "text": "hello",
-                   "role": "assistant", "lang": "en", "review_count": 1, "review_result": False,
-                   "deleted": True, "synthetic": False, "replies": []}]}
+    prompt = {
+        "message_id": "00000000-0000-4000-8000-000000000001",
+        "text": "hi",
+        "role": "prompter",
+        "lang": "en",
+        "review_count": 3,
+        "review_result": True,
+        "deleted": False,
+        "synthetic": False,
+        "replies": [
+            {
+                "message_id": "00000000-0000-4000-8000-000000000002",
+                "parent_id": "00000000-0000-4000-8000-000000000001",
+                "text": "hello",
+                "role": "assistant",
+                "lang": "en",
+                "review_count": 1,
+                "review_result": False,
+                "deleted": True,
+                "synthetic": False,
+                "replies": [],
+            }
+        ],
+    }
     prompt.update(root)
     return {"message_tree_id": prompt["message_id"], "tree_state": state, "prompt": prompt}
 
 
-@pytest.mark.parametrize("state", ["aborted_low_grade", "halted_by_moderator", "scoring_failed",
-                                   "prompt_lottery_waiting", "ready_for_export"])
+@pytest.mark.parametrize(
+    "state",
+    [
+        "aborted_low_grade",
+        "halted_by_moderator",
+        "scoring_failed",
+        "prompt_lottery_waiting",
+        "ready_for_export",
+    ],
+)
 def test_every_state_is_reached_along_allowed_edges(state: str) -> None:
     from domain.model.config import TreeConfig
 
@@ -157,14 +199,27 @@ def test_every_state_is_reached_along_allowed_edges(state: str) -> None:
     assert reply.deleted and reply.review_result is False and reply.review_count == 1
 
 
-@pytest.mark.parametrize("broken, code", [
-    ({"role": "assistant"}, ErrorCode.INVALID_MESSAGE),
-    ({"text": "   "}, ErrorCode.TASK_MESSAGE_TEXT_EMPTY),
-    ({"message_id": "not-a-uuid"}, ErrorCode.INVALID_MESSAGE),
-    ({"replies": [{"message_id": "00000000-0000-4000-8000-000000000003", "text": "x",
-                   "role": "prompter"}]}, ErrorCode.INVALID_MESSAGE),
-    ({"emojis": {"no_such_emoji": 1}}, ErrorCode.INVALID_MESSAGE),
-])
+@pytest.mark.parametrize(
+    "broken, code",
+    [
+        ({"role": "assistant"}, ErrorCode.INVALID_MESSAGE),
+        ({"text": "   "}, ErrorCode.TASK_MESSAGE_TEXT_EMPTY),
+        ({"message_id": "not-a-uuid"}, ErrorCode.INVALID_MESSAGE),
+        (
+            {
+                "replies": [
+                    {
+                        "message_id": "00000000-0000-4000-8000-000000000003",
+                        "text": "x",
+                        "role": "prompter",
+                    }
+                ]
+            },
+            ErrorCode.INVALID_MESSAGE,
+        ),
+        ({"emojis": {"no_such_emoji": 1}}, ErrorCode.INVALID_MESSAGE),
+    ],
+)
 def test_bad_trees_are_refused_with_a_typed_error(broken: dict, code: ErrorCode) -> None:
     from domain.model.config import TreeConfig
 

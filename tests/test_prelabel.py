@@ -15,8 +15,8 @@ from uuid import UUID
 
 import pytest
 
-from api.cli import main
 from api.bootstrap import load_config, open_app
+from api.cli import main
 from domain.model.actor import Actor
 from domain.model.errors import TaskNotAvailableError
 from domain.model.message import Role
@@ -27,7 +27,13 @@ from projections.log import SQLiteLog
 from projections.runner import ProjectionRunner
 from projections.store import READMODEL_FILE
 from training.prelabel import (
-    PRELABEL_CLIENT_KEY, Generator, PrelabelOptions, Target, frontend_id, prelabel, room,
+    PRELABEL_CLIENT_KEY,
+    Generator,
+    PrelabelOptions,
+    Target,
+    frontend_id,
+    prelabel,
+    room,
 )
 from training.tiny import init_tiny
 
@@ -50,10 +56,15 @@ class Store:
 
     def __init__(self, folder: Path, **config: int):
         folder.mkdir(parents=True, exist_ok=True)
-        settings = {"goal_tree_size": 3, "min_goal_tree_size": 1, "max_children_count": 2,
-                    "num_required_rankings": 2} | config
+        settings = {
+            "goal_tree_size": 3,
+            "min_goal_tree_size": 1,
+            "max_children_count": 2,
+            "num_required_rankings": 2,
+        } | config
         (folder / "config.toml").write_text(
-            "[tree]\n" + "".join(f"{k} = {v}\n" for k, v in settings.items()))
+            "[tree]\n" + "".join(f"{k} = {v}\n" for k, v in settings.items())
+        )
         self.folder = folder
         self.open()
         self.client, _ = self.app.register_client(name="people")
@@ -69,14 +80,16 @@ class Store:
 
     def person(self) -> Actor:
         self._n += 1
-        user_id = self.app.ensure_user(client_id=self.client, auth_method="local",
-                                       username=f"p{self._n}")
+        user_id = self.app.ensure_user(
+            client_id=self.client, auth_method="local", username=f"p{self._n}"
+        )
         return Actor(user_id, self.client)
 
     def review(self, tree_id: UUID, message_id: UUID) -> None:
         for _ in range(3):
-            self.app.submit_labels(actor=self.person(), tree_id=tree_id, message_id=message_id,
-                                   labels=OK)
+            self.app.submit_labels(
+                actor=self.person(), tree_id=tree_id, message_id=message_id, labels=OK
+            )
 
     def growing_tree(self, text: str) -> UUID:
         tree_id = self.app.create_prompt(actor=self.person(), text=text).id
@@ -86,8 +99,9 @@ class Store:
         return tree_id
 
     def human_reply(self, tree_id: UUID, text: str) -> UUID:
-        return self.app.add_reply(actor=self.person(), tree_id=tree_id, parent_id=tree_id,
-                                  text=text).id
+        return self.app.add_reply(
+            actor=self.person(), tree_id=tree_id, parent_id=tree_id, text=text
+        ).id
 
     def head(self) -> int:
         return SQLiteLog(self.folder / "events.sqlite").head()
@@ -98,8 +112,23 @@ class Store:
 
 
 def cli_prelabel(store: Store, model: str, capsys, *extra: str) -> dict:
-    code = main(["prelabel", "--data", str(store.folder), "--model", model, "--n", "2",
-                 "--max-new-tokens", "8", "--seed", "3", "--json", *extra])
+    code = main(
+        [
+            "prelabel",
+            "--data",
+            str(store.folder),
+            "--model",
+            model,
+            "--n",
+            "2",
+            "--max-new-tokens",
+            "8",
+            "--seed",
+            "3",
+            "--json",
+            *extra,
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     return json.loads(out)
@@ -127,15 +156,24 @@ def test_prelabel_adds_what_fits_once(tmp_path, tiny, capsys):
     replies = store.model_replies(open_tree)
     assert len(replies) == 2
     assert {m.model_name for m in replies} == {"tiny-base"}
-    assert all(m.role is Role.ASSISTANT and m.parent_id == open_tree and m.text.strip() == m.text
-               and m.text for m in replies)
+    assert all(
+        m.role is Role.ASSISTANT
+        and m.parent_id == open_tree
+        and m.text.strip() == m.text
+        and m.text
+        for m in replies
+    )
     assert len({m.text for m in replies}) == 2
     assert len({m.user_id for m in replies}) == 2  # one model user per candidate slot
     assert {m.frontend_message_id for m in replies} == {
-        frontend_id("tiny-base", open_tree, k) for k in range(2)}
+        frontend_id("tiny-base", open_tree, k) for k in range(2)
+    }
     user = store.app.get_user(replies[0].user_id)
     assert (user.auth_method, user.display_name, user.show_on_leaderboard) == (
-        "model", "tiny-base", False)
+        "model",
+        "tiny-base",
+        False,
+    )
     assert store.app.authenticate(PRELABEL_CLIENT_KEY) is None  # a public key, disabled
     assert store.model_replies(full) == []
     assert len(store.model_replies(one_left)) == 1
@@ -159,15 +197,25 @@ def test_stale_targets_are_rechecked_against_the_tree(tmp_path, tiny, generator)
     for k in range(3):
         store.human_reply(second, f"answer {k}")
     head = store.head()
-    stale = prelabel(store.app, [Target(first, first), Target(second, second)], str(tiny),
-                     FAST, generator=generator)
+    stale = prelabel(
+        store.app,
+        [Target(first, first), Target(second, second)],
+        str(tiny),
+        FAST,
+        generator=generator,
+    )
     assert stale.added == 0 and stale.generated == 0 and stale.device == ""  # no generation ran
     assert stale.already_present == 2  # the first parent's slots were filled by the first run
     assert stale.refused == {"max_children": 2}  # the second parent filled up meanwhile
     assert store.head() == head
     # A wider run fills the slot left at the first parent, and only that one.
-    wider = prelabel(store.app, [Target(first, first)], str(tiny),
-                     PrelabelOptions(n=4, max_new_tokens=8), generator=generator)
+    wider = prelabel(
+        store.app,
+        [Target(first, first)],
+        str(tiny),
+        PrelabelOptions(n=4, max_new_tokens=8),
+        generator=generator,
+    )
     assert wider.already_present == 2 and wider.added == 1
     assert wider.refused == {"max_children": 1}
     assert len(store.model_replies(first)) == 3
@@ -176,8 +224,13 @@ def test_stale_targets_are_rechecked_against_the_tree(tmp_path, tiny, generator)
 def test_goal_size_bounds_a_tree_with_free_child_slots(tmp_path, tiny, generator):
     store = Store(tmp_path / "data", goal_tree_size=3, max_children_count=3)
     tree = store.growing_tree("Write a haiku about rain.")
-    summary = prelabel(store.app, [Target(tree, tree)], str(tiny),
-                       PrelabelOptions(n=3, max_new_tokens=8), generator=generator)
+    summary = prelabel(
+        store.app,
+        [Target(tree, tree)],
+        str(tiny),
+        PrelabelOptions(n=3, max_new_tokens=8),
+        generator=generator,
+    )
     # Room for three children, but root + 2 replies under review already reach the goal.
     assert summary.added == 2 and summary.refused == {"tree_full": 1}
     assert summary.generated == 2 and summary.new_tokens > 0
@@ -191,12 +244,17 @@ def _label_everything(store: Store, handout: Handout, reviewer: Actor) -> set[UU
             task = handout.request(reviewer.user_id, T.LABEL_ASSISTANT_REPLY)
         except TaskNotAvailableError:
             return reviewed
-        store.app.ack_task(user_id=reviewer.user_id, task_id=task.id,
-                           frontend_message_id=f"ack-{task.id}")
+        store.app.ack_task(
+            user_id=reviewer.user_id, task_id=task.id, frontend_message_id=f"ack-{task.id}"
+        )
         labels = {name: 0.0 for name in task.payload["mandatory_labels"]}
-        store.app.submit_labels(actor=reviewer, tree_id=task.task.tree_id,
-                                message_id=task.task.message_id, labels=labels,
-                                task_id=task.id)
+        store.app.submit_labels(
+            actor=reviewer,
+            tree_id=task.task.tree_id,
+            message_id=task.task.message_id,
+            labels=labels,
+            task_id=task.id,
+        )
         reviewed.add(task.task.message_id)
 
 
@@ -211,10 +269,10 @@ def test_model_replies_go_to_review_and_ranking(tmp_path, tiny, capsys):
 
     store.open()
     ours = {m.id for m in store.model_replies(tree)}
-    runner = ProjectionRunner(SQLiteLog(store.folder / "events.sqlite"),
-                              store.folder / READMODEL_FILE)
-    handout = Handout(store.app, runner.readmodel.reader, random.Random(0),
-                      before_read=runner.sync)
+    runner = ProjectionRunner(
+        SQLiteLog(store.folder / "events.sqlite"), store.folder / READMODEL_FILE
+    )
+    handout = Handout(store.app, runner.readmodel.reader, random.Random(0), before_read=runner.sync)
     for _ in range(3):
         assert _label_everything(store, handout, store.person()) == ours
     assert all(m.review_result for m in store.model_replies(tree))
@@ -227,10 +285,16 @@ def test_model_replies_go_to_review_and_ranking(tmp_path, tiny, capsys):
         assert set(task.payload["replies"]) == texts
         assert task.payload["reveal_synthetic"] is False  # a person's reply is among them
         first, second = sorted(ours)
-        store.app.ack_task(user_id=ranker.user_id, task_id=task.id,
-                           frontend_message_id=f"ack-{task.id}")
-        store.app.submit_ranking(actor=ranker, tree_id=tree, parent_id=tree, task_id=task.id,
-                                 ranked_message_ids=[first, human, second])
+        store.app.ack_task(
+            user_id=ranker.user_id, task_id=task.id, frontend_message_id=f"ack-{task.id}"
+        )
+        store.app.submit_ranking(
+            actor=ranker,
+            tree_id=tree,
+            parent_id=tree,
+            task_id=task.id,
+            ranked_message_ids=[first, human, second],
+        )
     assert store.app.get_tree(tree).state is TreeState.READY_FOR_EXPORT
     runner.close()
     store.app.close()

@@ -5,39 +5,51 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import pytest
 
-from api.cli import main
 from api.bootstrap import load_config, open_app
+from api.cli import main
 from domain.model.errors import InvalidStateTransitionError
 from domain.model.states import TreeState
 from domain.model.task_types import TaskType
-from projections.log import SQLiteLog
 from domain.service.oa_import import import_trees
 from domain.service.processes import BacklogActivation, ProcessLoop
+from projections.log import SQLiteLog
 from projections.rebuild import rebuild
 from projections.runner import ProjectionRunner
 from tests.projection_helpers import World
 
-BASE = datetime(2023, 2, 1, tzinfo=timezone.utc)
+BASE = datetime(2023, 2, 1, tzinfo=UTC)
 
 
 def export(lang: str, day: int, replies: int = 2, grandchildren: int = 0) -> dict:
     """An OA export tree (all accepted) created ``day`` days after BASE: a prompt with
     ``replies`` assistant replies; the first reply's prompter follow-up gets
     ``grandchildren`` assistant replies (a second rankable parent when >= 2)."""
+
     def node(role: str, text: str, children: list | None = None) -> dict:
-        return {"message_id": str(uuid.uuid4()), "role": role, "text": text, "lang": lang,
-                "review_result": True, "created_date": (BASE + timedelta(days=day)).isoformat(),
-                "replies": children or []}
+        return {
+            "message_id": str(uuid.uuid4()),
+            "role": role,
+            "text": text,
+            "lang": lang,
+            "review_result": True,
+            "created_date": (BASE + timedelta(days=day)).isoformat(),
+            "replies": children or [],
+        }
 
     answers = [node("assistant", f"answer {k}") for k in range(replies)]
     if grandchildren and answers:
-        answers[0]["replies"] = [node("prompter", "and then?", [
-            node("assistant", f"then {k}") for k in range(grandchildren)])]
+        answers[0]["replies"] = [
+            node(
+                "prompter",
+                "and then?",
+                [node("assistant", f"then {k}") for k in range(grandchildren)],
+            )
+        ]
     root = node("prompter", f"{lang} prompt of day {day}", answers)
     return {"message_tree_id": root["message_id"], "prompt": root}
 
@@ -71,8 +83,7 @@ def test_floor_activates_oldest_first_per_language(tmp_path):
 def test_floor_counts_open_rankings_not_trees(tmp_path):
     w = World(tmp_path, min_active_rankings_per_lang=3, p_activate_backlog_tree=0.0)
     # The first tree brings two parents to rank (root and the follow-up), the second one.
-    two, one, spare = backlog(w, export("en", 1, grandchildren=2), export("en", 2),
-                              export("en", 3))
+    two, one, spare = backlog(w, export("en", 1, grandchildren=2), export("en", 2), export("en", 3))
     done = BacklogActivation(w.app, w.runner.log).run(w.conn)
     assert [t for t, _ in done] == [two, one]
     assert states(w, spare) == ["backlog_ranking"]
@@ -80,8 +91,9 @@ def test_floor_counts_open_rankings_not_trees(tmp_path):
     tree = w.app.get_tree(two)
     answers = list(tree.messages[two].children)
     for name in "bc":  # World requires two rankings per parent
-        w.app.submit_ranking(actor=w.users[name], tree_id=two, parent_id=two,
-                             ranked_message_ids=answers)
+        w.app.submit_ranking(
+            actor=w.users[name], tree_id=two, parent_id=two, ranked_message_ids=answers
+        )
     assert [t for t, _ in BacklogActivation(w.app, w.runner.log).run(w.conn)] == [spare]
 
 
@@ -91,16 +103,19 @@ def test_open_ranking_tasks_do_not_complete_a_ranking(tmp_path):
     process = BacklogActivation(w.app, w.runner.log)
     assert [t for t, _ in process.run(w.conn)] == [first]
     for name in "bc":  # the two rankings it needs, handed out but not answered yet
-        w.app.issue_task(user_id=w.uid(name), task_type=TaskType.RANK_ASSISTANT_REPLIES,
-                         tree_id=first, message_id=first)
+        w.app.issue_task(
+            user_id=w.uid(name),
+            task_type=TaskType.RANK_ASSISTANT_REPLIES,
+            tree_id=first,
+            message_id=first,
+        )
     assert process.run(w.conn) == []
     assert states(w, second) == ["backlog_ranking"]
 
 
 def test_a_tree_with_nothing_to_rank_is_aborted_and_does_not_count(tmp_path):
     w = World(tmp_path, min_active_rankings_per_lang=1, p_activate_backlog_tree=0.0)
-    lonely, good, spare = backlog(w, export("en", 1, replies=1), export("en", 2),
-                                  export("en", 3))
+    lonely, good, spare = backlog(w, export("en", 1, replies=1), export("en", 2), export("en", 3))
     done = BacklogActivation(w.app, w.runner.log).run(w.conn)
     assert [t for t, _ in done] == [lonely, good]
     assert states(w, lonely, good, spare) == ["aborted_low_grade", "ranking", "backlog_ranking"]
@@ -133,9 +148,10 @@ def test_a_stale_read_model_cannot_activate_twice(tmp_path):
 
 def test_chance_draws_follow_transitions_after_the_start(tmp_path):
     w = World(tmp_path, p_activate_backlog_tree=1.0)
-    lonely, en_one, en_two = backlog(w, export("en", 1, replies=1), export("en", 2),
-                                     export("en", 3))
-    de_tree, = backlog(w, export("de", 1))
+    lonely, en_one, en_two = backlog(
+        w, export("en", 1, replies=1), export("en", 2), export("en", 3)
+    )
+    (de_tree,) = backlog(w, export("de", 1))
     halted_before = w.growing_tree("a", "bcd")
     w.app.halt_tree(tree_id=halted_before, actor=w.users["a"])
     process = BacklogActivation(w.app, w.runner.log, random.Random(1))
@@ -153,7 +169,11 @@ def test_chance_draws_follow_transitions_after_the_start(tmp_path):
     assert [t for t, _ in process.run(w.conn)] == [lonely, en_one]
     assert process.run(w.conn) == []  # each transition draws once; leaving the backlog never
     assert states(w, lonely, en_one, en_two, de_tree) == [
-        "aborted_low_grade", "ranking", "backlog_ranking", "backlog_ranking"]
+        "aborted_low_grade",
+        "ranking",
+        "backlog_ranking",
+        "backlog_ranking",
+    ]
 
 
 def test_chance_draws_use_the_probability(tmp_path):
@@ -166,8 +186,9 @@ def test_chance_draws_use_the_probability(tmp_path):
 
 
 def test_process_loop_round_is_idempotent(tmp_path):
-    w = World(tmp_path, min_active_rankings_per_lang=1, p_activate_backlog_tree=0.0,
-              max_active_trees=1)
+    w = World(
+        tmp_path, min_active_rankings_per_lang=1, p_activate_backlog_tree=0.0, max_active_trees=1
+    )
     backlog(w, export("en", 1), export("en", 2))
     waiting = [w.prompt("a", f"waiting {k}") for k in range(2)]
     for tree in waiting:
@@ -187,7 +208,7 @@ def test_process_loop_round_is_idempotent(tmp_path):
 
 def test_process_loop_thread_runs_rounds(tmp_path):
     w = World(tmp_path, min_active_rankings_per_lang=1, p_activate_backlog_tree=0.0)
-    tree, = backlog(w, export("en", 1))
+    (tree,) = backlog(w, export("en", 1))
     loop = ProcessLoop(w.app, w.runner, interval=0.01).start()
     try:
         deadline = datetime.now() + timedelta(seconds=5)
@@ -214,8 +235,11 @@ def test_cli_runs_one_round_and_a_rebuild_changes_nothing(tmp_path, capsys):
     assert "activated 0 backlog tree(s)" in capsys.readouterr().out
     with ProjectionRunner(log, tmp_path / "readmodel.sqlite") as runner:
         runner.run_once()
-        rows = runner.readmodel.reader().execute(
-            "SELECT state, count(*) FROM trees GROUP BY state ORDER BY state").fetchall()
+        rows = (
+            runner.readmodel.reader()
+            .execute("SELECT state, count(*) FROM trees GROUP BY state ORDER BY state")
+            .fetchall()
+        )
     assert rows == [("backlog_ranking", 1), ("ranking", 1)]
 
 
@@ -228,13 +252,13 @@ def test_the_loop_runs_beside_the_http_service(tmp_path):
     try:
         assert service.processes is None  # 0: off
         import_trees(service.app, [export("en", 1)], state=TreeState.BACKLOG_RANKING)
-        loop = ProcessLoop(service.app, service.runner, interval=0.01,
-                           lottery=service.run_lottery)
+        loop = ProcessLoop(service.app, service.runner, interval=0.01, lottery=service.run_lottery)
         sweep = loop.run_once()
         assert len(sweep.backlog) == 1 and sweep.lottery == []  # the service drew, if any
         tree = sweep.backlog[0][0]
-        assert service.reader().execute("SELECT state FROM trees WHERE tree_id = ?",
-                                        (str(tree),)).fetchone() == ("ranking",)
+        assert service.reader().execute(
+            "SELECT state FROM trees WHERE tree_id = ?", (str(tree),)
+        ).fetchone() == ("ranking",)
     finally:
         service.close()
 

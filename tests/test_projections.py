@@ -9,11 +9,11 @@ import pytest
 from api.bootstrap import open_app
 from domain.model.actor import Actor
 from domain.model.config import TreeConfig
+from domain.service.simulator import run_simulation
 from projections.log import SQLiteLog
 from projections.messages import MessagesProjection
 from projections.rebuild import rebuild
 from projections.runner import ProjectionError, ProjectionRunner
-from domain.service.simulator import run_simulation
 from projections.store import default_projections
 from projections.users import UsersProjection
 from tests.projection_helpers import World, dump
@@ -25,8 +25,9 @@ SMALL = TreeConfig(goal_tree_size=3, min_goal_tree_size=1)
 def simulated(tmp_path):
     """A SQLite store filled by the simulator, followed live by a runner thread."""
     app = open_app(tmp_path, SMALL)
-    runner = ProjectionRunner(SQLiteLog(tmp_path / "events.sqlite"), tmp_path / "live.sqlite",
-                              batch_size=64).start()
+    runner = ProjectionRunner(
+        SQLiteLog(tmp_path / "events.sqlite"), tmp_path / "live.sqlite", batch_size=64
+    ).start()
     run_simulation(app, runner, trees=3, users=10, seed=7)
     runner.stop()
     yield tmp_path, runner
@@ -42,15 +43,18 @@ def test_live_read_model_equals_rebuild(simulated):
     # The indexes a rebuild creates only at its end are there (before anyone opens it).
     indexes = "SELECT name, sql FROM sqlite_master WHERE type = 'index' ORDER BY name"
     fresh = sqlite3.connect(folder / "rebuilt.sqlite")
-    assert (fresh.execute(indexes).fetchall()
-            == runner.readmodel.reader().execute(indexes).fetchall())
+    assert (
+        fresh.execute(indexes).fetchall() == runner.readmodel.reader().execute(indexes).fetchall()
+    )
     fresh.close()
     rebuilt = ProjectionRunner(log, folder / "rebuilt.sqlite")
     live, again = dump(runner.readmodel.reader()), dump(rebuilt.readmodel.reader())
     assert set(live) == set(again) >= {"trees", "messages", "labels", "rankings", "tasks", "users"}
     for table in live:
         assert live[table] == again[table], table
-    states = dict(runner.readmodel.reader().execute("SELECT state, count(*) FROM trees GROUP BY state"))
+    states = dict(
+        runner.readmodel.reader().execute("SELECT state, count(*) FROM trees GROUP BY state")
+    )
     assert states["ready_for_export"] >= 3
 
 
@@ -65,9 +69,17 @@ def test_rows_match_the_aggregates(simulated):
         for m in tree.messages.values():
             row = conn.execute(
                 "SELECT review_count, review_result, ranking_count, rank, children_count, deleted"
-                " FROM messages WHERE message_id = ?", (str(m.id),)).fetchone()
-            expected = (m.review_count, None if m.review_result is None else int(m.review_result),
-                        m.ranking_count, m.rank, len(m.children), int(m.deleted))
+                " FROM messages WHERE message_id = ?",
+                (str(m.id),),
+            ).fetchone()
+            expected = (
+                m.review_count,
+                None if m.review_result is None else int(m.review_result),
+                m.ranking_count,
+                m.rank,
+                len(m.children),
+                int(m.deleted),
+            )
             assert row == expected
 
 
@@ -88,8 +100,7 @@ def test_crash_mid_batch_resumes_to_the_same_result(simulated):
     folder, runner = simulated
     log = SQLiteLog(folder / "events.sqlite")
     path = folder / "crashy.sqlite"
-    crashing = ProjectionRunner(log, path, [Failing(40), *default_projections()[1:]],
-                                batch_size=50)
+    crashing = ProjectionRunner(log, path, [Failing(40), *default_projections()[1:]], batch_size=50)
     with pytest.raises(ProjectionError):
         crashing.run_once()
     stopped_at = crashing.position
@@ -107,8 +118,10 @@ def test_crash_mid_batch_resumes_to_the_same_result(simulated):
     assert resumed.run_once() == log.head() - stopped_at
     assert resumed.run_once() == 0  # exactly once: nothing left, nothing applied twice
     assert dump(resumed.readmodel.reader()) == dump(runner.readmodel.reader())
-    assert projected_labels < resumed.readmodel.reader().execute(
-        "SELECT count(*) FROM labels").fetchone()[0]
+    assert (
+        projected_labels
+        < resumed.readmodel.reader().execute("SELECT count(*) FROM labels").fetchone()[0]
+    )
     resumed.close()
 
 
@@ -119,8 +132,9 @@ def test_two_runners_on_one_file_apply_each_event_once(simulated):
     folder, runner = simulated
     head = SQLiteLog(folder / "events.sqlite").head()
     path = folder / "shared.sqlite"
-    pair = [ProjectionRunner(SQLiteLog(folder / "events.sqlite"), path, batch_size=40)
-            for _ in range(2)]
+    pair = [
+        ProjectionRunner(SQLiteLog(folder / "events.sqlite"), path, batch_size=40) for _ in range(2)
+    ]
     for k in range(1, 7):
         pair[k % 2].run_once(until=head * k // 6)
     assert [r.run_once() for r in pair] == [0, 0]
@@ -147,8 +161,9 @@ def test_a_new_projection_catches_up_while_the_others_skip(tmp_path):
 def test_live_following_has_low_lag(tmp_path):
     app = open_app(tmp_path, SMALL)
     client, _ = app.register_client(name="lag")
-    runner = ProjectionRunner(SQLiteLog(tmp_path / "events.sqlite"), tmp_path / "rm.sqlite",
-                              poll_interval=0.005).start()
+    runner = ProjectionRunner(
+        SQLiteLog(tmp_path / "events.sqlite"), tmp_path / "rm.sqlite", poll_interval=0.005
+    ).start()
     lags = []
     try:
         for i in range(20):

@@ -15,13 +15,13 @@ from api.bootstrap import open_app
 from domain.model.actor import SYSTEM
 from domain.model.config import TreeConfig
 from domain.model.tree import ConversationTree as T
+from domain.service.oa_import import import_trees
+from domain.service.simulator import run_simulation
 from projections.base import Projection, handles
 from projections.log import AppLog, SQLiteLog
 from projections.messages import MessagesProjection
-from domain.service.oa_import import import_trees
 from projections.rebuild import rebuild, split
 from projections.runner import ProjectionError, ProjectionRunner
-from domain.service.simulator import run_simulation
 from projections.store import default_projections
 from projections.trees import TreesProjection
 from projections.users import UsersProjection
@@ -37,20 +37,27 @@ def busy_world(tmp_path) -> tuple[World, UUID, dict[str, UUID]]:
     w = World(tmp_path, max_children_count=5, goal_tree_size=4)
     app = w.app
     tree = w.growing_tree("a", "bcd")
-    ids = {"a1": w.reply("b", tree, tree, "first answer"),
-           "a2": w.reply("c", tree, tree, "second answer"),
-           "a3": w.reply("d", tree, tree, "asdf spam answer")}
+    ids = {
+        "a1": w.reply("b", tree, tree, "first answer"),
+        "a2": w.reply("c", tree, tree, "second answer"),
+        "a3": w.reply("d", tree, tree, "asdf spam answer"),
+    }
     w.label("cde", tree, ids["a1"])
     w.label("bde", tree, ids["a2"], {"spam": 0.0, "lang_mismatch": 0.0, "quality": 0.25})
     w.label("efg", tree, ids["a3"], SPAM)  # rejected
-    for labels, kind in (({"quality": 0.5}, "free"), ({"quality": 1.0, "humor": 0.5}, "free"),
-                         ({"pii": 1.0}, "report")):
-        app.submit_labels(actor=w.users["h"], tree_id=tree, message_id=ids["a1"],
-                          labels=labels, kind=kind)
+    for labels, kind in (
+        ({"quality": 0.5}, "free"),
+        ({"quality": 1.0, "humor": 0.5}, "free"),
+        ({"pii": 1.0}, "report"),
+    ):
+        app.submit_labels(
+            actor=w.users["h"], tree_id=tree, message_id=ids["a1"], labels=labels, kind=kind
+        )
     for emoji in ("+1", "+1", "-1"):  # on, off, on
         app.toggle_emoji(tree_id=tree, message_id=ids["a2"], emoji=emoji, actor=w.users["e"])
-    app.edit_message(tree_id=tree, message_id=ids["a2"], text="second answer, edited",
-                     actor=w.users["c"])
+    app.edit_message(
+        tree_id=tree, message_id=ids["a2"], text="second answer, edited", actor=w.users["c"]
+    )
     app.halt_tree(tree_id=tree, actor=SYSTEM)
     app.resume_tree(tree_id=tree, actor=SYSTEM)
     ids["a4"] = w.reply("e", tree, tree, "fourth answer")
@@ -60,8 +67,12 @@ def busy_world(tmp_path) -> tuple[World, UUID, dict[str, UUID]]:
     ids["a5"] = w.reply("f", tree, tree, "fifth answer")
     w.label("bcd", tree, ids["a5"])  # goal size 4 reached: ranking
     for ranker in "gh":  # two rankings complete the parent: scored, ready for export
-        app.submit_ranking(actor=w.users[ranker], tree_id=tree, parent_id=tree,
-                           ranked_message_ids=[ids["a2"], ids["a5"], ids["a1"]])
+        app.submit_ranking(
+            actor=w.users[ranker],
+            tree_id=tree,
+            parent_id=tree,
+            ranked_message_ids=[ids["a2"], ids["a5"], ids["a1"]],
+        )
     return w, tree, ids
 
 
@@ -90,9 +101,12 @@ def test_running_tree_sizes_equal_a_recount(tmp_path):
         "SELECT sum(review_result = 1 AND deleted = 0),"
         " sum(deleted = 0 AND (review_result = 1 OR (review_result IS NULL"
         "     AND parent_id IS NOT NULL))), count(*)"
-        " FROM messages WHERE tree_id = ?", (str(tree),)).fetchone()
-    row = conn.execute("SELECT size, grow_size, message_count FROM trees WHERE tree_id = ?",
-                       (str(tree),)).fetchone()
+        " FROM messages WHERE tree_id = ?",
+        (str(tree),),
+    ).fetchone()
+    row = conn.execute(
+        "SELECT size, grow_size, message_count FROM trees WHERE tree_id = ?", (str(tree),)
+    ).fetchone()
     assert row == recount == (4, 4, 6)
     halted = conn.execute("SELECT halted_from FROM trees").fetchone()
     assert halted == (None,)  # resumed since
@@ -101,19 +115,23 @@ def test_running_tree_sizes_equal_a_recount(tmp_path):
 def test_labels_are_one_row_per_submission_and_summed(tmp_path):
     w, tree, ids = busy_world(tmp_path)
     conn = w.conn
-    rows = conn.execute("SELECT user_id, kind, labels FROM labels WHERE message_id = ?"
-                        " ORDER BY user_id, kind", (str(ids["a1"]),)).fetchall()
+    rows = conn.execute(
+        "SELECT user_id, kind, labels FROM labels WHERE message_id = ? ORDER BY user_id, kind",
+        (str(ids["a1"]),),
+    ).fetchall()
     h = str(w.uid("h"))
     # h's second free submission replaced the first; the report then replaced both.
     assert [(u, k) for u, k, _ in rows if u == h] == [(h, "report")]
     assert len([r for r in rows if r[1] == "task"]) == 3
-    sums, counts = conn.execute("SELECT label_sums, label_counts FROM messages"
-                                " WHERE message_id = ?", (str(ids["a1"]),)).fetchone()
+    sums, counts = conn.execute(
+        "SELECT label_sums, label_counts FROM messages WHERE message_id = ?", (str(ids["a1"]),)
+    ).fetchone()
 
     assert json.loads(counts) == {"spam": 3, "lang_mismatch": 3, "pii": 1}
     assert json.loads(sums) == {"spam": 0.0, "lang_mismatch": 0.0, "pii": 1.0}
-    emojis = conn.execute("SELECT emojis FROM messages WHERE message_id = ?",
-                          (str(ids["a2"]),)).fetchone()
+    emojis = conn.execute(
+        "SELECT emojis FROM messages WHERE message_id = ?", (str(ids["a2"]),)
+    ).fetchone()
     assert json.loads(emojis[0]) == {"-1": 1}
 
 
@@ -140,8 +158,17 @@ def test_views_carry_the_domain_events_fields(tmp_path):
             value = getattr(event, f.name)
             assert getattr(view, f.name) == textual(value), (type(event).__name__, f.name)
         checked.add(type(event).__name__)
-    assert {"TreeStarted", "ReplyAdded", "LabelsSubmitted", "RankingSubmitted", "TreeScored",
-            "TreeHalted", "MessageDeleted", "EmojiToggled", "Registered"} <= checked
+    assert {
+        "TreeStarted",
+        "ReplyAdded",
+        "LabelsSubmitted",
+        "RankingSubmitted",
+        "TreeScored",
+        "TreeHalted",
+        "MessageDeleted",
+        "EmojiToggled",
+        "Registered",
+    } <= checked
 
 
 class RepliesSeen(Projection):
@@ -149,14 +176,17 @@ class RepliesSeen(Projection):
 
     name = "replies_seen"
     tables = ("replies_seen",)
-    ddl = ("CREATE TABLE IF NOT EXISTS replies_seen (message_id TEXT PRIMARY KEY,"
-           " siblings INTEGER NOT NULL)",)
+    ddl = (
+        "CREATE TABLE IF NOT EXISTS replies_seen (message_id TEXT PRIMARY KEY,"
+        " siblings INTEGER NOT NULL)",
+    )
     reads_others = True
 
     @handles(T.ReplyAdded)
     def on_reply(self, c: sqlite3.Cursor, e) -> None:
-        (siblings,) = c.execute("SELECT children_count FROM messages WHERE message_id = ?",
-                                (str(e.parent_id),)).fetchone()
+        (siblings,) = c.execute(
+            "SELECT children_count FROM messages WHERE message_id = ?", (str(e.parent_id),)
+        ).fetchone()
         c.execute("INSERT INTO replies_seen VALUES (?, ?)", (str(e.message_id), siblings))
 
 
@@ -165,8 +195,9 @@ def test_a_reader_of_other_rows_sees_them_as_of_its_event(tmp_path):
     log = AppLog(w.app)
     seen = []
     for batch_size, name in ((1, "one"), (10_000, "all")):
-        runner = ProjectionRunner(log, tmp_path / f"{name}-seen.sqlite", core() + [RepliesSeen()],
-                                  batch_size=batch_size)
+        runner = ProjectionRunner(
+            log, tmp_path / f"{name}-seen.sqlite", core() + [RepliesSeen()], batch_size=batch_size
+        )
         runner.run_once()
         seen.append(dict(runner.readmodel.reader().execute("SELECT * FROM replies_seen")))
         runner.close()
@@ -179,12 +210,30 @@ def test_imported_ranks_are_projected(tmp_path):
     root, first, second = (uuid5(UUID(int=0), name) for name in ("root", "first", "second"))
 
     def node(message_id, role, text, rank=None, replies=()):
-        return {"message_id": str(message_id), "role": role, "text": text, "lang": "en",
-                "review_count": 3, "review_result": True, "rank": rank, "replies": list(replies)}
+        return {
+            "message_id": str(message_id),
+            "role": role,
+            "text": text,
+            "lang": "en",
+            "review_count": 3,
+            "review_result": True,
+            "rank": rank,
+            "replies": list(replies),
+        }
 
-    export = {"message_tree_id": str(root), "tree_state": "ready_for_export",
-              "prompt": node(root, "prompter", "a prompt", replies=[
-                  node(first, "assistant", "one", rank=1), node(second, "assistant", "two", rank=0)])}
+    export = {
+        "message_tree_id": str(root),
+        "tree_state": "ready_for_export",
+        "prompt": node(
+            root,
+            "prompter",
+            "a prompt",
+            replies=[
+                node(first, "assistant", "one", rank=1),
+                node(second, "assistant", "two", rank=0),
+            ],
+        ),
+    }
     assert import_trees(app, [export]).imported == 1
     runner = ProjectionRunner(SQLiteLog(tmp_path / "events.sqlite"), tmp_path / "rm.sqlite")
     runner.run_once()
@@ -221,8 +270,9 @@ class EventsOnly:
 def test_a_log_without_views_gives_the_same_tables(tmp_path):
     w, _, _ = busy_world(tmp_path)
     log = AppLog(w.app)
-    assert project(EventsOnly(log), tmp_path / "events.sqlite", 5) == \
-        project(log, tmp_path / "views.sqlite", 5)
+    assert project(EventsOnly(log), tmp_path / "events.sqlite", 5) == project(
+        log, tmp_path / "views.sqlite", 5
+    )
 
 
 class TreesV2(TreesProjection):
@@ -243,8 +293,9 @@ def test_a_projection_with_another_schema_is_projected_again(tmp_path):
     runner.run_once()
     again = dump(runner.readmodel.reader())
     runner.close()
-    assert {t: rows for t, rows in again.items() if t != "schemas"} == \
-        {t: rows for t, rows in first.items() if t != "schemas"}
+    assert {t: rows for t, rows in again.items() if t != "schemas"} == {
+        t: rows for t, rows in first.items() if t != "schemas"
+    }
     assert again["schemas"] != first["schemas"]
 
 
@@ -276,7 +327,8 @@ def test_workers_build_the_same_file(store, tmp_path):
         tables[workers], indexes[workers] = dump(conn), conn.execute(INDEXES).fetchall()
         conn.close()
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-            f"w{n}.sqlite" for n in range(1, workers + 1))  # no scratch file left behind
+            f"w{n}.sqlite" for n in range(1, workers + 1)
+        )  # no scratch file left behind
     assert tables[1]["tracking"] and {p for _, p in tables[1]["tracking"]} == {log.head()}
     assert tables[1] == tables[2] == tables[3]
     assert indexes[1] == indexes[2] == indexes[3]
@@ -293,8 +345,12 @@ def test_a_failing_worker_fails_the_rebuild_and_keeps_the_old_file(store, tmp_pa
     rebuild(log, path, projections=core(), workers=1)
     before = dump(sqlite3.connect(path))
     with pytest.raises(ProjectionError, match="boom in a worker"):
-        rebuild(log, path, projections=[ExplodingLabels(), TreesProjection(), UsersProjection()],
-                workers=2)
+        rebuild(
+            log,
+            path,
+            projections=[ExplodingLabels(), TreesProjection(), UsersProjection()],
+            workers=2,
+        )
     assert dump(sqlite3.connect(path)) == before
     assert [p.name for p in tmp_path.iterdir()] == ["readmodel.sqlite"]
 

@@ -3,13 +3,13 @@ from __future__ import annotations
 import argparse
 from uuid import UUID
 
+from api.bootstrap import load_config, open_app
 from api.cli.projections import run_rebuild, show_status
 from api.cli.simulate import simulate
-from api.bootstrap import load_config, open_app
 from domain.model.config import TreeConfig
+from domain.service.simulator import run_simulation
 from projections.log import SQLiteLog
 from projections.runner import ProjectionRunner
-from domain.service.simulator import run_simulation
 
 
 def test_simulation_drives_trees_to_ready_for_export(tmp_path):
@@ -27,11 +27,14 @@ def test_simulation_drives_trees_to_ready_for_export(tmp_path):
         assert tree.state.value == "ready_for_export"
         for parent in tree.messages.values():
             if parent.rankings:
-                ranks = {tree.messages[c].rank for c in parent.children
-                         if tree.messages[c].review_result}
+                ranks = {
+                    tree.messages[c].rank for c in parent.children if tree.messages[c].review_result
+                }
                 assert None not in ranks
     # Spam gets rejected by reviewers.
-    rejected = {m for (m,) in conn.execute("SELECT message_id FROM messages WHERE review_result = 0")}
+    rejected = {
+        m for (m,) in conn.execute("SELECT message_id FROM messages WHERE review_result = 0")
+    }
     assert rejected and rejected <= sim.spam | set(sim.quality)
     runner.close()
 

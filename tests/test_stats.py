@@ -5,7 +5,7 @@ Expected numbers are worked out by hand from OA's formulas (reference §9) in ea
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -14,34 +14,58 @@ from domain.model.actor import Actor
 from domain.model.config import TreeConfig
 from domain.model.errors import DomainError, ErrorCode
 from projections.leaderboard import (
-    frame_totals, leaderboard, streaks, tree_state_counts, trollboard, user_stats, window_start,
+    frame_totals,
+    leaderboard,
+    streaks,
+    tree_state_counts,
+    trollboard,
+    user_stats,
+    window_start,
 )
 from projections.log import SQLiteLog
 from projections.rebuild import rebuild
 from projections.runner import ProjectionRunner
 from projections.stats_rules import (
-    FIELDS, LEVEL_THRESHOLDS, leader_score, level, next_streak, troll_score,
+    FIELDS,
+    LEVEL_THRESHOLDS,
+    leader_score,
+    level,
+    next_streak,
+    troll_score,
 )
 from projections.store import default_projections
 from tests.projection_helpers import OK, SPAM, World, dump
 
 DAY = 86400.0
 HOUR = 3600.0
-T0 = datetime(2024, 1, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
 
 
 def zeros(**values):
     return {f: 0 for f in FIELDS} | values
 
 
-def label_task(w: World, user: str, tree, message, mode: str, labels=OK,
-               task_type: str = "label_initial_prompt") -> None:
+def label_task(
+    w: World,
+    user: str,
+    tree,
+    message,
+    mode: str,
+    labels=OK,
+    task_type: str = "label_initial_prompt",
+) -> None:
     """A label task handed out, acknowledged and done (what labels_simple/full count)."""
-    task = w.app.issue_task(user_id=w.uid(user), task_type=task_type, tree_id=tree,
-                            message_id=message, payload={"mode": mode})
+    task = w.app.issue_task(
+        user_id=w.uid(user),
+        task_type=task_type,
+        tree_id=tree,
+        message_id=message,
+        payload={"mode": mode},
+    )
     w.app.ack_task(user_id=w.uid(user), task_id=task.id, frontend_message_id=f"fm-{task.id}")
-    w.app.submit_labels(actor=w.users[user], tree_id=tree, message_id=message, labels=labels,
-                        task_id=task.id)
+    w.app.submit_labels(
+        actor=w.users[user], tree_id=tree, message_id=message, labels=labels, task_id=task.id
+    )
 
 
 def ranked_tree(w: World):
@@ -54,8 +78,9 @@ def ranked_tree(w: World):
     w.label("bcd", tree, r1)
     w.label("bcd", tree, r2)
     for ranker, order in (("g", [r1, r2]), ("h", [r1, r2]), ("c", [r2, r1])):
-        w.app.submit_ranking(actor=w.users[ranker], tree_id=tree, parent_id=tree,
-                             ranked_message_ids=order)
+        w.app.submit_ranking(
+            actor=w.users[ranker], tree_id=tree, parent_id=tree, ranked_message_ids=order
+        )
     return tree, r1, r2
 
 
@@ -63,22 +88,40 @@ def ranked_tree(w: World):
 def test_level_thresholds_are_oas():
     assert LEVEL_THRESHOLDS[:10] == (0, 4, 9, 16, 24, 32, 42, 53, 65, 79)
     assert len(LEVEL_THRESHOLDS) == 100 and LEVEL_THRESHOLDS[-1] == 6000
-    assert [level(s) for s in (0, 3, 4, 100, 1000, 5999, 6000, 10**6)] == [1, 1, 2, 11, 39, 99,
-                                                                          100, 100]
+    assert [level(s) for s in (0, 3, 4, 100, 1000, 5999, 6000, 10**6)] == [
+        1,
+        1,
+        2,
+        11,
+        39,
+        99,
+        100,
+        100,
+    ]
 
 
 def test_leader_score_weights_by_hand():
-    s = zeros(prompts=19, accepted_prompts=10, replies_assistant=2, replies_prompter=3,
-              labels_simple=4, labels_full=5, rankings_total=6, accepted_replies_assistant=1,
-              accepted_replies_prompter=2, reply_ranked_1=1, reply_ranked_2=2, reply_ranked_3=3)
+    s = zeros(
+        prompts=19,
+        accepted_prompts=10,
+        replies_assistant=2,
+        replies_prompter=3,
+        labels_simple=4,
+        labels_full=5,
+        rankings_total=6,
+        accepted_replies_assistant=1,
+        accepted_replies_prompter=2,
+        reply_ranked_1=1,
+        reply_ranked_2=2,
+        reply_ranked_3=3,
+    )
     # int(1.9) + 4*2 + 3 + 4 + 2*5 + 6 + int(1.0) + 4*1 + 2 + 9*1 + 3*2 + 3
     assert leader_score(s) == 1 + 8 + 3 + 4 + 10 + 6 + 1 + 4 + 2 + 9 + 6 + 3 == 57
     assert leader_score(zeros(prompts=9, accepted_prompts=9)) == 0  # 0.9 truncates to 0
 
 
 def test_troll_score_by_hand():
-    s = zeros(red_flags=2, upvotes=3, downvotes=1, spam_prompts=1, spam=5, lang_mismatch=1,
-              pii=2)
+    s = zeros(red_flags=2, upvotes=3, downvotes=1, spam_prompts=1, spam=5, lang_mismatch=1, pii=2)
     assert troll_score(s) == 3 * 2 - 3 + 1 + 1 + 1 + 2  # the spam label is not in OA's sum
 
 
@@ -93,10 +136,10 @@ def test_streak_rule():
 
 
 def test_window_starts():
-    now = datetime(2024, 3, 10, 15, 30, tzinfo=timezone.utc)
+    now = datetime(2024, 3, 10, 15, 30, tzinfo=UTC)
     assert window_start("day", now) == now - timedelta(days=1)
-    assert window_start("week", now) == datetime(2024, 3, 3, tzinfo=timezone.utc)
-    assert window_start("month", now) == datetime(2024, 2, 9, tzinfo=timezone.utc)
+    assert window_start("week", now) == datetime(2024, 3, 3, tzinfo=UTC)
+    assert window_start("month", now) == datetime(2024, 2, 9, tzinfo=UTC)
     assert window_start("total", now) is None
     with pytest.raises(DomainError) as info:
         window_start("year", now)
@@ -110,15 +153,17 @@ def test_user_stats_and_leaderboard(tmp_path):
     second = w.prompt("a", "a second prompt")
     label_task(w, "b", second, second, "simple")
     label_task(w, "d", second, second, "full")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     totals = frame_totals(w.conn, "total", now)
     uid = {name: str(w.uid(name)) for name in "abcdefgh"}
     assert totals[uid["a"]] == zeros(prompts=2, accepted_prompts=1)
     # e: an accepted assistant reply, first in g's and h's rankings, second in c's.
-    assert totals[uid["e"]] == zeros(replies_assistant=1, accepted_replies_assistant=1,
-                                     reply_ranked_1=2, reply_ranked_2=1)
-    assert totals[uid["f"]] == zeros(replies_assistant=1, accepted_replies_assistant=1,
-                                     reply_ranked_1=1, reply_ranked_2=2)
+    assert totals[uid["e"]] == zeros(
+        replies_assistant=1, accepted_replies_assistant=1, reply_ranked_1=2, reply_ranked_2=1
+    )
+    assert totals[uid["f"]] == zeros(
+        replies_assistant=1, accepted_replies_assistant=1, reply_ranked_1=1, reply_ranked_2=2
+    )
     for ranker in "gh":
         assert totals[uid[ranker]] == zeros(rankings_total=1)
     assert totals[uid["c"]] == zeros(rankings_total=1)  # reviews without a task do not count
@@ -126,8 +171,16 @@ def test_user_stats_and_leaderboard(tmp_path):
     assert totals[uid["d"]] == zeros(labels_full=1)
 
     board = leaderboard(w.conn, "total", now)["leaderboard"]
-    scores = {"e": 4 + 4 + 9 * 2 + 3, "f": 4 + 4 + 9 + 3 * 2, "d": 2, "b": 1, "c": 1, "g": 1,
-              "h": 1, "a": 0}  # a: int(0.2) + int(0.1) = 0, but a has stats: level 1
+    scores = {
+        "e": 4 + 4 + 9 * 2 + 3,
+        "f": 4 + 4 + 9 + 3 * 2,
+        "d": 2,
+        "b": 1,
+        "c": 1,
+        "g": 1,
+        "h": 1,
+        "a": 0,
+    }  # a: int(0.2) + int(0.1) = 0, but a has stats: level 1
     expected = sorted(scores, key=lambda n: (-scores[n], uid[n]))
     assert [r["username"] for r in board] == expected
     assert [r["rank"] for r in board] == list(range(1, 9))
@@ -152,7 +205,7 @@ def test_time_frames_count_facts_by_their_own_date(tmp_path):
     w = World(tmp_path, num_required_rankings=3)
     ranked_tree(w)
     e = str(w.uid("e"))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     assert e in frame_totals(w.conn, "day", now)
     assert e not in frame_totals(w.conn, "day", now + timedelta(days=2))
     assert e in frame_totals(w.conn, "week", now + timedelta(days=2))
@@ -166,12 +219,17 @@ def test_time_frames_count_facts_by_their_own_date(tmp_path):
 def test_deletion_emojis_and_troll_board(tmp_path):
     w = World(tmp_path, num_required_rankings=3)
     tree, r1, r2 = ranked_tree(w)
-    for emoji, voter, message in (("-1", "b", r1), ("red_flag", "c", r2), ("+1", "d", r2),
-                                  ("+1", "g", r1), ("-1", "g", r1)):  # g changes their mind
+    for emoji, voter, message in (
+        ("-1", "b", r1),
+        ("red_flag", "c", r2),
+        ("+1", "d", r2),
+        ("+1", "g", r1),
+        ("-1", "g", r1),
+    ):  # g changes their mind
         w.app.toggle_emoji(tree_id=tree, message_id=message, emoji=emoji, actor=w.users[voter])
     spam = w.prompt("h", "buy now")
     w.label("bcd", spam, spam, SPAM)  # rejected: the tree is aborted_low_grade
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     e, f, h = (str(w.uid(n)) for n in "efh")
     totals = frame_totals(w.conn, "total", now)
     assert (totals[e]["upvotes"], totals[e]["downvotes"]) == (0, 2)
@@ -183,7 +241,10 @@ def test_deletion_emojis_and_troll_board(tmp_path):
     assert board["h"]["troll_score"] == 1  # the spam prompt; the spam label is not in the sum
     first, second = sorted((e, f))  # equal scores: ranked by user id, as OA's ROW_NUMBER
     assert [r["user_id"] for r in trollboard(w.conn, "total", now)["trollboard"]][:3] == [
-        first, second, h]
+        first,
+        second,
+        h,
+    ]
 
     w.app.delete_message(tree_id=tree, message_id=r1, actor=w.users["a"])
     totals = frame_totals(w.conn, "total", now)
@@ -191,19 +252,32 @@ def test_deletion_emojis_and_troll_board(tmp_path):
     assert totals[e]["reply_ranked_1"] == 2  # individual rankings stay as submitted
     w.app.undelete_message(tree_id=tree, message_id=r1, actor=w.users["a"])
     totals = frame_totals(w.conn, "total", now)
-    assert (totals[e]["replies_assistant"], totals[e]["accepted_replies_assistant"],
-            totals[e]["downvotes"]) == (1, 1, 2)
+    assert (
+        totals[e]["replies_assistant"],
+        totals[e]["accepted_replies_assistant"],
+        totals[e]["downvotes"],
+    ) == (1, 1, 2)
 
 
 def test_free_labels_replace_and_feed_the_troll_means(tmp_path):
     w = World(tmp_path)
     tree = w.growing_tree("a", "bcd")
     for value in (1.0, 0.5):  # b's second report replaces the first
-        w.app.submit_labels(actor=w.users["b"], tree_id=tree, message_id=tree, kind="report",
-                            labels={"pii": value, "quality": value})
-    w.app.submit_labels(actor=w.users["c"], tree_id=tree, message_id=tree, kind="free",
-                        labels={"pii": 0.4, "quality": 0.25})
-    now = datetime.now(timezone.utc)
+        w.app.submit_labels(
+            actor=w.users["b"],
+            tree_id=tree,
+            message_id=tree,
+            kind="report",
+            labels={"pii": value, "quality": value},
+        )
+    w.app.submit_labels(
+        actor=w.users["c"],
+        tree_id=tree,
+        message_id=tree,
+        kind="free",
+        labels={"pii": 0.4, "quality": 0.25},
+    )
+    now = datetime.now(UTC)
     row = {r["username"]: r for r in trollboard(w.conn, "total", now)["trollboard"]}["a"]
     assert row["pii"] == 1 + 0  # integer-cast like OA: 0.5 -> 1, 0.4 -> 0
     assert row["quality"] == pytest.approx((0.5 + 0.25) / 2)
@@ -242,10 +316,12 @@ def test_streaks_follow_completed_tasks(tmp_path):
 
 def test_bad_queries_get_typed_errors(tmp_path):
     w = World(tmp_path)
-    now = datetime.now(timezone.utc)
-    for call in (lambda: leaderboard(w.conn, "year", now),
-                 lambda: leaderboard(w.conn, "total", now, max_count=0),
-                 lambda: trollboard(w.conn, "total", now, max_count=10001)):
+    now = datetime.now(UTC)
+    for call in (
+        lambda: leaderboard(w.conn, "year", now),
+        lambda: leaderboard(w.conn, "total", now, max_count=0),
+        lambda: trollboard(w.conn, "total", now, max_count=10001),
+    ):
         with pytest.raises(DomainError) as info:
             call()
         assert info.value.error_code == ErrorCode.VALIDATION_ERROR
@@ -272,47 +348,81 @@ class SQLiteWorld(World):
     """World on a SQLite store, followed live in batches of three events."""
 
     def __init__(self, tmp_path, **config):
-        defaults = dict(goal_tree_size=3, min_goal_tree_size=1, max_children_count=3,
-                        num_required_rankings=2)
+        defaults = dict(
+            goal_tree_size=3, min_goal_tree_size=1, max_children_count=3, num_required_rankings=2
+        )
         self.app = open_app(tmp_path, TreeConfig(**(defaults | config)))
         self.client, _ = self.app.register_client(name="test")
         self.users = {}
         for name in "abcdefgh":
-            user_id = self.app.ensure_user(client_id=self.client, auth_method="local",
-                                           username=name)
+            user_id = self.app.ensure_user(
+                client_id=self.client, auth_method="local", username=name
+            )
             self.users[name] = Actor(user_id, self.client)
-        self.runner = ProjectionRunner(SQLiteLog(tmp_path / "events.sqlite"),
-                                       tmp_path / "live.sqlite", batch_size=3)
+        self.runner = ProjectionRunner(
+            SQLiteLog(tmp_path / "events.sqlite"), tmp_path / "live.sqlite", batch_size=3
+        )
 
 
 MINE = ("user_stats", "model_stats", "agreement")
-MY_TABLES = ("user_hours", "stats_messages", "stats_label_votes", "stats_emojis", "stats_tasks",
-             "user_streaks", "model_replies", "model_pairs", "agreement_rankings",
-             "ranking_agreement", "label_units", "label_totals")
+MY_TABLES = (
+    "user_hours",
+    "stats_messages",
+    "stats_label_votes",
+    "stats_emojis",
+    "stats_tasks",
+    "user_streaks",
+    "model_replies",
+    "model_pairs",
+    "agreement_rankings",
+    "ranking_agreement",
+    "label_units",
+    "label_totals",
+)
 
 
 def test_rebuild_equals_live_for_the_statistics_tables(tmp_path):
     w = SQLiteWorld(tmp_path)
     tree = w.growing_tree("a", "bcd")
     human = w.reply("e", tree, tree, "human reply")
-    model = w.app.add_reply(actor=w.users["f"], tree_id=tree, parent_id=tree, text="model reply",
-                            synthetic=True, model_name="m1").id
+    model = w.app.add_reply(
+        actor=w.users["f"],
+        tree_id=tree,
+        parent_id=tree,
+        text="model reply",
+        synthetic=True,
+        model_name="m1",
+    ).id
     for message in (human, model):
-        label_task(w, "b", tree, message, "full", {"spam": 0.0, "quality": 0.75},
-                   task_type="label_assistant_reply")
+        label_task(
+            w,
+            "b",
+            tree,
+            message,
+            "full",
+            {"spam": 0.0, "quality": 0.75},
+            task_type="label_assistant_reply",
+        )
         w.conn  # noqa: B018 - follow live between commands
         # One review per catch-up: each unit passes through every size (1, 2, 3) live.
         for reviewer in "cd":
             w.label(reviewer, tree, message, {"spam": 0.0, "lang_mismatch": 0.0, "quality": 0.3})
             w.conn  # noqa: B018
-    w.app.submit_labels(actor=w.users["g"], tree_id=tree, message_id=human, kind="report",
-                        labels={"pii": 1.0})
-    w.app.submit_labels(actor=w.users["g"], tree_id=tree, message_id=human, kind="report",
-                        labels={"pii": 0.0, "toxicity": 0.7})
+    w.app.submit_labels(
+        actor=w.users["g"], tree_id=tree, message_id=human, kind="report", labels={"pii": 1.0}
+    )
+    w.app.submit_labels(
+        actor=w.users["g"],
+        tree_id=tree,
+        message_id=human,
+        kind="report",
+        labels={"pii": 0.0, "toxicity": 0.7},
+    )
     w.app.toggle_emoji(tree_id=tree, message_id=model, emoji="red_flag", actor=w.users["h"])
     for ranker, order in (("g", [model, human]), ("h", [human, model])):
-        w.app.submit_ranking(actor=w.users[ranker], tree_id=tree, parent_id=tree,
-                             ranked_message_ids=order)
+        w.app.submit_ranking(
+            actor=w.users[ranker], tree_id=tree, parent_id=tree, ranked_message_ids=order
+        )
         w.conn  # noqa: B018
     w.app.delete_message(tree_id=tree, message_id=human, actor=w.users["a"])
     spam = w.prompt("h", "spam prompt")

@@ -33,7 +33,10 @@ LOGS = ["v0-simulated", "v0-imported"]
 
 def _unpack(name: str, folder: Path) -> Path:
     folder.mkdir(parents=True)
-    with gzip.open(FIXTURES / f"{name}.sqlite.gz") as src, open(folder / "events.sqlite", "wb") as dst:
+    with (
+        gzip.open(FIXTURES / f"{name}.sqlite.gz") as src,
+        open(folder / "events.sqlite", "wb") as dst,
+    ):
         shutil.copyfileobj(src, dst)
     return folder
 
@@ -45,8 +48,9 @@ def _topics(folder: Path) -> set[str]:
 
 def test_every_moved_class_keeps_its_stored_topic() -> None:
     for aggregate in (ConversationTree, User, ApiClient, TrainedModel):
-        stored_module = next(old for old, new in MOVED_MODULES.items()
-                             if new == aggregate.__module__)
+        stored_module = next(
+            old for old, new in MOVED_MODULES.items() if new == aggregate.__module__
+        )
         for cls in nested_classes(aggregate):
             topic = get_topic(cls)
             assert topic == f"{stored_module}:{cls.__qualname__}"
@@ -54,23 +58,43 @@ def test_every_moved_class_keeps_its_stored_topic() -> None:
 
 
 @pytest.mark.parametrize("name", LOGS)
-def test_an_old_log_decodes_replays_and_exports_as_before(name: str, tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture) -> None:
+def test_an_old_log_decodes_replays_and_exports_as_before(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     folder = _unpack(name, tmp_path / "data")
     old_topics = _topics(folder)
     assert old_topics and all(t.split(":")[0] in MOVED_MODULES for t in old_topics)
     app = open_app(folder)
     try:
-        events = [app.mapper.to_domain_event(n) for n in app.recorder.select_notifications(
-            start=None, limit=100_000)]
+        events = [
+            app.mapper.to_domain_event(n)
+            for n in app.recorder.select_notifications(start=None, limit=100_000)
+        ]
         assert events and {get_topic(type(e)) for e in events} == old_topics
     finally:
         app.close()
 
     assert main(["projections", "rebuild", "--data", str(folder)]) == 0
     out = tmp_path / "export.jsonl"
-    assert main(["export", "oa", "--data", str(folder), "--out", str(out), "--state", "all",
-                 "--labels", "--include-deleted", "--include-spam", "--include-synthetic"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "oa",
+                "--data",
+                str(folder),
+                "--out",
+                str(out),
+                "--state",
+                "all",
+                "--labels",
+                "--include-deleted",
+                "--include-spam",
+                "--include-synthetic",
+            ]
+        )
+        == 0
+    )
     with gzip.open(FIXTURES / f"{name}.export.jsonl.gz") as f:
         assert out.read_bytes() == f.read()
 
@@ -82,8 +106,11 @@ def test_new_events_on_an_old_log_use_the_same_topics(tmp_path: Path) -> None:
     try:
         client_id, _ = app.register_client(name="after-the-move", trusted=True)
         user_id = app.ensure_user(client_id=client_id, auth_method="local", username="newcomer")
-        tree = app.create_prompt(actor=Actor(user_id=user_id, client_id=client_id),
-                                 text="written after the move", lang="en")
+        tree = app.create_prompt(
+            actor=Actor(user_id=user_id, client_id=client_id),
+            text="written after the move",
+            lang="en",
+        )
         assert isinstance(tree.id, UUID)
     finally:
         app.close()

@@ -29,11 +29,20 @@ POSITION = 17
 DIGEST = "ab" * 32
 
 QUESTIONS = [
-    "How do I sort a list in Python?", "What is the capital of France?",
-    "Explain photosynthesis briefly.", "Write a haiku about rain.", "Tell me a joke.",
-    "What is two plus two?", "Name a primary colour.", "How do plants drink water?",
-    "What is the largest ocean?", "Why is the sky blue?", "How far is the moon?",
-    "Who wrote Hamlet?", "What do bees make?", "How many legs has a spider?",
+    "How do I sort a list in Python?",
+    "What is the capital of France?",
+    "Explain photosynthesis briefly.",
+    "Write a haiku about rain.",
+    "Tell me a joke.",
+    "What is two plus two?",
+    "Name a primary colour.",
+    "How do plants drink water?",
+    "What is the largest ocean?",
+    "Why is the sky blue?",
+    "How far is the moon?",
+    "Who wrote Hamlet?",
+    "What do bees make?",
+    "How many legs has a spider?",
 ]
 GOOD = "That is a good question. Here is a short and helpful answer."
 
@@ -66,20 +75,33 @@ def write_build(root: Path, flip: bool = False) -> Path:
     rng = random.Random(0)
     train_q, val_q = QUESTIONS[:10], QUESTIONS[10:]
     kinds = {
-        "sft": {s: [{"messages": [u(q), a(GOOD)]} for q in qs]
-                for s, qs in (("train", train_q), ("validation", val_q))},
+        "sft": {
+            s: [{"messages": [u(q), a(GOOD)]} for q in qs]
+            for s, qs in (("train", train_q), ("validation", val_q))
+        },
         "rm": {"train": pair_rows(train_q, rng, flip), "validation": pair_rows(val_q, rng, flip)},
-        "kto": {"train": [{"prompt": [u(q)], "completion": [a(GOOD if i % 2 else gibberish(rng))],
-                           "label": bool(i % 2)} for i, q in enumerate(train_q)]},
+        "kto": {
+            "train": [
+                {
+                    "prompt": [u(q)],
+                    "completion": [a(GOOD if i % 2 else gibberish(rng))],
+                    "label": bool(i % 2),
+                }
+                for i, q in enumerate(train_q)
+            ]
+        },
         "rl": {"train": [{"prompt": [u(q)]} for q in train_q]},
     }
     kinds["dpo"] = kinds["rm"]
     encoder = msgspec.json.Encoder()
     for kind, splits in kinds.items():
         write_kind(root / kind, kind, {s: encoder.encode_lines(rows) for s, rows in splits.items()})
-    manifest = {"format": "dataengine-datasets/1", "log_position": POSITION,
-                "audit": {"scheme": "sha256-chain/1", "position": POSITION, "digest": DIGEST},
-                "rows": {k: {s: len(r) for s, r in v.items()} for k, v in kinds.items()}}
+    manifest = {
+        "format": "dataengine-datasets/1",
+        "log_position": POSITION,
+        "audit": {"scheme": "sha256-chain/1", "position": POSITION, "digest": DIGEST},
+        "rows": {k: {s: len(r) for s, r in v.items()} for k, v in kinds.items()},
+    }
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return root
 
@@ -118,9 +140,25 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def sft_run(tiny: Path, build: Path, runs: Path) -> Path:
     """Through the CLI, so its argument handling is covered too."""
     out = runs / "sft"
-    code = main(["train", "sft", "--data", str(build), "--model", str(tiny), "--out", str(out),
-                 "--max-steps", "4", "--set", "learning_rate=1e-3",
-                 "--set", "per_device_train_batch_size=4", "--quiet"])
+    code = main(
+        [
+            "train",
+            "sft",
+            "--data",
+            str(build),
+            "--model",
+            str(tiny),
+            "--out",
+            str(out),
+            "--max-steps",
+            "4",
+            "--set",
+            "learning_rate=1e-3",
+            "--set",
+            "per_device_train_batch_size=4",
+            "--quiet",
+        ]
+    )
     assert code == 0
     return out
 
@@ -129,8 +167,14 @@ def sft_run(tiny: Path, build: Path, runs: Path) -> Path:
 def rm_run(tiny: Path, build: Path, runs: Path) -> Path:
     from training.runs import train
 
-    return train("rm", data=build, model=str(tiny), out=runs / "rm",
-                 options={**FAST, "max_steps": 30}, progress=False).out
+    return train(
+        "rm",
+        data=build,
+        model=str(tiny),
+        out=runs / "rm",
+        options={**FAST, "max_steps": 30},
+        progress=False,
+    ).out
 
 
 def metrics_of(out: Path) -> dict:
@@ -139,8 +183,15 @@ def metrics_of(out: Path) -> dict:
 
 def assert_run_folder(out: Path, kind: str, build: Path) -> dict:
     names = {p.name for p in out.iterdir()}
-    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-            "metrics.json", "dataset_manifest.json", "curves.png"} <= names
+    assert {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "metrics.json",
+        "dataset_manifest.json",
+        "curves.png",
+    } <= names
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "dataset_manifest.json").read_bytes() == (build / "manifest.json").read_bytes()
     assert not list(out.parent.glob(f".{out.name}.*")), "a staging folder was left behind"
@@ -164,8 +215,9 @@ def test_sft_run_is_complete_and_the_model_generates(sft_run: Path, build: Path)
     assert m["trainer_config"]["use_cpu"] is True
     tokenizer = AutoTokenizer.from_pretrained(sft_run)
     model = AutoModelForCausalLM.from_pretrained(sft_run)
-    inputs = tokenizer.apply_chat_template([u(QUESTIONS[0])], add_generation_prompt=True,
-                                           return_tensors="pt", return_dict=True)
+    inputs = tokenizer.apply_chat_template(
+        [u(QUESTIONS[0])], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     output = model.generate(**inputs, max_new_tokens=6, do_sample=False)
     assert output.shape[1] > inputs["input_ids"].shape[1]
 
@@ -187,28 +239,42 @@ def test_rm_accuracy_is_ours_on_the_validation_pairs(rm_run: Path, build: Path) 
     assert again["value"] == accuracy["value"] and again["pairs"] == accuracy["pairs"]
 
 
-def test_rm_learns_a_separable_preference_either_way(rm_run: Path, tiny: Path,
-                                                     tmp_path: Path) -> None:
+def test_rm_learns_a_separable_preference_either_way(
+    rm_run: Path, tiny: Path, tmp_path: Path
+) -> None:
     """Good reply over gibberish, then the mirror image: high accuracy both ways means the
     model learned the labels, not a lucky initial bias."""
     from training.runs import train
 
     assert metrics_of(rm_run)["pairwise_accuracy"]["value"] > 0.8
     flipped = write_build(tmp_path / "flipped", flip=True)
-    result = train("rm", data=flipped, model=str(tiny), out=tmp_path / "rm_flipped",
-                   options={**FAST, "max_steps": 30, "margin_scale": 0.5}, progress=False)
+    result = train(
+        "rm",
+        data=flipped,
+        model=str(tiny),
+        out=tmp_path / "rm_flipped",
+        options={**FAST, "max_steps": 30, "margin_scale": 0.5},
+        progress=False,
+    )
     assert result.metrics["margin_scale"] == 0.5
     assert result.metrics["pairwise_accuracy"]["value"] > 0.8
     assert result.metrics["pairwise_accuracy"]["mean_gap"] > 0
 
 
 @pytest.mark.parametrize("kind", ["dpo", "kto"])
-def test_preference_kinds_start_from_the_sft_run(kind: str, sft_run: Path, build: Path,
-                                                 runs: Path) -> None:
+def test_preference_kinds_start_from_the_sft_run(
+    kind: str, sft_run: Path, build: Path, runs: Path
+) -> None:
     from training.runs import train
 
-    result = train(kind, data=build, model=str(sft_run), out=runs / kind,
-                   options={**FAST, "max_steps": 3}, progress=False)
+    result = train(
+        kind,
+        data=build,
+        model=str(sft_run),
+        out=runs / kind,
+        options={**FAST, "max_steps": 3},
+        progress=False,
+    )
     m = assert_run_folder(result.out, kind, build)
     assert m["beta"] == 0.1 and m["reference"] == str(sft_run)
     assert m["global_step"] == 3
@@ -217,14 +283,28 @@ def test_preference_kinds_start_from_the_sft_run(kind: str, sft_run: Path, build
 def grpo(sft_run: Path, rm_run: Path, build: Path, out: Path, **kw) -> dict:
     from training.runs import train
 
-    options = {**FAST, "max_steps": 3, "num_generations": 4, "max_completion_length": 8,
-               **kw.pop("options", {})}
-    return train("rlhf", data=build, model=str(sft_run), out=out, reward_model=str(rm_run),
-                 options=options, progress=False, **kw).metrics
+    options = {
+        **FAST,
+        "max_steps": 3,
+        "num_generations": 4,
+        "max_completion_length": 8,
+        **kw.pop("options", {}),
+    }
+    return train(
+        "rlhf",
+        data=build,
+        model=str(sft_run),
+        out=out,
+        reward_model=str(rm_run),
+        options=options,
+        progress=False,
+        **kw,
+    ).metrics
 
 
-def test_rlhf_scores_completions_with_the_reward_model(sft_run: Path, rm_run: Path, build: Path,
-                                                       runs: Path) -> None:
+def test_rlhf_scores_completions_with_the_reward_model(
+    sft_run: Path, rm_run: Path, build: Path, runs: Path
+) -> None:
     m = grpo(sft_run, rm_run, build, runs / "rlhf")
     assert_run_folder(runs / "rlhf", "rlhf", build)
     assert m["beta"] == 0.0 and m["final_kl"] is None and m["reference"] is None
@@ -232,13 +312,20 @@ def test_rlhf_scores_completions_with_the_reward_model(sft_run: Path, rm_run: Pa
     assert any("rewards/rm/mean" in e for e in m["log_history"])  # our RM is the reward function
 
 
-def test_rlhf_kl_uses_the_given_reference_model(sft_run: Path, rm_run: Path, tiny: Path,
-                                                build: Path, tmp_path: Path) -> None:
+def test_rlhf_kl_uses_the_given_reference_model(
+    sft_run: Path, rm_run: Path, tiny: Path, build: Path, tmp_path: Path
+) -> None:
     """At the first step the policy still equals its start, so the KL is 0 against its own
     folder and positive against another model: the reference really is the one named."""
     own = grpo(sft_run, rm_run, build, tmp_path / "own", options={"beta": 0.1, "max_steps": 1})
-    other = grpo(sft_run, rm_run, build, tmp_path / "other", ref_model=str(tiny),
-                 options={"beta": 0.1, "max_steps": 1})
+    other = grpo(
+        sft_run,
+        rm_run,
+        build,
+        tmp_path / "other",
+        ref_model=str(tiny),
+        options={"beta": 0.1, "max_steps": 1},
+    )
     assert own["final_kl"] == pytest.approx(0.0, abs=1e-6)
     assert other["final_kl"] > 1e-4 and other["reference"] == str(tiny)
     with pytest.raises(TrainingOptionsError, match="--beta"):
@@ -275,15 +362,19 @@ def assert_nothing_written(out: Path) -> None:
     assert not list(out.parent.glob(f".{out.name}.*"))
 
 
-@pytest.mark.parametrize("options, words", [
-    ({"learning_rat": 1e-3}, ["learning_rat", "learning_rate"]),
-    ({"output_dir": "/tmp/x"}, ["output_dir"]),
-    ({"max_prompt_length": 10}, ["max_prompt_length"]),  # an rlhf option is unknown to sft
-    ({"learning_rate": "fast"}, ["learning_rate", "float", "fast"]),  # TRL would fail mid-run
-    ({"max_steps": 2.5}, ["max_steps", "int"]),
-])
-def test_bad_options_fail_before_writing(options: dict, words: list[str], tiny: Path, build: Path,
-                                         tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "options, words",
+    [
+        ({"learning_rat": 1e-3}, ["learning_rat", "learning_rate"]),
+        ({"output_dir": "/tmp/x"}, ["output_dir"]),
+        ({"max_prompt_length": 10}, ["max_prompt_length"]),  # an rlhf option is unknown to sft
+        ({"learning_rate": "fast"}, ["learning_rate", "float", "fast"]),  # TRL would fail mid-run
+        ({"max_steps": 2.5}, ["max_steps", "int"]),
+    ],
+)
+def test_bad_options_fail_before_writing(
+    options: dict, words: list[str], tiny: Path, build: Path, tmp_path: Path
+) -> None:
     from training.runs import train
 
     out = tmp_path / "run"
@@ -324,13 +415,19 @@ def test_bad_data_or_model_fail_before_writing(tiny: Path, build: Path, tmp_path
 
 
 def test_a_crash_leaves_no_run_and_a_rerun_replaces_only_a_run(
-        tiny: Path, build: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny: Path, build: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import training.sft
     from training.runs import train
 
     out = tmp_path / "run"
-    kw = {"data": build, "model": str(tiny), "out": out, "options": {**FAST, "max_steps": 1},
-          "progress": False}
+    kw = {
+        "data": build,
+        "model": str(tiny),
+        "out": out,
+        "options": {**FAST, "max_steps": 1},
+        "progress": False,
+    }
     with monkeypatch.context() as patch:
         patch.setattr(training.sft, "extra_metrics", lambda *a: 1 / 0)
         with pytest.raises(ZeroDivisionError):
@@ -353,10 +450,22 @@ def test_set_values_are_yaml_and_a_config_file_is_overridden(tmp_path: Path) -> 
     from api.cli.train import gather_options, register  # noqa: F401
     from training.config import parse_set, read_config_file
 
-    parsed = parse_set(["learning_rate=1e-5", "packing=true", "max_length=",
-                        "lr_scheduler_type=cosine", "max_steps=3"])
-    assert parsed == {"learning_rate": 1e-5, "packing": True, "max_length": None,
-                      "lr_scheduler_type": "cosine", "max_steps": 3}
+    parsed = parse_set(
+        [
+            "learning_rate=1e-5",
+            "packing=true",
+            "max_length=",
+            "lr_scheduler_type=cosine",
+            "max_steps=3",
+        ]
+    )
+    assert parsed == {
+        "learning_rate": 1e-5,
+        "packing": True,
+        "max_length": None,
+        "lr_scheduler_type": "cosine",
+        "max_steps": 3,
+    }
     with pytest.raises(TrainingOptionsError, match="key=value"):
         parse_set(["learning_rate"])
     (tmp_path / "c.yaml").write_text("learning_rate: 1e-5\nmax_steps: 9\n")
@@ -368,8 +477,9 @@ def test_set_values_are_yaml_and_a_config_file_is_overridden(tmp_path: Path) -> 
         read_config_file(tmp_path / "bad.yaml")
     import argparse
 
-    args = argparse.Namespace(config=str(tmp_path / "c.yaml"), sets=["max_steps=5"],
-                              max_steps=None, beta=0.3)
+    args = argparse.Namespace(
+        config=str(tmp_path / "c.yaml"), sets=["max_steps=5"], max_steps=None, beta=0.3
+    )
     assert gather_options(args) == {"learning_rate": 1e-5, "max_steps": 5, "beta": 0.3}
     args.max_steps = 7
     assert gather_options(args)["max_steps"] == 7
@@ -379,9 +489,12 @@ def test_device_settings_and_grpo_batch(tmp_path: Path) -> None:
     from training.config import device_settings, resolve
 
     # A bf16 config cannot be built on a CPU-only box (TRL checks the hardware): the settings only.
-    assert device_settings("sft", gpu=True) == {"bf16": True, "activation_checkpointing": True,
-                                                "model_init_kwargs": {"dtype": "auto"},
-                                                "packing": True}
+    assert device_settings("sft", gpu=True) == {
+        "bf16": True,
+        "activation_checkpointing": True,
+        "model_init_kwargs": {"dtype": "auto"},
+        "packing": True,
+    }
     assert "packing" not in device_settings("dpo", gpu=True)
     cpu = resolve("sft", {"gradient_checkpointing": True}, tmp_path, gpu=False).args
     assert cpu.use_cpu and not cpu.bf16 and cpu.activation_checkpointing  # the user's word wins
@@ -393,17 +506,45 @@ def test_device_settings_and_grpo_batch(tmp_path: Path) -> None:
     grpo = resolve("rlhf", {"num_generations": 6}, tmp_path, gpu=False).args
     assert grpo.beta == 0.0 and grpo.per_device_train_batch_size % 6 == 0
     with pytest.raises(TrainingOptionsError, match="GRPOConfig"):
-        resolve("rlhf", {"num_generations": 6, "per_device_train_batch_size": 8}, tmp_path,
-                gpu=False)
+        resolve(
+            "rlhf", {"num_generations": 6, "per_device_train_batch_size": 8}, tmp_path, gpu=False
+        )
 
 
-def test_cli_errors_exit_non_zero_with_a_message(tiny: Path, build: Path, tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_errors_exit_non_zero_with_a_message(
+    tiny: Path, build: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "run"
-    code = main(["train", "sft", "--data", str(build), "--model", str(tiny), "--out", str(out),
-                 "--set", "nope=1", "--quiet"])
+    code = main(
+        [
+            "train",
+            "sft",
+            "--data",
+            str(build),
+            "--model",
+            str(tiny),
+            "--out",
+            str(out),
+            "--set",
+            "nope=1",
+            "--quiet",
+        ]
+    )
     assert code != 0 and "unknown option 'nope'" in capsys.readouterr().err
-    code = main(["train", "rlhf", "--data", str(tmp_path / "missing"), "--policy", str(tiny),
-                 "--reward-model", str(tiny), "--out", str(out), "--quiet"])
+    code = main(
+        [
+            "train",
+            "rlhf",
+            "--data",
+            str(tmp_path / "missing"),
+            "--policy",
+            str(tiny),
+            "--reward-model",
+            str(tiny),
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code != 0 and "does not exist" in capsys.readouterr().err
     assert_nothing_written(out)

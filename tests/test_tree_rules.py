@@ -29,13 +29,20 @@ def test_reply_is_recorded_with_role_depth_and_author(kit):
     (added,) = kit.events(t, v)
     assert type(added) is CT.ReplyAdded
     assert (added.message_id, added.parent_id, added.role, added.depth, added.user_id) == (
-        a, t, "assistant", 1, author.user_id)
+        a,
+        t,
+        "assistant",
+        1,
+        author.user_id,
+    )
     tree = kit.tree(t)
     assert tree.root.children == [a] and tree.messages[a].review_result is None
 
 
-@pytest.mark.parametrize("state", [S.INITIAL_PROMPT_REVIEW, S.PROMPT_LOTTERY_WAITING,
-                                   S.ABORTED_LOW_GRADE, S.HALTED_BY_MODERATOR])
+@pytest.mark.parametrize(
+    "state",
+    [S.INITIAL_PROMPT_REVIEW, S.PROMPT_LOTTERY_WAITING, S.ABORTED_LOW_GRADE, S.HALTED_BY_MODERATOR],
+)
 def test_replies_only_in_reply_states(kit, state):
     t = kit.tree_in(state)
     with kit.refused(E.TREE_IN_ABORTED_STATE, t):
@@ -185,16 +192,25 @@ def test_invalid_label_names(kit):
     with kit.refused(E.TEXT_LABELS_INVALID_LABEL, t):
         kit.label(t, t, bogus=1.0)
     with kit.refused(E.TEXT_LABELS_INVALID_LABEL, t):
-        kit.app.submit_labels(actor=kit.user(), tree_id=t, message_id=t,
-                              labels={"spam": 0.0, "quality": 0.5},
-                              valid_labels=["spam", "lang_mismatch"])
+        kit.app.submit_labels(
+            actor=kit.user(),
+            tree_id=t,
+            message_id=t,
+            labels={"spam": 0.0, "quality": 0.5},
+            valid_labels=["spam", "lang_mismatch"],
+        )
 
 
 def test_mandatory_label_missing(kit):
     t = kit.prompt()
     with kit.refused(E.TEXT_LABELS_MANDATORY_LABEL_MISSING, t):
-        kit.app.submit_labels(actor=kit.user(), tree_id=t, message_id=t,
-                              labels={"quality": 0.5}, mandatory_labels=["spam"])
+        kit.app.submit_labels(
+            actor=kit.user(),
+            tree_id=t,
+            message_id=t,
+            labels={"quality": 0.5},
+            mandatory_labels=["spam"],
+        )
 
 
 @pytest.mark.parametrize("value", [1.5, -0.1, float("nan")])
@@ -211,14 +227,20 @@ def test_not_under_review(kit):
     kit.app.halt_tree(tree_id=halted, actor=kit.user())
     t = kit.growing_tree(goal_tree_size=10)
     decided_reply = kit.accepted_reply(t, t)
-    for tree_id, message_id in ((decided_root, decided_root), (halted, halted),
-                                (t, t), (t, decided_reply)):
+    for tree_id, message_id in (
+        (decided_root, decided_root),
+        (halted, halted),
+        (t, t),
+        (t, decided_reply),
+    ):
         with kit.refused(E.TEXT_LABELS_NOT_UNDER_REVIEW, tree_id):
             kit.label(tree_id, message_id)
 
 
-@pytest.mark.parametrize("spam_votes, accepted, score", [
-    (0, True, 1.0), (1, True, 2 / 3), (2, False, 1 / 3), (3, False, 0.0)])
+@pytest.mark.parametrize(
+    "spam_votes, accepted, score",
+    [(0, True, 1.0), (1, True, 2 / 3), (2, False, 1 / 3), (3, False, 0.0)],
+)
 def test_prompt_decided_exactly_at_third_review(kit, spam_votes, accepted, score):
     t = kit.prompt()
     for k in range(2):
@@ -283,13 +305,14 @@ def test_free_and_report_labels_are_not_reviews(kit):
     author = kit.user()
     t = kit.prompt(author)
     reporter = kit.user()
-    kit.app.submit_labels(actor=author, tree_id=t, message_id=t, labels={"spam": 1.0},
-                          kind="free")
-    kit.app.submit_labels(actor=kit.user(), tree_id=t, message_id=t, labels={"spam": 1.0},
-                          kind="free")
+    kit.app.submit_labels(actor=author, tree_id=t, message_id=t, labels={"spam": 1.0}, kind="free")
+    kit.app.submit_labels(
+        actor=kit.user(), tree_id=t, message_id=t, labels={"spam": 1.0}, kind="free"
+    )
     v = kit.version(t)
-    kit.app.submit_labels(actor=reporter, tree_id=t, message_id=t, labels={"pii": 1.0},
-                          kind="report")
+    kit.app.submit_labels(
+        actor=reporter, tree_id=t, message_id=t, labels={"pii": 1.0}, kind="report"
+    )
     submitted, toggled = kit.events(t, v)
     assert submitted.kind == "report"
     assert (toggled.emoji, toggled.added, toggled.user_id) == ("red_flag", True, reporter.user_id)
@@ -310,8 +333,12 @@ def test_ranking_only_in_ranking_state(kit):
 def test_ranking_must_be_a_permutation_of_the_rankable_siblings(kit, order):
     t, (a1, a2) = kit.ranking_tree()
     late = kit.reply(t, t)
-    ids = {"missing": [a1], "extra": [a1, a2, late], "duplicate": [a1, a2, a1],
-           "unknown": [a1, uuid4()]}[order]
+    ids = {
+        "missing": [a1],
+        "extra": [a1, a2, late],
+        "duplicate": [a1, a2, a1],
+        "unknown": [a1, uuid4()],
+    }[order]
     with kit.refused(E.INVALID_RANKING_VALUE, t):
         kit.rank(t, t, ids)
 
@@ -344,8 +371,10 @@ def test_each_rankable_parent_needs_its_rankings(kit):
     kit.rank(t, p, p_orders[2])
     events = kit.events(t, v)
     assert names(events) == ["RankingSubmitted", "StateChanged", "TreeScored", "StateChanged"]
-    assert state_moves(events) == [(S.RANKING, S.READY_FOR_SCORING),
-                                   (S.READY_FOR_SCORING, S.READY_FOR_EXPORT)]
+    assert state_moves(events) == [
+        (S.RANKING, S.READY_FOR_SCORING),
+        (S.READY_FOR_SCORING, S.READY_FOR_EXPORT),
+    ]
     expected = {str(t): consensus(root_orders), str(p): consensus(p_orders)}
     assert events[2].ranks == expected
     tree = kit.tree(t)
@@ -375,8 +404,11 @@ def test_tree_with_nothing_to_rank_goes_straight_to_export(kit):
     v = kit.version(t)
     kit.review(t, p)
     events = kit.events(t, v)
-    assert state_moves(events) == [(S.GROWING, S.RANKING), (S.RANKING, S.READY_FOR_SCORING),
-                                   (S.READY_FOR_SCORING, S.READY_FOR_EXPORT)]
+    assert state_moves(events) == [
+        (S.GROWING, S.RANKING),
+        (S.RANKING, S.READY_FOR_SCORING),
+        (S.READY_FOR_SCORING, S.READY_FOR_EXPORT),
+    ]
     assert of(CT.TreeScored, events)[0].ranks == {}
 
 
@@ -404,8 +436,10 @@ def test_scoring_failure_is_recorded_and_retry_scores(kit, monkeypatch):
     v = kit.version(t)
     kit.app.retry_scoring(tree_id=t)
     events = kit.events(t, v)
-    assert state_moves(events) == [(S.SCORING_FAILED, S.READY_FOR_SCORING),
-                                   (S.READY_FOR_SCORING, S.READY_FOR_EXPORT)]
+    assert state_moves(events) == [
+        (S.SCORING_FAILED, S.READY_FOR_SCORING),
+        (S.READY_FOR_SCORING, S.READY_FOR_EXPORT),
+    ]
     assert of(CT.TreeScored, events)[0].ranks == {str(t): [a1, a2]}
     with kit.refused(E.INVALID_STATE_TRANSITION, t):
         kit.app.retry_scoring(tree_id=t)

@@ -25,7 +25,6 @@ from hypothesis.stateful import (
 
 from domain.model import errors as E
 from domain.model.actor import Actor
-from domain.service.application import DataEngine
 from domain.model.config import TreeConfig
 from domain.model.consensus import consensus
 from domain.model.labels import LABEL_NAMES
@@ -33,16 +32,29 @@ from domain.model.message import SKIP_REPLY, USER_EMOJIS, Role
 from domain.model.states import ALLOWED_TRANSITIONS, HALTABLE_STATES, REPLY_STATES
 from domain.model.states import TreeState as S
 from domain.model.tree import ConversationTree as Tree
+from domain.service.application import DataEngine
 
-CONFIG = TreeConfig(goal_tree_size=4, min_goal_tree_size=1, max_tree_depth=3,
-                    num_reviews_initial_prompt=2, num_reviews_reply=2, num_required_rankings=2,
-                    auto_mod_red_flags=3, auto_mod_max_skip_reply=3)
+CONFIG = TreeConfig(
+    goal_tree_size=4,
+    min_goal_tree_size=1,
+    max_tree_depth=3,
+    num_reviews_initial_prompt=2,
+    num_reviews_reply=2,
+    num_required_rankings=2,
+    auto_mod_red_flags=3,
+    auto_mod_max_skip_reply=3,
+)
 CLIENT = UUID(int=0xC11E)
 MODERATOR = Actor(UUID(int=0x30D), CLIENT)
 TREE_IDS = [UUID(int=0x7000 + i) for i in range(3)]
 GHOST = UUID(int=0xDEAD)  # never a message of any tree
-WORKING_STATES = {S.INITIAL_PROMPT_REVIEW, S.PROMPT_LOTTERY_WAITING, S.GROWING, S.RANKING,
-                  S.BACKLOG_RANKING}
+WORKING_STATES = {
+    S.INITIAL_PROMPT_REVIEW,
+    S.PROMPT_LOTTERY_WAITING,
+    S.GROWING,
+    S.RANKING,
+    S.BACKLOG_RANKING,
+}
 N_USERS = 6
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -56,15 +68,37 @@ class Long(str):
 
 ix = st.integers(0, 255)
 users = st.integers(0, N_USERS - 1)
-texts = st.sampled_from(["hello", "how so?", "tell me more", "sure", "thanks", "why?",
-                         "go on", "ok then", "", "   ", Long("x" * 2001)])
+texts = st.sampled_from(
+    [
+        "hello",
+        "how so?",
+        "tell me more",
+        "sure",
+        "thanks",
+        "why?",
+        "go on",
+        "ok then",
+        "",
+        "   ",
+        Long("x" * 2001),
+    ]
+)
 goals = st.sampled_from([None, None, 3, 3, 2, 1])  # None: the config goal, 4
 good_values = st.sampled_from([0.0] * 10 + [0.25, 1.0])
 any_values = st.sampled_from([0.0, 0.0, 0.0, 0.25, 0.5, 1.0, -0.5, 1.5, math.nan, math.inf])
-moves = st.fixed_dictionaries({
-    "kind": st.integers(0, 4), "pick": ix, "who": ix, "text": texts,
-    "widen": st.sampled_from([True, True, False]), "reviews": st.sampled_from([0, 1, 2, 2]),
-    "spam": good_values, "mismatch": good_values, "order": st.randoms(use_true_random=False)})
+moves = st.fixed_dictionaries(
+    {
+        "kind": st.integers(0, 4),
+        "pick": ix,
+        "who": ix,
+        "text": texts,
+        "widen": st.sampled_from([True, True, False]),
+        "reviews": st.sampled_from([0, 1, 2, 2]),
+        "spam": good_values,
+        "mismatch": good_values,
+        "order": st.randoms(use_true_random=False),
+    }
+)
 NOTHING = "nothing recorded"
 
 
@@ -86,11 +120,23 @@ def rankable(tree: Tree, parent) -> list:
 def snapshot(tree: Tree) -> dict:
     """Everything replay must rebuild: as_dict plus the per-message detail it leaves out."""
     view = tree.as_dict()
-    view.update(halted_from=tree.halted_from, won_lottery_at=tree.won_lottery_at,
-                max_depth=tree.max_depth, max_children_count=tree.max_children_count)
+    view.update(
+        halted_from=tree.halted_from,
+        won_lottery_at=tree.won_lottery_at,
+        max_depth=tree.max_depth,
+        max_children_count=tree.max_children_count,
+    )
     view["detail"] = {
-        m.id: (m.reviews, m.free_labels, {k: frozenset(v) for k, v in m.emojis.items()},
-               m.rankings, m.review_score, m.revision, m.client_id, m.created_at)
+        m.id: (
+            m.reviews,
+            m.free_labels,
+            {k: frozenset(v) for k, v in m.emojis.items()},
+            m.rankings,
+            m.review_score,
+            m.revision,
+            m.client_id,
+            m.created_at,
+        )
         for m in tree.messages.values()
     }
     return view
@@ -100,8 +146,10 @@ class TreeMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.app = DataEngine(config=CONFIG, clock=lambda: NOW)
-        self.users = [self.app.ensure_user(client_id=CLIENT, auth_method="local", username=f"u{i}")
-                      for i in range(N_USERS)]
+        self.users = [
+            self.app.ensure_user(client_id=CLIENT, auth_method="local", username=f"u{i}")
+            for i in range(N_USERS)
+        ]
         self.message_seq = 0
         self._views_cache: list | None = None
 
@@ -117,8 +165,11 @@ class TreeMachine(RuleBasedStateMachine):
 
     def views(self) -> list[tuple[Tree, list]]:
         if self._views_cache is None:
-            self._views_cache = [(tree, list(self.app.events.get(tree.id)))
-                                 for tree in map(self.tree, TREE_IDS) if tree is not None]
+            self._views_cache = [
+                (tree, list(self.app.events.get(tree.id)))
+                for tree in map(self.tree, TREE_IDS)
+                if tree is not None
+            ]
         return self._views_cache
 
     def choose_tree(self, pick: int) -> tuple[UUID, Tree | None]:
@@ -136,8 +187,10 @@ class TreeMachine(RuleBasedStateMachine):
         state: dict = {"log": self.app.recorder.max_notification_id()}
         for tree_id in TREE_IDS:
             tree = self.tree(tree_id)
-            state[tree_id] = (len(self.app.recorder.select_events(tree_id)),
-                              snapshot(tree) if tree else None)
+            state[tree_id] = (
+                len(self.app.recorder.select_events(tree_id)),
+                snapshot(tree) if tree else None,
+            )
         return state
 
     def send(self, name: str, command, errors: set[type], expect) -> bool:
@@ -180,11 +233,18 @@ class TreeMachine(RuleBasedStateMachine):
         if existing is not None:
             same = existing.root.user_id == actor.user_id and existing.root.text == text
             errors, expect = (set(), NOTHING) if same else ({E.MessageAlreadyExistsError}, None)
-        self.send("create_prompt", lambda: self.app.create_prompt(
-            actor=actor, text=text, message_id=tree_id, goal_tree_size=goal), errors, expect)
+        self.send(
+            "create_prompt",
+            lambda: self.app.create_prompt(
+                actor=actor, text=text, message_id=tree_id, goal_tree_size=goal
+            ),
+            errors,
+            expect,
+        )
 
-    def reply(self, tree_id: UUID, parent_id: UUID, u: int, text: str, role=None,
-              reuse: bool = False) -> None:
+    def reply(
+        self, tree_id: UUID, parent_id: UUID, u: int, text: str, role=None, reuse: bool = False
+    ) -> None:
         tree, actor = self.tree(tree_id), self.actor(u)
         new_id = UUID(int=0x9000 + self.message_seq)
         self.message_seq += 1
@@ -199,9 +259,19 @@ class TreeMachine(RuleBasedStateMachine):
                 errors.add(E.MessageAlreadyExistsError)
         elif not errors:
             expect = [(tree_id, Tree.ReplyAdded, {"message_id": new_id, "parent_id": parent_id})]
-        self.send("add_reply", lambda: self.app.add_reply(
-            actor=actor, tree_id=tree_id, parent_id=parent_id, text=text, role=role,
-            message_id=new_id), errors, expect)
+        self.send(
+            "add_reply",
+            lambda: self.app.add_reply(
+                actor=actor,
+                tree_id=tree_id,
+                parent_id=parent_id,
+                text=text,
+                role=role,
+                message_id=new_id,
+            ),
+            errors,
+            expect,
+        )
 
     @staticmethod
     def active(tree: Tree, parent) -> list:
@@ -233,37 +303,61 @@ class TreeMachine(RuleBasedStateMachine):
         }
         return errors | {error for error, broken in checks.items() if broken}
 
-    def labels(self, tree_id: UUID, message_id: UUID, u: int, labels: dict, kind: str = "task",
-               valid=None, mandatory=None) -> None:
+    def labels(
+        self,
+        tree_id: UUID,
+        message_id: UUID,
+        u: int,
+        labels: dict,
+        kind: str = "task",
+        valid=None,
+        mandatory=None,
+    ) -> None:
         tree, actor = self.tree(tree_id), self.actor(u)
         errors: set[type] = set()
         if tree is None or message_id not in tree.messages:
             errors = {E.TreeNotFoundError if tree is None else E.MessageNotFoundError}
         else:
             m = tree.messages[message_id]
-            bad_value = any(isinstance(v, bool) or not 0 <= v <= 1 or not math.isfinite(v)
-                            for v in labels.values())
+            bad_value = any(
+                isinstance(v, bool) or not 0 <= v <= 1 or not math.isfinite(v)
+                for v in labels.values()
+            )
             review_state = S.INITIAL_PROMPT_REVIEW if m.parent_id is None else S.GROWING
             checks = {
-                E.InvalidLabelError: kind not in ("task", "free", "report") or not labels
+                E.InvalidLabelError: kind not in ("task", "free", "report")
+                or not labels
                 or not set(labels) <= LABEL_NAMES,
                 E.LabelValueOutOfRangeError: bad_value,
             }
             if kind == "task":
                 checks[E.InvalidLabelError] |= valid is not None and not set(labels) <= valid
-                checks.update({
-                    E.MessageDeletedError: m.deleted,
-                    E.SelfLabelingError: m.user_id == actor.user_id,
-                    E.DuplicateLabelError: actor.user_id in m.reviews,
-                    E.NotUnderReviewError: tree.state is not review_state
-                    or m.review_result is not None,
-                    E.MandatoryLabelMissingError: bool(mandatory and mandatory - set(labels)),
-                })
+                checks.update(
+                    {
+                        E.MessageDeletedError: m.deleted,
+                        E.SelfLabelingError: m.user_id == actor.user_id,
+                        E.DuplicateLabelError: actor.user_id in m.reviews,
+                        E.NotUnderReviewError: tree.state is not review_state
+                        or m.review_result is not None,
+                        E.MandatoryLabelMissingError: bool(mandatory and mandatory - set(labels)),
+                    }
+                )
             errors = {error for error, broken in checks.items() if broken}
         expect = [(tree_id, Tree.LabelsSubmitted, {"message_id": message_id, "kind": kind})]
-        self.send(f"labels/{kind}", lambda: self.app.submit_labels(
-            actor=actor, tree_id=tree_id, message_id=message_id, labels=labels, kind=kind,
-            valid_labels=valid, mandatory_labels=mandatory), errors, expect)
+        self.send(
+            f"labels/{kind}",
+            lambda: self.app.submit_labels(
+                actor=actor,
+                tree_id=tree_id,
+                message_id=message_id,
+                labels=labels,
+                kind=kind,
+                valid_labels=valid,
+                mandatory_labels=mandatory,
+            ),
+            errors,
+            expect,
+        )
 
     def ranking(self, tree_id: UUID, parent_id: UUID, u: int, order: list[UUID]) -> None:
         tree, actor = self.tree(tree_id), self.actor(u)
@@ -281,11 +375,17 @@ class TreeMachine(RuleBasedStateMachine):
                 E.RankingCompleteError: len(parent.rankings) >= CONFIG.num_required_rankings,
             }
             errors = {error for error, broken in checks.items() if broken}
-        expect = [(tree_id, Tree.RankingSubmitted, {"parent_id": parent_id,
-                                                    "ranked_message_ids": order})]
-        self.send("submit_ranking", lambda: self.app.submit_ranking(
-            actor=actor, tree_id=tree_id, parent_id=parent_id, ranked_message_ids=order),
-            errors, expect)
+        expect = [
+            (tree_id, Tree.RankingSubmitted, {"parent_id": parent_id, "ranked_message_ids": order})
+        ]
+        self.send(
+            "submit_ranking",
+            lambda: self.app.submit_ranking(
+                actor=actor, tree_id=tree_id, parent_id=parent_id, ranked_message_ids=order
+            ),
+            errors,
+            expect,
+        )
 
     def missing(self, tree: Tree | None, message_id: UUID) -> set[type]:
         if tree is None:
@@ -298,8 +398,11 @@ class TreeMachine(RuleBasedStateMachine):
         for tree, _ in self.views():
             for m in tree.messages.values():
                 state = S.INITIAL_PROMPT_REVIEW if m.parent_id is None else S.GROWING
-                reviewers = [u for u in range(N_USERS) if self.users[u] != m.user_id
-                             and self.users[u] not in m.reviews]
+                reviewers = [
+                    u
+                    for u in range(N_USERS)
+                    if self.users[u] != m.user_id and self.users[u] not in m.reviews
+                ]
                 if tree.state is state and m.review_result is None and not m.deleted and reviewers:
                     found.append((tree.id, m.id, reviewers))
         return found
@@ -323,11 +426,19 @@ class TreeMachine(RuleBasedStateMachine):
         for tree, _ in self.views():
             for m in tree.messages.values():
                 children = rankable(tree, m)
-                rankers = [u for u in range(N_USERS)
-                           if all(c.user_id != self.users[u] for c in children)
-                           and all(r != self.users[u] for r, _, _ in m.rankings)]
-                if (tree.state is S.RANKING and len(children) > 1 and not m.deleted and rankers
-                        and len(m.rankings) < CONFIG.num_required_rankings):
+                rankers = [
+                    u
+                    for u in range(N_USERS)
+                    if all(c.user_id != self.users[u] for c in children)
+                    and all(r != self.users[u] for r, _, _ in m.rankings)
+                ]
+                if (
+                    tree.state is S.RANKING
+                    and len(children) > 1
+                    and not m.deleted
+                    and rankers
+                    and len(m.rankings) < CONFIG.num_required_rankings
+                ):
                     found.append((tree.id, m.id, rankers))
         return found
 
@@ -337,21 +448,30 @@ class TreeMachine(RuleBasedStateMachine):
 
     # Progress rules do a burst of valid-looking commands (each checked on its own), so a run
     # of 40 steps gets trees through review, growth and ranking despite the noise rules.
-    def review_burst(self, tree_id: UUID, message_id: UUID, pick: int, count: int,
-                     verdict: tuple[float, float]) -> None:
+    def review_burst(
+        self, tree_id: UUID, message_id: UUID, pick: int, count: int, verdict: tuple[float, float]
+    ) -> None:
         for k in range(count):  # reviews by different users, as long as it is under review
             reviewers = {m: r for _, m, r in self.review_targets()}.get(message_id)
             if not reviewers:
                 break
             spam, mismatch = verdict
-            self.labels(tree_id, message_id, reviewers[(pick + k) % len(reviewers)],
-                        {"spam": spam, "lang_mismatch": mismatch})
+            self.labels(
+                tree_id,
+                message_id,
+                reviewers[(pick + k) % len(reviewers)],
+                {"spam": spam, "lang_mismatch": mismatch},
+            )
 
     def progress_options(self) -> list[str]:
         waiting = any(t.state is S.PROMPT_LOTTERY_WAITING for t, _ in self.views())
-        checks = {"review": self.review_targets, "grow": self.open_parents,
-                  "lottery": lambda: waiting, "rank": self.rank_targets,
-                  "curate": lambda: self.curate_targets()[0]}
+        checks = {
+            "review": self.review_targets,
+            "grow": self.open_parents,
+            "lottery": lambda: waiting,
+            "rank": self.rank_targets,
+            "curate": lambda: self.curate_targets()[0],
+        }
         return [name for name, check in checks.items() if check()]
 
     def curate_targets(self) -> tuple[list, list]:
@@ -406,8 +526,11 @@ class TreeMachine(RuleBasedStateMachine):
         elif kind == "grow":  # reply to an open parent, then review the reply
             parents = self.open_parents()
             if move["widen"]:  # answer a prompter message, so that siblings to rank appear
-                parents = [(t, m, w) for t, m, w in parents
-                           if self.tree(t).messages[m].role is Role.PROMPTER] or parents
+                parents = [
+                    (t, m, w)
+                    for t, m, w in parents
+                    if self.tree(t).messages[m].role is Role.PROMPTER
+                ] or parents
             tree_id, parent_id, writers = parents[pick % len(parents)]
             self.reply(tree_id, parent_id, writers[who % len(writers)], move["text"])
             new_id = UUID(int=0x9000 + self.message_seq - 1)
@@ -415,8 +538,9 @@ class TreeMachine(RuleBasedStateMachine):
         elif kind == "curate":
             live_replies, removed = self.curate_targets()
             restore = removed and who % 2
-            tree_id, message_id = (removed if restore else live_replies)[pick % len(
-                removed if restore else live_replies)]
+            tree_id, message_id = (removed if restore else live_replies)[
+                pick % len(removed if restore else live_replies)
+            ]
             self.moderate(tree_id, message_id, "undelete" if restore else "delete")
         elif kind == "lottery":
             waiting = [t.id for t, _ in self.views() if t.state is S.PROMPT_LOTTERY_WAITING]
@@ -445,42 +569,73 @@ class TreeMachine(RuleBasedStateMachine):
         expect = [(tree_id, Tree.StateChanged, {"from_state": tree and tree.state})]
         self.send("activate", lambda: self.app.activate_tree(tree_id=tree_id), errors, expect)
 
-    @rule(pick=ix, msg=ix, u=users, text=texts,
-          role=st.sampled_from([None, None, None, "prompter", "assistant"]),
-          reuse=st.sampled_from([False] * 5 + [True]))
+    @rule(
+        pick=ix,
+        msg=ix,
+        u=users,
+        text=texts,
+        role=st.sampled_from([None, None, None, "prompter", "assistant"]),
+        reuse=st.sampled_from([False] * 5 + [True]),
+    )
     def add_reply_any(self, pick, msg, u, text, role, reuse) -> None:
         tree_id, tree = self.choose_tree(pick)
         self.reply(tree_id, self.choose_message(tree, msg), u, text, role, reuse)
 
-    @rule(pick=ix, msg=ix, u=users, spam=any_values, mismatch=any_values,
-          shape=st.sampled_from(["both", "both", "spam", "quality", "bogus", "empty"]),
-          kind=st.sampled_from(["task", "task", "task", "free", "report", "vote"]),
-          valid=st.sampled_from([None, None, frozenset({"spam", "lang_mismatch"})]),
-          mandatory=st.sampled_from([None, None, frozenset({"spam"})]))
+    @rule(
+        pick=ix,
+        msg=ix,
+        u=users,
+        spam=any_values,
+        mismatch=any_values,
+        shape=st.sampled_from(["both", "both", "spam", "quality", "bogus", "empty"]),
+        kind=st.sampled_from(["task", "task", "task", "free", "report", "vote"]),
+        valid=st.sampled_from([None, None, frozenset({"spam", "lang_mismatch"})]),
+        mandatory=st.sampled_from([None, None, frozenset({"spam"})]),
+    )
     def submit_labels_any(self, pick, msg, u, spam, mismatch, shape, kind, valid, mandatory):
         tree_id, tree = self.choose_tree(pick)
-        labels = {"both": {"spam": spam, "lang_mismatch": mismatch}, "spam": {"spam": spam},
-                  "quality": {"quality": mismatch, "lang_mismatch": spam},
-                  "bogus": {"spam": spam, "bogus": 0.0}, "empty": {}}[shape]
+        labels = {
+            "both": {"spam": spam, "lang_mismatch": mismatch},
+            "spam": {"spam": spam},
+            "quality": {"quality": mismatch, "lang_mismatch": spam},
+            "bogus": {"spam": spam, "bogus": 0.0},
+            "empty": {},
+        }[shape]
         self.labels(tree_id, self.choose_message(tree, msg), u, labels, kind, valid, mandatory)
 
-    @rule(pick=ix, msg=ix, u=users, data=st.data(),
-          mode=st.sampled_from(["rankable", "rankable", "all", "drop", "twice", "ghost"]))
+    @rule(
+        pick=ix,
+        msg=ix,
+        u=users,
+        data=st.data(),
+        mode=st.sampled_from(["rankable", "rankable", "all", "drop", "twice", "ghost"]),
+    )
     def submit_ranking_any(self, pick, msg, u, data, mode) -> None:
         tree_id, tree = self.choose_tree(pick)
         parent_id = self.choose_message(tree, msg)
         parent = tree.messages.get(parent_id) if tree else None
-        ids = [] if parent is None else (list(parent.children) if mode == "all"
-                                        else [c.id for c in rankable(tree, parent)])
+        ids = (
+            []
+            if parent is None
+            else (
+                list(parent.children) if mode == "all" else [c.id for c in rankable(tree, parent)]
+            )
+        )
         order = data.draw(st.permutations(ids))
         order = {"drop": order[1:], "twice": order + order[:1], "ghost": order + [GHOST]}.get(
-            mode, order)
+            mode, order
+        )
         self.ranking(tree_id, parent_id, u, order)
 
-    @rule(pick=ix, msg=ix, u=users,
-          op=st.sampled_from(["toggle", "toggle", "add", "remove", "flip", "pile-on"]),
-          emoji=st.sampled_from(["red_flag", "red_flag", "+1", "-1", "heart_eyes", SKIP_REPLY,
-                                 "??", "skip", "skip"]))
+    @rule(
+        pick=ix,
+        msg=ix,
+        u=users,
+        op=st.sampled_from(["toggle", "toggle", "add", "remove", "flip", "pile-on"]),
+        emoji=st.sampled_from(
+            ["red_flag", "red_flag", "+1", "-1", "heart_eyes", SKIP_REPLY, "??", "skip", "skip"]
+        ),
+    )
     def react(self, pick, msg, u, emoji, op) -> None:
         """Toggle an emoji; "skip": skip a reply task about the message; "pile-on": three users
         add the emoji one after the other (enough red flags for auto-moderation)."""
@@ -510,22 +665,36 @@ class TreeMachine(RuleBasedStateMachine):
                 if add and opposite and actor.user_id in m.emojis.get(opposite, ()):
                     first = {"emoji": opposite, "added": False}
                 expect = [(tree_id, Tree.EmojiToggled, {"message_id": message_id, **first})]
-        self.send("toggle_emoji", lambda: self.app.toggle_emoji(
-            tree_id=tree_id, message_id=message_id, emoji=emoji, actor=actor, op=op),
-            errors, expect)
+        self.send(
+            "toggle_emoji",
+            lambda: self.app.toggle_emoji(
+                tree_id=tree_id, message_id=message_id, emoji=emoji, actor=actor, op=op
+            ),
+            errors,
+            expect,
+        )
 
     def skip_reply(self, tree_id: UUID, tree: Tree | None, message_id: UUID, actor: Actor) -> None:
         pending = sum(t.open for t in self.app.get_user(actor.user_id).tasks.values())
         if pending >= CONFIG.max_pending_tasks_per_user:
             return  # skipping needs an open task; the pending limit is User's business
-        task = self.app.issue_task(user_id=actor.user_id, task_type="assistant_reply",
-                                   tree_id=tree_id, message_id=message_id)
+        task = self.app.issue_task(
+            user_id=actor.user_id,
+            task_type="assistant_reply",
+            tree_id=tree_id,
+            message_id=message_id,
+        )
         errors = self.missing(tree, message_id)
         skipped = not errors and actor.user_id in tree.messages[message_id].emojis.get(
-            SKIP_REPLY, ())
+            SKIP_REPLY, ()
+        )
         expect = [(tree_id, None if skipped else Tree.EmojiToggled, {"emoji": SKIP_REPLY})]
-        self.send("skip_reply", lambda: self.app.nack_task(
-            user_id=actor.user_id, task_id=task.id), errors, expect)
+        self.send(
+            "skip_reply",
+            lambda: self.app.nack_task(user_id=actor.user_id, task_id=task.id),
+            errors,
+            expect,
+        )
 
     @rule(pick=ix, action=st.sampled_from(["activate", "halt", "resume", "retry_scoring"]))
     def moderate_tree(self, pick: int, action: str) -> None:
@@ -533,8 +702,11 @@ class TreeMachine(RuleBasedStateMachine):
         if action == "activate":
             return self.activate(tree_id)
         state = tree.state if tree is not None else None
-        allowed = {"halt": state in HALTABLE_STATES, "resume": state is S.HALTED_BY_MODERATOR,
-                   "retry_scoring": state is S.SCORING_FAILED}[action]
+        allowed = {
+            "halt": state in HALTABLE_STATES,
+            "resume": state is S.HALTED_BY_MODERATOR,
+            "retry_scoring": state is S.SCORING_FAILED,
+        }[action]
         errors = {E.TreeNotFoundError} if tree is None else set()
         if tree is not None and not allowed:
             errors = {E.InvalidStateTransitionError}
@@ -554,9 +726,12 @@ class TreeMachine(RuleBasedStateMachine):
         message_id = self.choose_message(tree, msg)
         # Mostly delete replies (a deleted root stops the tree) and restore removed replies
         # (the top of a deleted subtree, whose parent may have taken new replies since).
-        wanted = {"delete": lambda m: m.parent_id and not m.deleted,
-                  "undelete": lambda m: m.deleted and m.parent_id
-                  and not tree.messages[m.parent_id].deleted}.get(action)
+        wanted = {
+            "delete": lambda m: m.parent_id and not m.deleted,
+            "undelete": lambda m: (
+                m.deleted and m.parent_id and not tree.messages[m.parent_id].deleted
+            ),
+        }.get(action)
         targets = [m.id for m in tree.messages.values() if wanted(m)] if tree and wanted else []
         if wanted and msg % 4:
             message_id = targets[msg % len(targets)] if targets else GHOST
@@ -579,8 +754,11 @@ class TreeMachine(RuleBasedStateMachine):
                 if m.deleted:  # revived: it must fit under its parent's reply limit again
                     ids.add(m.id)
                     parent = tree.messages.get(m.parent_id)
-                    if parent and m.review_result is not False and len(
-                            self.active(tree, parent)) >= self.limit(tree, parent):
+                    if (
+                        parent
+                        and m.review_result is not False
+                        and len(self.active(tree, parent)) >= self.limit(tree, parent)
+                    ):
                         errors.add(E.MaxChildrenExceededError)
                 m = tree.messages.get(m.parent_id)
             if ids:
@@ -591,11 +769,14 @@ class TreeMachine(RuleBasedStateMachine):
             expect = [(tree_id, Tree.MessageEdited, {"text": text, "revision": m.revision + 1})]
         command = {
             "delete": lambda: self.app.delete_message(
-                tree_id=tree_id, message_id=message_id, actor=MODERATOR),
+                tree_id=tree_id, message_id=message_id, actor=MODERATOR
+            ),
             "undelete": lambda: self.app.undelete_message(
-                tree_id=tree_id, message_id=message_id, actor=MODERATOR),
+                tree_id=tree_id, message_id=message_id, actor=MODERATOR
+            ),
             "edit": lambda: self.app.edit_message(
-                tree_id=tree_id, message_id=message_id, text=text, actor=MODERATOR),
+                tree_id=tree_id, message_id=message_id, text=text, actor=MODERATOR
+            ),
         }[action]
         self.send(action, command, errors, expect)
 
@@ -647,15 +828,21 @@ class TreeMachine(RuleBasedStateMachine):
             decided: set[UUID] = set()
             for e in events:
                 if isinstance(e, Tree.LabelsSubmitted) and e.kind == "task":
-                    required = (CONFIG.num_reviews_initial_prompt if e.message_id == tree.id
-                                else CONFIG.num_reviews_reply)
+                    required = (
+                        CONFIG.num_reviews_initial_prompt
+                        if e.message_id == tree.id
+                        else CONFIG.num_reviews_reply
+                    )
                     seen = reviewers.setdefault(e.message_id, [])
                     assert e.user_id not in seen, f"{e.user_id} reviewed {e.message_id} twice"
                     seen.append(e.user_id)
                     assert len(seen) <= required and e.message_id not in decided
                 elif isinstance(e, Tree.ReviewDecided):
-                    required = (CONFIG.num_reviews_initial_prompt if e.message_id == tree.id
-                                else CONFIG.num_reviews_reply)
+                    required = (
+                        CONFIG.num_reviews_initial_prompt
+                        if e.message_id == tree.id
+                        else CONFIG.num_reviews_reply
+                    )
                     assert e.message_id not in decided
                     assert len(reviewers.get(e.message_id, ())) == required == e.review_count
                     decided.add(e.message_id)
@@ -697,11 +884,13 @@ class TreeMachine(RuleBasedStateMachine):
             if tree.state is S.GROWING:
                 assert size > 0
                 assert not (size >= tree.goal_tree_size and awaiting == 0), (
-                    f"growing tree {tree.id} is complete: size {size}, awaiting {awaiting}")
+                    f"growing tree {tree.id} is complete: size {size}, awaiting {awaiting}"
+                )
             if tree.state is S.RANKING:
                 parents = [m for m in messages if not m.deleted and len(rankable(tree, m)) > 1]
                 assert any(len(p.rankings) < CONFIG.num_required_rankings for p in parents), (
-                    f"ranking tree {tree.id} has nothing left to rank")
+                    f"ranking tree {tree.id} has nothing left to rank"
+                )
 
     def teardown(self) -> None:
         for tree, _ in self.views():
@@ -709,7 +898,9 @@ class TreeMachine(RuleBasedStateMachine):
 
 
 TreeMachine.TestCase.settings = settings(
-    max_examples=60, stateful_step_count=40, deadline=None,
+    max_examples=60,
+    stateful_step_count=40,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestTreeStateful = TreeMachine.TestCase

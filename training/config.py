@@ -23,34 +23,83 @@ from training.errors import TrainingOptionsError
 
 KINDS = ("sft", "rm", "dpo", "kto", "rlhf")
 
-CONFIG_CLASSES = {"sft": "SFTConfig", "rm": "RewardConfig", "dpo": "DPOConfig", "kto": "KTOConfig",
-                  "rlhf": "GRPOConfig"}
+CONFIG_CLASSES = {
+    "sft": "SFTConfig",
+    "rm": "RewardConfig",
+    "dpo": "DPOConfig",
+    "kto": "KTOConfig",
+    "rlhf": "GRPOConfig",
+}
 
 # Learning rates follow common practice for full fine-tuning: SFT 2e-5; the RM 1e-5 for one
 # epoch (RMs overfit after one pass, InstructGPT); DPO/KTO/GRPO 1e-6 (TRL's defaults, near
 # Zephyr's 5e-7). `logging_steps` below 1 is a ratio of the total steps: 100 points per curve
 # however long the run, and every step of a short one.
 KIND_DEFAULTS: dict[str, dict[str, Any]] = {
-    "sft": {"learning_rate": 2e-5, "num_train_epochs": 2, "max_length": 2048,
-            "per_device_train_batch_size": 8, "lr_scheduler_type": "cosine", "warmup_steps": 0.03},
-    "rm": {"learning_rate": 1e-5, "num_train_epochs": 1, "max_length": 2048,
-           "per_device_train_batch_size": 4, "lr_scheduler_type": "cosine", "warmup_steps": 0.03},
-    "dpo": {"learning_rate": 1e-6, "num_train_epochs": 1, "max_length": 2048, "beta": 0.1,
-            "per_device_train_batch_size": 4, "lr_scheduler_type": "cosine", "warmup_steps": 0.1},
-    "kto": {"learning_rate": 1e-6, "num_train_epochs": 1, "max_length": 2048, "beta": 0.1,
-            "per_device_train_batch_size": 8, "lr_scheduler_type": "cosine", "warmup_steps": 0.1},
-    "rlhf": {"learning_rate": 1e-6, "num_train_epochs": 1, "beta": 0.0, "num_generations": 4,
-             "per_device_train_batch_size": 8, "max_completion_length": 256, "temperature": 1.0},
+    "sft": {
+        "learning_rate": 2e-5,
+        "num_train_epochs": 2,
+        "max_length": 2048,
+        "per_device_train_batch_size": 8,
+        "lr_scheduler_type": "cosine",
+        "warmup_steps": 0.03,
+    },
+    "rm": {
+        "learning_rate": 1e-5,
+        "num_train_epochs": 1,
+        "max_length": 2048,
+        "per_device_train_batch_size": 4,
+        "lr_scheduler_type": "cosine",
+        "warmup_steps": 0.03,
+    },
+    "dpo": {
+        "learning_rate": 1e-6,
+        "num_train_epochs": 1,
+        "max_length": 2048,
+        "beta": 0.1,
+        "per_device_train_batch_size": 4,
+        "lr_scheduler_type": "cosine",
+        "warmup_steps": 0.1,
+    },
+    "kto": {
+        "learning_rate": 1e-6,
+        "num_train_epochs": 1,
+        "max_length": 2048,
+        "beta": 0.1,
+        "per_device_train_batch_size": 8,
+        "lr_scheduler_type": "cosine",
+        "warmup_steps": 0.1,
+    },
+    "rlhf": {
+        "learning_rate": 1e-6,
+        "num_train_epochs": 1,
+        "beta": 0.0,
+        "num_generations": 4,
+        "per_device_train_batch_size": 8,
+        "max_completion_length": 256,
+        "temperature": 1.0,
+    },
 }
-COMMON_DEFAULTS: dict[str, Any] = {"logging_steps": 0.01, "logging_first_step": True,
-                                   "save_strategy": "no", "report_to": "none", "seed": 42}
+COMMON_DEFAULTS: dict[str, Any] = {
+    "logging_steps": 0.01,
+    "logging_first_step": True,
+    "save_strategy": "no",
+    "report_to": "none",
+    "seed": 42,
+}
 
 # Ours, not the trainer's: name -> (default, help).
 OWN_OPTIONS: dict[str, dict[str, tuple[Any, str]]] = {
-    "sft": {}, "dpo": {}, "kto": {},
+    "sft": {},
+    "dpo": {},
+    "kto": {},
     "rm": {"margin_scale": (1.0, "scales the margin column (rank gap) in the loss; 0 drops it")},
-    "rlhf": {"max_prompt_length": (1024, ("prompts longer than this many tokens are left out "
-                                          "(GRPO has no prompt truncation)"))},
+    "rlhf": {
+        "max_prompt_length": (
+            1024,
+            ("prompts longer than this many tokens are left out (GRPO has no prompt truncation)"),
+        )
+    },
 }
 # Set by the run itself.
 RESERVED = {"output_dir": "the run writes where --out says"}
@@ -121,8 +170,11 @@ def device_settings(kind: str, gpu: bool) -> dict[str, Any]:
     if gpu:
         # dtype "auto": weights load in the checkpoint's dtype (bf16 for current models), as
         # TRL's own CLI does; fp32 master weights would not fit a 7B model with Adam on one GPU.
-        settings: dict[str, Any] = {"bf16": True, "activation_checkpointing": True,
-                                    "model_init_kwargs": {"dtype": "auto"}}
+        settings: dict[str, Any] = {
+            "bf16": True,
+            "activation_checkpointing": True,
+            "model_init_kwargs": {"dtype": "auto"},
+        }
         if kind == "sft":
             settings["packing"] = True
         return settings
@@ -139,7 +191,8 @@ def check_keys(kind: str, options: dict[str, Any]) -> None:
             close = difflib.get_close_matches(key, sorted(known), n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise TrainingOptionsError(
-                f"unknown option {key!r} for `train {kind}` ({CONFIG_CLASSES[kind]}){hint}")
+                f"unknown option {key!r} for `train {kind}` ({CONFIG_CLASSES[kind]}){hint}"
+            )
 
 
 _SCALARS = (bool, int, float, str, type(None))
@@ -192,15 +245,21 @@ def _grpo_batch(settings: dict[str, Any], user: dict[str, Any]) -> None:
 
 @dataclasses.dataclass
 class Resolved:
-    args: Any                      # the TRL config object
-    own: dict[str, Any]            # our options, defaults filled in
-    overrides: dict[str, Any]      # what the user set (for metrics.json)
+    args: Any  # the TRL config object
+    own: dict[str, Any]  # our options, defaults filled in
+    overrides: dict[str, Any]  # what the user set (for metrics.json)
     gpu: bool
 
 
-def resolve(kind: str, options: dict[str, Any] | None, output_dir: Path, *,
-            progress: bool = True, gpu: bool | None = None,
-            model_defaults: dict[str, Any] | None = None) -> Resolved:
+def resolve(
+    kind: str,
+    options: dict[str, Any] | None,
+    output_dir: Path,
+    *,
+    progress: bool = True,
+    gpu: bool | None = None,
+    model_defaults: dict[str, Any] | None = None,
+) -> Resolved:
     """Check the user's options and build the trainer config; raises before anything is written.
 
     ``model_defaults`` are what the kind derives from the model (a max_length its positions
@@ -208,11 +267,14 @@ def resolve(kind: str, options: dict[str, Any] | None, output_dir: Path, *,
     defaults, below the device settings and the user."""
     if kind not in KINDS:
         raise TrainingOptionsError(
-            f"unknown training kind {kind!r}; choose from {', '.join(KINDS)}")
+            f"unknown training kind {kind!r}; choose from {', '.join(KINDS)}"
+        )
     user = dict(options or {})
     # The deprecated transformers names would lose to the new ones we set: move them over.
-    for old, new in (("gradient_checkpointing", "activation_checkpointing"),
-                     ("gradient_checkpointing_kwargs", "activation_checkpointing_kwargs")):
+    for old, new in (
+        ("gradient_checkpointing", "activation_checkpointing"),
+        ("gradient_checkpointing_kwargs", "activation_checkpointing_kwargs"),
+    ):
         if old in user:
             user.setdefault(new, user.pop(old))
     check_keys(kind, user)
@@ -220,9 +282,13 @@ def resolve(kind: str, options: dict[str, Any] | None, output_dir: Path, *,
     own = {name: user.pop(name, default) for name, (default, _) in OWN_OPTIONS[kind].items()}
     if gpu is None:
         gpu = gpu_available() and not user.get("use_cpu", False)
-    settings = {**COMMON_DEFAULTS, **KIND_DEFAULTS[kind], **(model_defaults or {}),
-                **device_settings(kind, gpu),
-                "disable_tqdm": not progress}
+    settings = {
+        **COMMON_DEFAULTS,
+        **KIND_DEFAULTS[kind],
+        **(model_defaults or {}),
+        **device_settings(kind, gpu),
+        "disable_tqdm": not progress,
+    }
     if kind == "rlhf":
         _grpo_batch(settings, user)
     settings.update(user)

@@ -14,20 +14,30 @@ from typing import Any
 # (title, log keys to draw, required): the first key of each group that appears is drawn,
 # plus every key matching a "prefix*" pattern.
 PANELS: dict[str, list[tuple[str, tuple[str, ...], bool]]] = {
-    "sft": [("loss", ("loss", "eval_loss"), True),
-            ("token accuracy", ("mean_token_accuracy", "eval_mean_token_accuracy"), False)],
-    "rm": [("loss", ("loss", "eval_loss"), True),
-           ("pairwise accuracy (batch)", ("accuracy", "eval_accuracy"), False),
-           ("reward margin", ("margin", "eval_margin"), False)],
-    "dpo": [("loss", ("loss", "eval_loss"), True),
-            ("implicit reward accuracy", ("rewards/accuracies", "eval_rewards/accuracies"), False),
-            ("implicit reward margin", ("rewards/margins", "eval_rewards/margins"), False)],
-    "kto": [("loss", ("loss", "eval_loss"), True),
-            ("implicit rewards", ("rewards/chosen", "rewards/rejected"), False),
-            ("KL", ("kl",), False)],
-    "rlhf": [("loss", ("loss",), True),
-             ("reward", ("reward", "rewards/*"), True),
-             ("KL to reference", ("kl",), True)],
+    "sft": [
+        ("loss", ("loss", "eval_loss"), True),
+        ("token accuracy", ("mean_token_accuracy", "eval_mean_token_accuracy"), False),
+    ],
+    "rm": [
+        ("loss", ("loss", "eval_loss"), True),
+        ("pairwise accuracy (batch)", ("accuracy", "eval_accuracy"), False),
+        ("reward margin", ("margin", "eval_margin"), False),
+    ],
+    "dpo": [
+        ("loss", ("loss", "eval_loss"), True),
+        ("implicit reward accuracy", ("rewards/accuracies", "eval_rewards/accuracies"), False),
+        ("implicit reward margin", ("rewards/margins", "eval_rewards/margins"), False),
+    ],
+    "kto": [
+        ("loss", ("loss", "eval_loss"), True),
+        ("implicit rewards", ("rewards/chosen", "rewards/rejected"), False),
+        ("KL", ("kl",), False),
+    ],
+    "rlhf": [
+        ("loss", ("loss",), True),
+        ("reward", ("reward", "rewards/*"), True),
+        ("KL to reference", ("kl",), True),
+    ],
 }
 
 
@@ -53,8 +63,13 @@ def _keys(log_history: list[dict[str, Any]], patterns: tuple[str, ...]) -> list[
     return keys
 
 
-def plot(kind: str, log_history: list[dict[str, Any]], path: Path, title: str = "",
-         notes: dict[str, str] | None = None) -> list[str]:
+def plot(
+    kind: str,
+    log_history: list[dict[str, Any]],
+    path: Path,
+    title: str = "",
+    notes: dict[str, str] | None = None,
+) -> list[str]:
     """Draw the kind's panels into ``path``; returns the panel titles drawn with data.
     ``notes`` explain an empty panel (title -> text), e.g. why no KL was logged."""
     import matplotlib
@@ -62,8 +77,11 @@ def plot(kind: str, log_history: list[dict[str, Any]], path: Path, title: str = 
     matplotlib.use("Agg")  # no display: a headless box or a training node
     import matplotlib.pyplot as plt
 
-    panels = [(t, _keys(log_history, keys)) for t, keys, required in PANELS[kind]
-              if required or _keys(log_history, keys)]
+    panels = [
+        (t, _keys(log_history, keys))
+        for t, keys, required in PANELS[kind]
+        if required or _keys(log_history, keys)
+    ]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6), squeeze=False)
     drawn = []
     for ax, (panel_title, keys) in zip(axes[0], panels):
@@ -75,8 +93,14 @@ def plot(kind: str, log_history: list[dict[str, Any]], path: Path, title: str = 
             ax.legend(fontsize=7)
         else:
             note = (notes or {}).get(panel_title)
-            ax.text(0.5, 0.5, f"not logged\n{note}" if note else "not logged", ha="center",
-                    va="center", transform=ax.transAxes)
+            ax.text(
+                0.5,
+                0.5,
+                f"not logged\n{note}" if note else "not logged",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+            )
         ax.set_title(panel_title)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)

@@ -22,11 +22,17 @@ DATASET_MANIFEST = "dataset_manifest.json"  # the copy inside a run folder
 # The builder's folder for each training kind; rm and dpo rows are the same pairs, so either
 # folder serves both (a build with only --kinds rm still trains dpo).
 KIND_FOLDERS: dict[str, tuple[str, ...]] = {
-    "sft": ("sft",), "rm": ("rm", "dpo"), "dpo": ("dpo", "rm"), "kto": ("kto",), "rlhf": ("rl",),
+    "sft": ("sft",),
+    "rm": ("rm", "dpo"),
+    "dpo": ("dpo", "rm"),
+    "kto": ("kto",),
+    "rlhf": ("rl",),
 }
 COLUMNS: dict[str, tuple[str, ...]] = {
-    "sft": ("messages",), "rm": ("prompt", "chosen", "rejected"),
-    "dpo": ("prompt", "chosen", "rejected"), "kto": ("prompt", "completion", "label"),
+    "sft": ("messages",),
+    "rm": ("prompt", "chosen", "rejected"),
+    "dpo": ("prompt", "chosen", "rejected"),
+    "kto": ("prompt", "completion", "label"),
     "rlhf": ("prompt",),
 }
 
@@ -34,21 +40,24 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 @dataclass
 class TrainingData:
     kind: str
-    folder: Path            # the kind folder rows came from
+    folder: Path  # the kind folder rows came from
     manifest_path: Path | None
     manifest: dict[str, Any] | None
-    train: Any              # datasets.Dataset
-    validation: Any         # datasets.Dataset, possibly empty
+    train: Any  # datasets.Dataset
+    validation: Any  # datasets.Dataset, possibly empty
 
     def provenance(self) -> dict[str, Any]:
         """What metrics.json records about the data: enough to rebuild it from the log."""
         m = self.manifest or {}
         audit = m.get("audit") or {}
-        return {"path": str(self.folder),
-                "manifest": str(self.manifest_path) if self.manifest_path else None,
-                "log_position": m.get("log_position"), "digest": audit.get("digest"),
-                "digest_scheme": audit.get("scheme"),
-                "rows": {"train": len(self.train), "validation": len(self.validation)}}
+        return {
+            "path": str(self.folder),
+            "manifest": str(self.manifest_path) if self.manifest_path else None,
+            "log_position": m.get("log_position"),
+            "digest": audit.get("digest"),
+            "digest_scheme": audit.get("scheme"),
+            "rows": {"train": len(self.train), "validation": len(self.validation)},
+        }
 
     def write_manifest(self, out: Path) -> None:
         """Copy the build's manifest byte for byte; a bare kind folder gets a stand-in that
@@ -59,10 +68,17 @@ class TrainingData:
             return
         from projections.datasets.writer import sha256
 
-        files = {p.relative_to(self.folder).as_posix(): sha256(p)
-                 for p in sorted(self.folder.rglob("*")) if p.is_file()}
-        stand_in = {"format": None, "note": f"no {MANIFEST} found beside {self.folder}",
-                    "log_position": None, "files": files}
+        files = {
+            p.relative_to(self.folder).as_posix(): sha256(p)
+            for p in sorted(self.folder.rglob("*"))
+            if p.is_file()
+        }
+        stand_in = {
+            "format": None,
+            "note": f"no {MANIFEST} found beside {self.folder}",
+            "log_position": None,
+            "files": files,
+        }
         target.write_text(json.dumps(stand_in, indent=2) + "\n")
 
 
@@ -82,13 +98,15 @@ def locate(data: Path, kind: str) -> tuple[Path, Path | None]:
         built = sorted(p.name for p in data.iterdir() if p.is_dir() and _has_rows(p))
         raise TrainingDataError(
             f"{data} holds no {' or '.join(KIND_FOLDERS[kind])} dataset for `train {kind}` "
-            f"(it has: {', '.join(built) or 'none'}); build it with `dataengine datasets build`")
+            f"(it has: {', '.join(built) or 'none'}); build it with `dataengine datasets build`"
+        )
     if _has_rows(data):
         parent = data.parent / MANIFEST
         return data, (parent if parent.is_file() else None)
     raise TrainingDataError(
         f"{data} is neither a dataset build (no {MANIFEST}) nor a kind folder "
-        "(no hf/ or train.parquet)")
+        "(no hf/ or train.parquet)"
+    )
 
 
 def _empty_hf_split(path: Path) -> bool:
@@ -123,7 +141,8 @@ def _read_splits(folder: Path) -> dict[str, Any]:
 def load(data: Path, kind: str) -> TrainingData:
     if kind not in KIND_FOLDERS:
         raise TrainingDataError(
-            f"unknown training kind {kind!r}; choose from {', '.join(KIND_FOLDERS)}")
+            f"unknown training kind {kind!r}; choose from {', '.join(KIND_FOLDERS)}"
+        )
     folder, manifest_path = locate(Path(data), kind)
     splits = _read_splits(folder)
     train = splits["train"]
@@ -131,7 +150,8 @@ def load(data: Path, kind: str) -> TrainingData:
     if missing:
         raise TrainingDataError(
             f"{folder} lacks the column(s) {', '.join(missing)} that `train {kind}` needs "
-            f"(it has {', '.join(train.column_names)})")
+            f"(it has {', '.join(train.column_names)})"
+        )
     if len(train) == 0:
         raise TrainingDataError(f"the train split of {folder} is empty: nothing to train on")
     manifest = json.loads(manifest_path.read_text()) if manifest_path else None

@@ -34,5 +34,7 @@ def extra_metrics(trainer: Any, spec: RunSpec) -> dict[str, Any]:
     from training.runs import last
 
     history = trainer.state.log_history
-    return {"final_reward_accuracy": last(history, "rewards/accuracies"),
-            "final_reward_margin": last(history, "rewards/margins")}
+    return {
+        "final_reward_accuracy": last(history, "rewards/accuracies"),
+        "final_reward_margin": last(history, "rewards/margins"),
+    }

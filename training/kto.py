@@ -23,8 +23,12 @@ def check(spec: RunSpec) -> None:
     desirable = sum(bool(x) for x in labels)
     # TRL warns when the two counts are unbalanced and suggests desirable_weight /
     # undesirable_weight; the counts in metrics.json say whether that applied.
-    spec.notes.update(beta=spec.args.beta, reference=spec.ref_model or spec.model,
-                      desirable=desirable, undesirable=len(labels) - desirable)
+    spec.notes.update(
+        beta=spec.args.beta,
+        reference=spec.ref_model or spec.model,
+        desirable=desirable,
+        undesirable=len(labels) - desirable,
+    )
 
 
 def build_trainer(spec: RunSpec) -> Any:
@@ -37,5 +41,7 @@ def extra_metrics(trainer: Any, spec: RunSpec) -> dict[str, Any]:
     from training.runs import last
 
     history = trainer.state.log_history
-    return {"final_reward_margin": last(history, "rewards/margins"),
-            "final_kl": last(history, "kl")}
+    return {
+        "final_reward_margin": last(history, "rewards/margins"),
+        "final_kl": last(history, "kl"),
+    }

@@ -17,19 +17,20 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
 from domain.model.actor import Actor
 from domain.model.api_client import client_id_for_key
-from domain.service.application import DataEngine, message_id_for
 from domain.model.errors import DomainError
 from domain.model.message import Role
 from domain.model.states import TreeState
 from domain.model.tree import ConversationTree
 from domain.model.tree_rules import active_children, path_to_root, reply_limit
+from domain.service.application import DataEngine, message_id_for
 from training.registry import ResolvedModel, resolve
 
 # The internal client the model users belong to. Its key is public (it is in this file), so
@@ -83,18 +84,30 @@ class PrelabelSummary:
         return self.new_tokens / self.generation_seconds if self.generation_seconds else None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"model_name": self.model_name, "path": self.path, "device": self.device,
-                "prompts_seen": self.prompts_seen, "generated": self.generated,
-                "added": self.added, "already_present": self.already_present,
-                "refused": dict(self.refused), "skipped": dict(self.skipped),
-                "new_tokens": self.new_tokens, "tokens_per_second": self.tokens_per_second}
+        return {
+            "model_name": self.model_name,
+            "path": self.path,
+            "device": self.device,
+            "prompts_seen": self.prompts_seen,
+            "generated": self.generated,
+            "added": self.added,
+            "already_present": self.already_present,
+            "refused": dict(self.refused),
+            "skipped": dict(self.skipped),
+            "new_tokens": self.new_tokens,
+            "tokens_per_second": self.tokens_per_second,
+        }
 
 
 # ---------------------------------------------------------------- what fits where
 def grow_size(tree: ConversationTree) -> int:
     """OA's growth count: the accepted root plus replies accepted or still under review."""
-    return sum(1 for m in tree.messages.values() if not m.deleted and (
-        m.review_result is True or (m.review_result is None and m.parent_id is not None)))
+    return sum(
+        1
+        for m in tree.messages.values()
+        if not m.deleted
+        and (m.review_result is True or (m.review_result is None and m.parent_id is not None))
+    )
 
 
 def frontend_id(model_name: str, parent_id: UUID, k: int) -> str:
@@ -104,9 +117,14 @@ def frontend_id(model_name: str, parent_id: UUID, k: int) -> str:
 def room(tree: ConversationTree, parent_id: UUID, config: Any) -> tuple[int, str]:
     """How many more assistant replies the parent takes now, and what limits it."""
     parent = tree.messages.get(parent_id)
-    if (tree.state is not TreeState.GROWING or parent is None or parent.deleted
-            or parent.review_result is not True or parent.role is not Role.PROMPTER
-            or parent.depth >= tree.max_depth):
+    if (
+        tree.state is not TreeState.GROWING
+        or parent is None
+        or parent.deleted
+        or parent.review_result is not True
+        or parent.role is not Role.PROMPTER
+        or parent.depth >= tree.max_depth
+    ):
         return 0, "not_extendible"
     children = reply_limit(tree, parent, config) - len(active_children(tree, parent))
     size = tree.goal_tree_size - grow_size(tree)
@@ -134,8 +152,11 @@ class Generator:
 
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         cuda = self.device.startswith("cuda")
-        dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else (
-            torch.float16 if cuda else torch.float32)
+        dtype = (
+            torch.bfloat16
+            if cuda and torch.cuda.is_bf16_supported()
+            else (torch.float16 if cuda else torch.float32)
+        )
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.tokenizer.padding_side = "left"
         self.tokenizer.truncation_side = "left"  # keep the end of a long conversation
@@ -147,14 +168,16 @@ class Generator:
 
     def render(self, chat: list[dict[str, str]]) -> str:
         if self.tokenizer.chat_template:
-            return self.tokenizer.apply_chat_template(chat, tokenize=False,
-                                                      add_generation_prompt=True)
+            return self.tokenizer.apply_chat_template(
+                chat, tokenize=False, add_generation_prompt=True
+            )
         # A base model without a template: a plain transcript ending where the reply starts.
         lines = [f"{m['role'].capitalize()}: {m['content']}" for m in chat]
         return "\n".join(lines + ["Assistant:"])
 
-    def sample(self, chats: list[list[dict[str, str]]], n: int,
-               options: PrelabelOptions) -> tuple[list[list[str]], int]:
+    def sample(
+        self, chats: list[list[dict[str, str]]], n: int, options: PrelabelOptions
+    ) -> tuple[list[list[str]], int]:
         """``n`` texts per chat (stripped, may be empty) and the number of new tokens."""
         import torch
 
@@ -163,19 +186,29 @@ class Generator:
         if self.max_positions:
             max_new = min(max_new, self.max_positions // 2)
             max_input = self.max_positions - max_new
-        batch = self.tokenizer([self.render(c) for c in chats], return_tensors="pt",
-                               padding=True, add_special_tokens=False,
-                               truncation=max_input is not None, max_length=max_input)
+        batch = self.tokenizer(
+            [self.render(c) for c in chats],
+            return_tensors="pt",
+            padding=True,
+            add_special_tokens=False,
+            truncation=max_input is not None,
+            max_length=max_input,
+        )
         batch = batch.to(self.device)
         with torch.inference_mode():
             out = self.model.generate(
-                **batch, do_sample=True, temperature=options.temperature, top_p=options.top_p,
-                max_new_tokens=max_new, num_return_sequences=n,
-                pad_token_id=self.tokenizer.pad_token_id)
-        new = out[:, batch["input_ids"].shape[1]:]
+                **batch,
+                do_sample=True,
+                temperature=options.temperature,
+                top_p=options.top_p,
+                max_new_tokens=max_new,
+                num_return_sequences=n,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+        new = out[:, batch["input_ids"].shape[1] :]
         tokens = int((new != self.tokenizer.pad_token_id).sum())
         texts = [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
-        return [texts[i * n:(i + 1) * n] for i in range(len(chats))], tokens
+        return [texts[i * n : (i + 1) * n] for i in range(len(chats))], tokens
 
 
 # ---------------------------------------------------------------- the run
@@ -191,13 +224,20 @@ class _Submitter:
     def actor(self, k: int) -> Actor:
         """Registered on first use, so a run that adds nothing writes nothing."""
         if not self._actors:
-            self.app.register_client(name="prelabel", api_key=PRELABEL_CLIENT_KEY,
-                                     description="model replies (pre-labelling)")
+            self.app.register_client(
+                name="prelabel",
+                api_key=PRELABEL_CLIENT_KEY,
+                description="model replies (pre-labelling)",
+            )
             self.app.change_client_access(self.client_id, enabled=False)
         if k not in self._actors:
             user_id = self.app.ensure_user(
-                client_id=self.client_id, auth_method="model", username=f"{self.model_name}#{k}",
-                display_name=self.model_name, show_on_leaderboard=False)
+                client_id=self.client_id,
+                auth_method="model",
+                username=f"{self.model_name}#{k}",
+                display_name=self.model_name,
+                show_on_leaderboard=False,
+            )
             self._actors[k] = Actor(user_id, self.client_id)
         return self._actors[k]
 
@@ -212,8 +252,9 @@ class _Job:
     slots: list[int]  # candidate slots to fill
 
 
-def _plan(app: DataEngine, submit: _Submitter, target: Target, n: int,
-          summary: PrelabelSummary) -> _Job | None:
+def _plan(
+    app: DataEngine, submit: _Submitter, target: Target, n: int, summary: PrelabelSummary
+) -> _Job | None:
     try:
         tree = app.get_tree(target.tree_id)
     except DomainError as e:
@@ -243,8 +284,9 @@ def _pick(candidates: list[str], slots: int, summary: PrelabelSummary) -> list[s
     return picked
 
 
-def _submit(app: DataEngine, submit: _Submitter, job: _Job, texts: list[str],
-            summary: PrelabelSummary) -> None:
+def _submit(
+    app: DataEngine, submit: _Submitter, job: _Job, texts: list[str], summary: PrelabelSummary
+) -> None:
     tree = app.get_tree(job.target.tree_id)  # the authority, as of now
     parent = tree.messages[job.target.parent_id]
     seen = {tree.messages[c].text.strip() for c in parent.children}
@@ -258,10 +300,15 @@ def _submit(app: DataEngine, submit: _Submitter, job: _Job, texts: list[str],
             continue
         try:
             outcome = app.add_reply(
-                actor=submit.actor(k), tree_id=job.target.tree_id,
-                parent_id=job.target.parent_id, text=text, role=Role.ASSISTANT,
+                actor=submit.actor(k),
+                tree_id=job.target.tree_id,
+                parent_id=job.target.parent_id,
+                text=text,
+                role=Role.ASSISTANT,
                 frontend_message_id=frontend_id(submit.model_name, job.target.parent_id, k),
-                synthetic=True, model_name=submit.model_name)
+                synthetic=True,
+                model_name=submit.model_name,
+            )
         except DomainError as e:  # the command path has the last word on the limits
             summary.refused[e.error_code.name.lower()] += 1
             continue
@@ -272,10 +319,15 @@ def _submit(app: DataEngine, submit: _Submitter, job: _Job, texts: list[str],
             summary.added_ids.append(outcome.id)
 
 
-def prelabel(app: DataEngine, targets: Iterable[Target], model: str | ResolvedModel,
-             options: PrelabelOptions = PrelabelOptions(), *,
-             generator: Generator | None = None,
-             progress: Callable[[int], Any] | None = None) -> PrelabelSummary:
+def prelabel(
+    app: DataEngine,
+    targets: Iterable[Target],
+    model: str | ResolvedModel,
+    options: PrelabelOptions = PrelabelOptions(),
+    *,
+    generator: Generator | None = None,
+    progress: Callable[[int], Any] | None = None,
+) -> PrelabelSummary:
     """Sample ``options.n`` candidates per target and submit those that fit."""
     resolved = model if isinstance(model, ResolvedModel) else resolve(app, model)
     summary = PrelabelSummary(resolved.model_name, resolved.path)
@@ -283,7 +335,7 @@ def prelabel(app: DataEngine, targets: Iterable[Target], model: str | ResolvedMo
     targets = list(targets)
     seeded = False
     for start in range(0, len(targets), options.batch_size):
-        chunk = targets[start:start + options.batch_size]
+        chunk = targets[start : start + options.batch_size]
         summary.prompts_seen += len(chunk)
         jobs = [j for j in (_plan(app, submit, t, options.n, summary) for t in chunk) if j]
         if jobs:
@@ -312,10 +364,21 @@ def find_targets(conn: Any, config: Any, lang: str | None, limit: int | None) ->
     """Prompter messages that can take an assistant reply now, in a stable order."""
     from projections.availability import extendible_parents
 
-    langs = [lang] if lang else [row[0] for row in conn.execute(
-        "SELECT DISTINCT lang FROM trees WHERE state = 'growing' ORDER BY lang")]
-    now = datetime.now(timezone.utc)
-    targets = [Target(UUID(p.tree_id), UUID(p.message_id))
-               for code in langs for p in extendible_parents(conn, config, code, None, now)
-               if p.role == "prompter"]
+    langs = (
+        [lang]
+        if lang
+        else [
+            row[0]
+            for row in conn.execute(
+                "SELECT DISTINCT lang FROM trees WHERE state = 'growing' ORDER BY lang"
+            )
+        ]
+    )
+    now = datetime.now(UTC)
+    targets = [
+        Target(UUID(p.tree_id), UUID(p.message_id))
+        for code in langs
+        for p in extendible_parents(conn, config, code, None, now)
+        if p.role == "prompter"
+    ]
     return targets if limit is None else targets[:limit]

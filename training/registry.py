@@ -15,15 +15,25 @@ from pathlib import Path
 from typing import Any
 
 from domain.model.actor import Actor
-from domain.service.application import DataEngine, Outcome
 from domain.model.errors import InvalidModelError, ModelNotFoundError
 from domain.model.trained_model import KINDS, TrainedModel, check_name
+from domain.service.application import DataEngine, Outcome
 
 # metrics.json keys worth a registry entry, in this order (the `train` runs' names);
 # other numbers follow. Curves (lists) and the run's settings are not headline numbers.
-HEADLINE_FIRST = ("pairwise_accuracy", "final_reward", "final_kl", "final_reward_accuracy",
-                  "initial_reward", "eval_loss", "final_loss", "train_loss", "global_step",
-                  "train_samples", "validation_samples")
+HEADLINE_FIRST = (
+    "pairwise_accuracy",
+    "final_reward",
+    "final_kl",
+    "final_reward_accuracy",
+    "initial_reward",
+    "eval_loss",
+    "final_loss",
+    "train_loss",
+    "global_step",
+    "train_samples",
+    "validation_samples",
+)
 NOT_METRICS = ("trainer_config", "options", "own_options", "versions", "device", "dataset")
 
 
@@ -72,8 +82,7 @@ def read_manifest(folder: str | Path) -> tuple[int, str | None]:
 
 
 def _number(value: Any) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def headline_metrics(metrics: dict[str, Any], limit: int = 12) -> dict[str, float]:
@@ -117,20 +126,40 @@ def local_or_hub(path: str, kind: str) -> str:
         return str(candidate.resolve())
     if kind in ("base", "external"):
         return path
-    raise InvalidModelError(f"no model folder at {path} (only base/external models may name "
-                            f"a hub id)")
+    raise InvalidModelError(
+        f"no model folder at {path} (only base/external models may name a hub id)"
+    )
 
 
-def register(app: DataEngine, *, name: str, path: str | Path, kind: str,
-             base_model: str | None = None, dataset: str | Path | None = None,
-             metrics: str | Path | dict[str, Any] | None = None,
-             actor: Actor | None = None) -> Outcome:
+def register(
+    app: DataEngine,
+    *,
+    name: str,
+    path: str | Path,
+    kind: str,
+    base_model: str | None = None,
+    dataset: str | Path | None = None,
+    metrics: str | Path | dict[str, Any] | None = None,
+    actor: Actor | None = None,
+) -> Outcome:
     """Register a model from its folder, the dataset folder it was trained on and its
     metrics (a metrics.json path or a dict); ``Outcome.recorded`` is False when the same
     registration was already there."""
     position, digest = read_manifest(dataset) if dataset is not None else (None, None)
-    numbers = (read_metrics(metrics) if isinstance(metrics, (str, Path))
-               else headline_metrics(metrics) if metrics else {})
-    return app.register_model(name=name, path=local_or_hub(str(path), kind), kind=kind,
-                              base_model=base_model, dataset_position=position,
-                              dataset_digest=digest, metrics=numbers, actor=actor)
+    numbers = (
+        read_metrics(metrics)
+        if isinstance(metrics, (str, Path))
+        else headline_metrics(metrics)
+        if metrics
+        else {}
+    )
+    return app.register_model(
+        name=name,
+        path=local_or_hub(str(path), kind),
+        kind=kind,
+        base_model=base_model,
+        dataset_position=position,
+        dataset_digest=digest,
+        metrics=numbers,
+        actor=actor,
+    )

@@ -42,20 +42,31 @@ def build_trainer(spec: RunSpec) -> Any:
     from trl import RewardTrainer
 
     evaluate = spec.eval_dataset(spec.data.validation.column_names)
-    return RewardTrainer(model=spec.model, args=spec.args,
-                         train_dataset=_rows(spec, spec.data.train),
-                         eval_dataset=_rows(spec, evaluate) if evaluate is not None else None,
-                         processing_class=spec.tokenizer)
+    return RewardTrainer(
+        model=spec.model,
+        args=spec.args,
+        train_dataset=_rows(spec, spec.data.train),
+        eval_dataset=_rows(spec, evaluate) if evaluate is not None else None,
+        processing_class=spec.tokenizer,
+    )
 
 
-def score(model: Any, tokenizer: Any, conversations: list[list[dict[str, str]]], *,
-          batch_size: int = 8, max_length: int | None = None) -> list[float | None]:
+def score(
+    model: Any,
+    tokenizer: Any,
+    conversations: list[list[dict[str, str]]],
+    *,
+    batch_size: int = 8,
+    max_length: int | None = None,
+) -> list[float | None]:
     """The reward model's score of each conversation (chat-templated as in training);
     None for one longer than max_length, which training would have dropped too."""
     import torch
 
-    ids = [tokenizer.apply_chat_template(c, tokenize=True, return_dict=True)["input_ids"]
-           for c in conversations]
+    ids = [
+        tokenizer.apply_chat_template(c, tokenize=True, return_dict=True)["input_ids"]
+        for c in conversations
+    ]
     scores: list[float | None] = [None] * len(ids)
     keep = [i for i, x in enumerate(ids) if max_length is None or len(x) <= max_length]
     was_training = model.training
@@ -64,10 +75,12 @@ def score(model: Any, tokenizer: Any, conversations: list[list[dict[str, str]]],
     try:
         with torch.no_grad():
             for start in range(0, len(keep), batch_size):
-                chunk = keep[start:start + batch_size]
+                chunk = keep[start : start + batch_size]
                 batch = tokenizer.pad({"input_ids": [ids[i] for i in chunk]}, return_tensors="pt")
-                logits = model(input_ids=batch["input_ids"].to(device),
-                               attention_mask=batch["attention_mask"].to(device)).logits
+                logits = model(
+                    input_ids=batch["input_ids"].to(device),
+                    attention_mask=batch["attention_mask"].to(device),
+                ).logits
                 for i, value in zip(chunk, logits[:, 0].float().tolist()):
                     scores[i] = value
     finally:
@@ -75,17 +88,31 @@ def score(model: Any, tokenizer: Any, conversations: list[list[dict[str, str]]],
     return scores
 
 
-def pairwise_accuracy(model: Any, tokenizer: Any, pairs: Any, *, batch_size: int = 8,
-                      max_length: int | None = None) -> dict[str, Any]:
-    chosen = score(model, tokenizer, [r["prompt"] + r["chosen"] for r in pairs],
-                   batch_size=batch_size, max_length=max_length)
-    rejected = score(model, tokenizer, [r["prompt"] + r["rejected"] for r in pairs],
-                     batch_size=batch_size, max_length=max_length)
+def pairwise_accuracy(
+    model: Any, tokenizer: Any, pairs: Any, *, batch_size: int = 8, max_length: int | None = None
+) -> dict[str, Any]:
+    chosen = score(
+        model,
+        tokenizer,
+        [r["prompt"] + r["chosen"] for r in pairs],
+        batch_size=batch_size,
+        max_length=max_length,
+    )
+    rejected = score(
+        model,
+        tokenizer,
+        [r["prompt"] + r["rejected"] for r in pairs],
+        batch_size=batch_size,
+        max_length=max_length,
+    )
     scored = [(c, r) for c, r in zip(chosen, rejected) if c is not None and r is not None]
     wins = sum(c > r for c, r in scored)
-    return {"value": wins / len(scored) if scored else None, "pairs": len(scored),
-            "skipped_too_long": len(chosen) - len(scored),
-            "mean_gap": sum(c - r for c, r in scored) / len(scored) if scored else None}
+    return {
+        "value": wins / len(scored) if scored else None,
+        "pairs": len(scored),
+        "skipped_too_long": len(chosen) - len(scored),
+        "mean_gap": sum(c - r for c, r in scored) / len(scored) if scored else None,
+    }
 
 
 def _scoring_model(trainer: Any) -> Any:
@@ -93,8 +120,9 @@ def _scoring_model(trainer: Any) -> Any:
     if trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:
         from transformers import AutoModelForSequenceClassification
 
-        return AutoModelForSequenceClassification.from_pretrained(
-            trainer.args.output_dir).to(trainer.accelerator.device)
+        return AutoModelForSequenceClassification.from_pretrained(trainer.args.output_dir).to(
+            trainer.accelerator.device
+        )
     return trainer.accelerator.unwrap_model(trainer.model)
 
 
@@ -103,11 +131,16 @@ def extra_metrics(trainer: Any, spec: RunSpec) -> dict[str, Any]:
         return {}
     validation = spec.data.validation
     split, pairs = ("validation", validation) if len(validation) else ("train", spec.data.train)
-    result = pairwise_accuracy(_scoring_model(trainer), spec.tokenizer, pairs,
-                               batch_size=spec.args.per_device_eval_batch_size,
-                               max_length=spec.args.max_length)
+    result = pairwise_accuracy(
+        _scoring_model(trainer),
+        spec.tokenizer,
+        pairs,
+        batch_size=spec.args.per_device_eval_batch_size,
+        max_length=spec.args.max_length,
+    )
     result["split"] = split
     if split == "train":
-        result["note"] = "the validation split is empty: accuracy on the training pairs " \
-                         "(optimistic)"
+        result["note"] = (
+            "the validation split is empty: accuracy on the training pairs (optimistic)"
+        )
     return {"pairwise_accuracy": result}

@@ -25,12 +25,15 @@ def model_defaults(spec: RunSpec) -> dict[str, Any]:
 def _reward_config(path: str) -> Any:
     config = load_model_config(path)
     architectures = getattr(config, "architectures", None) or []
-    if not any(a.endswith("ForSequenceClassification") for a in architectures) or \
-            getattr(config, "num_labels", 1) != 1:
+    if (
+        not any(a.endswith("ForSequenceClassification") for a in architectures)
+        or getattr(config, "num_labels", 1) != 1
+    ):
         raise TrainingModelError(
             f"{path!r} is not a reward model (architectures {architectures}, "
             f"num_labels {getattr(config, 'num_labels', None)}); "
-            "train one with `dataengine train rm`")
+            "train one with `dataengine train rm`"
+        )
     return config
 
 
@@ -44,15 +47,21 @@ def prompt_limit(spec: RunSpec, reward_config: Any) -> int:
     if limit < 1:
         raise TrainingOptionsError(
             f"max_completion_length={completion} leaves no room for a prompt "
-            "in the models' positions")
+            "in the models' positions"
+        )
     return limit
 
 
 def keep_short(spec: RunSpec, dataset: Any, limit: int) -> tuple[Any, int]:
     tokenizer = spec.tokenizer
-    lengths = [len(tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=True,
-                                                 return_dict=True)["input_ids"])
-               for p in dataset["prompt"]]
+    lengths = [
+        len(
+            tokenizer.apply_chat_template(
+                p, add_generation_prompt=True, tokenize=True, return_dict=True
+            )["input_ids"]
+        )
+        for p in dataset["prompt"]
+    ]
     keep = [i for i, n in enumerate(lengths) if n <= limit]
     return dataset.select(keep).select_columns(["prompt"]), len(lengths) - len(keep)
 
@@ -64,19 +73,25 @@ def check(spec: RunSpec) -> None:
     beta = spec.args.beta
     if spec.ref_model and not beta:
         raise TrainingOptionsError(
-            "--ref-model is only used for the KL penalty: give --beta > 0 too")
+            "--ref-model is only used for the KL penalty: give --beta > 0 too"
+        )
     limit = prompt_limit(spec, reward_config)
     train, dropped = keep_short(spec, spec.data.train, limit)
     if len(train) == 0:
         raise TrainingDataError(
             f"every prompt in {spec.data.folder} is longer than {limit} tokens; "
-            "raise max_prompt_length or lower max_completion_length")
+            "raise max_prompt_length or lower max_completion_length"
+        )
     spec.data.train = train
     if spec.args.eval_strategy != "no":
         spec.data.validation, _ = keep_short(spec, spec.data.validation, limit)
-    spec.notes.update(beta=beta, reference=(spec.ref_model or spec.model) if beta else None,
-                      num_generations=spec.args.num_generations, max_prompt_length=limit,
-                      prompts_dropped_too_long=dropped)
+    spec.notes.update(
+        beta=beta,
+        reference=(spec.ref_model or spec.model) if beta else None,
+        num_generations=spec.args.num_generations,
+        max_prompt_length=limit,
+        prompts_dropped_too_long=dropped,
+    )
 
 
 def build_trainer(spec: RunSpec) -> Any:
@@ -88,9 +103,14 @@ def build_trainer(spec: RunSpec) -> Any:
         # config name, so point that name at the reference folder while it does so.
         policy = load_causal_lm(spec.model, spec.args)
         policy.config._name_or_path = spec.ref_model
-    trainer = GRPOTrainer(model=policy, reward_funcs=spec.reward_model, args=spec.args,
-                          train_dataset=spec.data.train, eval_dataset=spec.eval_dataset(["prompt"]),
-                          processing_class=spec.tokenizer)
+    trainer = GRPOTrainer(
+        model=policy,
+        reward_funcs=spec.reward_model,
+        args=spec.args,
+        train_dataset=spec.data.train,
+        eval_dataset=spec.eval_dataset(["prompt"]),
+        processing_class=spec.tokenizer,
+    )
     if spec.ref_model:
         policy.config._name_or_path = spec.model
     return trainer
@@ -105,5 +125,8 @@ def plot_notes(spec: RunSpec) -> dict[str, str]:
 def extra_metrics(trainer: Any, spec: RunSpec) -> dict[str, Any]:
     history = trainer.state.log_history
     rewards = [e["reward"] for e in history if isinstance(e.get("reward"), (int, float))]
-    return {"initial_reward": rewards[0] if rewards else None,
-            "final_reward": last(history, "reward"), "final_kl": last(history, "kl")}
+    return {
+        "initial_reward": rewards[0] if rewards else None,
+        "final_reward": last(history, "reward"),
+        "final_kl": last(history, "kl"),
+    }

@@ -28,8 +28,13 @@ from training.config import KINDS, Resolved, resolve
 from training.data import TrainingData, load
 from training.errors import TrainingModelError, TrainingOptionsError
 
-KIND_MODULES = {"sft": "training.sft", "rm": "training.reward", "dpo": "training.dpo",
-                "kto": "training.kto", "rlhf": "training.rlhf"}
+KIND_MODULES = {
+    "sft": "training.sft",
+    "rm": "training.reward",
+    "dpo": "training.dpo",
+    "kto": "training.kto",
+    "rlhf": "training.rlhf",
+}
 METRICS = "metrics.json"
 CURVES = "curves.png"
 
@@ -52,7 +57,7 @@ class RunSpec:
     reward_model: str | None = None
     ref_model: str | None = None
     resolved: Resolved | None = None
-    notes: dict[str, Any] = field(default_factory=dict)   # kind-specific facts for metrics.json
+    notes: dict[str, Any] = field(default_factory=dict)  # kind-specific facts for metrics.json
 
     @property
     def args(self) -> Any:
@@ -77,8 +82,10 @@ class RunSpec:
 
     def check_eval(self) -> None:
         if self.args.eval_strategy != "no" and len(self.data.validation) == 0:
-            raise TrainingOptionsError(f"eval_strategy={self.args.eval_strategy} but "
-                                       f"{self.data.folder} has an empty validation split")
+            raise TrainingOptionsError(
+                f"eval_strategy={self.args.eval_strategy} but "
+                f"{self.data.folder} has an empty validation split"
+            )
 
 
 def load_tokenizer(model: str) -> Any:
@@ -91,7 +98,8 @@ def load_tokenizer(model: str) -> Any:
     if not getattr(tokenizer, "chat_template", None):
         raise TrainingModelError(
             f"{model!r} has no chat template; the datasets are conversations, so use a "
-            "chat/instruct model or add a template to its tokenizer_config")
+            "chat/instruct model or add a template to its tokenizer_config"
+        )
     return tokenizer
 
 
@@ -123,9 +131,14 @@ def reference_trainer(trainer_class: Any, spec: RunSpec, columns: list[str]) -> 
     """DPO and KTO: the policy by path (TRL reloads the reference from it) or an explicit
     reference model, on the kind's columns."""
     ref = load_causal_lm(spec.ref_model, spec.args) if spec.ref_model else None
-    return trainer_class(model=spec.model, ref_model=ref, args=spec.args,
-                         train_dataset=spec.data.train.select_columns(columns),
-                         eval_dataset=spec.eval_dataset(columns), processing_class=spec.tokenizer)
+    return trainer_class(
+        model=spec.model,
+        ref_model=ref,
+        args=spec.args,
+        train_dataset=spec.data.train.select_columns(columns),
+        eval_dataset=spec.eval_dataset(columns),
+        processing_class=spec.tokenizer,
+    )
 
 
 def staging_path(out: Path) -> Path:
@@ -138,7 +151,8 @@ def check_out(out: Path, data: Path) -> None:
     if out.is_dir() and any(out.iterdir()) and not (out / METRICS).is_file():
         raise TrainingOptionsError(
             f"--out {out} is not empty and holds no {METRICS} (not an earlier run); "
-            "pick another folder")
+            "pick another folder"
+        )
     if out.resolve() == Path(data).resolve() or Path(data).resolve() in out.resolve().parents:
         raise TrainingOptionsError("--out must not be inside the dataset folder")
 
@@ -160,10 +174,18 @@ def quiet(progress: bool) -> Iterator[None]:
     from datasets.utils import logging as ds_logging
     from transformers.utils import logging as tf_logging
 
-    switches = [(ds_logging.is_progress_bar_enabled(), ds_logging.disable_progress_bar,
-                 ds_logging.enable_progress_bar),
-                (tf_logging.is_progress_bar_enabled(), tf_logging.disable_progress_bar,
-                 tf_logging.enable_progress_bar)]
+    switches = [
+        (
+            ds_logging.is_progress_bar_enabled(),
+            ds_logging.disable_progress_bar,
+            ds_logging.enable_progress_bar,
+        ),
+        (
+            tf_logging.is_progress_bar_enabled(),
+            tf_logging.disable_progress_bar,
+            tf_logging.enable_progress_bar,
+        ),
+    ]
     if not progress:
         for was, off, _ in switches:
             if was:
@@ -181,8 +203,11 @@ def device_info(gpu: bool) -> dict[str, Any]:
     import torch
 
     if gpu:
-        return {"type": "cuda", "name": torch.cuda.get_device_name(0),
-                "count": torch.cuda.device_count()}
+        return {
+            "type": "cuda",
+            "name": torch.cuda.get_device_name(0),
+            "count": torch.cuda.device_count(),
+        }
     return {"type": "cpu", "threads": torch.get_num_threads()}
 
 
@@ -192,8 +217,12 @@ def versions() -> dict[str, str]:
     import transformers
     import trl
 
-    return {"torch": torch.__version__, "transformers": transformers.__version__,
-            "trl": trl.__version__, "datasets": datasets.__version__}
+    return {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "trl": trl.__version__,
+        "datasets": datasets.__version__,
+    }
 
 
 def last(log_history: list[dict[str, Any]], key: str) -> float | None:
@@ -207,15 +236,19 @@ def base_metrics(spec: RunSpec, trainer: Any, output: Any) -> dict[str, Any]:
     assert spec.resolved is not None
     history = list(trainer.state.log_history)
     return {
-        "kind": spec.kind, "base_model": spec.model,
-        "reward_model": spec.reward_model, "ref_model": spec.ref_model,
+        "kind": spec.kind,
+        "base_model": spec.model,
+        "reward_model": spec.reward_model,
+        "ref_model": spec.ref_model,
         "dataset": spec.data.provenance(),
-        "options": spec.resolved.overrides, "own_options": spec.own,
+        "options": spec.resolved.overrides,
+        "own_options": spec.own,
         "device": {**device_info(spec.resolved.gpu), "bf16": bool(spec.args.bf16)},
-        "train_samples": len(spec.data.train), "validation_samples": len(spec.data.validation),
+        "train_samples": len(spec.data.train),
+        "validation_samples": len(spec.data.validation),
         "global_step": output.global_step,
-        "train_loss": output.training_loss,            # mean over the run (the trainer's figure)
-        "final_loss": last(history, "loss"),            # the last logged value
+        "train_loss": output.training_loss,  # mean over the run (the trainer's figure)
+        "final_loss": last(history, "loss"),  # the last logged value
         "train_runtime": output.metrics.get("train_runtime"),
         **spec.notes,
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -236,13 +269,22 @@ def restore_use_cache(trainer: Any, spec: RunSpec) -> None:
 def _check_kind(kind: str) -> Any:
     if kind not in KINDS:
         raise TrainingOptionsError(
-            f"unknown training kind {kind!r}; choose from {', '.join(KINDS)}")
+            f"unknown training kind {kind!r}; choose from {', '.join(KINDS)}"
+        )
     return importlib.import_module(KIND_MODULES[kind])
 
 
-def train(kind: str, *, data: Path, model: str, out: Path, options: dict[str, Any] | None = None,
-          reward_model: str | None = None, ref_model: str | None = None,
-          progress: bool = True) -> RunResult:
+def train(
+    kind: str,
+    *,
+    data: Path,
+    model: str,
+    out: Path,
+    options: dict[str, Any] | None = None,
+    reward_model: str | None = None,
+    ref_model: str | None = None,
+    progress: bool = True,
+) -> RunResult:
     """Train ``model`` on the ``kind`` rows of the dataset build ``data``; write the run
     folder ``out`` (model, tokenizer, metrics.json, dataset_manifest.json, curves.png)."""
     module = _check_kind(kind)
@@ -250,11 +292,18 @@ def train(kind: str, *, data: Path, model: str, out: Path, options: dict[str, An
     check_out(out, Path(data))
     staging = staging_path(out)
     dataset = load(Path(data), kind)
-    spec = RunSpec(kind, model, dataset, load_tokenizer(model), load_model_config(model),
-                   reward_model=str(reward_model) if reward_model else None,
-                   ref_model=str(ref_model) if ref_model else None)
-    spec.resolved = resolve(kind, options, staging, progress=progress,
-                            model_defaults=module.model_defaults(spec))
+    spec = RunSpec(
+        kind,
+        model,
+        dataset,
+        load_tokenizer(model),
+        load_model_config(model),
+        reward_model=str(reward_model) if reward_model else None,
+        ref_model=str(ref_model) if ref_model else None,
+    )
+    spec.resolved = resolve(
+        kind, options, staging, progress=progress, model_defaults=module.model_defaults(spec)
+    )
     spec.check_eval()
     module.check(spec)
 
@@ -287,9 +336,13 @@ def train(kind: str, *, data: Path, model: str, out: Path, options: dict[str, An
             (staging / METRICS).write_text(json.dumps(metrics, indent=2, default=str) + "\n")
             from training.curves import plot
 
-            plot(kind, metrics["log_history"], staging / CURVES,
-                 title=f"{kind}: {Path(model).name} on {dataset.folder}",
-                 notes=module.plot_notes(spec) if hasattr(module, "plot_notes") else None)
+            plot(
+                kind,
+                metrics["log_history"],
+                staging / CURVES,
+                title=f"{kind}: {Path(model).name} on {dataset.folder}",
+                notes=module.plot_notes(spec) if hasattr(module, "plot_notes") else None,
+            )
         trainer.accelerator.wait_for_everyone()
         if trainer.is_world_process_zero():
             publish(staging, out)

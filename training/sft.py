@@ -26,8 +26,10 @@ def assistant_mask_supported(tokenizer: Any) -> bool:
 
 
 def model_defaults(spec: RunSpec) -> dict[str, Any]:
-    return {**spec.length_defaults(),
-            "assistant_only_loss": assistant_mask_supported(spec.tokenizer)}
+    return {
+        **spec.length_defaults(),
+        "assistant_only_loss": assistant_mask_supported(spec.tokenizer),
+    }
 
 
 def check(spec: RunSpec) -> None:
@@ -38,9 +40,13 @@ def check(spec: RunSpec) -> None:
 def build_trainer(spec: RunSpec) -> Any:
     from trl import SFTTrainer
 
-    return SFTTrainer(model=spec.model, args=spec.args,
-                      train_dataset=spec.data.train.select_columns(COLUMNS),
-                      eval_dataset=spec.eval_dataset(COLUMNS), processing_class=spec.tokenizer)
+    return SFTTrainer(
+        model=spec.model,
+        args=spec.args,
+        train_dataset=spec.data.train.select_columns(COLUMNS),
+        eval_dataset=spec.eval_dataset(COLUMNS),
+        processing_class=spec.tokenizer,
+    )
 
 
 def extra_metrics(trainer: Any, spec: RunSpec) -> dict[str, Any]:

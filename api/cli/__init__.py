@@ -6,7 +6,7 @@ import argparse
 import importlib
 import os
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from domain.model.errors import DomainError
 
@@ -30,7 +30,9 @@ GROUPS = [
 
 def add_data_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--data", default=os.environ.get("DATAENGINE_DATA", "data"), metavar="DIR",
+        "--data",
+        default=os.environ.get("DATAENGINE_DATA", "data"),
+        metavar="DIR",
         help="folder holding the event store and read models (default: $DATAENGINE_DATA or ./data)",
     )
 

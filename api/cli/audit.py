@@ -10,10 +10,11 @@ import argparse
 import importlib
 import json
 import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache, wraps
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 from uuid import UUID
 
 from api.cli import add_data_option, fail
@@ -34,25 +35,37 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     show = group.add_parser("show", help="a tree as it was at a version or a moment")
     show.add_argument("tree_id")
-    show.add_argument("--as-of", default=None, metavar="VERSION|ISO_TIME",
-                      help="a version number, or an ISO time (UTC unless it names a zone)")
+    show.add_argument(
+        "--as-of",
+        default=None,
+        metavar="VERSION|ISO_TIME",
+        help="a version number, or an ISO time (UTC unless it names a zone)",
+    )
     show.set_defaults(handler=show_as_of)
 
     digest = group.add_parser("digest", help="record and print the log's hash-chain digest")
-    digest.add_argument("--position", type=int, default=None,
-                        help="the digest at this position instead of at the head")
+    digest.add_argument(
+        "--position",
+        type=int,
+        default=None,
+        help="the digest at this position instead of at the head",
+    )
     digest.set_defaults(handler=show_digest)
 
     verify = group.add_parser("verify", help="recompute the chain; name the first damaged event")
     verify.add_argument("--digest", default=None, help="a digest published earlier (hex)")
     verify.add_argument("--position", type=int, default=None, help="the position it was taken at")
-    verify.add_argument("--workers", type=int, default=None,
-                        help="processes checking blocks of the log in parallel "
-                             "(default: the CPU count, at most 8)")
+    verify.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes checking blocks of the log in parallel (default: the CPU count, at most 8)",
+    )
     verify.set_defaults(handler=run_verify)
 
-    replay = group.add_parser("replay",
-                              help="rebuild every read model and compare it with the live one")
+    replay = group.add_parser(
+        "replay", help="rebuild every read model and compare it with the live one"
+    )
     replay.set_defaults(handler=run_replay)
 
     for parser in (history, show, digest, verify, replay):
@@ -93,8 +106,15 @@ def _no_store(args: argparse.Namespace) -> int:
 def _progress(total: int, what: str) -> Iterator[Any]:
     from tqdm import tqdm
 
-    with tqdm(total=total, unit="ev", unit_scale=True, desc=what, file=sys.stderr,
-              disable=None, leave=False) as bar:
+    with tqdm(
+        total=total,
+        unit="ev",
+        unit_scale=True,
+        desc=what,
+        file=sys.stderr,
+        disable=None,
+        leave=False,
+    ) as bar:
         yield bar.update
 
 
@@ -176,16 +196,20 @@ def show_as_of(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(view)
         return 0
-    print(f"tree {view['id']}  version {view['version']} of {view['current_version']}  "
-          f"log position {view['position']}  as of {view['time']}")
+    print(
+        f"tree {view['id']}  version {view['version']} of {view['current_version']}  "
+        f"log position {view['position']}  as of {view['time']}"
+    )
     print(f"state {view['state']}  lang {view['lang']}  goal size {view['goal_tree_size']}")
     for m in view["messages"]:
         indent = "  " * (m["depth"] + 1)
         verdict = {True: "accepted", False: "rejected", None: "undecided"}[m["review_result"]]
         flags = " deleted" if m["deleted"] else ""
         rank = f" rank {m['rank']}" if m["rank"] is not None else ""
-        print(f"{indent}{m['role']} {m['id'][:8]} {verdict} ({m['review_count']} reviews)"
-              f"{rank}{flags}: {m['text'][:60]!r}")
+        print(
+            f"{indent}{m['role']} {m['id'][:8]} {verdict} ({m['review_count']} reviews)"
+            f"{rank}{flags}: {m['text'][:60]!r}"
+        )
         for r in m["reviews"]:
             labels = ", ".join(f"{k}={v:g}" for k, v in r["labels"].items())
             print(f"{indent}  review by {(r['user_id'] or 'system')[:8]}: {labels}")
@@ -219,15 +243,17 @@ def show_digest(args: argparse.Namespace) -> int:
     except ValueError as e:
         return fail(str(e))
     if args.json:
-        _print_json({"position": position, "digest": digest.hex(), "new_events": added,
-                     "holes": holes})
+        _print_json(
+            {"position": position, "digest": digest.hex(), "new_events": added, "holes": holes}
+        )
     else:
         print(f"position: {position}")
         print(f"digest:   {digest.hex()}")
         print(f"({added} new events hashed and recorded in {store.path})", file=sys.stderr)
     for a, b in holes:
-        print(f"warning: positions {a}..{b} are absent from the log (deleted rows)",
-              file=sys.stderr)
+        print(
+            f"warning: positions {a}..{b} are absent from the log (deleted rows)", file=sys.stderr
+        )
     return 1 if holes else 0
 
 
@@ -254,8 +280,10 @@ def run_verify(args: argparse.Namespace) -> int:
             report = verify_digest(log, store, expected, args.position, advance, workers)
     else:
         if not store.checkpoints():
-            return fail("nothing recorded to verify against yet: run `dataengine audit digest` "
-                        "first, or pass --digest/--position")
+            return fail(
+                "nothing recorded to verify against yet: run `dataengine audit digest` "
+                "first, or pass --digest/--position"
+            )
         with _progress(log_head(log), "verifying") as advance:
             report = verify(log, store, progress=advance, workers=workers)
     return _report(args, report)
@@ -264,31 +292,48 @@ def run_verify(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace, report: Any) -> int:
     damage = [dict(d.as_dict(), tree_id=_uuid(d.originator_id)) for d in report.damage]
     if args.json:
-        _print_json({"intact": report.intact, "position": report.position,
-                     "events": report.events, "recorded": report.recorded,
-                     "appended": report.appended,
-                     "digest": report.digest.hex() if report.intact else None,
-                     "first_damaged": damage[0] if damage else None, "damage": damage})
+        _print_json(
+            {
+                "intact": report.intact,
+                "position": report.position,
+                "events": report.events,
+                "recorded": report.recorded,
+                "appended": report.appended,
+                "digest": report.digest.hex() if report.intact else None,
+                "first_damaged": damage[0] if damage else None,
+                "damage": damage,
+            }
+        )
         return 0 if report.intact else 1
     if report.intact:
         if args.digest is not None:
-            print(f"intact: the log up to position {args.position} is unchanged since digest "
-                  f"{args.digest.strip()} was taken")
+            print(
+                f"intact: the log up to position {args.position} is unchanged since digest "
+                f"{args.digest.strip()} was taken"
+            )
         else:
-            print(f"intact: {report.events} events up to position {report.position}; "
-                  f"every checkpoint up to {report.recorded} matches")
+            print(
+                f"intact: {report.events} events up to position {report.position}; "
+                f"every checkpoint up to {report.recorded} matches"
+            )
             if report.appended:
-                print(f"{report.appended} events appended since the last recorded digest "
-                      "(run `dataengine audit digest` to record them)")
+                print(
+                    f"{report.appended} events appended since the last recorded digest "
+                    "(run `dataengine audit digest` to record them)"
+                )
             print(f"digest at {report.position}: {report.digest.hex()}")
         return 0
     first = damage[0]
-    print(f"DAMAGED: first mismatch at position {first['position']}: {first['kind']}, "
-          f"tree {first['tree_id']} version {first['version']} ({first['topic']}): "
-          f"{first['detail']}")
+    print(
+        f"DAMAGED: first mismatch at position {first['position']}: {first['kind']}, "
+        f"tree {first['tree_id']} version {first['version']} ({first['topic']}): "
+        f"{first['detail']}"
+    )
     for d in damage[1:20]:
-        print(f"  also position {d['position']}: {d['kind']}, tree {d['tree_id']} version "
-              f"{d['version']}: {d['detail']}")
+        print(
+            f"  also position {d['position']}: {d['kind']}, tree {d['tree_id']} version "
+            f"{d['version']}: {d['detail']}"
+        )
     if len(damage) > 20:
         print(f"  ... and {len(damage) - 20} more (use --json for all)")
     return 1
@@ -307,15 +352,30 @@ def run_replay(args: argparse.Namespace) -> int:
     if folder is None:
         return _no_store(args)
     if not READ_MODELS:
-        return fail("no read models are registered yet (api/cli/audit.py READ_MODELS), "
-                    "so there is nothing to rebuild and compare")
+        return fail(
+            "no read models are registered yet (api/cli/audit.py READ_MODELS), "
+            "so there is nothing to rebuild and compare"
+        )
     models = [_load(spec) for spec in READ_MODELS]
-    results = replay(folder, models, on_start=lambda name: print(
-        f"rebuilding {name} ...", file=sys.stderr))
+    results = replay(
+        folder, models, on_start=lambda name: print(f"rebuilding {name} ...", file=sys.stderr)
+    )
     if args.json:
-        _print_json([{"name": r.name, "position": r.position, "rows": r.rows, "same": r.same,
-                      "differences": r.differences, "error": r.error,
-                      "only_live": r.only_live, "only_rebuilt": r.only_rebuilt} for r in results])
+        _print_json(
+            [
+                {
+                    "name": r.name,
+                    "position": r.position,
+                    "rows": r.rows,
+                    "same": r.same,
+                    "differences": r.differences,
+                    "error": r.error,
+                    "only_live": r.only_live,
+                    "only_rebuilt": r.only_rebuilt,
+                }
+                for r in results
+            ]
+        )
     else:
         for r in results:
             verdict = "same" if r.same else r.error or f"{r.differences} rows differ"

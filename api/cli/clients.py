@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from api.cli import add_data_option
 from api.bootstrap import data_dir, load_config, open_app
+from api.cli import add_data_option
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     group = sub.add_parser("clients", help="manage API clients").add_subparsers(
-        dest="action", required=True, metavar="ACTION")
+        dest="action", required=True, metavar="ACTION"
+    )
     create = group.add_parser("create", help="register a client and print its new API key")
     add_data_option(create)
     create.add_argument("--name", required=True)
@@ -22,8 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def create_client(args: argparse.Namespace) -> int:
     folder = data_dir(args.data)
     app = open_app(folder, load_config(folder))
-    client_id, key = app.register_client(name=args.name, trusted=args.trusted,
-                                         frontend_type=args.frontend_type)
+    client_id, key = app.register_client(
+        name=args.name, trusted=args.trusted, frontend_type=args.frontend_type
+    )
     print(f"client_id: {client_id}")
     print(f"api_key:   {key}")
     print("Store the key now: only its hash is kept.")

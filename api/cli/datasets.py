@@ -14,29 +14,47 @@ from api.cli import add_data_option
 
 def register(sub: argparse._SubParsersAction) -> None:
     group = sub.add_parser("datasets", help="training datasets").add_subparsers(
-        dest="action", required=True, metavar="ACTION")
+        dest="action", required=True, metavar="ACTION"
+    )
     build = group.add_parser("build", help="build datasets from ready_for_export trees")
     add_data_option(build)
     build.add_argument("--out", required=True, metavar="DIR")
-    build.add_argument("--as-of", type=int, default=None, metavar="POSITION",
-                       help="log position to build at (default: the end of the log)")
-    build.add_argument("--kinds", default="sft,rm,dpo,kto,rl",
-                       help="comma-separated subset of sft,rm,dpo,kto,rl")
+    build.add_argument(
+        "--as-of",
+        type=int,
+        default=None,
+        metavar="POSITION",
+        help="log position to build at (default: the end of the log)",
+    )
+    build.add_argument(
+        "--kinds", default="sft,rm,dpo,kto,rl", help="comma-separated subset of sft,rm,dpo,kto,rl"
+    )
     build.add_argument("--lang", default=None, help="only trees whose prompt has this language")
     build.add_argument("--val-fraction", type=float, default=0.05)
     build.add_argument("--sft-paths", default="best", choices=["best", "top-k", "all"])
     build.add_argument("--top-k", type=int, default=2, help="rank cut-off for --sft-paths top-k")
-    build.add_argument("--include-synthetic", action="store_true",
-                       help="keep synthetic messages (left out by default, as in OA's training)")
-    build.add_argument("--source", default="auto", choices=["auto", "replay", "projection"],
-                       help="rows from the training projection when it is at the position "
-                            "(auto), always from a replay of the log, or only the projection; "
-                            "the files are the same either way")
+    build.add_argument(
+        "--include-synthetic",
+        action="store_true",
+        help="keep synthetic messages (left out by default, as in OA's training)",
+    )
+    build.add_argument(
+        "--source",
+        default="auto",
+        choices=["auto", "replay", "projection"],
+        help="rows from the training projection when it is at the position "
+        "(auto), always from a replay of the log, or only the projection; "
+        "the files are the same either way",
+    )
     build.set_defaults(handler=build_datasets)
     status = group.add_parser("status", help="the training projection: lag, ready trees, rows")
     add_data_option(status)
-    status.add_argument("--val-fraction", type=float, default=0.05,
-                        help="split the row counts at this validation fraction")
+    status.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.05,
+        help="split the row counts at this validation fraction",
+    )
     status.add_argument("--json", action="store_true", help="print the report as JSON")
     status.set_defaults(handler=show_status)
 
@@ -44,8 +62,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _bar(desc: str, total: int) -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="tree" if desc == "replay" else "kind",
-                file=sys.stderr, disable=None)
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit="tree" if desc == "replay" else "kind",
+        file=sys.stderr,
+        disable=None,
+    )
 
 
 def build_datasets(args: argparse.Namespace) -> int:
@@ -54,18 +77,31 @@ def build_datasets(args: argparse.Namespace) -> int:
     from projections.datasets.rows import BuildOptions
 
     options = BuildOptions(
-        kinds=tuple(k.strip() for k in args.kinds.split(",") if k.strip()), lang=args.lang,
-        val_fraction=args.val_fraction, sft_paths=args.sft_paths, top_k=args.top_k,
+        kinds=tuple(k.strip() for k in args.kinds.split(",") if k.strip()),
+        lang=args.lang,
+        val_fraction=args.val_fraction,
+        sft_paths=args.sft_paths,
+        top_k=args.top_k,
         include_synthetic=args.include_synthetic,
     )
-    manifest = build(data_dir(args.data), Path(args.out), options, as_of=args.as_of,
-                     progress=_bar, source=args.source)
-    print(f"built from {manifest['ready_trees']} ready trees at log position "
-          f"{manifest['log_position']} into {args.out} (rows from the {manifest.source})",
-          file=sys.stderr)
+    manifest = build(
+        data_dir(args.data),
+        Path(args.out),
+        options,
+        as_of=args.as_of,
+        progress=_bar,
+        source=args.source,
+    )
+    print(
+        f"built from {manifest['ready_trees']} ready trees at log position "
+        f"{manifest['log_position']} into {args.out} (rows from the {manifest.source})",
+        file=sys.stderr,
+    )
     for kind, counts in manifest["rows"].items():
-        print(f"  {kind:12} train {counts['train']:>8}  validation {counts['validation']:>7}",
-              file=sys.stderr)
+        print(
+            f"  {kind:12} train {counts['train']:>8}  validation {counts['validation']:>7}",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -79,13 +115,18 @@ def show_status(args: argparse.Namespace) -> int:
         return 0
     print(f"log position:         {report['log_position']}")
     if report["projection_position"] is None:
-        print(f"training projection:  not projected ({report['note']}); it follows the log in "
-              "`dataengine serve`, or run `dataengine projections rebuild`")
+        print(
+            f"training projection:  not projected ({report['note']}); it follows the log in "
+            "`dataengine serve`, or run `dataengine projections rebuild`"
+        )
         return 0
-    print(f"training projection:  {report['projection_position']}  "
-          f"behind by {report['lag']} events")
-    print(f"ready trees:          {report['ready_trees']}  (newest became ready at "
-          f"{report['newest_ready_position']}, last change at {report['last_change_position']})")
+    print(
+        f"training projection:  {report['projection_position']}  behind by {report['lag']} events"
+    )
+    print(
+        f"ready trees:          {report['ready_trees']}  (newest became ready at "
+        f"{report['newest_ready_position']}, last change at {report['last_change_position']})"
+    )
     print(f"rows (validation fraction {args.val_fraction}):")
     for kind, counts in report["rows"].items():
         print(f"  {kind:12} train {counts['train']:>8}  validation {counts['validation']:>7}")

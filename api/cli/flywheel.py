@@ -13,29 +13,61 @@ STEP_HELP = "comma-separated subset of datasets,sft,rm,rlhf,register,prelabel"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("flywheel", help="one turn: datasets -> sft -> rm -> rlhf -> register",
-                       description=__doc__)
+    p = sub.add_parser(
+        "flywheel", help="one turn: datasets -> sft -> rm -> rlhf -> register", description=__doc__
+    )
     add_data_option(p)
-    p.add_argument("--base-model", required=True, metavar="PATH_OR_NAME",
-                   help="the model the turn starts from (a folder, a hub name or a registered name)")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder for everything this turn writes")
-    p.add_argument("--name", default=None,
-                   help="registry prefix: models become NAME-sft, NAME-rm, NAME-rlhf "
-                        "(default: the --out folder's name)")
+    p.add_argument(
+        "--base-model",
+        required=True,
+        metavar="PATH_OR_NAME",
+        help="the model the turn starts from (a folder, a hub name or a registered name)",
+    )
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help="folder for everything this turn writes"
+    )
+    p.add_argument(
+        "--name",
+        default=None,
+        help="registry prefix: models become NAME-sft, NAME-rm, NAME-rlhf "
+        "(default: the --out folder's name)",
+    )
     p.add_argument("--lang", default=None, help="only trees in this language")
-    p.add_argument("--only", default=None, metavar="STEPS", help=f"run just these steps ({STEP_HELP})")
+    p.add_argument(
+        "--only", default=None, metavar="STEPS", help=f"run just these steps ({STEP_HELP})"
+    )
     p.add_argument("--force", action="store_true", help="redo the chosen steps even if done")
-    p.add_argument("--restart", action="store_true",
-                   help="discard an earlier turn in --out and start over")
-    p.add_argument("--max-steps", type=int, default=None, metavar="N",
-                   help="optimiser steps for every training step (default: each trainer's own)")
-    p.add_argument("--config", metavar="FILE",
-                   help="YAML/JSON with sections sft:, rm:, rlhf: of trainer options")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="STEP.KEY=VALUE",
-                   help="a trainer option for one step, e.g. rlhf.num_generations=8 (repeatable)")
-    p.add_argument("--prelabel", type=int, default=0, metavar="N",
-                   help="after registering, the new policy writes N candidate replies per open "
-                        "prompt (the next turn's pre-labeler; default 0: skip)")
+    p.add_argument(
+        "--restart", action="store_true", help="discard an earlier turn in --out and start over"
+    )
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="optimiser steps for every training step (default: each trainer's own)",
+    )
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="YAML/JSON with sections sft:, rm:, rlhf: of trainer options",
+    )
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="STEP.KEY=VALUE",
+        help="a trainer option for one step, e.g. rlhf.num_generations=8 (repeatable)",
+    )
+    p.add_argument(
+        "--prelabel",
+        type=int,
+        default=0,
+        metavar="N",
+        help="after registering, the new policy writes N candidate replies per open "
+        "prompt (the next turn's pre-labeler; default 0: skip)",
+    )
     p.add_argument("--prelabel-limit", type=int, default=None, metavar="K")
     p.add_argument("--quiet", action="store_true", help="no trainer progress bars")
     p.set_defaults(handler=run_flywheel)
@@ -49,14 +81,17 @@ def step_options(config: str | None, sets: list[str]) -> dict[str, dict[str, Any
     if config:
         for step, section in read_config_file(config).items():
             if step not in options or not isinstance(section, dict):
-                raise FlywheelError(f"{config}: top-level keys must be {', '.join(TRAINING_STEPS)} "
-                                    f"holding option mappings, not {step!r}")
+                raise FlywheelError(
+                    f"{config}: top-level keys must be {', '.join(TRAINING_STEPS)} "
+                    f"holding option mappings, not {step!r}"
+                )
             options[step].update(section)
     for key, value in parse_set(sets).items():
         step, dot, option = key.partition(".")
         if not dot or step not in options or not option:
-            raise FlywheelError(f"--set {key}: write STEP.KEY=VALUE with STEP one of "
-                                f"{', '.join(TRAINING_STEPS)}")
+            raise FlywheelError(
+                f"--set {key}: write STEP.KEY=VALUE with STEP one of {', '.join(TRAINING_STEPS)}"
+            )
         options[step][option] = value
     return options
 
@@ -67,8 +102,8 @@ def run_flywheel(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from api.flywheel import Flywheel, FlywheelPlan, table_rows
     from api.bootstrap import data_dir
+    from api.flywheel import Flywheel, FlywheelPlan, table_rows
     from api.storage.events import EVENTS_FILE
 
     folder = data_dir(args.data)
@@ -83,9 +118,17 @@ def run_flywheel(args: argparse.Namespace) -> int:
         if not (out / "flywheel.json").exists():
             return fail(f"--restart only clears a flywheel folder; {out} holds no flywheel.json")
         shutil.rmtree(out)
-    plan = FlywheelPlan(store=folder, out=out, base_model=args.base_model, name=args.name,
-                        options=step_options(args.config, args.sets), max_steps=args.max_steps,
-                        lang=args.lang, prelabel_n=args.prelabel, prelabel_limit=args.prelabel_limit)
+    plan = FlywheelPlan(
+        store=folder,
+        out=out,
+        base_model=args.base_model,
+        name=args.name,
+        options=step_options(args.config, args.sets),
+        max_steps=args.max_steps,
+        lang=args.lang,
+        prelabel_n=args.prelabel,
+        prelabel_limit=args.prelabel_limit,
+    )
     only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
     console = Console(stderr=True)
     wheel = Flywheel(plan, report=console.print, progress=not args.quiet)

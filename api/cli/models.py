@@ -17,7 +17,8 @@ from api.cli import add_data_option, fail
 
 def register(sub: argparse._SubParsersAction) -> None:
     group = sub.add_parser("models", help="the models registry").add_subparsers(
-        dest="action", required=True, metavar="ACTION")
+        dest="action", required=True, metavar="ACTION"
+    )
     listing = group.add_parser("list", help="registered models with their human win rate")
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(handler=list_models)
@@ -26,22 +27,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     show.set_defaults(handler=show_model)
     reg = group.add_parser("register", help="record a trained model under a name")
     reg.add_argument("--name", required=True)
-    reg.add_argument("--path", required=True, help="the model folder (or a hub id for "
-                     "--kind base/external)")
-    reg.add_argument("--kind", required=True,
-                     help="sft, rm, dpo, kto, rlhf, base or external")
+    reg.add_argument(
+        "--path", required=True, help="the model folder (or a hub id for --kind base/external)"
+    )
+    reg.add_argument("--kind", required=True, help="sft, rm, dpo, kto, rlhf, base or external")
     reg.add_argument("--base-model", default=None)
-    reg.add_argument("--dataset", default=None, metavar="DIR",
-                     help="the dataset folder it was trained on (its manifest.json gives the "
-                          "log position and audit digest)")
-    reg.add_argument("--metrics", default=None, metavar="FILE",
-                     help="the run's metrics.json (headline numbers are kept)")
+    reg.add_argument(
+        "--dataset",
+        default=None,
+        metavar="DIR",
+        help="the dataset folder it was trained on (its manifest.json gives the "
+        "log position and audit digest)",
+    )
+    reg.add_argument(
+        "--metrics",
+        default=None,
+        metavar="FILE",
+        help="the run's metrics.json (headline numbers are kept)",
+    )
     reg.set_defaults(handler=register_model)
     tiny = group.add_parser("init-tiny", help="write a tiny random Llama + tokenizer (offline)")
     tiny.add_argument("--out", required=True, metavar="DIR")
     tiny.add_argument("--seed", type=int, default=0)
-    tiny.add_argument("--register", default=None, metavar="NAME",
-                      help="also register it (kind base) under this name")
+    tiny.add_argument(
+        "--register",
+        default=None,
+        metavar="NAME",
+        help="also register it (kind base) under this name",
+    )
     tiny.set_defaults(handler=init_tiny)
     for parser in (listing, show, reg, tiny):
         add_data_option(parser)
@@ -64,12 +77,36 @@ def _print_models(rows: list[dict[str, Any]]) -> None:
     if not rows:
         print("no models registered")
         return
-    headers = ("name", "kind", "base model", "dataset pos", "log pos", "replies", "acceptance",
-               "mean rank", "pairs vs human", "win rate")
-    table = [[_cell(v) for v in (r["name"], r["kind"], r["base_model"], r["dataset_position"],
-                                 r["log_position"], r["replies"], r["acceptance_rate"],
-                                 r["mean_rank"], r["human_pairs"], r["win_rate"])]
-             for r in rows]
+    headers = (
+        "name",
+        "kind",
+        "base model",
+        "dataset pos",
+        "log pos",
+        "replies",
+        "acceptance",
+        "mean rank",
+        "pairs vs human",
+        "win rate",
+    )
+    table = [
+        [
+            _cell(v)
+            for v in (
+                r["name"],
+                r["kind"],
+                r["base_model"],
+                r["dataset_position"],
+                r["log_position"],
+                r["replies"],
+                r["acceptance_rate"],
+                r["mean_rank"],
+                r["human_pairs"],
+                r["win_rate"],
+            )
+        ]
+        for r in rows
+    ]
     widths = [max([len(h)] + [len(row[i]) for row in table]) for i, h in enumerate(headers)]
     print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
     for row in table:
@@ -102,15 +139,23 @@ def register_model(args: argparse.Namespace) -> int:
 
     app = _app(args.data)
     try:
-        outcome = register(app, name=args.name, path=args.path, kind=args.kind,
-                           base_model=args.base_model, dataset=args.dataset,
-                           metrics=args.metrics)
+        outcome = register(
+            app,
+            name=args.name,
+            path=args.path,
+            kind=args.kind,
+            base_model=args.base_model,
+            dataset=args.dataset,
+            metrics=args.metrics,
+        )
         model = app.get_model(args.name)
     finally:
         app.close()
     if outcome.recorded:
-        print(f"registered {model.name} ({model.kind}) at log position {outcome.position}: "
-              f"{model.path}")
+        print(
+            f"registered {model.name} ({model.kind}) at log position {outcome.position}: "
+            f"{model.path}"
+        )
     else:
         print(f"{model.name} is already registered with these facts; nothing recorded")
     return 0

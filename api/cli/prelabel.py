@@ -11,9 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime, timezone
 from typing import Any
-from uuid import UUID
 
 from api.cli import add_data_option, fail
 
@@ -21,8 +19,12 @@ from api.cli import add_data_option, fail
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prelabel", help="generate synthetic assistant replies with a model")
     add_data_option(p)
-    p.add_argument("--model", required=True, metavar="NAME_OR_PATH",
-                   help="a registered model name, a model folder or a hub id")
+    p.add_argument(
+        "--model",
+        required=True,
+        metavar="NAME_OR_PATH",
+        help="a registered model name, a model folder or a hub id",
+    )
     p.add_argument("--n", type=int, default=4, help="candidates per prompt")
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--temperature", type=float, default=0.8)
@@ -38,18 +40,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_prelabel(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from api.bootstrap import caught_up_runner
-    from training.prelabel import find_targets
-    from api.bootstrap import data_dir, load_config, open_app
-    from training.prelabel import PrelabelOptions, prelabel
+    from api.bootstrap import caught_up_runner, data_dir, load_config, open_app
+    from training.prelabel import PrelabelOptions, find_targets, prelabel
     from training.registry import resolve
 
     if args.limit is not None and args.limit < 1:
         return fail("--limit must be >= 1")
     try:
-        options = PrelabelOptions(n=args.n, max_new_tokens=args.max_new_tokens,
-                                  temperature=args.temperature, top_p=args.top_p,
-                                  batch_size=args.batch_size, seed=args.seed)
+        options = PrelabelOptions(
+            n=args.n,
+            max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            batch_size=args.batch_size,
+            seed=args.seed,
+        )
     except ValueError as e:
         return fail(str(e))
     folder = data_dir(args.data)
@@ -65,10 +70,14 @@ def run_prelabel(args: argparse.Namespace) -> int:
     app = open_app(folder, config)
     try:
         model = resolve(app, args.model)
-        print(f"{len(targets)} prompts can take replies; model {model.model_name}"
-              + (f" -> {model.path}" if model.path != model.model_name else ""), file=sys.stderr)
-        with tqdm(total=len(targets), unit="prompt", desc="prelabel", file=sys.stderr,
-                  disable=not targets) as bar:
+        print(
+            f"{len(targets)} prompts can take replies; model {model.model_name}"
+            + (f" -> {model.path}" if model.path != model.model_name else ""),
+            file=sys.stderr,
+        )
+        with tqdm(
+            total=len(targets), unit="prompt", desc="prelabel", file=sys.stderr, disable=not targets
+        ) as bar:
             try:
                 summary = prelabel(app, targets, model, options, progress=bar.update)
             except OSError as e:  # transformers: no such folder / hub id offline
@@ -87,9 +96,11 @@ def _print_summary(s: Any) -> None:
         return ", ".join(f"{k} {v}" for k, v in sorted(c.items())) or "none"
 
     rate = s.tokens_per_second
-    print(f"model {s.model_name} on {s.device or '-'}: {s.prompts_seen} prompts seen, "
-          f"{s.generated} candidates sampled, {s.added} replies added, "
-          f"{s.already_present} already there from earlier runs")
+    print(
+        f"model {s.model_name} on {s.device or '-'}: {s.prompts_seen} prompts seen, "
+        f"{s.generated} candidates sampled, {s.added} replies added, "
+        f"{s.already_present} already there from earlier runs"
+    )
     print(f"refused: {counts(s.refused)}")
     print(f"skipped: {counts(s.skipped)}")
     if rate is not None:

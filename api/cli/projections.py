@@ -10,28 +10,42 @@ from projections.rebuild import BATCH_SIZE
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    group = sub.add_parser("projections", help="read models built from the event log").add_subparsers(
-        dest="action", required=True, metavar="ACTION")
+    group = sub.add_parser(
+        "projections", help="read models built from the event log"
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
     status = group.add_parser("status", help="log position vs each projection's position")
     add_data_option(status)
     status.set_defaults(handler=show_status)
     rebuild = group.add_parser("rebuild", help="drop the read models and replay the whole log")
     add_data_option(rebuild)
-    rebuild.add_argument("--batch-size", type=int, default=BATCH_SIZE,
-                         help="events per read-model transaction (default %(default)s)")
-    rebuild.add_argument("--workers", type=int, default=None,
-                         help="processes to split the read models between (default: one per "
-                              "idle core; 1: in this process)")
+    rebuild.add_argument(
+        "--batch-size",
+        type=int,
+        default=BATCH_SIZE,
+        help="events per read-model transaction (default %(default)s)",
+    )
+    rebuild.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes to split the read models between (default: one per "
+        "idle core; 1: in this process)",
+    )
     rebuild.set_defaults(handler=run_rebuild)
     processes = group.add_parser(
-        "processes", help="expire tasks, activate backlog trees, draw the prompt lottery")
+        "processes", help="expire tasks, activate backlog trees, draw the prompt lottery"
+    )
     add_data_option(processes)
-    processes.add_argument("--once", action="store_true",
-                           help="one round and exit: expiry, the backlog floor and the lottery "
-                           "(backlog draws are for transitions logged while the processes run); "
-                           "default: a round every --interval seconds")
-    processes.add_argument("--interval", type=float, default=5.0,
-                           help="seconds between rounds (default %(default)s)")
+    processes.add_argument(
+        "--once",
+        action="store_true",
+        help="one round and exit: expiry, the backlog floor and the lottery "
+        "(backlog draws are for transitions logged while the processes run); "
+        "default: a round every --interval seconds",
+    )
+    processes.add_argument(
+        "--interval", type=float, default=5.0, help="seconds between rounds (default %(default)s)"
+    )
     processes.add_argument("--seed", type=int, default=None, help="seed of the random draws")
     processes.set_defaults(handler=run_processes)
 
@@ -58,7 +72,6 @@ def run_rebuild(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from api.bootstrap import data_dir
-
     from api.storage.events import EVENTS_FILE
     from projections.log import SQLiteLog
     from projections.rebuild import rebuild
@@ -67,10 +80,17 @@ def run_rebuild(args: argparse.Namespace) -> int:
     folder = data_dir(args.data)
     log = SQLiteLog(folder / EVENTS_FILE)
     with tqdm(total=log.head(), unit="ev", unit_scale=True, desc="rebuild") as bar:
-        events, seconds = rebuild(log, folder / READMODEL_FILE, batch_size=args.batch_size,
-                                  progress=bar.update, workers=getattr(args, "workers", None))
+        events, seconds = rebuild(
+            log,
+            folder / READMODEL_FILE,
+            batch_size=args.batch_size,
+            progress=bar.update,
+            workers=getattr(args, "workers", None),
+        )
     rate = events / seconds if seconds > 0 else 0.0
-    print(f"rebuilt {READMODEL_FILE} from {events} events in {seconds:.2f} s ({rate:,.0f} events/s)")
+    print(
+        f"rebuilt {READMODEL_FILE} from {events} events in {seconds:.2f} s ({rate:,.0f} events/s)"
+    )
     return 0
 
 
@@ -81,11 +101,11 @@ def run_processes(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from api.cli import fail
     from api.bootstrap import data_dir, load_config, open_app
+    from api.cli import fail
     from api.storage.events import EVENTS_FILE
-    from projections.log import SQLiteLog
     from domain.service.processes import ProcessLoop, Sweep
+    from projections.log import SQLiteLog
     from projections.runner import ProjectionRunner
     from projections.store import READMODEL_FILE
 
@@ -100,14 +120,22 @@ def run_processes(args: argparse.Namespace) -> int:
         expired = sum(len(ids) for ids in sweep.expired.values())
         if quiet and not (expired or sweep.backlog or sweep.lottery):
             return  # a round with nothing to do says nothing
-        print(f"expired {expired} task(s) of {len(sweep.expired)} user(s); activated "
-              f"{len(sweep.backlog)} backlog tree(s); drew {len(sweep.lottery)} prompt(s)",
-              flush=True)
+        print(
+            f"expired {expired} task(s) of {len(sweep.expired)} user(s); activated "
+            f"{len(sweep.backlog)} backlog tree(s); drew {len(sweep.lottery)} prompt(s)",
+            flush=True,
+        )
 
     try:
         behind = runner.log.head() - runner.position
-        with tqdm(total=behind, unit="ev", unit_scale=True, desc="read models",
-                  file=sys.stderr, disable=behind == 0) as bar:
+        with tqdm(
+            total=behind,
+            unit="ev",
+            unit_scale=True,
+            desc="read models",
+            file=sys.stderr,
+            disable=behind == 0,
+        ) as bar:
             runner.run_once(progress=bar.update)
         if args.once:
             report(loop.run_once())

@@ -18,8 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_server(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from api.http.app import create_app
     from api.bootstrap import data_dir
+    from api.http.app import create_app
 
     app = create_app(data_dir(args.data))
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")

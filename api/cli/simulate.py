@@ -14,8 +14,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     sim.add_argument("--users", type=int, default=30)
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--lang", default="en")
-    sim.add_argument("--goal-tree-size", type=int, default=None,
-                     help="override the configured goal size (small values run faster)")
+    sim.add_argument(
+        "--goal-tree-size",
+        type=int,
+        default=None,
+        help="override the configured goal size (small values run faster)",
+    )
     sim.set_defaults(handler=simulate)
 
 
@@ -25,12 +29,12 @@ def simulate(args: argparse.Namespace) -> int:
     from rich.table import Table
     from tqdm import tqdm
 
-    from api.cli import fail
     from api.bootstrap import data_dir, load_config, open_app
+    from api.cli import fail
     from api.storage.events import EVENTS_FILE
+    from domain.service.simulator import run_simulation
     from projections.log import SQLiteLog
     from projections.runner import ProjectionRunner
-    from domain.service.simulator import run_simulation
     from projections.store import READMODEL_FILE
 
     if args.trees < 1 or args.users < 5:
@@ -39,15 +43,22 @@ def simulate(args: argparse.Namespace) -> int:
     config = load_config(folder)
     if args.goal_tree_size is not None:
         size = args.goal_tree_size
-        config = msgspec.structs.replace(config, goal_tree_size=size,
-                                         min_goal_tree_size=min(size, config.min_goal_tree_size))
+        config = msgspec.structs.replace(
+            config, goal_tree_size=size, min_goal_tree_size=min(size, config.min_goal_tree_size)
+        )
     app = open_app(folder, config)
     runner = ProjectionRunner(SQLiteLog(folder / EVENTS_FILE), folder / READMODEL_FILE)
     try:
         with tqdm(total=args.trees, unit="tree", desc="ready_for_export") as bar:
             sim, stats, seconds = run_simulation(
-                app, runner, trees=args.trees, users=args.users, seed=args.seed, lang=args.lang,
-                progress=lambda ready: bar.update(ready - bar.n))
+                app,
+                runner,
+                trees=args.trees,
+                users=args.users,
+                seed=args.seed,
+                lang=args.lang,
+                progress=lambda ready: bar.update(ready - bar.n),
+            )
         states = sim.tree_states()
         events = runner.position
     finally:
@@ -60,8 +71,10 @@ def simulate(args: argparse.Namespace) -> int:
         table.add_row(state, str(count))
     console.print(table)
     tasks = ", ".join(f"{k} {v}" for k, v in sorted(stats.by_type.items()))
-    console.print(f"{stats.tasks} tasks handed out ({tasks}); {stats.skipped} skipped, "
-                  f"{stats.refused} refused, {stats.unavailable} requests found nothing")
+    console.print(
+        f"{stats.tasks} tasks handed out ({tasks}); {stats.skipped} skipped, "
+        f"{stats.refused} refused, {stats.unavailable} requests found nothing"
+    )
     console.print(f"{stats.steps} steps in {seconds:.1f} s; log position {events}")
     ready = states.get("ready_for_export", 0)
     if ready < args.trees:

@@ -8,31 +8,38 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from datetime import datetime, timezone
-from typing import Any, Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from api.bootstrap import caught_up_runner
 from api.cli import add_data_option, fail
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    group = sub.add_parser("stats", help="leaderboards, model statistics, annotator agreement"
-                           ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    group = sub.add_parser(
+        "stats", help="leaderboards, model statistics, annotator agreement"
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
     board = group.add_parser("leaderboard", help="users by OA's leader score")
     board.set_defaults(handler=show_leaderboard)
     troll = group.add_parser("trollboard", help="users by OA's troll score")
     troll.set_defaults(handler=show_trollboard)
     for parser in (board, troll):
-        parser.add_argument("--time-frame", default="total",
-                            choices=("day", "week", "month", "total"))
+        parser.add_argument(
+            "--time-frame", default="total", choices=("day", "week", "month", "total")
+        )
         parser.add_argument("--max-count", type=int, default=20)
     models = group.add_parser("models", help="replies, acceptance, rank and win rate per model")
     models.set_defaults(handler=show_models)
-    agreement = group.add_parser("agreement",
-                                 help="rankers vs the consensus (Kendall tau), labels (alpha)")
-    agreement.add_argument("--min-rankings", type=int, default=1,
-                           help="list rankers with at least this many scored rankings")
+    agreement = group.add_parser(
+        "agreement", help="rankers vs the consensus (Kendall tau), labels (alpha)"
+    )
+    agreement.add_argument(
+        "--min-rankings",
+        type=int,
+        default=1,
+        help="list rankers with at least this many scored rankings",
+    )
     agreement.set_defaults(handler=show_agreement)
     for parser in (board, troll, models, agreement):
         add_data_option(parser)
@@ -73,16 +80,40 @@ def show_leaderboard(args: argparse.Namespace) -> int:
 
     def render(result: dict[str, Any]) -> None:
         print(f"leaderboard ({result['time_frame']}), {len(result['leaderboard'])} users")
-        _table(("rank", "user", "score", "level", "prompts", "replies", "labels", "rankings",
-                "ranked 1st", "streak"),
-               [(r["rank"], r["display_name"], r["leader_score"], r["level"], r["prompts"],
-                 r["replies_assistant"] + r["replies_prompter"],
-                 r["labels_simple"] + r["labels_full"], r["rankings_total"], r["reply_ranked_1"],
-                 r["streak_days"]) for r in result["leaderboard"]])
+        _table(
+            (
+                "rank",
+                "user",
+                "score",
+                "level",
+                "prompts",
+                "replies",
+                "labels",
+                "rankings",
+                "ranked 1st",
+                "streak",
+            ),
+            [
+                (
+                    r["rank"],
+                    r["display_name"],
+                    r["leader_score"],
+                    r["level"],
+                    r["prompts"],
+                    r["replies_assistant"] + r["replies_prompter"],
+                    r["labels_simple"] + r["labels_full"],
+                    r["rankings_total"],
+                    r["reply_ranked_1"],
+                    r["streak_days"],
+                )
+                for r in result["leaderboard"]
+            ],
+        )
 
-    now = datetime.now(timezone.utc)
-    return _run(args, lambda conn: leaderboard(conn, args.time_frame, now,
-                                               max_count=args.max_count), render)
+    now = datetime.now(UTC)
+    return _run(
+        args, lambda conn: leaderboard(conn, args.time_frame, now, max_count=args.max_count), render
+    )
 
 
 def show_trollboard(args: argparse.Namespace) -> int:
@@ -90,14 +121,27 @@ def show_trollboard(args: argparse.Namespace) -> int:
 
     def render(result: dict[str, Any]) -> None:
         print(f"trollboard ({result['time_frame']}), {len(result['trollboard'])} users")
-        _table(("rank", "user", "troll score", "red flags", "up", "down", "spam prompts",
-                "enabled"),
-               [(r["rank"], r["display_name"], r["troll_score"], r["red_flags"], r["upvotes"],
-                 r["downvotes"], r["spam_prompts"], r["enabled"]) for r in result["trollboard"]])
+        _table(
+            ("rank", "user", "troll score", "red flags", "up", "down", "spam prompts", "enabled"),
+            [
+                (
+                    r["rank"],
+                    r["display_name"],
+                    r["troll_score"],
+                    r["red_flags"],
+                    r["upvotes"],
+                    r["downvotes"],
+                    r["spam_prompts"],
+                    r["enabled"],
+                )
+                for r in result["trollboard"]
+            ],
+        )
 
-    now = datetime.now(timezone.utc)
-    return _run(args, lambda conn: trollboard(conn, args.time_frame, now,
-                                              max_count=args.max_count), render)
+    now = datetime.now(UTC)
+    return _run(
+        args, lambda conn: trollboard(conn, args.time_frame, now, max_count=args.max_count), render
+    )
 
 
 def show_models(args: argparse.Namespace) -> int:
@@ -107,10 +151,29 @@ def show_models(args: argparse.Namespace) -> int:
         if not rows:
             print("no model replies recorded")
             return
-        _table(("model", "replies", "accepted", "acceptance", "mean rank", "pairs vs human",
-                "win rate"),
-               [(r["model_name"], r["replies"], r["accepted"], r["acceptance_rate"],
-                 r["mean_rank"], r["human_pairs"], r["win_rate"]) for r in rows])
+        _table(
+            (
+                "model",
+                "replies",
+                "accepted",
+                "acceptance",
+                "mean rank",
+                "pairs vs human",
+                "win rate",
+            ),
+            [
+                (
+                    r["model_name"],
+                    r["replies"],
+                    r["accepted"],
+                    r["acceptance_rate"],
+                    r["mean_rank"],
+                    r["human_pairs"],
+                    r["win_rate"],
+                )
+                for r in rows
+            ],
+        )
 
     return _run(args, model_leaderboard, render)
 
@@ -120,15 +183,31 @@ def show_agreement(args: argparse.Namespace) -> int:
 
     def render(result: dict[str, Any]) -> None:
         mean = result["mean_tau"]
-        print(f"rankings compared with the consensus: {result['rankings_compared']}, "
-              f"mean Kendall tau {'-' if mean is None else f'{mean:.3f}'}")
-        _table(("user", "rankings", "mean tau", "min", "max"),
-               [(r["display_name"] or r["user_id"], r["rankings"], r["mean_tau"], r["min_tau"],
-                 r["max_tau"]) for r in result["rankers"]])
+        print(
+            f"rankings compared with the consensus: {result['rankings_compared']}, "
+            f"mean Kendall tau {'-' if mean is None else f'{mean:.3f}'}"
+        )
+        _table(
+            ("user", "rankings", "mean tau", "min", "max"),
+            [
+                (
+                    r["display_name"] or r["user_id"],
+                    r["rankings"],
+                    r["mean_tau"],
+                    r["min_tau"],
+                    r["max_tau"],
+                )
+                for r in result["rankers"]
+            ],
+        )
         print()
         print("Krippendorff's alpha per label (interval metric; 0/1 labels: = nominal)")
-        _table(("label", "widget", "messages", "values", "alpha"),
-               [(r["label"], r["widget"], r["units"], r["values"], r["alpha"])
-                for r in result["labels"]])
+        _table(
+            ("label", "widget", "messages", "values", "alpha"),
+            [
+                (r["label"], r["widget"], r["units"], r["values"], r["alpha"])
+                for r in result["labels"]
+            ],
+        )
 
     return _run(args, lambda conn: agreement(conn, min_rankings=args.min_rankings), render)

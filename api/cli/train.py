@@ -22,29 +22,61 @@ HELP = {
 
 def register(sub: argparse._SubParsersAction) -> None:
     group = sub.add_parser("train", help="train models on a dataset build (TRL)").add_subparsers(
-        dest="kind", required=True, metavar="KIND")
+        dest="kind", required=True, metavar="KIND"
+    )
     for kind, text in HELP.items():
         p = group.add_parser(kind, help=text, description=text)
-        p.add_argument("--data", required=True, metavar="DIR",
-                       help="a `datasets build` folder (with manifest.json) or a kind folder")
+        p.add_argument(
+            "--data",
+            required=True,
+            metavar="DIR",
+            help="a `datasets build` folder (with manifest.json) or a kind folder",
+        )
         if kind == "rlhf":
-            p.add_argument("--policy", "--model", dest="model", required=True, metavar="DIR",
-                           help="the policy to improve (usually the SFT run)")
+            p.add_argument(
+                "--policy",
+                "--model",
+                dest="model",
+                required=True,
+                metavar="DIR",
+                help="the policy to improve (usually the SFT run)",
+            )
             p.add_argument("--reward-model", required=True, metavar="DIR", help="a `train rm` run")
         else:
-            p.add_argument("--model", required=True, metavar="PATH_OR_NAME",
-                           help="a model folder or hub name (dpo/kto: usually the SFT run)")
-        p.add_argument("--out", required=True, metavar="DIR",
-                       help="run folder to write (replaces an earlier run there, nothing else)")
+            p.add_argument(
+                "--model",
+                required=True,
+                metavar="PATH_OR_NAME",
+                help="a model folder or hub name (dpo/kto: usually the SFT run)",
+            )
+        p.add_argument(
+            "--out",
+            required=True,
+            metavar="DIR",
+            help="run folder to write (replaces an earlier run there, nothing else)",
+        )
         p.add_argument("--config", metavar="FILE", help="YAML/JSON mapping of trainer options")
-        p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                       help="a trainer option, value read as YAML (repeatable)")
+        p.add_argument(
+            "--set",
+            dest="sets",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="a trainer option, value read as YAML (repeatable)",
+        )
         p.add_argument("--max-steps", type=int, metavar="N", help="stop after N optimiser steps")
         if kind in ("dpo", "kto", "rlhf"):
-            p.add_argument("--beta", type=float, metavar="B",
-                           help="KL weight (dpo/kto default 0.1; rlhf default 0 = no KL penalty)")
-            p.add_argument("--ref-model", metavar="DIR",
-                           help="reference model (default: the starting model's folder)")
+            p.add_argument(
+                "--beta",
+                type=float,
+                metavar="B",
+                help="KL weight (dpo/kto default 0.1; rlhf default 0 = no KL penalty)",
+            )
+            p.add_argument(
+                "--ref-model",
+                metavar="DIR",
+                help="reference model (default: the starting model's folder)",
+            )
         p.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
         p.set_defaults(handler=run_training)
 
@@ -77,17 +109,27 @@ def summary_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
         ("dataset", f"{data['path']} (log position {_fmt(data['log_position'])})"),
         ("rows", f"train {metrics['train_samples']}, validation {metrics['validation_samples']}"),
         ("steps", _fmt(metrics["global_step"])),
-        ("train loss (mean / last)",
-         f"{_fmt(metrics['train_loss'])} / {_fmt(metrics['final_loss'])}"),
+        (
+            "train loss (mean / last)",
+            f"{_fmt(metrics['train_loss'])} / {_fmt(metrics['final_loss'])}",
+        ),
         ("runtime", f"{_fmt(metrics['train_runtime'])} s on {metrics['device']['type']}"),
     ]
     accuracy = metrics.get("pairwise_accuracy")
     if accuracy:
-        rows.append(("pairwise accuracy", (f"{_fmt(accuracy['value'])} on {accuracy['pairs']} "
-                                          f"{accuracy['split']} pairs")))
+        rows.append(
+            (
+                "pairwise accuracy",
+                (f"{_fmt(accuracy['value'])} on {accuracy['pairs']} {accuracy['split']} pairs"),
+            )
+        )
     if metrics["kind"] == "rlhf":
-        rows.append(("reward (first / last)",
-                     f"{_fmt(metrics['initial_reward'])} / {_fmt(metrics['final_reward'])}"))
+        rows.append(
+            (
+                "reward (first / last)",
+                f"{_fmt(metrics['initial_reward'])} / {_fmt(metrics['final_reward'])}",
+            )
+        )
         rows.append(("KL (last)", _fmt(metrics["final_kl"]) if metrics["beta"] else "off (beta 0)"))
     if metrics["kind"] == "dpo":
         rows.append(("implicit reward accuracy", _fmt(metrics["final_reward_accuracy"])))
@@ -100,9 +142,16 @@ def run_training(args: argparse.Namespace) -> int:
 
     from training.runs import train
 
-    result = train(args.kind, data=Path(args.data), model=args.model, out=Path(args.out),
-                   options=gather_options(args), reward_model=getattr(args, "reward_model", None),
-                   ref_model=getattr(args, "ref_model", None), progress=not args.quiet)
+    result = train(
+        args.kind,
+        data=Path(args.data),
+        model=args.model,
+        out=Path(args.out),
+        options=gather_options(args),
+        reward_model=getattr(args, "reward_model", None),
+        ref_model=getattr(args, "ref_model", None),
+        progress=not args.quiet,
+    )
     from accelerate import PartialState
 
     if not PartialState().is_main_process:  # under accelerate launch / torchrun: one table

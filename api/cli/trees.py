@@ -7,14 +7,15 @@ from uuid import UUID
 
 import msgspec
 
-from api.cli import add_data_option, fail
 from api.bootstrap import data_dir, load_config, open_app
+from api.cli import add_data_option, fail
 from domain.model.as_of import parse_as_of
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     tree = sub.add_parser("tree", help="read conversation trees").add_subparsers(
-        dest="action", required=True, metavar="ACTION")
+        dest="action", required=True, metavar="ACTION"
+    )
     show = tree.add_parser("show", help="print a tree as JSON")
     add_data_option(show)
     show.add_argument("tree_id")
@@ -22,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     show.set_defaults(handler=show_tree)
 
     config = sub.add_parser("config", help="configuration").add_subparsers(
-        dest="action", required=True, metavar="ACTION")
+        dest="action", required=True, metavar="ACTION"
+    )
     cshow = config.add_parser("show", help="print the effective tree configuration")
     add_data_option(cshow)
     cshow.set_defaults(handler=show_config)

@@ -9,9 +9,10 @@ Endpoints are declared in their modules (tasks, users, messages, labels) through
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -20,7 +21,15 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from api.http import (
-    auth, labels, leaderboards, message_lists, messages, openapi, stats, tasks, users,
+    auth,
+    labels,
+    leaderboards,
+    message_lists,
+    messages,
+    openapi,
+    stats,
+    tasks,
+    users,
 )
 from api.http import schemas as s
 from api.http.audit import digest_endpoint
@@ -38,9 +47,11 @@ async def health(call: Call) -> Any:
     """200 while the read models follow the log; 503 once the runner has stopped on an error."""
     runner = call.service.runner
     failed = runner is None or runner.error is not None
-    body = s.Health(status="read models stopped" if failed else "ok",
-                    log_position=await call.service.head_async(),
-                    readmodel_position=runner.position if runner else 0)
+    body = s.Health(
+        status="read models stopped" if failed else "ok",
+        log_position=await call.service.head_async(),
+        readmodel_position=runner.position if runner else 0,
+    )
     return json_response(body, 503 if failed else 200)
 
 
@@ -68,11 +79,17 @@ async def _unhandled(request: Request, exc: Exception) -> Response:
     return internal_error(exc)
 
 
-def create_app(folder: Path | str, config: TreeConfig | None = None, *,
-               root_tokens: frozenset[str] | None = None, web_api_key: str | None = None,
-               settle_timeout: float = 2.0, seed: int | None = None,
-               rate_limits: RateLimits | None = None,
-               process_interval: float | None = None) -> Starlette:
+def create_app(
+    folder: Path | str,
+    config: TreeConfig | None = None,
+    *,
+    root_tokens: frozenset[str] | None = None,
+    web_api_key: str | None = None,
+    settle_timeout: float = 2.0,
+    seed: int | None = None,
+    rate_limits: RateLimits | None = None,
+    process_interval: float | None = None,
+) -> Starlette:
     """The app on the store in ``folder``; config from the folder/environment unless given.
 
     Root tokens default to $DATAENGINE_ROOT_TOKENS (comma-separated); a trusted official
@@ -80,12 +97,26 @@ def create_app(folder: Path | str, config: TreeConfig | None = None, *,
     OA's, configured by $DATAENGINE_RATE_LIMIT* (api.http.ratelimit).
     """
     folder = Path(folder)
-    service = Service(folder, config, root_tokens=root_tokens, web_api_key=web_api_key,
-                      settle_timeout=settle_timeout, seed=seed, rate_limits=rate_limits,
-                      process_interval=process_interval)
+    service = Service(
+        folder,
+        config,
+        root_tokens=root_tokens,
+        web_api_key=web_api_key,
+        settle_timeout=settle_timeout,
+        seed=seed,
+        rate_limits=rate_limits,
+        process_interval=process_interval,
+    )
     api = Api(service)
-    api.add("GET", "/health", health, access="public", response=s.Health,
-            summary="liveness and log/read-model positions", tag="meta")
+    api.add(
+        "GET",
+        "/health",
+        health,
+        access="public",
+        response=s.Health,
+        summary="liveness and log/read-model positions",
+        tag="meta",
+    )
     tasks.register(api)
     users.register(api)
     labels.register(api)
@@ -106,8 +137,11 @@ def create_app(folder: Path | str, config: TreeConfig | None = None, *,
     routes = api.routes() + [
         Route("/api/v1/audit/digest", _guarded(service, digest_endpoint(folder)), methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan,
-                    exception_handlers={HTTPException: _http_error, Exception: _unhandled})
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, Exception: _unhandled},
+    )
     app.state.service = service
     app.state.api = api
     return app

@@ -7,8 +7,9 @@ so the first call on a large, never-digested log hashes all of it (in the thread
 from __future__ import annotations
 
 import threading
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import msgspec
 from starlette.concurrency import run_in_threadpool
@@ -17,7 +18,14 @@ from starlette.responses import Response
 
 from api.storage.events import EVENTS_FILE
 from domain.model.errors import ErrorCode
-from projections.audit.record import AUDIT_FILE, AuditStore, ChainBroken, digest_at, open_log, record
+from projections.audit.record import (
+    AUDIT_FILE,
+    AuditStore,
+    ChainBroken,
+    digest_at,
+    open_log,
+    record,
+)
 
 
 def _json(data: object, status: int = 200) -> Response:
@@ -46,8 +54,13 @@ def digest_endpoint(folder: Path) -> Callable[[Request], Awaitable[Response]]:
         try:
             position = int(raw) if raw is not None else None
         except ValueError:
-            return _json({"message": f"position must be an integer, not {raw!r}",
-                          "error_code": int(ErrorCode.VALIDATION_ERROR)}, 422)
+            return _json(
+                {
+                    "message": f"position must be an integer, not {raw!r}",
+                    "error_code": int(ErrorCode.VALIDATION_ERROR),
+                },
+                422,
+            )
         try:
             found, value = await run_in_threadpool(compute, position)
         except ValueError as e:  # a position past the head

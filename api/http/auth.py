@@ -55,20 +55,27 @@ def header_user(request: Request) -> tuple[str, str] | None:
         return None
     auth_method, sep, username = raw.partition(":")
     if not sep or not username or auth_method not in AUTH_METHODS:
-        raise validation(f"x-oasst-user must be '<auth_method>:<id>' with auth_method one of "
-                         f"{', '.join(AUTH_METHODS)}, not {raw!r}")
+        raise validation(
+            f"x-oasst-user must be '<auth_method>:<id>' with auth_method one of "
+            f"{', '.join(AUTH_METHODS)}, not {raw!r}"
+        )
     return auth_method, username
 
 
 def require_header_user(request: Request) -> tuple[str, str]:
     found = header_user(request)
     if found is None:
-        raise HttpError("this request needs the x-oasst-user header", ErrorCode.USER_NOT_SPECIFIED,
-                        400)
+        raise HttpError(
+            "this request needs the x-oasst-user header", ErrorCode.USER_NOT_SPECIFIED, 400
+        )
     return found
 
 
 def check_owner(client: ApiClient, owner_client_id: object) -> None:
     """Untrusted clients see only their own users' messages (OA forces their client id)."""
-    if not client.trusted and owner_client_id is not None and str(owner_client_id) != str(client.id):
+    if (
+        not client.trusted
+        and owner_client_id is not None
+        and str(owner_client_id) != str(client.id)
+    ):
         raise not_authorized("this message belongs to another API client")

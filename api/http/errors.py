@@ -27,8 +27,13 @@ MAX_BODY_BYTES = 256 * 1024
 class HttpError(DomainError):
     """An error the HTTP layer detects itself; code and status per instance."""
 
-    def __init__(self, message: str, error_code: ErrorCode, http_status: int,
-                 headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        message: str,
+        error_code: ErrorCode,
+        http_status: int,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.error_code = error_code
         self.http_status = http_status
@@ -55,8 +60,9 @@ _encoder = msgspec.json.Encoder()
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(_encoder.encode(data), status_code=status, media_type="application/json",
-                    headers=headers)
+    return Response(
+        _encoder.encode(data), status_code=status, media_type="application/json", headers=headers
+    )
 
 
 def no_content() -> Response:
@@ -64,14 +70,18 @@ def no_content() -> Response:
 
 
 def error_response(error: DomainError) -> Response:
-    return json_response({"message": error.message, "error_code": int(error.error_code)},
-                         error.http_status, getattr(error, "headers", None))
+    return json_response(
+        {"message": error.message, "error_code": int(error.error_code)},
+        error.http_status,
+        getattr(error, "headers", None),
+    )
 
 
 def internal_error(exc: BaseException) -> Response:
     log.error("unhandled error", exc_info=exc)
-    return json_response({"message": "internal server error",
-                          "error_code": int(ErrorCode.GENERIC_ERROR)}, 500)
+    return json_response(
+        {"message": "internal server error", "error_code": int(ErrorCode.GENERIC_ERROR)}, 500
+    )
 
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
@@ -83,14 +93,16 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
         except ValueError:
             raise validation("Content-Length is not a number") from None
         if too_big:
-            raise HttpError(f"the request body is larger than {limit} bytes",
-                            ErrorCode.VALIDATION_ERROR, 413)
+            raise HttpError(
+                f"the request body is larger than {limit} bytes", ErrorCode.VALIDATION_ERROR, 413
+            )
     chunks, size = [], 0
     async for chunk in request.stream():  # a chunked body has no Content-Length to trust
         size += len(chunk)
         if size > limit:
-            raise HttpError(f"the request body is larger than {limit} bytes",
-                            ErrorCode.VALIDATION_ERROR, 413)
+            raise HttpError(
+                f"the request body is larger than {limit} bytes", ErrorCode.VALIDATION_ERROR, 413
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 

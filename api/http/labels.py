@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 from uuid import UUID
 
 from api.http import schemas as s
@@ -10,15 +11,27 @@ from api.http.errors import HttpError
 from api.http.routing import Api, Call
 from api.http.tasks import submit_labels
 from domain.model.errors import ErrorCode, MessageNotFoundError
-from domain.model.labels import LABELS, REPORT_LABELS, MessageKind, all_labels_without_message, full_labels
+from domain.model.labels import (
+    LABELS,
+    REPORT_LABELS,
+    MessageKind,
+    all_labels_without_message,
+    full_labels,
+)
 
 
 def describe(names: Iterable[str]) -> s.ValidLabelsResponse:
-    return s.ValidLabelsResponse(valid_labels=[
-        s.LabelDescription(name=LABELS[n].name.value, widget=LABELS[n].widget.value,
-                           display_text=LABELS[n].display_text,
-                           help_text=LABELS[n].help_text or None)
-        for n in names])
+    return s.ValidLabelsResponse(
+        valid_labels=[
+            s.LabelDescription(
+                name=LABELS[n].name.value,
+                widget=LABELS[n].widget.value,
+                display_text=LABELS[n].display_text,
+                help_text=LABELS[n].help_text or None,
+            )
+            for n in names
+        ]
+    )
 
 
 def post_labels(call: Call) -> None:
@@ -34,12 +47,18 @@ async def valid_labels(call: Call) -> Any:
         message_id = UUID(raw)
     except ValueError:
         raise HttpError(f"message {raw!r} not found", ErrorCode.MESSAGE_NOT_FOUND, 404) from None
-    row = await call.row("SELECT parent_id IS NULL, role FROM messages WHERE message_id = ?",
-                         (str(message_id),))
+    row = await call.row(
+        "SELECT parent_id IS NULL, role FROM messages WHERE message_id = ?", (str(message_id),)
+    )
     if row is None:
         raise MessageNotFoundError(f"message {message_id} not found")
-    kind = (MessageKind.INITIAL_PROMPT if row[0] else MessageKind.ASSISTANT_REPLY
-            if row[1] == "assistant" else MessageKind.PROMPTER_REPLY)
+    kind = (
+        MessageKind.INITIAL_PROMPT
+        if row[0]
+        else MessageKind.ASSISTANT_REPLY
+        if row[1] == "assistant"
+        else MessageKind.PROMPTER_REPLY
+    )
     return describe(full_labels(call.service.app.config, kind))
 
 
@@ -48,11 +67,30 @@ async def report_labels(call: Call) -> Any:
 
 
 def register(api: Api) -> None:
-    api.add("POST", "/api/v1/text_labels/", post_labels, body=s.FreeTextLabels, status=204,
-            summary="free labels or a report on a message (task_id for a task's labels)",
-            tag="text_labels")
-    api.add("GET", "/api/v1/text_labels/valid_labels", valid_labels,
-            response=s.ValidLabelsResponse, query={"message_id": "labels for this message"},
-            summary="labels valid for a message (or all)", tag="text_labels")
-    api.add("GET", "/api/v1/text_labels/report_labels", report_labels, access="public",
-            response=s.ValidLabelsResponse, summary="labels a report may use", tag="text_labels")
+    api.add(
+        "POST",
+        "/api/v1/text_labels/",
+        post_labels,
+        body=s.FreeTextLabels,
+        status=204,
+        summary="free labels or a report on a message (task_id for a task's labels)",
+        tag="text_labels",
+    )
+    api.add(
+        "GET",
+        "/api/v1/text_labels/valid_labels",
+        valid_labels,
+        response=s.ValidLabelsResponse,
+        query={"message_id": "labels for this message"},
+        summary="labels valid for a message (or all)",
+        tag="text_labels",
+    )
+    api.add(
+        "GET",
+        "/api/v1/text_labels/report_labels",
+        report_labels,
+        access="public",
+        response=s.ValidLabelsResponse,
+        summary="labels a report may use",
+        tag="text_labels",
+    )

@@ -34,17 +34,23 @@ async def user_stats_frame(call: Call) -> Any:
 async def board(call: Call) -> Any:
     viewer = call.header_actor(required=False)
     return await call.read(
-        leaderboard.leaderboard, call.request.path_params["time_frame"],
-        call.service.app.now(), max_count=_count(call),
-        highlighted_user_id=viewer.user_id if viewer else None)
+        leaderboard.leaderboard,
+        call.request.path_params["time_frame"],
+        call.service.app.now(),
+        max_count=_count(call),
+        highlighted_user_id=viewer.user_id if viewer else None,
+    )
 
 
 async def trolls(call: Call) -> Any:
     enabled = call.query("enabled")
     return await call.read(
-        leaderboard.trollboard, call.request.path_params["time_frame"],
-        call.service.app.now(), max_count=_count(call),
-        enabled=None if enabled is None else enabled.lower() in ("1", "true", "yes"))
+        leaderboard.trollboard,
+        call.request.path_params["time_frame"],
+        call.service.app.now(),
+        max_count=_count(call),
+        enabled=None if enabled is None else enabled.lower() in ("1", "true", "yes"),
+    )
 
 
 async def models(call: Call) -> Any:
@@ -62,20 +68,56 @@ async def annotator_agreement(call: Call) -> Any:
 
 def register(api: Api) -> None:
     add = api.add
-    add("GET", "/api/v1/users/{user_id}/stats", user_stats, response=dict[str, dict[str, Any]],
-        tag="users", summary="the user's scores per time frame (day, week, month, total)")
-    add("GET", "/api/v1/users/{user_id}/stats/{time_frame}", user_stats_frame,
-        response=dict[str, Any], tag="users", summary="the user's score in one time frame")
-    add("GET", "/api/v1/leaderboards/{time_frame}", board, response=dict[str, Any],
-        query={"max_count": "default 100"}, tag="leaderboards",
-        summary="top users by leader score (day, week, month, total)")
-    add("GET", "/api/v1/trollboards/{time_frame}", trolls, access="trusted",
-        response=dict[str, Any], query={"max_count": "default 100", "enabled": "filter"},
-        tag="leaderboards", summary="users by troll score")
-    add("GET", "/api/v1/models/leaderboard", models, response=list[dict[str, Any]],
-        tag="models", summary="per model: replies, acceptance, mean rank, win rate vs humans "
-                              "(beyond OA)")
-    add("GET", "/api/v1/stats/agreement", annotator_agreement, response=dict[str, Any],
-        query={"min_rankings": "default 1"}, tag="stats",
+    add(
+        "GET",
+        "/api/v1/users/{user_id}/stats",
+        user_stats,
+        response=dict[str, dict[str, Any]],
+        tag="users",
+        summary="the user's scores per time frame (day, week, month, total)",
+    )
+    add(
+        "GET",
+        "/api/v1/users/{user_id}/stats/{time_frame}",
+        user_stats_frame,
+        response=dict[str, Any],
+        tag="users",
+        summary="the user's score in one time frame",
+    )
+    add(
+        "GET",
+        "/api/v1/leaderboards/{time_frame}",
+        board,
+        response=dict[str, Any],
+        query={"max_count": "default 100"},
+        tag="leaderboards",
+        summary="top users by leader score (day, week, month, total)",
+    )
+    add(
+        "GET",
+        "/api/v1/trollboards/{time_frame}",
+        trolls,
+        access="trusted",
+        response=dict[str, Any],
+        query={"max_count": "default 100", "enabled": "filter"},
+        tag="leaderboards",
+        summary="users by troll score",
+    )
+    add(
+        "GET",
+        "/api/v1/models/leaderboard",
+        models,
+        response=list[dict[str, Any]],
+        tag="models",
+        summary="per model: replies, acceptance, mean rank, win rate vs humans (beyond OA)",
+    )
+    add(
+        "GET",
+        "/api/v1/stats/agreement",
+        annotator_agreement,
+        response=dict[str, Any],
+        query={"min_rankings": "default 1"},
+        tag="stats",
         summary="annotator agreement: Kendall tau per ranker, Krippendorff alpha per label "
-                "(beyond OA)")
+        "(beyond OA)",
+    )

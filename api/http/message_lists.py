@@ -14,7 +14,7 @@ ranking), and like OA it needs ``lang``.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -38,11 +38,19 @@ def _like(term: str) -> str:
 class Filter:
     """A WHERE clause over the messages read model, built from OA's query parameters."""
 
-    def __init__(self, call: Call, *, user_id: UUID | None = None,
-                 api_client_id: UUID | None = None, only_roots: bool = False,
-                 deleted: bool | None = False, lang: str | None = None,
-                 search: str | None = None, auth_method: str | None = None,
-                 username: str | None = None):
+    def __init__(
+        self,
+        call: Call,
+        *,
+        user_id: UUID | None = None,
+        api_client_id: UUID | None = None,
+        only_roots: bool = False,
+        deleted: bool | None = False,
+        lang: str | None = None,
+        search: str | None = None,
+        auth_method: str | None = None,
+        username: str | None = None,
+    ):
         self.where: list[str] = []
         self.params: list[Any] = []
         scope = client_scope(call, api_client_id)
@@ -52,10 +60,15 @@ class Filter:
             self.add("user_id = ?", str(user_id))
         if username or auth_method:
             if not (username and auth_method):
-                raise HttpError("Auth method or username missing.",
-                                ErrorCode.AUTH_AND_USERNAME_REQUIRED, 400)
-            self.add("user_id IN (SELECT user_id FROM users WHERE auth_method = ?"
-                     " AND username = ? AND deleted = 0)", auth_method, username)
+                raise HttpError(
+                    "Auth method or username missing.", ErrorCode.AUTH_AND_USERNAME_REQUIRED, 400
+                )
+            self.add(
+                "user_id IN (SELECT user_id FROM users WHERE auth_method = ?"
+                " AND username = ? AND deleted = 0)",
+                auth_method,
+                username,
+            )
         if only_roots:
             self.add("parent_id IS NULL")
         if deleted is not None:
@@ -72,14 +85,20 @@ class Filter:
         self.where.append(condition)
         self.params.extend(params)
 
-    def between(self, gte: datetime | None = None, gt_id: UUID | None = None,
-                lte: datetime | None = None, lt_id: UUID | None = None) -> None:
+    def between(
+        self,
+        gte: datetime | None = None,
+        gt_id: UUID | None = None,
+        lte: datetime | None = None,
+        lt_id: UUID | None = None,
+    ) -> None:
         """From (gte, gt_id) to (lte, lt_id): with an id, strictly after/before it."""
         for bound, ident, op in ((gte, gt_id, ">"), (lte, lt_id, "<")):
             if bound is None:
                 if ident is not None:
-                    raise HttpError("Need id and date for keyset pagination",
-                                    ErrorCode.GENERIC_ERROR, 400)
+                    raise HttpError(
+                        "Need id and date for keyset pagination", ErrorCode.GENERIC_ERROR, 400
+                    )
                 continue
             t = bound.timestamp()
             near, far = (t - _SAME, t + _SAME) if op == ">" else (t + _SAME, t - _SAME)
@@ -87,15 +106,21 @@ class Filter:
             if ident is None:
                 self.add(f"created_at {inclusive} ?", near)
             else:
-                self.add(f"created_at {inclusive} ? AND (created_at {op} ? OR message_id {op} ?)",
-                         near, far, str(ident))
+                self.add(
+                    f"created_at {inclusive} ? AND (created_at {op} ? OR message_id {op} ?)",
+                    near,
+                    far,
+                    str(ident),
+                )
 
     async def rows(self, call: Call, *, desc: bool, limit: int) -> list[tuple]:
         order = "DESC" if desc else "ASC"
         where = f" WHERE {' AND '.join(self.where)}" if self.where else ""
         return await call.rows(
             f"SELECT {COLUMNS} FROM messages{where} ORDER BY created_at {order},"
-            f" message_id {order} LIMIT ?", [*self.params, limit])
+            f" message_id {order} LIMIT ?",
+            [*self.params, limit],
+        )
 
 
 async def _items(call: Call, rows: list[tuple]) -> list[s.Message]:
@@ -109,7 +134,7 @@ async def _items(call: Call, rows: list[tuple]) -> list[s.Message]:
 
 def _time(raw: str) -> datetime:
     moment = datetime.fromisoformat(raw)
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def split_cursor(raw: str | None) -> tuple[datetime | None, UUID | None]:
@@ -121,24 +146,33 @@ def split_cursor(raw: str | None) -> tuple[datetime | None, UUID | None]:
             return _time(found[2]), UUID(found[1])
         return _time(raw), None
     except ValueError:
-        raise HttpError(f"Invalid cursor value {raw!r}", ErrorCode.INVALID_CURSOR_VALUE,
-                        400) from None
+        raise HttpError(
+            f"Invalid cursor value {raw!r}", ErrorCode.INVALID_CURSOR_VALUE, 400
+        ) from None
 
 
 def _common(call: Call, deleted_param: str) -> dict[str, Any]:
-    return {"only_roots": call.flag("only_roots", False),
-            "deleted": None if call.flag(deleted_param, False) else False,
-            "lang": call.query("lang") or None}
+    return {
+        "only_roots": call.flag("only_roots", False),
+        "deleted": None if call.flag(deleted_param, False) else False,
+        "lang": call.query("lang") or None,
+    }
 
 
-async def message_list(call: Call, deleted_param: str = "include_deleted",
-                       **scope: Any) -> list[s.Message]:
+async def message_list(
+    call: Call, deleted_param: str = "include_deleted", **scope: Any
+) -> list[s.Message]:
     """OA's plain list: newest first by default, between start_date and end_date."""
-    found = Filter(call, api_client_id=call.uuid_query("api_client_id"), **scope,
-                   **_common(call, deleted_param))
+    found = Filter(
+        call,
+        api_client_id=call.uuid_query("api_client_id"),
+        **scope,
+        **_common(call, deleted_param),
+    )
     found.between(gte=call.time_query("start_date"), lte=call.time_query("end_date"))
-    rows = await found.rows(call, desc=call.flag("desc", True),
-                            limit=call.count("max_count", 10, 1000))
+    rows = await found.rows(
+        call, desc=call.flag("desc", True), limit=call.count("max_count", 10, 1000)
+    )
     return await _items(call, rows)
 
 
@@ -156,8 +190,13 @@ async def message_page(call: Call, **scope: Any) -> s.MessagePage:
         gte, gt_id = split_cursor(after)
         query_desc = before is not None and not after
     limit = max_count + 1 if before is None or after is None else max_count
-    found = Filter(call, api_client_id=call.uuid_query("api_client_id"), **scope,
-                   search=call.query("search_query"), **_common(call, "include_deleted"))
+    found = Filter(
+        call,
+        api_client_id=call.uuid_query("api_client_id"),
+        **scope,
+        search=call.query("search_query"),
+        **_common(call, "include_deleted"),
+    )
     found.between(gte, gt_id, lte, lt_id)
     rows = await found.rows(call, desc=query_desc, limit=limit)
     count = len(rows)
@@ -177,20 +216,28 @@ async def message_page(call: Call, **scope: Any) -> s.MessagePage:
             prev = (lte if desc else gte).isoformat()  # type: ignore[union-attr]
         if before:
             next_ = (gte if desc else lte).isoformat()  # type: ignore[union-attr]
-    return s.MessagePage(prev=prev, next=next_, sort_key="created_date",
-                         order="desc" if desc else "asc", items=items)
+    return s.MessagePage(
+        prev=prev, next=next_, sort_key="created_date", order="desc" if desc else "asc", items=items
+    )
 
 
 # ---------------------------------------------------------------- endpoints
 async def list_messages(call: Call) -> Any:
-    return await message_list(call, "allow_deleted", auth_method=call.query("auth_method"),
-                              username=call.query("username"))
+    return await message_list(
+        call,
+        "allow_deleted",
+        auth_method=call.query("auth_method"),
+        username=call.query("username"),
+    )
 
 
 async def messages_cursor(call: Call) -> Any:
-    return await message_page(call, user_id=call.uuid_query("user_id"),
-                              auth_method=call.query("auth_method"),
-                              username=call.query("username"))
+    return await message_page(
+        call,
+        user_id=call.uuid_query("user_id"),
+        auth_method=call.query("auth_method"),
+        username=call.query("username"),
+    )
 
 
 async def _user(call: Call) -> UUID:
@@ -215,37 +262,97 @@ async def frontend_user_messages_cursor(call: Call) -> Any:
     return await message_page(call, user_id=await frontend_user_id(call))
 
 
-_FILTERS = {"api_client_id": "trusted clients: another client's (untrusted: their own only)",
-            "only_roots": "default false", "lang": "language",
-            "max_count": "1..1000, default 10", "include_user": "add each author (default false)"}
-_LIST = {**_FILTERS, "start_date": "ISO time, inclusive", "end_date": "ISO time, inclusive",
-         "desc": "default true", "include_deleted": "default false"}
-_PAGE = {**_FILTERS, "before": "cursor '<uuid>$<ISO time>': the page before",
-         "after": "cursor: the page after", "desc": "default false",
-         "include_deleted": "default false",
-         "search_query": "terms that must all occur in the text (needs lang)"}
+_FILTERS = {
+    "api_client_id": "trusted clients: another client's (untrusted: their own only)",
+    "only_roots": "default false",
+    "lang": "language",
+    "max_count": "1..1000, default 10",
+    "include_user": "add each author (default false)",
+}
+_LIST = {
+    **_FILTERS,
+    "start_date": "ISO time, inclusive",
+    "end_date": "ISO time, inclusive",
+    "desc": "default true",
+    "include_deleted": "default false",
+}
+_PAGE = {
+    **_FILTERS,
+    "before": "cursor '<uuid>$<ISO time>': the page before",
+    "after": "cursor: the page after",
+    "desc": "default false",
+    "include_deleted": "default false",
+    "search_query": "terms that must all occur in the text (needs lang)",
+}
 
 
 def register(api: Api) -> None:
     """Before messages.register: /messages/cursor must not be taken for a message id."""
     add = api.add
     m = "/api/v1/messages"
-    add("GET", m + "/", list_messages, response=list[s.Message], tag="messages",
-        query={**{k: v for k, v in _LIST.items() if k != "include_deleted"},
-               "allow_deleted": "default false", "auth_method": "with username: the author",
-               "username": "with auth_method: the author"},
-        summary="messages, newest first (untrusted clients: their own)")
-    add("GET", m + "/cursor", messages_cursor, response=s.MessagePage, tag="messages",
-        query={**_PAGE, "user_id": "the author", "auth_method": "with username: the author",
-               "username": "with auth_method: the author"},
-        summary="a keyset page of messages by created date")
+    add(
+        "GET",
+        m + "/",
+        list_messages,
+        response=list[s.Message],
+        tag="messages",
+        query={
+            **{k: v for k, v in _LIST.items() if k != "include_deleted"},
+            "allow_deleted": "default false",
+            "auth_method": "with username: the author",
+            "username": "with auth_method: the author",
+        },
+        summary="messages, newest first (untrusted clients: their own)",
+    )
+    add(
+        "GET",
+        m + "/cursor",
+        messages_cursor,
+        response=s.MessagePage,
+        tag="messages",
+        query={
+            **_PAGE,
+            "user_id": "the author",
+            "auth_method": "with username: the author",
+            "username": "with auth_method: the author",
+        },
+        summary="a keyset page of messages by created date",
+    )
     u = "/api/v1/users/{user_id}/messages"
-    add("GET", u, user_messages, response=list[s.Message], query=_LIST, tag="users",
-        summary="a user's messages, newest first")
-    add("GET", u + "/cursor", user_messages_cursor, response=s.MessagePage, query=_PAGE,
-        tag="users", summary="a keyset page of a user's messages")
+    add(
+        "GET",
+        u,
+        user_messages,
+        response=list[s.Message],
+        query=_LIST,
+        tag="users",
+        summary="a user's messages, newest first",
+    )
+    add(
+        "GET",
+        u + "/cursor",
+        user_messages_cursor,
+        response=s.MessagePage,
+        query=_PAGE,
+        tag="users",
+        summary="a keyset page of a user's messages",
+    )
     f = "/api/v1/frontend_users/{auth_method}/{username}/messages"
-    add("GET", f, frontend_user_messages, response=list[s.Message], query=_LIST, tag="users",
-        summary="a front-end user's messages, newest first")
-    add("GET", f + "/cursor", frontend_user_messages_cursor, response=s.MessagePage,
-        query=_PAGE, tag="users", summary="a keyset page of a front-end user's messages")
+    add(
+        "GET",
+        f,
+        frontend_user_messages,
+        response=list[s.Message],
+        query=_LIST,
+        tag="users",
+        summary="a front-end user's messages, newest first",
+    )
+    add(
+        "GET",
+        f + "/cursor",
+        frontend_user_messages_cursor,
+        response=s.MessagePage,
+        query=_PAGE,
+        tag="users",
+        summary="a keyset page of a front-end user's messages",
+    )

@@ -14,9 +14,13 @@ from api.http.errors import json_response
 from api.http.routing import Api, Call, Endpoint
 
 REF = "#/components/schemas/{name}"
-_ERRORS = {"403": "API key missing, unknown or not trusted (error_code 2)",
-           "404": "unknown id", "413": "body too large", "422": "invalid body or parameter",
-           "500": "internal error (error_code 0)"}
+_ERRORS = {
+    "403": "API key missing, unknown or not trusted (error_code 2)",
+    "404": "unknown id",
+    "413": "body too large",
+    "422": "invalid body or parameter",
+    "500": "internal error (error_code 0)",
+}
 
 
 def build(endpoints: list[Endpoint]) -> dict[str, Any]:
@@ -36,19 +40,37 @@ def build(endpoints: list[Endpoint]) -> dict[str, Any]:
         op: dict[str, Any] = {"summary": e.summary, "operationId": operation}
         if e.tag:
             op["tags"] = [e.tag]
-        params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
-                  for n in _path_params(e.path)]
-        params += [{"name": n, "in": "query", "required": False, "description": d,
-                    "schema": {"type": "string"}} for n, d in e.query.items()]
+        params = [
+            {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+            for n in _path_params(e.path)
+        ]
+        params += [
+            {
+                "name": n,
+                "in": "query",
+                "required": False,
+                "description": d,
+                "schema": {"type": "string"},
+            }
+            for n, d in e.query.items()
+        ]
         if e.access not in ("public", "root"):
-            params.append({"name": "x-oasst-user", "in": "header", "required": False,
-                           "description": "<auth_method>:<id> of the end user",
-                           "schema": {"type": "string"}})
+            params.append(
+                {
+                    "name": "x-oasst-user",
+                    "in": "header",
+                    "required": False,
+                    "description": "<auth_method>:<id> of the end user",
+                    "schema": {"type": "string"},
+                }
+            )
         if params:
             op["parameters"] = params
         if e.body is not None:
-            op["requestBody"] = {"required": True, "content": {
-                "application/json": {"schema": schema_of[id(e.body)]}}}
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": schema_of[id(e.body)]}},
+            }
         ok: dict[str, Any] = {"description": "success"}
         if e.response is not None and e.status != 204:
             ok["content"] = {"application/json": {"schema": schema_of[id(e.response)]}}
@@ -56,12 +78,17 @@ def build(endpoints: list[Endpoint]) -> dict[str, Any]:
         for status, text in {**_ERRORS, **e.errors}.items():
             if status == "403" and e.access == "public":
                 continue
-            responses[status] = {"description": text,
-                                 "content": {"application/json": {"schema": error_ref}}}
+            responses[status] = {
+                "description": text,
+                "content": {"application/json": {"schema": error_ref}},
+            }
             if status == "429":
-                responses[status]["headers"] = {"Retry-After": {
-                    "description": "seconds until the request would be admitted",
-                    "schema": {"type": "integer"}}}
+                responses[status]["headers"] = {
+                    "Retry-After": {
+                        "description": "seconds until the request would be admitted",
+                        "schema": {"type": "integer"},
+                    }
+                }
         op["responses"] = responses
         if e.access == "root":
             op["security"] = [{"RootToken": []}]
@@ -71,12 +98,19 @@ def build(endpoints: list[Endpoint]) -> dict[str, Any]:
         paths.setdefault(e.path, {})[e.method.lower()] = op
     return {
         "openapi": "3.1.0",
-        "info": {"title": "DataEngine", "version": "1",
-                 "description": "Open-Assistant's v1 task protocol on an event-sourced store."},
+        "info": {
+            "title": "DataEngine",
+            "version": "1",
+            "description": "Open-Assistant's v1 task protocol on an event-sourced store.",
+        },
         "paths": paths,
-        "components": {"schemas": components, "securitySchemes": {
-            "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-            "RootToken": {"type": "http", "scheme": "bearer"}}},
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "RootToken": {"type": "http", "scheme": "bearer"},
+            },
+        },
     }
 
 
@@ -89,19 +123,25 @@ def _page(doc: dict[str, Any]) -> str:
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
             access = "public" if "security" not in op else op.get("x-access", "root")
-            rows.append(f"<tr><td><code>{method.upper()}</code></td><td><code>"
-                        f"{html.escape(path)}</code></td><td>{access}</td><td>"
-                        f"{html.escape(op.get('summary', ''))}</td></tr>")
-    schemas = "".join(f"<li><code>{html.escape(name)}</code></li>"
-                      for name in sorted(doc["components"]["schemas"]))
-    return ("<!doctype html><html><head><meta charset='utf-8'><title>DataEngine API</title>"
-            "<style>body{font-family:sans-serif;margin:2em}td{padding:2px 8px}"
-            "tr:nth-child(even){background:#f4f4f4}</style></head><body>"
-            "<h1>DataEngine API</h1><p>The machine-readable document is "
-            "<a href='/openapi.json'>/openapi.json</a>. Send <code>X-API-Key</code> on every "
-            "endpoint not marked public.</p><table><tr><th>method</th><th>path</th>"
-            f"<th>access</th><th>summary</th></tr>{''.join(rows)}</table>"
-            f"<h2>Schemas</h2><ul>{schemas}</ul></body></html>")
+            rows.append(
+                f"<tr><td><code>{method.upper()}</code></td><td><code>"
+                f"{html.escape(path)}</code></td><td>{access}</td><td>"
+                f"{html.escape(op.get('summary', ''))}</td></tr>"
+            )
+    schemas = "".join(
+        f"<li><code>{html.escape(name)}</code></li>"
+        for name in sorted(doc["components"]["schemas"])
+    )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>DataEngine API</title>"
+        "<style>body{font-family:sans-serif;margin:2em}td{padding:2px 8px}"
+        "tr:nth-child(even){background:#f4f4f4}</style></head><body>"
+        "<h1>DataEngine API</h1><p>The machine-readable document is "
+        "<a href='/openapi.json'>/openapi.json</a>. Send <code>X-API-Key</code> on every "
+        "endpoint not marked public.</p><table><tr><th>method</th><th>path</th>"
+        f"<th>access</th><th>summary</th></tr>{''.join(rows)}</table>"
+        f"<h2>Schemas</h2><ul>{schemas}</ul></body></html>"
+    )
 
 
 def register(api: Api) -> None:
@@ -118,7 +158,13 @@ def register(api: Api) -> None:
     def docs(call: Call) -> Response:
         return HTMLResponse(_page(document()))
 
-    api.add("GET", "/openapi.json", openapi_json, access="public", response=dict,
-            summary="this OpenAPI document", tag="meta")
-    api.add("GET", "/docs", docs, access="public", summary="an HTML listing of the API",
-            tag="meta")
+    api.add(
+        "GET",
+        "/openapi.json",
+        openapi_json,
+        access="public",
+        response=dict,
+        summary="this OpenAPI document",
+        tag="meta",
+    )
+    api.add("GET", "/docs", docs, access="public", summary="an HTML listing of the API", tag="meta")

@@ -23,8 +23,9 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Hashable, Mapping, NamedTuple
+from typing import NamedTuple
 
 from api.http.errors import HttpError
 from domain.model.errors import ConfigError, ErrorCode
@@ -50,7 +51,11 @@ class Rule(NamedTuple):
 
 # OA's numbers (reference §6.2)
 USER_TASKS, ASSISTANT_REPLY, PROMPTER_REPLY, CLIENT = (
-    Rule(30, 240), Rule(4, 120), Rule(8, 120), Rule(10_000, 60))
+    Rule(30, 240),
+    Rule(4, 120),
+    Rule(8, 120),
+    Rule(10_000, 60),
+)
 
 
 @dataclass(frozen=True)
@@ -121,7 +126,11 @@ class SlidingWindowLimiter:
             return 0.0
 
     def _sweep(self, now: float) -> None:
-        stale = [k for k, (seconds, times) in self._log.items() if not times or times[-1] <= now - seconds]
+        stale = [
+            k
+            for k, (seconds, times) in self._log.items()
+            if not times or times[-1] <= now - seconds
+        ]
         for key in stale:
             del self._log[key]
 
@@ -131,8 +140,12 @@ class SlidingWindowLimiter:
 
 def too_many_requests(wait: float) -> HttpError:
     seconds = max(1, math.ceil(wait))
-    return HttpError(f"Too Many Requests. Retry After {seconds} seconds.",
-                     ErrorCode.TOO_MANY_REQUESTS, 429, headers={"Retry-After": str(seconds)})
+    return HttpError(
+        f"Too Many Requests. Retry After {seconds} seconds.",
+        ErrorCode.TOO_MANY_REQUESTS,
+        429,
+        headers={"Retry-After": str(seconds)},
+    )
 
 
 class TaskRequestLimits:

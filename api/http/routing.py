@@ -17,9 +17,10 @@ the OpenAPI document.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Sequence, TypeVar
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 from uuid import UUID
 
 from starlette.requests import Request
@@ -28,7 +29,13 @@ from starlette.routing import Route
 
 from api.http import auth
 from api.http.errors import (
-    HttpError, decode, error_response, internal_error, json_response, no_content, read_body,
+    HttpError,
+    decode,
+    error_response,
+    internal_error,
+    json_response,
+    no_content,
+    read_body,
     validation,
 )
 from api.http.schemas import User
@@ -136,8 +143,10 @@ class Call:
         try:
             moment = datetime.fromisoformat(raw)
         except ValueError:
-            raise validation(f"query parameter {name} must be an ISO 8601 time, not {raw!r}") from None
-        return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+            raise validation(
+                f"query parameter {name} must be an ISO 8601 time, not {raw!r}"
+            ) from None
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
     @property
     def api_client(self) -> ApiClient:
@@ -147,12 +156,15 @@ class Call:
     def user(self, user: User, **profile: Any) -> Actor:
         """The body's user as an actor; created on first sight, display name kept current."""
         client = self.api_client
-        user_id = self.service.ensure_user(client, user.auth_method, user.id, user.display_name,
-                                           **profile)
+        user_id = self.service.ensure_user(
+            client, user.auth_method, user.id, user.display_name, **profile
+        )
         return Actor(user_id, client.id)
 
     def header_actor(self, required: bool = True) -> Actor | None:
-        found = auth.require_header_user(self.request) if required else auth.header_user(self.request)
+        found = (
+            auth.require_header_user(self.request) if required else auth.header_user(self.request)
+        )
         if found is None:
             return None
         client = self.api_client

@@ -16,10 +16,19 @@ from msgspec import Struct
 
 AuthMethod = Literal["discord", "google", "local", "system"]
 TaskRequestType = Literal[
-    "random", "summarize_story", "rate_summary", "initial_prompt", "prompter_reply",
-    "assistant_reply", "rank_initial_prompts", "rank_prompter_replies",
-    "rank_assistant_replies", "label_initial_prompt", "label_assistant_reply",
-    "label_prompter_reply"]
+    "random",
+    "summarize_story",
+    "rate_summary",
+    "initial_prompt",
+    "prompter_reply",
+    "assistant_reply",
+    "rank_initial_prompts",
+    "rank_prompter_replies",
+    "rank_assistant_replies",
+    "label_initial_prompt",
+    "label_assistant_reply",
+    "label_prompter_reply",
+]
 
 
 class Error(Struct):
@@ -100,7 +109,7 @@ class MessageRating(Interaction, tag="message_rating", kw_only=True):
     rating: int
 
 
-AnyInteraction = Union[TextReplyToMessage, MessageRanking, TextLabels, MessageRating]
+AnyInteraction = Union[TextReplyToMessage, MessageRanking, TextLabels, MessageRating]  # noqa: UP007
 
 
 class TaskDone(Struct, tag="task_done", tag_field="type"):
@@ -196,9 +205,16 @@ class LabelPrompterReplyTask(_LabelTask, tag="label_prompter_reply", kw_only=Tru
     reply_message: ConversationMessage | None = None
 
 
-AnyTask = Union[InitialPromptTask, PrompterReplyTask, AssistantReplyTask,
-                RankAssistantRepliesTask, RankPrompterRepliesTask, LabelInitialPromptTask,
-                LabelAssistantReplyTask, LabelPrompterReplyTask]
+AnyTask = Union[  # noqa: UP007
+    InitialPromptTask,
+    PrompterReplyTask,
+    AssistantReplyTask,
+    RankAssistantRepliesTask,
+    RankPrompterRepliesTask,
+    LabelInitialPromptTask,
+    LabelAssistantReplyTask,
+    LabelPrompterReplyTask,
+]
 
 
 # ---------------------------------------------------------------- labels, messages, trees

@@ -24,32 +24,32 @@ import os
 import random
 import sqlite3
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 
-from domain.model.api_client import ApiClient, client_id_for_key
-from domain.service.application import DataEngine
-from domain.model.config import TreeConfig
-from domain.model.errors import ConfigError, ErrorCode, MessageNotFoundError, UserDisabledError
-from domain.model.user import User, user_id_for
-from domain.service.handout import Handout
-from projections.log import SQLiteLog
-from domain.service.processes import ProcessLoop, prompt_lottery
-from projections.runner import ProjectionError, ProjectionRunner
-from projections.store import READMODEL_FILE
-
+from api.bootstrap import load_config, open_app
 from api.http.errors import HttpError, log
 from api.http.ratelimit import RateLimits, TaskRequestLimits
-from api.storage.reads import ReadPool, connect_reader
-from api.bootstrap import load_config, open_app
 
 # A language with a prompt waiting in the lottery and fewer growing trees than allowed.
 from api.storage.events import EVENTS_FILE
+from api.storage.reads import ReadPool, connect_reader
+from domain.model.api_client import ApiClient, client_id_for_key
+from domain.model.config import TreeConfig
+from domain.model.errors import ConfigError, ErrorCode, MessageNotFoundError, UserDisabledError
+from domain.model.user import User, user_id_for
+from domain.service.application import DataEngine
+from domain.service.handout import Handout
+from domain.service.processes import ProcessLoop, prompt_lottery
+from projections.log import SQLiteLog
+from projections.runner import ProjectionError, ProjectionRunner
+from projections.store import READMODEL_FILE
 
 # A language with a prompt waiting in the lottery and fewer growing trees than allowed.
 _LOTTERY_ROOM = """
@@ -96,18 +96,29 @@ def process_interval_from_env() -> float:
 
 
 class Service:
-    def __init__(self, folder: Path, config: TreeConfig | None = None, *,
-                 root_tokens: frozenset[str] | None = None, web_api_key: str | None = None,
-                 settle_timeout: float = 2.0, seed: int | None = None,
-                 rate_limits: RateLimits | None = None, process_interval: float | None = None):
+    def __init__(
+        self,
+        folder: Path,
+        config: TreeConfig | None = None,
+        *,
+        root_tokens: frozenset[str] | None = None,
+        web_api_key: str | None = None,
+        settle_timeout: float = 2.0,
+        seed: int | None = None,
+        rate_limits: RateLimits | None = None,
+        process_interval: float | None = None,
+    ):
         self.folder = Path(folder)
         # Task expiry, backlog activation and the prompt lottery run beside the server.
-        self.process_interval = (process_interval if process_interval is not None
-                                 else process_interval_from_env())
+        self.process_interval = (
+            process_interval if process_interval is not None else process_interval_from_env()
+        )
         self.task_limits = TaskRequestLimits(rate_limits or RateLimits.from_env())
         self.config = config
         self.root_tokens = root_tokens_from_env() if root_tokens is None else root_tokens
-        self.web_api_key = web_api_key if web_api_key is not None else os.environ.get(WEB_API_KEY_ENV)
+        self.web_api_key = (
+            web_api_key if web_api_key is not None else os.environ.get(WEB_API_KEY_ENV)
+        )
         self.settle_timeout = settle_timeout
         self.rng = random.Random(seed)
         self.process_rng = random.Random(None if seed is None else seed + 1)
@@ -173,18 +184,28 @@ class Service:
         self.folder.mkdir(parents=True, exist_ok=True)
         engine = open_app(self.folder, self.config or load_config(self.folder))
         if self.web_api_key:
-            engine.register_client(name="official web client", api_key=self.web_api_key,
-                                   trusted=True, frontend_type="web")
-        runner = ProjectionRunner(SQLiteLog(self.folder / EVENTS_FILE), self.folder / READMODEL_FILE)
+            engine.register_client(
+                name="official web client",
+                api_key=self.web_api_key,
+                trusted=True,
+                frontend_type="web",
+            )
+        runner = ProjectionRunner(
+            SQLiteLog(self.folder / EVENTS_FILE), self.folder / READMODEL_FILE
+        )
         runner.run_once()  # catch up before serving, so the first reads are current
         runner.start()
         self.engine, self.runner = engine, runner
         self.handout = Handout(engine, self.reader, self.rng, position=lambda: runner.position)
         if self.process_interval > 0:
             # Its own random source: background draws must not shift a seeded hand-out sequence.
-            self.processes = ProcessLoop(engine, runner, interval=self.process_interval,
-                                         rng=self.process_rng,
-                                         lottery=self.run_lottery).start()
+            self.processes = ProcessLoop(
+                engine,
+                runner,
+                interval=self.process_interval,
+                rng=self.process_rng,
+                lottery=self.run_lottery,
+            ).start()
         return self
 
     def close(self) -> None:
@@ -245,9 +266,14 @@ class Service:
         """The log position of the latest event of these aggregates: what to settle on
         after a command that does not report its position (hand-out, nack, profile)."""
         marks = ",".join("?" * len(aggregate_ids))
-        row = self.events_reader().execute(
-            f"SELECT max(rowid) FROM stored_events WHERE originator_id IN ({marks})",
-            [i.hex for i in aggregate_ids]).fetchone()
+        row = (
+            self.events_reader()
+            .execute(
+                f"SELECT max(rowid) FROM stored_events WHERE originator_id IN ({marks})",
+                [i.hex for i in aggregate_ids],
+            )
+            .fetchone()
+        )
         return row[0] if row else None
 
     def events_reader(self) -> sqlite3.Connection:
@@ -255,7 +281,8 @@ class Service:
         conn = getattr(self._local, "events", None)
         if conn is None:
             conn = self._local.events = sqlite3.connect(
-                f"file:{self.folder / EVENTS_FILE}?mode=ro", uri=True, check_same_thread=False)
+                f"file:{self.folder / EVENTS_FILE}?mode=ro", uri=True, check_same_thread=False
+            )
         return conn
 
     def reader(self) -> sqlite3.Connection:
@@ -274,8 +301,7 @@ class Service:
         would activate nothing, so it is not run: its weights come from every ranking
         of the last month (tens of ms on a large read model), and prompts usually wait
         while every language is full."""
-        room = self.reader().execute(_LOTTERY_ROOM,
-                                     (self.app.config.max_active_trees,)).fetchone()
+        room = self.reader().execute(_LOTTERY_ROOM, (self.app.config.max_active_trees,)).fetchone()
         if room is None or not self._lottery.acquire(blocking=False):
             return
         try:
@@ -309,15 +335,26 @@ class Service:
         except KeyError:
             return None
 
-    def ensure_user(self, client: ApiClient, auth_method: str, username: str,
-                    display_name: str | None, **profile: Any) -> UUID:
+    def ensure_user(
+        self,
+        client: ApiClient,
+        auth_method: str,
+        username: str,
+        display_name: str | None,
+        **profile: Any,
+    ) -> UUID:
         """The user, created on first sight. A deleted (anonymised) user stays deleted: its
         front end naming it again must not put its display name back."""
         user = self.find_user(user_id_for(client.id, auth_method, username))
         if user is not None and user.deleted:
             raise UserDisabledError(f"user {auth_method}:{username} was deleted")
-        return self.app.ensure_user(client_id=client.id, auth_method=auth_method,
-                                    username=username, display_name=display_name, **profile)
+        return self.app.ensure_user(
+            client_id=client.id,
+            auth_method=auth_method,
+            username=username,
+            display_name=display_name,
+            **profile,
+        )
 
     def find_user(self, user_id: UUID) -> User | None:
         """The user aggregate as cached, to read (never to change), or None."""

@@ -19,14 +19,29 @@ async def message_counts(call: Call) -> Any:
     rows = await call.rows(
         "SELECT t.tree_id, t.state, t.goal_tree_size, count(m.message_id) FROM trees t"
         " JOIN messages m ON m.tree_id = t.tree_id AND m.deleted = 0"
-        f"{where} GROUP BY t.tree_id ORDER BY t.tree_id")
-    return [{"message_tree_id": r[0], "state": r[1], "goal_tree_size": r[2], "message_count": r[3]}
-            for r in rows]
+        f"{where} GROUP BY t.tree_id ORDER BY t.tree_id"
+    )
+    return [
+        {"message_tree_id": r[0], "state": r[1], "goal_tree_size": r[2], "message_count": r[3]}
+        for r in rows
+    ]
 
 
 def register(api: Api) -> None:
-    api.add("GET", "/api/v1/stats/tree_manager/state_counts", state_counts,
-            response=dict[str, int], summary="trees per state", tag="stats")
-    api.add("GET", "/api/v1/stats/tree_manager/message_counts", message_counts,
-            response=list[dict[str, Any]], query={"only_active": "default true"},
-            summary="undeleted messages per tree", tag="stats")
+    api.add(
+        "GET",
+        "/api/v1/stats/tree_manager/state_counts",
+        state_counts,
+        response=dict[str, int],
+        summary="trees per state",
+        tag="stats",
+    )
+    api.add(
+        "GET",
+        "/api/v1/stats/tree_manager/message_counts",
+        message_counts,
+        response=list[dict[str, Any]],
+        query={"only_active": "default true"},
+        summary="undeleted messages per tree",
+        tag="stats",
+    )

@@ -20,12 +20,15 @@ from api.http import schemas as s
 from api.http.errors import HttpError
 from api.http.routing import Api, Call
 from domain.model.errors import (
-    ErrorCode, InvalidRankingError, TaskTypeMismatchError, UserNotFoundError,
+    ErrorCode,
+    InvalidRankingError,
+    TaskTypeMismatchError,
+    UserNotFoundError,
 )
 from domain.model.task_types import PROMPT_TASKS, RANKING_TASKS, REPLY_TASKS, TaskType
 from domain.model.user import Task, User
-from projections import availability as av
 from domain.service.handout import HandedOut
+from projections import availability as av
 
 TASK_ID = ErrorCode.TASK_NOT_FOUND
 
@@ -37,27 +40,40 @@ def _enrich(call: Call, user_id: UUID, messages: list[dict[str, Any]]) -> list[d
     if not ids:
         return []
     conn, marks = call.service.reader(), ",".join("?" * len(ids))
-    rows = {r[0]: r for r in conn.execute(
-        f"SELECT message_id, user_id, frontend_message_id, emojis FROM messages"
-        f" WHERE message_id IN ({marks})", ids)}
+    rows = {
+        r[0]: r
+        for r in conn.execute(
+            f"SELECT message_id, user_id, frontend_message_id, emojis FROM messages"
+            f" WHERE message_id IN ({marks})",
+            ids,
+        )
+    }
     mine: dict[str, list[str]] = {}
     for message_id, emoji in conn.execute(
-            f"SELECT message_id, emoji FROM message_emojis WHERE user_id = ?"
-            f" AND message_id IN ({marks})", [str(user_id), *ids]):
+        f"SELECT message_id, emoji FROM message_emojis WHERE user_id = ?"
+        f" AND message_id IN ({marks})",
+        [str(user_id), *ids],
+    ):
         if not emoji.startswith("_"):
             mine.setdefault(message_id, []).append(emoji)
     out = []
     for m in messages:
         row = rows.get(m["message_id"])
         emojis = json.loads(row[3]) if row else {}
-        out.append({
-            "id": m["message_id"], "text": m["text"], "lang": m.get("lang"),
-            "is_assistant": m["is_assistant"], "synthetic": m.get("synthetic"),
-            "user_id": row[1] if row else None, "frontend_message_id": row[2] if row else None,
-            "emojis": {k: v for k, v in emojis.items() if not k.startswith("_")},
-            "user_emojis": sorted(mine.get(m["message_id"], [])),
-            "user_is_author": (row[1] == str(user_id)) if row else None,
-        })
+        out.append(
+            {
+                "id": m["message_id"],
+                "text": m["text"],
+                "lang": m.get("lang"),
+                "is_assistant": m["is_assistant"],
+                "synthetic": m.get("synthetic"),
+                "user_id": row[1] if row else None,
+                "frontend_message_id": row[2] if row else None,
+                "emojis": {k: v for k, v in emojis.items() if not k.startswith("_")},
+                "user_emojis": sorted(mine.get(m["message_id"], [])),
+                "user_is_author": (row[1] == str(user_id)) if row else None,
+            }
+        )
     return out
 
 
@@ -78,14 +94,16 @@ def task_body(call: Call, handed: HandedOut, user_id: UUID) -> Any:
 
 
 # ---------------------------------------------------------------- helpers
-def _request_user(call: Call, user: s.User | None,
-                  header: tuple[str, str] | None = None) -> UUID:
+def _request_user(call: Call, user: s.User | None, header: tuple[str, str] | None = None) -> UUID:
     """The requesting user, created on first sight from the body or the header."""
     if user is not None:
         return call.user(user).user_id
     if header is None:
-        raise HttpError("a task request needs a user (body 'user' or x-oasst-user header)",
-                        ErrorCode.USER_NOT_SPECIFIED, 400)
+        raise HttpError(
+            "a task request needs a user (body 'user' or x-oasst-user header)",
+            ErrorCode.USER_NOT_SPECIFIED,
+            400,
+        )
     return call.service.ensure_user(call.api_client, *header, None)
 
 
@@ -138,8 +156,9 @@ async def availability(call: Call) -> Any:
         return user_id
 
     user_id = await call.blocking(first_sight_and_lottery)
-    counts = await call.read(av.availability, service.app.config, call.query("lang") or "en",
-                             user_id, service.app.now())
+    counts = await call.read(
+        av.availability, service.app.config, call.query("lang") or "en", user_id, service.app.now()
+    )
     return {t.value: n for t, n in counts.items()}
 
 
@@ -166,8 +185,9 @@ def interaction(call: Call) -> Any:
     actor = call.user(body.user)
     app = call.service.app
     if isinstance(body, s.MessageRating):
-        raise HttpError("rating tasks are never handed out", ErrorCode.TASK_INVALID_RESPONSE_TYPE,
-                        400)
+        raise HttpError(
+            "rating tasks are never handed out", ErrorCode.TASK_INVALID_RESPONSE_TYPE, 400
+        )
     if isinstance(body, s.TextLabels):
         return submit_labels(call, actor, body)
     task = _user_aggregate(call, actor.user_id).task_by_frontend_id(body.message_id)
@@ -175,20 +195,36 @@ def interaction(call: Call) -> Any:
     if isinstance(body, s.TextReplyToMessage):
         lang = body.lang or task.lang or "en"
         if kind in PROMPT_TASKS:
-            outcome = app.create_prompt(actor=actor, text=body.text, lang=lang, task_id=task.id,
-                                        frontend_message_id=body.user_message_id)
+            outcome = app.create_prompt(
+                actor=actor,
+                text=body.text,
+                lang=lang,
+                task_id=task.id,
+                frontend_message_id=body.user_message_id,
+            )
         elif kind in REPLY_TASKS:
-            outcome = app.add_reply(actor=actor, tree_id=task.tree_id, parent_id=task.message_id,
-                                    text=body.text, lang=lang, task_id=task.id,
-                                    frontend_message_id=body.user_message_id)
+            outcome = app.add_reply(
+                actor=actor,
+                tree_id=task.tree_id,
+                parent_id=task.message_id,
+                text=body.text,
+                lang=lang,
+                task_id=task.id,
+                frontend_message_id=body.user_message_id,
+            )
         else:
             raise TaskTypeMismatchError(f"task {task.id} is a {task.type} task, not a reply task")
     else:
         if kind not in RANKING_TASKS:
             raise TaskTypeMismatchError(f"task {task.id} is a {task.type} task, not a ranking task")
-        outcome = app.submit_ranking(actor=actor, tree_id=task.tree_id, parent_id=task.message_id,
-                                     ranked_message_ids=_ranked_ids(task, body.ranking),
-                                     not_rankable=body.not_rankable, task_id=task.id)
+        outcome = app.submit_ranking(
+            actor=actor,
+            tree_id=task.tree_id,
+            parent_id=task.message_id,
+            ranked_message_ids=_ranked_ids(task, body.ranking),
+            not_rankable=body.not_rankable,
+            task_id=task.id,
+        )
     call.settle(outcome.position)
     return s.TaskDone(id=task.id)
 
@@ -197,7 +233,8 @@ def _ranked_ids(task: Task, ranking: list[int]) -> list[UUID]:
     replies = task.payload.get("reply_messages", [])
     if sorted(ranking) != list(range(len(replies))):
         raise InvalidRankingError(
-            f"ranking must order all {len(replies)} replies: a permutation of 0..{len(replies) - 1}")
+            f"ranking must order all {len(replies)} replies: a permutation of 0..{len(replies) - 1}"
+        )
     return [UUID(replies[i]["message_id"]) for i in ranking]
 
 
@@ -209,24 +246,67 @@ def submit_labels(call: Call, actor: Any, body: s.TextLabels | s.FreeTextLabels)
         kind = "task"
     else:
         tree_id, kind = service.tree_of(body.message_id), "report" if body.is_report else "free"
-    outcome = service.app.submit_labels(actor=actor, tree_id=tree_id, message_id=body.message_id,
-                                        labels=body.labels, kind=kind, task_id=body.task_id)
+    outcome = service.app.submit_labels(
+        actor=actor,
+        tree_id=tree_id,
+        message_id=body.message_id,
+        labels=body.labels,
+        kind=kind,
+        task_id=body.task_id,
+    )
     call.settle(outcome.position)
     return s.TaskDone(id=body.task_id or body.message_id)
 
 
 def register(api: Api) -> None:
-    api.add("POST", "/api/v1/tasks/", request_task, body=s.TaskRequest, response=s.AnyTask,
-            summary="hand out a task", tag="tasks",
-            errors={"429": "rate limit exceeded (error_code 429): per user 30 per 4 min, explicit "
-                           "assistant_reply 4 and prompter_reply 8 per 2 min, per client without "
-                           "user 10,000 per min; configurable"})
-    api.add("POST", "/api/v1/tasks/availability", availability, body=s.User, response=dict[str, int],
-            query={"lang": "language (default en)"}, summary="task counts per type", tag="tasks")
-    api.add("POST", "/api/v1/tasks/{task_id}/ack", ack, body=s.TaskAck, status=204,
-            summary="bind the front end's message id to a task", tag="tasks")
-    api.add("POST", "/api/v1/tasks/{task_id}/nack", nack, body=s.TaskNAck, status=204,
-            summary="skip a task (x-oasst-user header)", tag="tasks")
-    api.add("POST", "/api/v1/tasks/interaction", interaction, body=s.AnyInteraction,
-            response=s.TaskDone, summary="answer a task", tag="tasks")
-
+    api.add(
+        "POST",
+        "/api/v1/tasks/",
+        request_task,
+        body=s.TaskRequest,
+        response=s.AnyTask,
+        summary="hand out a task",
+        tag="tasks",
+        errors={
+            "429": "rate limit exceeded (error_code 429): per user 30 per 4 min, explicit "
+            "assistant_reply 4 and prompter_reply 8 per 2 min, per client without "
+            "user 10,000 per min; configurable"
+        },
+    )
+    api.add(
+        "POST",
+        "/api/v1/tasks/availability",
+        availability,
+        body=s.User,
+        response=dict[str, int],
+        query={"lang": "language (default en)"},
+        summary="task counts per type",
+        tag="tasks",
+    )
+    api.add(
+        "POST",
+        "/api/v1/tasks/{task_id}/ack",
+        ack,
+        body=s.TaskAck,
+        status=204,
+        summary="bind the front end's message id to a task",
+        tag="tasks",
+    )
+    api.add(
+        "POST",
+        "/api/v1/tasks/{task_id}/nack",
+        nack,
+        body=s.TaskNAck,
+        status=204,
+        summary="skip a task (x-oasst-user header)",
+        tag="tasks",
+    )
+    api.add(
+        "POST",
+        "/api/v1/tasks/interaction",
+        interaction,
+        body=s.AnyInteraction,
+        response=s.TaskDone,
+        summary="answer a task",
+        tag="tasks",
+    )

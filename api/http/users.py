@@ -15,7 +15,9 @@ user is listed as ``deleted_<user_id>``, and its old name no longer finds it.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC
+from typing import Any
 from uuid import UUID
 
 from api.http import schemas as s
@@ -26,42 +28,61 @@ from domain.model.user import User, user_id_for
 
 DELETED_DISPLAY_NAME = "Deleted User"
 DELETED_PREFIX = "deleted_"
-SPLIT_UUID = re.compile(r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
-                        r"[0-9a-fA-F]{12})\$(.*)$")
+SPLIT_UUID = re.compile(
+    r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+    r"[0-9a-fA-F]{12})\$(.*)$"
+)
 # The users read model as answers show it: a deleted user's name is masked.
-_USERS = ("SELECT user_id, client_id, auth_method,"
-          f" CASE WHEN deleted THEN '{DELETED_PREFIX}' || user_id ELSE username END AS username,"
-          " display_name, enabled, deleted, show_on_leaderboard, tos_accepted_at, notes,"
-          " created_at FROM users")
+_USERS = (
+    "SELECT user_id, client_id, auth_method,"
+    f" CASE WHEN deleted THEN '{DELETED_PREFIX}' || user_id ELSE username END AS username,"
+    " display_name, enabled, deleted, show_on_leaderboard, tos_accepted_at, notes,"
+    " created_at FROM users"
+)
 SORT_KEYS = ("username", "display_name")
 
 
 def frontend_user(user: User) -> s.FrontEndUser:
     return s.FrontEndUser(
         id=f"{DELETED_PREFIX}{user.id}" if user.deleted else user.username,
-        display_name=user.display_name, auth_method=user.auth_method,
-        user_id=user.id, enabled=user.enabled, deleted=user.deleted, notes=user.notes or "",
-        created_date=user.created_on, show_on_leaderboard=user.show_on_leaderboard,
-        tos_acceptance_date=user.tos_accepted_at)
+        display_name=user.display_name,
+        auth_method=user.auth_method,
+        user_id=user.id,
+        enabled=user.enabled,
+        deleted=user.deleted,
+        notes=user.notes or "",
+        created_date=user.created_on,
+        show_on_leaderboard=user.show_on_leaderboard,
+        tos_acceptance_date=user.tos_accepted_at,
+    )
 
 
 def user_from_row(row: tuple) -> s.FrontEndUser:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     def moment(value: float | None) -> datetime | None:
-        return None if value is None else datetime.fromtimestamp(value, timezone.utc)
+        return None if value is None else datetime.fromtimestamp(value, UTC)
 
     return s.FrontEndUser(
-        id=row[3], display_name=row[4], auth_method=row[2], user_id=UUID(row[0]),
-        enabled=bool(row[5]), deleted=bool(row[6]), show_on_leaderboard=bool(row[7]),
-        tos_acceptance_date=moment(row[8]), notes=row[9] or "", created_date=moment(row[10]))
+        id=row[3],
+        display_name=row[4],
+        auth_method=row[2],
+        user_id=UUID(row[0]),
+        enabled=bool(row[5]),
+        deleted=bool(row[6]),
+        show_on_leaderboard=bool(row[7]),
+        tos_acceptance_date=moment(row[8]),
+        notes=row[9] or "",
+        created_date=moment(row[10]),
+    )
 
 
 async def users_by_id(call: Call, ids: list[str]) -> dict[str, s.FrontEndUser]:
     if not ids:
         return {}
     rows = await call.rows(
-        f"SELECT * FROM ({_USERS}) WHERE user_id IN ({','.join('?' * len(ids))})", ids)
+        f"SELECT * FROM ({_USERS}) WHERE user_id IN ({','.join('?' * len(ids))})", ids
+    )
     return {row[0]: user_from_row(row) for row in rows}
 
 
@@ -93,8 +114,11 @@ async def visible_user(call: Call, user_id: UUID) -> s.FrontEndUser:
 def create_or_update(call: Call) -> Any:
     req: s.CreateFrontendUserRequest = call.json(s.CreateFrontendUserRequest)
     app = call.service.app
-    profile: dict[str, Any] = {"show_on_leaderboard": req.show_on_leaderboard,
-                               "enabled": req.enabled, "notes": req.notes}
+    profile: dict[str, Any] = {
+        "show_on_leaderboard": req.show_on_leaderboard,
+        "enabled": req.enabled,
+        "notes": req.notes,
+    }
     if req.tos_acceptance:
         existing = _existing(call, req.auth_method, req.id)
         if existing is None or existing.tos_accepted_at is None:
@@ -130,9 +154,17 @@ async def get_frontend_user(call: Call) -> Any:
 
 
 # ---------------------------------------------------------------- lists and pages
-async def ordered(call: Call, key: str, *, gte: str | None, gt_id: UUID | None,
-                  lte: str | None, lt_id: UUID | None, limit: int,
-                  desc: bool) -> list[s.FrontEndUser]:
+async def ordered(
+    call: Call,
+    key: str,
+    *,
+    gte: str | None,
+    gt_id: UUID | None,
+    lte: str | None,
+    lt_id: UUID | None,
+    limit: int,
+    desc: bool,
+) -> list[s.FrontEndUser]:
     """Users ordered by ``key`` then id, from (gte, gt_id) to (lte, lt_id) (OA's keyset)."""
     assert key in SORT_KEYS
     where = []
@@ -160,17 +192,26 @@ async def ordered(call: Call, key: str, *, gte: str | None, gt_id: UUID | None,
         where.append(f"instr({key}, ?) > 0")  # a plain substring (OA: LIKE '%text%')
         params.append(search)
     direction = "DESC" if desc else "ASC"
-    sql = (f"SELECT * FROM ({_USERS})" + (f" WHERE {' AND '.join(where)}" if where else "")
-           + f" ORDER BY {key} {direction}, user_id {direction} LIMIT ?")
+    sql = (
+        f"SELECT * FROM ({_USERS})"
+        + (f" WHERE {' AND '.join(where)}" if where else "")
+        + f" ORDER BY {key} {direction}, user_id {direction} LIMIT ?"
+    )
     return [user_from_row(r) for r in await call.rows(sql, [*params, limit])]
 
 
 def _by(key: str) -> Callable[[Call], Any]:
     async def by_key(call: Call) -> Any:
         return await ordered(
-            call, key, gte=call.query(f"gte_{key}"), gt_id=call.uuid_query("gt_id"),
-            lte=call.query(f"lte_{key}"), lt_id=call.uuid_query("lt_id"),
-            limit=call.count("max_count", 100, 10_000), desc=call.flag("desc", False))
+            call,
+            key,
+            gte=call.query(f"gte_{key}"),
+            gt_id=call.uuid_query("gt_id"),
+            lte=call.query(f"lte_{key}"),
+            lt_id=call.uuid_query("lt_id"),
+            limit=call.count("max_count", 100, 10_000),
+            desc=call.flag("desc", False),
+        )
 
     by_key.__name__ = f"users_by_{key}"
     return by_key
@@ -194,8 +235,9 @@ async def users_cursor(call: Call) -> Any:
     gte, gt_id = _split(after)
     limit = max_count + 1 if before is None or after is None else max_count
     desc = before is not None and not after
-    items = await ordered(call, key, gte=gte, gt_id=gt_id, lte=lte, lt_id=lt_id, limit=limit,
-                          desc=desc)
+    items = await ordered(
+        call, key, gte=gte, gt_id=gt_id, lte=lte, lt_id=lt_id, limit=limit, desc=desc
+    )
     rows = len(items)
     if limit > max_count and rows == limit:
         items = items[:-1]
@@ -220,10 +262,12 @@ async def get_user(call: Call) -> Any:
 def update_user(call: Call) -> None:
     """OA's PUT /users/{id}: the query's fields change, the others stay."""
     user_id = call.path_id("user_id", ErrorCode.USER_NOT_FOUND, "user")
-    changes: dict[str, Any] = {"display_name": call.query("display_name"),
-                               "enabled": call.optional_flag("enabled"),
-                               "notes": call.query("notes"),
-                               "show_on_leaderboard": call.optional_flag("show_on_leaderboard")}
+    changes: dict[str, Any] = {
+        "display_name": call.query("display_name"),
+        "enabled": call.optional_flag("enabled"),
+        "notes": call.query("notes"),
+        "show_on_leaderboard": call.optional_flag("show_on_leaderboard"),
+    }
     if call.optional_flag("tos_acceptance"):
         changes["tos_accepted_at"] = call.service.app.now()
     call.service.app.update_user(user_id, **changes)
@@ -232,8 +276,9 @@ def update_user(call: Call) -> None:
 
 def delete_user(call: Call) -> None:
     user_id = call.path_id("user_id", ErrorCode.USER_NOT_FOUND, "user")
-    call.service.app.update_user(user_id, deleted=True, display_name=DELETED_DISPLAY_NAME,
-                                 show_on_leaderboard=False)
+    call.service.app.update_user(
+        user_id, deleted=True, display_name=DELETED_DISPLAY_NAME, show_on_leaderboard=False
+    )
     call.settle(call.service.position_of(user_id))
 
 
@@ -241,46 +286,119 @@ def create_api_client(call: Call) -> Any:
     req: s.CreateApiClientRequest = call.json(s.CreateApiClientRequest)
     app = call.service.app
     client_id, key = app.register_client(
-        name=req.description, api_key=req.api_key, trusted=req.trusted,
-        frontend_type=req.frontend_type, description=req.description, admin_email=req.admin_email)
+        name=req.description,
+        api_key=req.api_key,
+        trusted=req.trusted,
+        frontend_type=req.frontend_type,
+        description=req.description,
+        admin_email=req.admin_email,
+    )
     if not req.enabled:
         app.change_client_access(client_id, enabled=False)
     return key  # OA answers with the bare key as a JSON string
 
 
-_LIST_QUERY = {"api_client_id": "trusted clients: another client's users",
-               "auth_method": "filter", "search_text": "substring of the sort key",
-               "max_count": "1..10000, default 100", "desc": "default false"}
+_LIST_QUERY = {
+    "api_client_id": "trusted clients: another client's users",
+    "auth_method": "filter",
+    "search_text": "substring of the sort key",
+    "max_count": "1..10000, default 100",
+    "desc": "default false",
+}
 
 
 def register(api: Api) -> None:
     add = api.add
-    add("POST", "/api/v1/frontend_users/", create_or_update, body=s.CreateFrontendUserRequest,
-        response=s.FrontEndUser, summary="create or update a front-end user", tag="users")
-    add("GET", "/api/v1/frontend_users/{auth_method}/{username}", get_frontend_user,
-        response=s.FrontEndUser, query={"api_client_id": "trusted clients: another client's"},
-        summary="a front-end user", tag="users")
+    add(
+        "POST",
+        "/api/v1/frontend_users/",
+        create_or_update,
+        body=s.CreateFrontendUserRequest,
+        response=s.FrontEndUser,
+        summary="create or update a front-end user",
+        tag="users",
+    )
+    add(
+        "GET",
+        "/api/v1/frontend_users/{auth_method}/{username}",
+        get_frontend_user,
+        response=s.FrontEndUser,
+        query={"api_client_id": "trusted clients: another client's"},
+        summary="a front-end user",
+        tag="users",
+    )
     # literal paths before /users/{user_id}, which would take them
     for key in SORT_KEYS:
-        add("GET", f"/api/v1/users/by_{key}", _by(key), response=list[s.FrontEndUser],
-            query={f"gte_{key}": "from (inclusive)", "gt_id": "with gte: after this id",
-                   f"lte_{key}": "to (inclusive)", "lt_id": "with lte: before this id",
-                   **_LIST_QUERY}, summary=f"users ordered by {key}, then id", tag="users")
-    add("GET", "/api/v1/users/cursor", users_cursor, response=s.FrontEndUserPage,
-        query={"before": "cursor '<user_id>$<key>': the page before",
-               "after": "cursor: the page after", "sort_key": "username (default) or display_name",
-               **{k: v for k, v in _LIST_QUERY.items() if k != "desc"}},
-        summary="a keyset page of users", tag="users")
-    add("GET", "/api/v1/users/{user_id}", get_user, response=s.FrontEndUser,
+        add(
+            "GET",
+            f"/api/v1/users/by_{key}",
+            _by(key),
+            response=list[s.FrontEndUser],
+            query={
+                f"gte_{key}": "from (inclusive)",
+                "gt_id": "with gte: after this id",
+                f"lte_{key}": "to (inclusive)",
+                "lt_id": "with lte: before this id",
+                **_LIST_QUERY,
+            },
+            summary=f"users ordered by {key}, then id",
+            tag="users",
+        )
+    add(
+        "GET",
+        "/api/v1/users/cursor",
+        users_cursor,
+        response=s.FrontEndUserPage,
+        query={
+            "before": "cursor '<user_id>$<key>': the page before",
+            "after": "cursor: the page after",
+            "sort_key": "username (default) or display_name",
+            **{k: v for k, v in _LIST_QUERY.items() if k != "desc"},
+        },
+        summary="a keyset page of users",
+        tag="users",
+    )
+    add(
+        "GET",
+        "/api/v1/users/{user_id}",
+        get_user,
+        response=s.FrontEndUser,
         query={"api_client_id": "trusted clients: another client's"},
-        summary="a user by id (untrusted clients: their own)", tag="users")
-    add("PUT", "/api/v1/users/{user_id}", update_user, access="trusted", status=204,
-        query={"display_name": "new display name", "enabled": "true/false",
-               "notes": "moderator notes", "show_on_leaderboard": "true/false",
-               "tos_acceptance": "true records acceptance now"},
-        summary="update a user", tag="users")
-    add("DELETE", "/api/v1/users/{user_id}", delete_user, access="trusted", status=204,
-        summary="delete (anonymise) a user: recorded as an event", tag="users")
-    add("POST", "/api/v1/admin/api_client", create_api_client, access="root",
-        body=s.CreateApiClientRequest, response=str,
-        summary="create an API client (Authorization: Bearer <root token>)", tag="admin")
+        summary="a user by id (untrusted clients: their own)",
+        tag="users",
+    )
+    add(
+        "PUT",
+        "/api/v1/users/{user_id}",
+        update_user,
+        access="trusted",
+        status=204,
+        query={
+            "display_name": "new display name",
+            "enabled": "true/false",
+            "notes": "moderator notes",
+            "show_on_leaderboard": "true/false",
+            "tos_acceptance": "true records acceptance now",
+        },
+        summary="update a user",
+        tag="users",
+    )
+    add(
+        "DELETE",
+        "/api/v1/users/{user_id}",
+        delete_user,
+        access="trusted",
+        status=204,
+        summary="delete (anonymise) a user: recorded as an event",
+        tag="users",
+    )
+    add(
+        "POST",
+        "/api/v1/admin/api_client",
+        create_api_client,
+        access="root",
+        body=s.CreateApiClientRequest,
+        response=str,
+        summary="create an API client (Authorization: Bearer <root token>)",
+        tag="admin",
+    )

@@ -35,8 +35,12 @@ class MsgspecMapper(Mapper):
             data = self.compressor.compress(data)
         if self.cipher:
             data = self.cipher.encrypt(data)
-        return StoredEvent(originator_id=originator_id, originator_version=originator_version,
-                           topic=get_topic(type(domain_event)), state=data)
+        return StoredEvent(
+            originator_id=originator_id,
+            originator_version=originator_version,
+            topic=get_topic(type(domain_event)),
+            state=data,
+        )
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         cls = resolve_topic(stored_event.topic)
@@ -52,7 +56,8 @@ class MsgspecMapper(Mapper):
         except Exception as e:
             raise MapperDeserialisationError(
                 f"cannot decode {stored_event.topic} {stored_event.originator_id} "
-                f"v{stored_event.originator_version}: {e}") from e
+                f"v{stored_event.originator_version}: {e}"
+            ) from e
         from_version = state.pop("class_version", 1)
         while from_version < getattr(cls, "class_version", 1):
             getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)

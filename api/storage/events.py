@@ -21,20 +21,26 @@ the prepared INSERT of each batch size (the pool's connections keep only one).
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 import weakref
-from pathlib import Path
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import (
-    DatabaseError, DataError, IntegrityError, InterfaceError, InternalError, NotSupportedError,
-    OperationalError, PersistenceError, ProgrammingError, StoredEvent,
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    NotSupportedError,
+    OperationalError,
+    PersistenceError,
+    ProgrammingError,
+    StoredEvent,
 )
 from eventsourcing.sqlite import SQLiteApplicationRecorder
-
 
 EVENTS_FILE = "events.sqlite"
 
@@ -43,10 +49,14 @@ Row = tuple[str, int, str, bytes]
 
 # sqlite3's errors as eventsourcing's (as its own transactions convert them), most specific first
 _ERRORS = (
-    (sqlite3.IntegrityError, IntegrityError), (sqlite3.OperationalError, OperationalError),
-    (sqlite3.InterfaceError, InterfaceError), (sqlite3.DataError, DataError),
-    (sqlite3.InternalError, InternalError), (sqlite3.ProgrammingError, ProgrammingError),
-    (sqlite3.NotSupportedError, NotSupportedError), (sqlite3.DatabaseError, DatabaseError),
+    (sqlite3.IntegrityError, IntegrityError),
+    (sqlite3.OperationalError, OperationalError),
+    (sqlite3.InterfaceError, InterfaceError),
+    (sqlite3.DataError, DataError),
+    (sqlite3.InternalError, InternalError),
+    (sqlite3.ProgrammingError, ProgrammingError),
+    (sqlite3.NotSupportedError, NotSupportedError),
+    (sqlite3.DatabaseError, DatabaseError),
     (sqlite3.Error, PersistenceError),
 )
 
@@ -90,11 +100,20 @@ class GroupCommitSQLiteRecorder(SQLiteApplicationRecorder):
         # commits and the requests they carried: requests / commits is the mean batch size
         self.stats = {"commits": 0, "requests": 0, "max_batch": 0}
 
-    def insert_events(self, stored_events: Sequence[StoredEvent],
-                      **kwargs: Any) -> Sequence[int] | None:
-        request = _Pending([
-            (s.originator_id.hex if isinstance(s.originator_id, UUID) else s.originator_id,
-             s.originator_version, s.topic, s.state) for s in stored_events])
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        request = _Pending(
+            [
+                (
+                    s.originator_id.hex if isinstance(s.originator_id, UUID) else s.originator_id,
+                    s.originator_version,
+                    s.topic,
+                    s.state,
+                )
+                for s in stored_events
+            ]
+        )
         if not request.rows:
             return []
         with self._mutex:
@@ -117,7 +136,7 @@ class GroupCommitSQLiteRecorder(SQLiteApplicationRecorder):
 
     def _lead(self) -> None:
         with self._mutex:
-            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch:]
+            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
         successor = None
         try:
             self._commit(batch)
@@ -172,9 +191,14 @@ class GroupCommitSQLiteRecorder(SQLiteApplicationRecorder):
         would be prepared again, and preparing hands the GIL over once more."""
         if self._conn is None:
             pool = self.datastore.pool
-            conn = sqlite3.connect(pool.db_name, uri=True, check_same_thread=False,
-                                   isolation_level=None, cached_statements=256,
-                                   timeout=pool.lock_timeout or 5)
+            conn = sqlite3.connect(
+                pool.db_name,
+                uri=True,
+                check_same_thread=False,
+                isolation_level=None,
+                cached_statements=256,
+                timeout=pool.lock_timeout or 5,
+            )
             if not pool.is_sqlite_memory_mode:
                 conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
@@ -194,7 +218,7 @@ class GroupCommitSQLiteRecorder(SQLiteApplicationRecorder):
             cursor.execute("BEGIN IMMEDIATE")
             try:
                 for i in range(0, len(rows), self._max_rows):
-                    chunk = rows[i: i + self._max_rows]
+                    chunk = rows[i : i + self._max_rows]
                     cursor.execute(self._statement(len(chunk)), [v for row in chunk for v in row])
                     ids += range(cursor.lastrowid - len(chunk) + 1, cursor.lastrowid + 1)
                 cursor.execute("COMMIT")
@@ -202,14 +226,16 @@ class GroupCommitSQLiteRecorder(SQLiteApplicationRecorder):
                 cursor.execute("ROLLBACK")
                 raise
         for item in items:
-            item.ids, ids = ids[: len(item.rows)], ids[len(item.rows):]
+            item.ids, ids = ids[: len(item.rows)], ids[len(item.rows) :]
 
     def _statement(self, rows: int) -> str:
         statement = self._statements.get(rows)
         if statement is None:
-            statement = (f"INSERT INTO {self.events_table_name} "
-                         "(originator_id, originator_version, topic, state) VALUES "
-                         + ",".join(["(?,?,?,?)"] * rows))
+            statement = (
+                f"INSERT INTO {self.events_table_name} "
+                "(originator_id, originator_version, topic, state) VALUES "
+                + ",".join(["(?,?,?,?)"] * rows)
+            )
             if len(self._statements) < 256:
                 self._statements[rows] = statement
         return statement

@@ -55,13 +55,26 @@ class ApiClient(Aggregate):
             client.trusted = self.trusted
 
     @classmethod
-    def register(cls, *, name: str, api_key: str, trusted: bool = False,
-                 frontend_type: str | None = None, description: str | None = None,
-                 admin_email: str | None = None) -> ApiClient:
-        return cls._create(cls.Registered, id=client_id_for_key(api_key), name=name,
-                           key_hash=hash_key(api_key), trusted=trusted,
-                           frontend_type=frontend_type, description=description,
-                           admin_email=admin_email)
+    def register(
+        cls,
+        *,
+        name: str,
+        api_key: str,
+        trusted: bool = False,
+        frontend_type: str | None = None,
+        description: str | None = None,
+        admin_email: str | None = None,
+    ) -> ApiClient:
+        return cls._create(
+            cls.Registered,
+            id=client_id_for_key(api_key),
+            name=name,
+            key_hash=hash_key(api_key),
+            trusted=trusted,
+            frontend_type=frontend_type,
+            description=description,
+            admin_email=admin_email,
+        )
 
     def change_access(self, *, enabled: bool | None = None, trusted: bool | None = None) -> None:
         enabled = self.enabled if enabled is None else enabled

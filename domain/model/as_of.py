@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def parse_as_of(text: str) -> tuple[int | None, datetime | None]:
@@ -15,5 +15,5 @@ def parse_as_of(text: str) -> tuple[int | None, datetime | None]:
     except ValueError:
         raise ValueError(f"as of takes a version number or an ISO time, not {text!r}") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return None, moment

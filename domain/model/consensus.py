@@ -92,7 +92,7 @@ def ranked_pairs(rankings: Sequence[Sequence[T]]) -> list[T]:
     remaining = list(range(n))  # kept ascending so the first unbeaten node is the smallest id
     while remaining:
         left = set(remaining)
-        beaten = {l for w in remaining for l in beats[w] & left}
+        beaten = {loser for w in remaining for loser in beats[w] & left}
         top = next(i for i in remaining if i not in beaten)
         order.append(names[top])
         remaining.remove(top)

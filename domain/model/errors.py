@@ -165,6 +165,4 @@ ModelAlreadyRegisteredError = _error(
     "ModelAlreadyRegisteredError", ErrorCode.MODEL_ALREADY_REGISTERED, 409
 )
 InvalidModelError = _error("InvalidModelError", ErrorCode.INVALID_MODEL)
-ConcurrencyError = _error(
-    "ConcurrencyError", ErrorCode.DATABASE_MAX_RETRIES_EXHAUSTED, 503
-)
+ConcurrencyError = _error("ConcurrencyError", ErrorCode.DATABASE_MAX_RETRIES_EXHAUSTED, 503)

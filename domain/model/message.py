@@ -17,13 +17,24 @@ class Role(StrEnum):
     ASSISTANT = "assistant"
 
     @property
-    def reply_role(self) -> "Role":
+    def reply_role(self) -> Role:
         return Role.ASSISTANT if self is Role.PROMPTER else Role.PROMPTER
 
 
 USER_EMOJIS = frozenset(
-    {"+1", "-1", "red_flag", "100", "rofl", "clap", "diamond", "heart_eyes", "disappointed",
-     "poop", "skull"}
+    {
+        "+1",
+        "-1",
+        "red_flag",
+        "100",
+        "rofl",
+        "clap",
+        "diamond",
+        "heart_eyes",
+        "disappointed",
+        "poop",
+        "skull",
+    }
 )
 SKIP_REPLY, SKIP_RANKING, SKIP_LABELING = "_skip_reply", "_skip_ranking", "_skip_labeling"
 SYSTEM_EMOJIS = frozenset({SKIP_REPLY, SKIP_RANKING, SKIP_LABELING})
@@ -38,10 +49,31 @@ def check_text(text: str, limit: int) -> None:
 
 class Message:
     __slots__ = (
-        "id", "parent_id", "role", "depth", "text", "lang", "user_id", "client_id",
-        "frontend_message_id", "created_at", "synthetic", "model_name", "children",
-        "review_count", "review_result", "reviews", "free_labels", "deleted", "edited",
-        "revision", "emojis", "rankings", "ranking_count", "rank", "review_score",
+        "id",
+        "parent_id",
+        "role",
+        "depth",
+        "text",
+        "lang",
+        "user_id",
+        "client_id",
+        "frontend_message_id",
+        "created_at",
+        "synthetic",
+        "model_name",
+        "children",
+        "review_count",
+        "review_result",
+        "reviews",
+        "free_labels",
+        "deleted",
+        "edited",
+        "revision",
+        "emojis",
+        "rankings",
+        "ranking_count",
+        "rank",
+        "review_score",
     )
 
     def __init__(

@@ -22,9 +22,7 @@ S = TreeState
 
 # Trees in these states get tasks handed out. OA calls every other state "terminal",
 # which wrongly included prompt_lottery_waiting; we keep "active" and "final" apart.
-ACTIVE_STATES = frozenset(
-    {S.INITIAL_PROMPT_REVIEW, S.GROWING, S.RANKING, S.READY_FOR_SCORING}
-)
+ACTIVE_STATES = frozenset({S.INITIAL_PROMPT_REVIEW, S.GROWING, S.RANKING, S.READY_FOR_SCORING})
 FINAL_STATES = frozenset({S.READY_FOR_EXPORT, S.ABORTED_LOW_GRADE})
 
 # Replies are stored in these states; after growing they are kept but never reviewed.

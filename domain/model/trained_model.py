@@ -17,9 +17,9 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
-from domain.model.topics import keep_stored_topics
 from domain.model.actor import SYSTEM, Actor
 from domain.model.errors import InvalidModelError, ModelAlreadyRegisteredError
+from domain.model.topics import keep_stored_topics
 
 KINDS = ("sft", "rm", "dpo", "kto", "rlhf", "base", "external")
 MAX_NAME_LENGTH = 128
@@ -31,12 +31,14 @@ def check_name(name: Any) -> str:
     if not isinstance(name, str) or not name:
         raise InvalidModelError("a model name must be a non-empty string")
     if len(name) > MAX_NAME_LENGTH:
-        raise InvalidModelError(f"a model name has at most {MAX_NAME_LENGTH} characters, "
-                                f"not {len(name)}")
+        raise InvalidModelError(
+            f"a model name has at most {MAX_NAME_LENGTH} characters, not {len(name)}"
+        )
     bad = [c for c in name if c.isspace() or unicodedata.category(c)[0] in ("C", "Z")]
     if bad:
-        raise InvalidModelError(f"a model name cannot contain whitespace or control characters "
-                                f"({name!r})")
+        raise InvalidModelError(
+            f"a model name cannot contain whitespace or control characters ({name!r})"
+        )
     return name
 
 
@@ -82,9 +84,16 @@ class TrainedModel(Aggregate):
             model.registered_at = self.timestamp
 
     @staticmethod
-    def facts(*, name: str, path: str, kind: str, base_model: str | None = None,
-              dataset_position: int | None = None, dataset_digest: str | None = None,
-              metrics: dict[str, Any] | None = None) -> dict[str, Any]:
+    def facts(
+        *,
+        name: str,
+        path: str,
+        kind: str,
+        base_model: str | None = None,
+        dataset_position: int | None = None,
+        dataset_digest: str | None = None,
+        metrics: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """The validated fields of a registration (what makes two registrations the same)."""
         check_name(name)
         if not isinstance(path, str) or not path.strip():
@@ -94,27 +103,48 @@ class TrainedModel(Aggregate):
         if base_model is not None and (not isinstance(base_model, str) or not base_model.strip()):
             raise InvalidModelError("base_model, when given, must be a non-empty string")
         if dataset_position is not None and (
-                isinstance(dataset_position, bool) or not isinstance(dataset_position, int)
-                or dataset_position < 0):
-            raise InvalidModelError(f"dataset_position must be a log position (an int >= 0), "
-                                    f"not {dataset_position!r}")
-        if dataset_digest is not None and (not isinstance(dataset_digest, str)
-                                           or not dataset_digest):
+            isinstance(dataset_position, bool)
+            or not isinstance(dataset_position, int)
+            or dataset_position < 0
+        ):
+            raise InvalidModelError(
+                f"dataset_position must be a log position (an int >= 0), not {dataset_position!r}"
+            )
+        if dataset_digest is not None and (
+            not isinstance(dataset_digest, str) or not dataset_digest
+        ):
             raise InvalidModelError("dataset_digest, when given, must be a non-empty string")
-        return {"name": name, "path": path, "kind": kind, "base_model": base_model,
-                "dataset_position": dataset_position, "dataset_digest": dataset_digest,
-                "metrics": check_metrics(metrics)}
+        return {
+            "name": name,
+            "path": path,
+            "kind": kind,
+            "base_model": base_model,
+            "dataset_position": dataset_position,
+            "dataset_digest": dataset_digest,
+            "metrics": check_metrics(metrics),
+        }
 
     @classmethod
     def register(cls, *, actor: Actor = SYSTEM, **fields: Any) -> TrainedModel:
         facts = cls.facts(**fields)
-        return cls._create(cls.Registered, id=model_id_for(facts["name"]), **facts,
-                           user_id=actor.user_id, client_id=actor.client_id)
+        return cls._create(
+            cls.Registered,
+            id=model_id_for(facts["name"]),
+            **facts,
+            user_id=actor.user_id,
+            client_id=actor.client_id,
+        )
 
     def current_facts(self) -> dict[str, Any]:
-        return {"name": self.name, "path": self.path, "kind": self.kind,
-                "base_model": self.base_model, "dataset_position": self.dataset_position,
-                "dataset_digest": self.dataset_digest, "metrics": dict(self.metrics)}
+        return {
+            "name": self.name,
+            "path": self.path,
+            "kind": self.kind,
+            "base_model": self.base_model,
+            "dataset_position": self.dataset_position,
+            "dataset_digest": self.dataset_digest,
+            "metrics": dict(self.metrics),
+        }
 
     def check_same(self, **fields: Any) -> None:
         """Registering again is a no-op when every fact matches (who asks does not matter)."""
@@ -124,13 +154,20 @@ class TrainedModel(Aggregate):
         if differ:
             raise ModelAlreadyRegisteredError(
                 f"model {self.name!r} is already registered with other "
-                f"{', '.join(differ)}; register the new weights under a new name")
+                f"{', '.join(differ)}; register the new weights under a new name"
+            )
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.current_facts(), "id": str(self.id), "version": self.version,
-                "registered_at": self.registered_at.isoformat(),
-                "registered_by": {"user_id": _text(self.registered_by.user_id),
-                                  "client_id": _text(self.registered_by.client_id)}}
+        return {
+            **self.current_facts(),
+            "id": str(self.id),
+            "version": self.version,
+            "registered_at": self.registered_at.isoformat(),
+            "registered_by": {
+                "user_id": _text(self.registered_by.user_id),
+                "client_id": _text(self.registered_by.client_id),
+            },
+        }
 
 
 def _text(value: UUID | None) -> str | None:

@@ -16,15 +16,18 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from domain.model import tree_rules as rules
-from domain.model.topics import keep_stored_topics
 from domain.model.actor import SYSTEM, Actor
 from domain.model.config import TreeConfig
 from domain.model.errors import (
-    EmojiOpUnsupportedError, InvalidStateTransitionError,
-    MessageDeletedError, MessageNotFoundError, TreeInAbortedStateError,
+    EmojiOpUnsupportedError,
+    InvalidStateTransitionError,
+    MessageDeletedError,
+    MessageNotFoundError,
+    TreeInAbortedStateError,
 )
 from domain.model.message import SYSTEM_EMOJIS, USER_EMOJIS, Message, Role, check_text
 from domain.model.states import HALTABLE_STATES, REPLY_STATES, TreeState, is_allowed
+from domain.model.topics import keep_stored_topics
 
 
 class ConversationTree(Aggregate):
@@ -46,10 +49,18 @@ class ConversationTree(Aggregate):
 
         def apply(self, tree: ConversationTree) -> None:
             root = Message(
-                id=self.originator_id, parent_id=None, role=Role.PROMPTER, depth=0,
-                text=self.text, lang=self.lang, user_id=self.user_id, client_id=self.client_id,
-                frontend_message_id=self.frontend_message_id, created_at=self.timestamp,
-                synthetic=self.synthetic, model_name=self.model_name,
+                id=self.originator_id,
+                parent_id=None,
+                role=Role.PROMPTER,
+                depth=0,
+                text=self.text,
+                lang=self.lang,
+                user_id=self.user_id,
+                client_id=self.client_id,
+                frontend_message_id=self.frontend_message_id,
+                created_at=self.timestamp,
+                synthetic=self.synthetic,
+                model_name=self.model_name,
             )
             tree.messages = {root.id: root}
             tree.state = TreeState(self.state)
@@ -74,10 +85,18 @@ class ConversationTree(Aggregate):
 
         def apply(self, tree: ConversationTree) -> None:
             message = Message(
-                id=self.message_id, parent_id=self.parent_id, role=Role(self.role),
-                depth=self.depth, text=self.text, lang=self.lang, user_id=self.user_id,
-                client_id=self.client_id, frontend_message_id=self.frontend_message_id,
-                created_at=self.timestamp, synthetic=self.synthetic, model_name=self.model_name,
+                id=self.message_id,
+                parent_id=self.parent_id,
+                role=Role(self.role),
+                depth=self.depth,
+                text=self.text,
+                lang=self.lang,
+                user_id=self.user_id,
+                client_id=self.client_id,
+                frontend_message_id=self.frontend_message_id,
+                created_at=self.timestamp,
+                synthetic=self.synthetic,
+                model_name=self.model_name,
             )
             tree.messages[message.id] = message
             tree.messages[self.parent_id].children.append(message.id)
@@ -247,9 +266,14 @@ class ConversationTree(Aggregate):
         )
 
     @classmethod
-    def import_tree(cls, export: dict[str, Any], *, config: TreeConfig,
-                    state: TreeState | str | None = None,
-                    origin: str | None = None) -> ConversationTree:
+    def import_tree(
+        cls,
+        export: dict[str, Any],
+        *,
+        config: TreeConfig,
+        state: TreeState | str | None = None,
+        origin: str | None = None,
+    ) -> ConversationTree:
         """A tree rebuilt from an Open-Assistant ``ExportMessageTree`` (see domain.model.tree_import)."""
         from domain.model.tree_import import import_tree
 
@@ -263,7 +287,9 @@ class ConversationTree(Aggregate):
         try:
             return self.messages[message_id]
         except KeyError:
-            raise MessageNotFoundError(f"message {message_id} not found in tree {self.id}") from None
+            raise MessageNotFoundError(
+                f"message {message_id} not found in tree {self.id}"
+            ) from None
 
     def add_reply(
         self,
@@ -288,10 +314,17 @@ class ConversationTree(Aggregate):
         check_text(text, config.message_size_limit)
         self.trigger_event(
             self.ReplyAdded,
-            user_id=actor.user_id, client_id=actor.client_id,
-            message_id=message_id, parent_id=parent.id, role=parent.role.reply_role.value,
-            depth=parent.depth + 1, text=text, lang=lang or self.lang,
-            frontend_message_id=frontend_message_id, synthetic=synthetic, model_name=model_name,
+            user_id=actor.user_id,
+            client_id=actor.client_id,
+            message_id=message_id,
+            parent_id=parent.id,
+            role=parent.role.reply_role.value,
+            depth=parent.depth + 1,
+            text=text,
+            lang=lang or self.lang,
+            frontend_message_id=frontend_message_id,
+            synthetic=synthetic,
+            model_name=model_name,
         )
         return self.messages[message_id]
 
@@ -310,9 +343,13 @@ class ConversationTree(Aggregate):
         message = self.message(message_id)
         rules.check_labels(self, message, labels, actor, kind, valid_labels, mandatory_labels)
         self.trigger_event(
-            self.LabelsSubmitted, user_id=actor.user_id, client_id=actor.client_id,
-            message_id=message.id, labels={k: float(v) for k, v in labels.items()},
-            kind=kind, task_id=task_id,
+            self.LabelsSubmitted,
+            user_id=actor.user_id,
+            client_id=actor.client_id,
+            message_id=message.id,
+            labels={k: float(v) for k, v in labels.items()},
+            kind=kind,
+            task_id=task_id,
         )
         if kind == "report":
             self._set_emoji(message, "red_flag", True, actor, config)
@@ -332,9 +369,13 @@ class ConversationTree(Aggregate):
         parent = self.message(parent_id)
         rules.check_ranking(self, parent, ranked_message_ids, actor, config)
         self.trigger_event(
-            self.RankingSubmitted, user_id=actor.user_id, client_id=actor.client_id,
-            parent_id=parent.id, ranked_message_ids=list(ranked_message_ids),
-            not_rankable=not_rankable, task_id=task_id,
+            self.RankingSubmitted,
+            user_id=actor.user_id,
+            client_id=actor.client_id,
+            parent_id=parent.id,
+            ranked_message_ids=list(ranked_message_ids),
+            not_rankable=not_rankable,
+            task_id=task_id,
         )
         rules.check_scoring(self, config)
 
@@ -358,15 +399,23 @@ class ConversationTree(Aggregate):
 
     def retry_scoring(self, *, config: TreeConfig) -> None:
         if self.state is not TreeState.SCORING_FAILED:
-            raise InvalidStateTransitionError(f"tree {self.id} is {self.state.value}, not scoring_failed")
+            raise InvalidStateTransitionError(
+                f"tree {self.id} is {self.state.value}, not scoring_failed"
+            )
         rules.check_scoring(self, config)
 
     def halt(self, *, actor: Actor, reason: str = "moderator") -> None:
         if self.state not in HALTABLE_STATES:
-            raise InvalidStateTransitionError(f"tree {self.id} in state {self.state.value} cannot be halted")
+            raise InvalidStateTransitionError(
+                f"tree {self.id} in state {self.state.value} cannot be halted"
+            )
         self.trigger_event(
-            self.TreeHalted, user_id=actor.user_id, client_id=actor.client_id,
-            from_state=self.state.value, to_state=TreeState.HALTED_BY_MODERATOR.value, reason=reason,
+            self.TreeHalted,
+            user_id=actor.user_id,
+            client_id=actor.client_id,
+            from_state=self.state.value,
+            to_state=TreeState.HALTED_BY_MODERATOR.value,
+            reason=reason,
         )
 
     def resume(self, *, actor: Actor, config: TreeConfig) -> None:
@@ -376,42 +425,64 @@ class ConversationTree(Aggregate):
             raise MessageDeletedError(f"the prompt of tree {self.id} is deleted; undelete it first")
         target = rules.resume_target(self)
         self.trigger_event(
-            self.TreeResumed, user_id=actor.user_id, client_id=actor.client_id,
-            from_state=self.state.value, to_state=target.value, reason="moderator_resume",
+            self.TreeResumed,
+            user_id=actor.user_id,
+            client_id=actor.client_id,
+            from_state=self.state.value,
+            to_state=target.value,
+            reason="moderator_resume",
         )
         rules.after_resume(self, config)
 
-    def delete_message(self, *, message_id: UUID, actor: Actor, config: TreeConfig,
-                       reason: str = "moderator") -> list[UUID]:
+    def delete_message(
+        self, *, message_id: UUID, actor: Actor, config: TreeConfig, reason: str = "moderator"
+    ) -> list[UUID]:
         message = self.message(message_id)
         ids = [m.id for m in rules.subtree(self, message) if not m.deleted]
         if not ids:
             return []
-        self.trigger_event(self.MessageDeleted, user_id=actor.user_id, client_id=actor.client_id,
-                           message_ids=ids, reason=reason)
+        self.trigger_event(
+            self.MessageDeleted,
+            user_id=actor.user_id,
+            client_id=actor.client_id,
+            message_ids=ids,
+            reason=reason,
+        )
         rules.after_deletion(self, config)
         return ids
 
-    def undelete_message(self, *, message_id: UUID, actor: Actor,
-                         config: TreeConfig) -> list[UUID]:
+    def undelete_message(self, *, message_id: UUID, actor: Actor, config: TreeConfig) -> list[UUID]:
         revived = [m for m in rules.path_to_root(self, self.message(message_id)) if m.deleted]
         rules.check_undelete(self, revived, config)
         if revived:
-            self.trigger_event(self.MessageUndeleted, user_id=actor.user_id,
-                               client_id=actor.client_id, message_ids=[m.id for m in revived])
+            self.trigger_event(
+                self.MessageUndeleted,
+                user_id=actor.user_id,
+                client_id=actor.client_id,
+                message_ids=[m.id for m in revived],
+            )
             rules.after_undeletion(self, config)
         return [m.id for m in revived]
 
-    def edit_message(self, *, message_id: UUID, text: str, actor: Actor, config: TreeConfig) -> None:
+    def edit_message(
+        self, *, message_id: UUID, text: str, actor: Actor, config: TreeConfig
+    ) -> None:
         message = self.message(message_id)
         if message.deleted:
             raise MessageDeletedError(f"message {message_id} is deleted")
         check_text(text, config.message_size_limit)
-        self.trigger_event(self.MessageEdited, user_id=actor.user_id, client_id=actor.client_id,
-                           message_id=message.id, text=text, revision=message.revision + 1)
+        self.trigger_event(
+            self.MessageEdited,
+            user_id=actor.user_id,
+            client_id=actor.client_id,
+            message_id=message.id,
+            text=text,
+            revision=message.revision + 1,
+        )
 
-    def toggle_emoji(self, *, message_id: UUID, emoji: str, actor: Actor, config: TreeConfig,
-                     op: str = "toggle") -> None:
+    def toggle_emoji(
+        self, *, message_id: UUID, emoji: str, actor: Actor, config: TreeConfig, op: str = "toggle"
+    ) -> None:
         message = self.message(message_id)
         if emoji not in USER_EMOJIS:
             raise EmojiOpUnsupportedError(f"unknown emoji {emoji!r}")
@@ -429,7 +500,9 @@ class ConversationTree(Aggregate):
                 self._set_emoji(message, opposite, False, actor, config)
         self._set_emoji(message, emoji, add, actor, config)
 
-    def record_skip(self, *, message_id: UUID, emoji: str, actor: Actor, config: TreeConfig) -> None:
+    def record_skip(
+        self, *, message_id: UUID, emoji: str, actor: Actor, config: TreeConfig
+    ) -> None:
         """A user skipped a task about this message; excludes it for them, feeds auto-mod."""
         assert emoji in SYSTEM_EMOJIS, emoji
         message = self.message(message_id)
@@ -439,23 +512,41 @@ class ConversationTree(Aggregate):
     # ------------------------------------------------------------------ helpers
     def change_state(self, to_state: TreeState, reason: str, actor: Actor) -> None:
         if not is_allowed(self.state, to_state):
-            raise InvalidStateTransitionError(f"{self.state.value} -> {to_state.value} is not allowed")
+            raise InvalidStateTransitionError(
+                f"{self.state.value} -> {to_state.value} is not allowed"
+            )
         cls = self.TreeHalted if to_state is TreeState.HALTED_BY_MODERATOR else self.StateChanged
-        self.trigger_event(cls, user_id=actor.user_id, client_id=actor.client_id,
-                           from_state=self.state.value, to_state=to_state.value, reason=reason)
+        self.trigger_event(
+            cls,
+            user_id=actor.user_id,
+            client_id=actor.client_id,
+            from_state=self.state.value,
+            to_state=to_state.value,
+            reason=reason,
+        )
 
-    def _set_emoji(self, message: Message, emoji: str, added: bool, actor: Actor,
-                   config: TreeConfig) -> None:
-        self.trigger_event(self.EmojiToggled, user_id=actor.user_id, client_id=actor.client_id,
-                           message_id=message.id, emoji=emoji, added=added)
+    def _set_emoji(
+        self, message: Message, emoji: str, added: bool, actor: Actor, config: TreeConfig
+    ) -> None:
+        self.trigger_event(
+            self.EmojiToggled,
+            user_id=actor.user_id,
+            client_id=actor.client_id,
+            message_id=message.id,
+            emoji=emoji,
+            added=added,
+        )
         if added:
             rules.auto_moderate(self, message, emoji, config)
 
     def as_dict(self) -> dict[str, Any]:
         """A plain view of the tree (for audit views and tests)."""
         return {
-            "id": str(self.id), "state": self.state.value, "lang": self.lang,
-            "goal_tree_size": self.goal_tree_size, "version": self.version,
+            "id": str(self.id),
+            "state": self.state.value,
+            "lang": self.lang,
+            "goal_tree_size": self.goal_tree_size,
+            "version": self.version,
             "messages": [rules.message_dict(m) for m in self.messages.values()],
         }
 

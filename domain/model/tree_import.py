@@ -10,7 +10,7 @@ the facts. Ids are kept, so importing a file twice finds the tree and adds nothi
 from __future__ import annotations
 
 from collections import deque
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid5
 
@@ -26,9 +26,14 @@ if TYPE_CHECKING:
 IMPORT_REASON = "imported"
 
 
-def import_tree(cls: type[ConversationTree], export: dict[str, Any], *, config: TreeConfig,
-                state: TreeState | str | None = None,
-                origin: str | None = None) -> ConversationTree:
+def import_tree(
+    cls: type[ConversationTree],
+    export: dict[str, Any],
+    *,
+    config: TreeConfig,
+    state: TreeState | str | None = None,
+    origin: str | None = None,
+) -> ConversationTree:
     try:
         root = export["prompt"]
         target = TreeState(state or export.get("tree_state") or TreeState.READY_FOR_EXPORT)
@@ -42,12 +47,21 @@ def import_tree(cls: type[ConversationTree], export: dict[str, Any], *, config: 
         start = target if is_allowed(None, target) else TreeState.INITIAL_PROMPT_REVIEW
         _check_text(root["text"])
         tree = cls._create(
-            cls.TreeStarted, id=tree_id, timestamp=_when(root), user_id=_uuid(root.get("user_id")),
-            client_id=None, text=root["text"], lang=root.get("lang") or "en",
-            frontend_message_id=None, synthetic=bool(root.get("synthetic")),
-            model_name=root.get("model_name"), goal_tree_size=config.goal_tree_size,
-            max_depth=config.max_tree_depth, max_children_count=config.max_children_count,
-            origin=origin if origin is not None else export.get("origin"), state=start.value,
+            cls.TreeStarted,
+            id=tree_id,
+            timestamp=_when(root),
+            user_id=_uuid(root.get("user_id")),
+            client_id=None,
+            text=root["text"],
+            lang=root.get("lang") or "en",
+            frontend_message_id=None,
+            synthetic=bool(root.get("synthetic")),
+            model_name=root.get("model_name"),
+            goal_tree_size=config.goal_tree_size,
+            max_depth=config.max_tree_depth,
+            max_children_count=config.max_children_count,
+            origin=origin if origin is not None else export.get("origin"),
+            state=start.value,
         )
         ranks: dict[str, list[UUID]] = {}
         _record_outcome(tree, root, tree_id)
@@ -74,8 +88,13 @@ def import_tree(cls: type[ConversationTree], export: dict[str, Any], *, config: 
     return tree
 
 
-def _add_reply(tree: ConversationTree, reply: dict[str, Any], reply_id: UUID, parent_id: UUID,
-               config: TreeConfig) -> None:
+def _add_reply(
+    tree: ConversationTree,
+    reply: dict[str, Any],
+    reply_id: UUID,
+    parent_id: UUID,
+    config: TreeConfig,
+) -> None:
     if reply_id in tree.messages:
         raise InvalidMessageError(f"message {reply_id} appears twice")
     if reply.get("parent_id") not in (None, str(parent_id)):
@@ -83,14 +102,24 @@ def _add_reply(tree: ConversationTree, reply: dict[str, Any], reply_id: UUID, pa
     parent = tree.messages[parent_id]
     role = Role(reply["role"])
     if role is not parent.role.reply_role:
-        raise InvalidMessageError(f"message {reply_id}: a {parent.role.value} takes "
-                                  f"{parent.role.reply_role.value} replies")
+        raise InvalidMessageError(
+            f"message {reply_id}: a {parent.role.value} takes "
+            f"{parent.role.reply_role.value} replies"
+        )
     _check_text(reply["text"])
     tree.trigger_event(
-        tree.ReplyAdded, timestamp=_when(reply), user_id=_uuid(reply.get("user_id")),
-        client_id=None, message_id=reply_id, parent_id=parent_id, role=role.value,
-        depth=parent.depth + 1, text=reply["text"], lang=reply.get("lang") or tree.lang,
-        frontend_message_id=None, synthetic=bool(reply.get("synthetic")),
+        tree.ReplyAdded,
+        timestamp=_when(reply),
+        user_id=_uuid(reply.get("user_id")),
+        client_id=None,
+        message_id=reply_id,
+        parent_id=parent_id,
+        role=role.value,
+        depth=parent.depth + 1,
+        text=reply["text"],
+        lang=reply.get("lang") or tree.lang,
+        frontend_message_id=None,
+        synthetic=bool(reply.get("synthetic")),
         model_name=reply.get("model_name"),
     )
     _record_outcome(tree, reply, reply_id)
@@ -100,19 +129,36 @@ def _record_outcome(tree: ConversationTree, node: dict[str, Any], message_id: UU
     result = node.get("review_result")
     if result is not None:
         # The file has no score: a decided review counts as fully for or against.
-        tree.trigger_event(tree.ReviewDecided, user_id=None, client_id=None, message_id=message_id,
-                           accepted=bool(result), score=1.0 if result else 0.0,
-                           review_count=int(node.get("review_count") or 0))
+        tree.trigger_event(
+            tree.ReviewDecided,
+            user_id=None,
+            client_id=None,
+            message_id=message_id,
+            accepted=bool(result),
+            score=1.0 if result else 0.0,
+            review_count=int(node.get("review_count") or 0),
+        )
     for emoji, count in (node.get("emojis") or {}).items():
         if emoji not in USER_EMOJIS and emoji not in SYSTEM_EMOJIS:
             raise InvalidMessageError(f"message {message_id}: unknown emoji {emoji!r}")
         for k in range(int(count)):
             # Stand-in clickers: deterministic, so a re-import names the same ones.
-            tree.trigger_event(tree.EmojiToggled, user_id=uuid5(message_id, f"emoji/{emoji}/{k}"),
-                               client_id=None, message_id=message_id, emoji=emoji, added=True)
+            tree.trigger_event(
+                tree.EmojiToggled,
+                user_id=uuid5(message_id, f"emoji/{emoji}/{k}"),
+                client_id=None,
+                message_id=message_id,
+                emoji=emoji,
+                added=True,
+            )
     if node.get("deleted"):
-        tree.trigger_event(tree.MessageDeleted, user_id=None, client_id=None,
-                           message_ids=[message_id], reason=IMPORT_REASON)
+        tree.trigger_event(
+            tree.MessageDeleted,
+            user_id=None,
+            client_id=None,
+            message_ids=[message_id],
+            reason=IMPORT_REASON,
+        )
 
 
 def _path(start: TreeState, target: TreeState) -> list[TreeState]:
@@ -153,4 +199,4 @@ def _when(node: dict[str, Any]) -> datetime | None:
     if value is None:
         return None
     moment = datetime.fromisoformat(value)
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -8,17 +8,30 @@ tree, which moves it to ranking and, with nothing to rank, straight through scor
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from domain.model.actor import SYSTEM, Actor
 from domain.model.config import TreeConfig
 from domain.model.consensus import consensus
 from domain.model.errors import (
-    DuplicateLabelError, DuplicateRankingError, DuplicateReplyError, InvalidLabelError,
-    InvalidRankingError, InvalidRoleError, MandatoryLabelMissingError, MaxChildrenExceededError,
-    MaxDepthExceededError, MessageDeletedError, NoRepliesFoundError, NotUnderReviewError,
-    ParentNotAcceptedError, RankingCompleteError, SelfLabelingError, SelfRankingError,
+    DuplicateLabelError,
+    DuplicateRankingError,
+    DuplicateReplyError,
+    InvalidLabelError,
+    InvalidRankingError,
+    InvalidRoleError,
+    MandatoryLabelMissingError,
+    MaxChildrenExceededError,
+    MaxDepthExceededError,
+    MessageDeletedError,
+    NoRepliesFoundError,
+    NotUnderReviewError,
+    ParentNotAcceptedError,
+    RankingCompleteError,
+    SelfLabelingError,
+    SelfRankingError,
     TreeNotInRankingStateError,
 )
 from domain.model.labels import acceptance_score, is_accepted, validate_label_values
@@ -69,7 +82,8 @@ def rankable_children(tree: ConversationTree, parent: Message, config: TreeConfi
 
 def rankable_parents(tree: ConversationTree, config: TreeConfig) -> list[Message]:
     return [
-        m for m in tree.messages.values()
+        m
+        for m in tree.messages.values()
         if not m.deleted and len(rankable_children(tree, m, config)) > 1
     ]
 
@@ -90,17 +104,25 @@ def check_undelete(tree: ConversationTree, revived: list[Message], config: TreeC
         limit = reply_limit(tree, parent, config)
         if len(active_children(tree, parent)) >= limit:
             raise MaxChildrenExceededError(
-                f"message {parent.id} already has its {limit} replies; delete one first")
+                f"message {parent.id} already has its {limit} replies; delete one first"
+            )
 
 
-def check_reply(tree: ConversationTree, parent: Message, actor: Actor, config: TreeConfig,
-                role: Role | str | None) -> None:
+def check_reply(
+    tree: ConversationTree,
+    parent: Message,
+    actor: Actor,
+    config: TreeConfig,
+    role: Role | str | None,
+) -> None:
     if parent.deleted:
         raise MessageDeletedError(f"parent message {parent.id} is deleted")
     if parent.review_result is not True:
         raise ParentNotAcceptedError(f"parent message {parent.id} has not been accepted by review")
     if role is not None and Role(role) is not parent.role.reply_role:
-        raise InvalidRoleError(f"a {parent.role.value} message takes {parent.role.reply_role.value} replies")
+        raise InvalidRoleError(
+            f"a {parent.role.value} message takes {parent.role.reply_role.value} replies"
+        )
     if parent.depth >= tree.max_depth:
         raise MaxDepthExceededError(f"message {parent.id} is at the maximum depth {tree.max_depth}")
     limit = reply_limit(tree, parent, config)
@@ -112,8 +134,15 @@ def check_reply(tree: ConversationTree, parent: Message, actor: Actor, config: T
         raise DuplicateReplyError(f"user already replied to message {parent.id}")
 
 
-def check_labels(tree: ConversationTree, message: Message, labels: dict[str, float], actor: Actor,
-                 kind: str, valid: frozenset[str] | None, mandatory: frozenset[str] | None) -> None:
+def check_labels(
+    tree: ConversationTree,
+    message: Message,
+    labels: dict[str, float],
+    actor: Actor,
+    kind: str,
+    valid: frozenset[str] | None,
+    mandatory: frozenset[str] | None,
+) -> None:
     if kind not in ("task", "free", "report"):
         raise InvalidLabelError(f"unknown label submission kind {kind!r}")
     if not labels:
@@ -140,8 +169,9 @@ def check_labels(tree: ConversationTree, message: Message, labels: dict[str, flo
             raise MandatoryLabelMissingError(f"mandatory labels missing: {', '.join(missing)}")
 
 
-def check_ranking(tree: ConversationTree, parent: Message, ranked: list[UUID], actor: Actor,
-                  config: TreeConfig) -> None:
+def check_ranking(
+    tree: ConversationTree, parent: Message, ranked: list[UUID], actor: Actor, config: TreeConfig
+) -> None:
     if tree.state is not S.RANKING:
         raise TreeNotInRankingStateError(f"tree {tree.id} is {tree.state.value}, not ranking")
     children = rankable_children(tree, parent, config)
@@ -166,12 +196,22 @@ def decide_review(tree: ConversationTree, message: Message, config: TreeConfig) 
     required = config.num_reviews_initial_prompt if message.is_root else config.num_reviews_reply
     if message.review_count < required or message.review_result is not None:
         return
-    threshold = (config.acceptance_threshold_initial_prompt if message.is_root
-                 else config.acceptance_threshold_reply)
+    threshold = (
+        config.acceptance_threshold_initial_prompt
+        if message.is_root
+        else config.acceptance_threshold_reply
+    )
     score = acceptance_score(message.reviews.values())
     accepted = is_accepted(score, threshold)
-    tree.trigger_event(tree.ReviewDecided, user_id=None, client_id=None, message_id=message.id,
-                       accepted=accepted, score=score, review_count=message.review_count)
+    tree.trigger_event(
+        tree.ReviewDecided,
+        user_id=None,
+        client_id=None,
+        message_id=message.id,
+        accepted=accepted,
+        score=score,
+        review_count=message.review_count,
+    )
     if message.is_root:
         if accepted:
             tree.change_state(S.PROMPT_LOTTERY_WAITING, "prompt_accepted", SYSTEM)
@@ -210,8 +250,12 @@ def check_scoring(tree: ConversationTree, config: TreeConfig) -> None:
             if order is not None:
                 ranks[str(parent.id)] = order
     except Exception as error:  # noqa: BLE001 - any failure is recorded, the tree can retry
-        tree.trigger_event(tree.ScoringFailed, user_id=None, client_id=None,
-                           error=f"{type(error).__name__}: {error}")
+        tree.trigger_event(
+            tree.ScoringFailed,
+            user_id=None,
+            client_id=None,
+            error=f"{type(error).__name__}: {error}",
+        )
         tree.change_state(S.SCORING_FAILED, "scoring_error", SYSTEM)
         return
     tree.trigger_event(tree.TreeScored, user_id=None, client_id=None, ranks=ranks)
@@ -240,7 +284,10 @@ def after_deletion(tree: ConversationTree, config: TreeConfig) -> None:
     if tree.state is S.GROWING:
         check_growth_complete(tree, config)
     elif tree.root.deleted and tree.state in (
-        S.INITIAL_PROMPT_REVIEW, S.PROMPT_LOTTERY_WAITING, S.RANKING, S.BACKLOG_RANKING
+        S.INITIAL_PROMPT_REVIEW,
+        S.PROMPT_LOTTERY_WAITING,
+        S.RANKING,
+        S.BACKLOG_RANKING,
     ):
         tree.change_state(S.HALTED_BY_MODERATOR, "all_messages_deleted", SYSTEM)
     elif tree.state is S.RANKING:
@@ -261,20 +308,34 @@ def auto_moderate(tree: ConversationTree, message: Message, emoji: str, config: 
             if tree.state in (S.INITIAL_PROMPT_REVIEW, S.GROWING):
                 tree.change_state(S.ABORTED_LOW_GRADE, "auto_mod_red_flags", SYSTEM)
         elif not message.deleted:
-            tree.delete_message(message_id=message.id, actor=SYSTEM, config=config,
-                                reason="auto_mod_red_flags")
-    elif (emoji == SKIP_REPLY and tree.state is S.GROWING
-          and message.emoji_count(SKIP_REPLY) >= config.auto_mod_max_skip_reply):
+            tree.delete_message(
+                message_id=message.id, actor=SYSTEM, config=config, reason="auto_mod_red_flags"
+            )
+    elif (
+        emoji == SKIP_REPLY
+        and tree.state is S.GROWING
+        and message.emoji_count(SKIP_REPLY) >= config.auto_mod_max_skip_reply
+    ):
         tree.change_state(S.HALTED_BY_MODERATOR, "auto_mod_skip_reply", SYSTEM)
 
 
 def message_dict(m: Message) -> dict[str, Any]:
     return {
-        "id": str(m.id), "parent_id": str(m.parent_id) if m.parent_id else None,
-        "role": m.role.value, "depth": m.depth, "text": m.text, "lang": m.lang,
-        "user_id": str(m.user_id) if m.user_id else None, "synthetic": m.synthetic,
-        "model_name": m.model_name, "review_count": m.review_count,
-        "review_result": m.review_result, "deleted": m.deleted, "edited": m.edited,
-        "ranking_count": m.ranking_count, "rank": m.rank, "emojis": m.emoji_counts(),
+        "id": str(m.id),
+        "parent_id": str(m.parent_id) if m.parent_id else None,
+        "role": m.role.value,
+        "depth": m.depth,
+        "text": m.text,
+        "lang": m.lang,
+        "user_id": str(m.user_id) if m.user_id else None,
+        "synthetic": m.synthetic,
+        "model_name": m.model_name,
+        "review_count": m.review_count,
+        "review_result": m.review_result,
+        "deleted": m.deleted,
+        "edited": m.edited,
+        "ranking_count": m.ranking_count,
+        "rank": m.rank,
+        "emojis": m.emoji_counts(),
         "children": [str(c) for c in m.children],
     }

@@ -14,13 +14,19 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
-from domain.model.topics import keep_stored_topics
 from domain.model.config import TreeConfig
 from domain.model.errors import (
-    DuplicateTextError, TaskAlreadyDoneError, TaskAlreadyUpdatedError, TaskExpiredError,
-    TaskNotAckedError, TaskNotFoundError, TaskTypeMismatchError, TooManyPendingTasksError,
+    DuplicateTextError,
+    TaskAlreadyDoneError,
+    TaskAlreadyUpdatedError,
+    TaskExpiredError,
+    TaskNotAckedError,
+    TaskNotFoundError,
+    TaskTypeMismatchError,
+    TooManyPendingTasksError,
     UserDisabledError,
 )
+from domain.model.topics import keep_stored_topics
 
 
 def user_id_for(client_id: UUID, auth_method: str, username: str) -> UUID:
@@ -32,8 +38,21 @@ def text_digest(text: str) -> str:
 
 
 class Task:
-    __slots__ = ("id", "type", "tree_id", "message_id", "lang", "payload", "issued_at",
-                 "expires_at", "frontend_message_id", "done", "skipped", "expired", "result_id")
+    __slots__ = (
+        "id",
+        "type",
+        "tree_id",
+        "message_id",
+        "lang",
+        "payload",
+        "issued_at",
+        "expires_at",
+        "frontend_message_id",
+        "done",
+        "skipped",
+        "expired",
+        "result_id",
+    )
 
     def __init__(self, event: User.TaskIssued):
         self.id = event.task_id
@@ -87,8 +106,14 @@ class User(Aggregate):
         deleted: bool | None
 
         def apply(self, user: User) -> None:
-            for name in ("display_name", "enabled", "show_on_leaderboard", "tos_accepted_at",
-                         "notes", "deleted"):
+            for name in (
+                "display_name",
+                "enabled",
+                "show_on_leaderboard",
+                "tos_accepted_at",
+                "notes",
+                "deleted",
+            ):
                 value = getattr(self, name)
                 if value is not None:
                     setattr(user, name, value)
@@ -143,21 +168,37 @@ class User(Aggregate):
 
     # ------------------------------------------------------------------ commands
     @classmethod
-    def register(cls, *, client_id: UUID, auth_method: str, username: str,
-                 display_name: str) -> User:
-        return cls._create(cls.Registered, id=user_id_for(client_id, auth_method, username),
-                           client_id=client_id, auth_method=auth_method, username=username,
-                           display_name=display_name or username)
+    def register(
+        cls, *, client_id: UUID, auth_method: str, username: str, display_name: str
+    ) -> User:
+        return cls._create(
+            cls.Registered,
+            id=user_id_for(client_id, auth_method, username),
+            client_id=client_id,
+            auth_method=auth_method,
+            username=username,
+            display_name=display_name or username,
+        )
 
     def update_profile(self, **changes: Any) -> bool:
-        fields = ("display_name", "enabled", "show_on_leaderboard", "tos_accepted_at", "notes",
-                  "deleted")
-        changed = {k: v for k, v in changes.items()
-                   if k in fields and v is not None and getattr(self, k) != v}
+        fields = (
+            "display_name",
+            "enabled",
+            "show_on_leaderboard",
+            "tos_accepted_at",
+            "notes",
+            "deleted",
+        )
+        changed = {
+            k: v
+            for k, v in changes.items()
+            if k in fields and v is not None and getattr(self, k) != v
+        }
         if not changed:
             return False
-        self.trigger_event(self.ProfileUpdated, client_id=self.client_id,
-                           **{k: changed.get(k) for k in fields})
+        self.trigger_event(
+            self.ProfileUpdated, client_id=self.client_id, **{k: changed.get(k) for k in fields}
+        )
         return True
 
     def check_enabled(self) -> None:
@@ -168,17 +209,35 @@ class User(Aggregate):
         since = now - timedelta(seconds=config.recent_tasks_span_sec)
         return sum(1 for t in self.tasks.values() if t.open and t.issued_at >= since)
 
-    def issue_task(self, *, task_id: UUID, task_type: str, tree_id: UUID | None,
-                   message_id: UUID | None, lang: str, payload: dict[str, Any], now: datetime,
-                   config: TreeConfig) -> Task:
+    def issue_task(
+        self,
+        *,
+        task_id: UUID,
+        task_type: str,
+        tree_id: UUID | None,
+        message_id: UUID | None,
+        lang: str,
+        payload: dict[str, Any],
+        now: datetime,
+        config: TreeConfig,
+    ) -> Task:
         self.check_enabled()
         if self.pending_tasks(now, config) >= config.max_pending_tasks_per_user:
             raise TooManyPendingTasksError(
-                f"user has {config.max_pending_tasks_per_user} or more pending tasks")
-        self.trigger_event(self.TaskIssued, client_id=self.client_id, task_id=task_id,
-                           task_type=task_type, tree_id=tree_id, message_id=message_id, lang=lang,
-                           payload=payload, issued_at=now,
-                           expires_at=now + timedelta(minutes=config.task_validity_minutes))
+                f"user has {config.max_pending_tasks_per_user} or more pending tasks"
+            )
+        self.trigger_event(
+            self.TaskIssued,
+            client_id=self.client_id,
+            task_id=task_id,
+            task_type=task_type,
+            tree_id=tree_id,
+            message_id=message_id,
+            lang=lang,
+            payload=payload,
+            issued_at=now,
+            expires_at=now + timedelta(minutes=config.task_validity_minutes),
+        )
         return self.tasks[task_id]
 
     def task(self, task_id: UUID) -> Task:
@@ -192,7 +251,8 @@ class User(Aggregate):
             return self.tasks[self.frontend_index[frontend_message_id]]
         except KeyError:
             raise TaskNotFoundError(
-                f"no task acknowledged with frontend message id {frontend_message_id!r}") from None
+                f"no task acknowledged with frontend message id {frontend_message_id!r}"
+            ) from None
 
     def acknowledge_task(self, *, task_id: UUID, frontend_message_id: str, now: datetime) -> None:
         task = self.task(task_id)
@@ -203,14 +263,19 @@ class User(Aggregate):
             raise TaskAlreadyUpdatedError(f"task {task_id} was acknowledged with another id")
         if frontend_message_id in self.frontend_index:
             raise TaskAlreadyUpdatedError(f"frontend id {frontend_message_id!r} is already bound")
-        self.trigger_event(self.TaskAcknowledged, client_id=self.client_id, task_id=task_id,
-                           frontend_message_id=frontend_message_id)
+        self.trigger_event(
+            self.TaskAcknowledged,
+            client_id=self.client_id,
+            task_id=task_id,
+            frontend_message_id=frontend_message_id,
+        )
 
     def skip_task(self, *, task_id: UUID, reason: str | None, now: datetime) -> Task:
         task = self.task(task_id)
         self._check_open(task, now)
-        self.trigger_event(self.TaskSkipped, client_id=self.client_id, task_id=task_id,
-                           reason=reason)
+        self.trigger_event(
+            self.TaskSkipped, client_id=self.client_id, task_id=task_id, reason=reason
+        )
         return task
 
     def check_can_complete(self, task: Task, task_types: frozenset[str], now: datetime) -> None:
@@ -227,11 +292,23 @@ class User(Aggregate):
             raise DuplicateTextError("the same text was sent by this user recently")
         return digest
 
-    def complete_task(self, *, task_id: UUID, result_id: UUID | None, now: datetime,
-                      text_digest: str | None = None) -> None:
+    def complete_task(
+        self,
+        *,
+        task_id: UUID,
+        result_id: UUID | None,
+        now: datetime,
+        text_digest: str | None = None,
+    ) -> None:
         # The duplicate-text window compares this timestamp with the caller's clock.
-        self.trigger_event(self.TaskCompleted, client_id=self.client_id, task_id=task_id,
-                           result_id=result_id, text_digest=text_digest, timestamp=now)
+        self.trigger_event(
+            self.TaskCompleted,
+            client_id=self.client_id,
+            task_id=task_id,
+            result_id=result_id,
+            text_digest=text_digest,
+            timestamp=now,
+        )
 
     def expire_tasks(self, now: datetime) -> list[UUID]:
         expired = [t.id for t in self.tasks.values() if t.open and t.expires_at <= now]

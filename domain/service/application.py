@@ -11,27 +11,32 @@ The only I/O goes through eventsourcing's recorder, chosen by the environment
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterator, TypeVar
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Recording
 
-from domain.service import commands
 from domain.model.actor import Actor
 from domain.model.api_client import ApiClient, client_id_for_key, new_api_key
 from domain.model.config import TreeConfig
 from domain.model.errors import (
-    ApiClientNotFoundError, ConcurrencyError, DomainError, ModelNotFoundError, TreeNotFoundError,
+    ApiClientNotFoundError,
+    ConcurrencyError,
+    DomainError,
+    ModelNotFoundError,
+    TreeNotFoundError,
     UserNotFoundError,
 )
 from domain.model.trained_model import TrainedModel
 from domain.model.tree import ConversationTree
 from domain.model.user import User, user_id_for
+from domain.service import commands
 
 T = TypeVar("T")
 A = TypeVar("A", ConversationTree, User, ApiClient, TrainedModel)
@@ -45,7 +50,7 @@ def message_id_for(client_id: UUID | None, frontend_message_id: str | None) -> U
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +110,13 @@ class DataEngine(Application):
     max_attempts = 5
     lock_stripes = 1024
 
-    def __init__(self, env: dict[str, str] | None = None, config: TreeConfig | None = None,
-                 clock: Callable[[], datetime] = utcnow, **kwargs: Any):
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        config: TreeConfig | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        **kwargs: Any,
+    ):
         super().__init__(env=env, **kwargs)
         self.config = config or TreeConfig()
         self.clock = clock
@@ -134,8 +144,9 @@ class DataEngine(Application):
             return [self._locks[ids[0].int % self.lock_stripes]]
         return [self._locks[s] for s in sorted({i.int % self.lock_stripes for i in ids})]
 
-    def run(self, lock_ids: tuple[UUID, ...],
-            command: Callable[[UnitOfWork], T]) -> tuple[T, int | None]:
+    def run(
+        self, lock_ids: tuple[UUID, ...], command: Callable[[UnitOfWork], T]
+    ) -> tuple[T, int | None]:
         """Run a command under the locks of the aggregates it touches; save what changed.
 
         Returns the command's result and the log position of the last event saved
@@ -205,8 +216,9 @@ class DataEngine(Application):
         return self.clock()
 
     # ------------------------------------------------------------------ clients
-    def register_client(self, *, name: str, api_key: str | None = None, trusted: bool = False,
-                        **details: Any) -> tuple[UUID, str]:
+    def register_client(
+        self, *, name: str, api_key: str | None = None, trusted: bool = False, **details: Any
+    ) -> tuple[UUID, str]:
         api_key = api_key or new_api_key()
         client_id = client_id_for_key(api_key)
 
@@ -230,14 +242,26 @@ class DataEngine(Application):
             return None
         return client
 
-    def change_client_access(self, client_id: UUID, *, enabled: bool | None = None,
-                             trusted: bool | None = None) -> None:
-        self.run((client_id,), lambda uow: uow.get(ApiClient, client_id).change_access(
-            enabled=enabled, trusted=trusted))
+    def change_client_access(
+        self, client_id: UUID, *, enabled: bool | None = None, trusted: bool | None = None
+    ) -> None:
+        self.run(
+            (client_id,),
+            lambda uow: uow.get(ApiClient, client_id).change_access(
+                enabled=enabled, trusted=trusted
+            ),
+        )
 
     # ------------------------------------------------------------------ users
-    def ensure_user(self, *, client_id: UUID, auth_method: str, username: str,
-                    display_name: str | None = None, **profile: Any) -> UUID:
+    def ensure_user(
+        self,
+        *,
+        client_id: UUID,
+        auth_method: str,
+        username: str,
+        display_name: str | None = None,
+        **profile: Any,
+    ) -> UUID:
         """Create the user on first sight; keep the display name (and profile) current."""
         user_id = user_id_for(client_id, auth_method, username)
 
@@ -245,8 +269,12 @@ class DataEngine(Application):
             try:
                 user = uow.get(User, user_id)
             except UserNotFoundError:
-                user = User.register(client_id=client_id, auth_method=auth_method,
-                                     username=username, display_name=display_name or username)
+                user = User.register(
+                    client_id=client_id,
+                    auth_method=auth_method,
+                    username=username,
+                    display_name=display_name or username,
+                )
                 uow.add(user)
             user.update_profile(display_name=display_name, **profile)
             return user_id
@@ -260,8 +288,9 @@ class DataEngine(Application):
         return self._read(User, user_id)
 
     # ------------------------------------------------------------------ trees
-    def get_tree(self, tree_id: UUID, *, version: int | None = None,
-                 as_of: datetime | None = None) -> ConversationTree:
+    def get_tree(
+        self, tree_id: UUID, *, version: int | None = None, as_of: datetime | None = None
+    ) -> ConversationTree:
         """The tree now, or as it was at a version or a moment (a private copy)."""
         if as_of is not None:
             version = self.version_at(tree_id, as_of)

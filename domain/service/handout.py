@@ -20,13 +20,21 @@ from __future__ import annotations
 import random
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 from uuid import UUID
 
 from domain.model.errors import TaskNotAvailableError
-from domain.model.labels import LABELS, LabelMode, MessageKind, disposition, mandatory_labels, valid_labels
+from domain.model.labels import (
+    LABELS,
+    LabelMode,
+    MessageKind,
+    disposition,
+    mandatory_labels,
+    valid_labels,
+)
 from domain.model.task_types import TaskType
 from domain.model.user import Task
 from projections import availability as av
@@ -98,7 +106,9 @@ def choose(p: av.Pools, config: Any, requested: TaskType, rng: random.Random) ->
         return Choice(kind, target.tree_id, target.message_id)
     target = rng.choice(candidates)
     if isinstance(target, av.RankingParent):
-        kind = T.RANK_PROMPTER_REPLIES if target.child_role == "prompter" else T.RANK_ASSISTANT_REPLIES
+        kind = (
+            T.RANK_PROMPTER_REPLIES if target.child_role == "prompter" else T.RANK_ASSISTANT_REPLIES
+        )
         return Choice(kind, target.tree_id, target.message_id)
     assert isinstance(target, av.Review), category
     if target.is_root:
@@ -109,15 +119,19 @@ def choose(p: av.Pools, config: Any, requested: TaskType, rng: random.Random) ->
         kind, p_full = T.LABEL_PROMPTER_REPLY, config.p_full_labeling_review_reply_prompter
     # OA: full mode unless a random request draws above p_full (explicit requests: full).
     simple = random_request and rng.random() > p_full
-    return Choice(kind, target.tree_id, target.message_id,
-                  LabelMode.SIMPLE if simple else LabelMode.FULL)
+    return Choice(
+        kind, target.tree_id, target.message_id, LabelMode.SIMPLE if simple else LabelMode.FULL
+    )
 
 
 def _reply_target(parents: list[av.Parent], config: Any, rng: random.Random) -> av.Parent:
     """The lonely-child rule: prefer prompter parents with one reply, to get a sibling to rank."""
     if config.p_lonely_child_extension > 0 and config.lonely_children_count > 1:
-        lonely = [p for p in parents if p.role == "prompter"
-                  and 0 < p.active_children < config.lonely_children_count]
+        lonely = [
+            p
+            for p in parents
+            if p.role == "prompter" and 0 < p.active_children < config.lonely_children_count
+        ]
         if lonely and rng.random() < config.p_lonely_child_extension:
             return rng.choice(lonely)
     return rng.choice(parents)
@@ -127,13 +141,20 @@ def _reply_target(parents: list[av.Parent], config: Any, rng: random.Random) -> 
 def _tree_messages(conn: sqlite3.Connection, tree_id: str) -> dict[str, tuple]:
     rows = conn.execute(
         "SELECT message_id, parent_id, role, text, lang, synthetic, model_name, review_result,"
-        " deleted FROM messages WHERE tree_id = ?", (tree_id,)).fetchall()
+        " deleted FROM messages WHERE tree_id = ?",
+        (tree_id,),
+    ).fetchall()
     return {row[0]: row for row in rows}
 
 
 def _message_dict(row: tuple) -> dict[str, Any]:
-    return {"message_id": row[0], "text": row[3], "lang": row[4],
-            "is_assistant": row[2] == "assistant", "synthetic": bool(row[5])}
+    return {
+        "message_id": row[0],
+        "text": row[3],
+        "lang": row[4],
+        "is_assistant": row[2] == "assistant",
+        "synthetic": bool(row[5]),
+    }
 
 
 def _conversation(messages: dict[str, tuple], last_id: str) -> list[dict[str, Any]]:
@@ -146,43 +167,70 @@ def _conversation(messages: dict[str, tuple], last_id: str) -> list[dict[str, An
     return path[::-1]
 
 
-def payload_for(conn: sqlite3.Connection, config: Any, choice: Choice,
-                rng: random.Random) -> dict[str, Any]:
+def payload_for(
+    conn: sqlite3.Connection, config: Any, choice: Choice, rng: random.Random
+) -> dict[str, Any]:
     kind = choice.task_type
     if kind is T.INITIAL_PROMPT:
         return {"type": kind.value, "hint": None}
     assert choice.tree_id is not None and choice.message_id is not None
     messages = _tree_messages(conn, choice.tree_id)
     conversation = _conversation(messages, choice.message_id)
-    payload: dict[str, Any] = {"type": kind.value, "message_tree_id": choice.tree_id,
-                               "conversation": {"messages": conversation}}
+    payload: dict[str, Any] = {
+        "type": kind.value,
+        "message_tree_id": choice.tree_id,
+        "conversation": {"messages": conversation},
+    }
     if kind in (T.ASSISTANT_REPLY, T.PROMPTER_REPLY):
         payload["parent_message_id"] = choice.message_id
         return payload
     if kind in (T.RANK_ASSISTANT_REPLIES, T.RANK_PROMPTER_REPLIES):
         role = "prompter" if kind is T.RANK_PROMPTER_REPLIES else "assistant"
-        replies = sorted((m for m in messages.values() if m[1] == choice.message_id
-                          and m[2] == role and m[7] == 1 and not m[8]), key=lambda m: m[0])
+        replies = sorted(
+            (
+                m
+                for m in messages.values()
+                if m[1] == choice.message_id and m[2] == role and m[7] == 1 and not m[8]
+            ),
+            key=lambda m: m[0],
+        )
         rng.shuffle(replies)
         reply_messages = [_message_dict(m) for m in replies]
         human = any(not m[5] for m in replies)
         if human:  # OA hides which replies are synthetic when any was written by a person
             for m in reply_messages:
                 m["synthetic"] = None
-        payload.update(ranking_parent_id=choice.message_id, replies=[m[3] for m in replies],
-                       reply_messages=reply_messages, reveal_synthetic=not human)
+        payload.update(
+            ranking_parent_id=choice.message_id,
+            replies=[m[3] for m in replies],
+            reply_messages=reply_messages,
+            reveal_synthetic=not human,
+        )
         return payload
-    label_kind = {T.LABEL_INITIAL_PROMPT: MessageKind.INITIAL_PROMPT,
-                  T.LABEL_ASSISTANT_REPLY: MessageKind.ASSISTANT_REPLY,
-                  T.LABEL_PROMPTER_REPLY: MessageKind.PROMPTER_REPLY}[kind]
+    label_kind = {
+        T.LABEL_INITIAL_PROMPT: MessageKind.INITIAL_PROMPT,
+        T.LABEL_ASSISTANT_REPLY: MessageKind.ASSISTANT_REPLY,
+        T.LABEL_PROMPTER_REPLY: MessageKind.PROMPTER_REPLY,
+    }[kind]
     mode = choice.mode or LabelMode.FULL
     valid = list(valid_labels(config, label_kind, mode))
     target = messages[choice.message_id]
     payload.update(
-        message_id=choice.message_id, mode=mode.value, disposition=disposition(mode).value,
-        valid_labels=valid, mandatory_labels=list(mandatory_labels(config, label_kind)),
-        labels=[{"name": n, "widget": LABELS[n].widget.value, "display_text": LABELS[n].display_text,
-                 "help_text": LABELS[n].help_text} for n in valid])
+        message_id=choice.message_id,
+        mode=mode.value,
+        disposition=disposition(mode).value,
+        valid_labels=valid,
+        mandatory_labels=list(mandatory_labels(config, label_kind)),
+        labels=[
+            {
+                "name": n,
+                "widget": LABELS[n].widget.value,
+                "display_text": LABELS[n].display_text,
+                "help_text": LABELS[n].help_text,
+            }
+            for n in valid
+        ],
+    )
     if kind is T.LABEL_INITIAL_PROMPT:
         payload["prompt"] = target[3]
     else:
@@ -191,10 +239,15 @@ def payload_for(conn: sqlite3.Connection, config: Any, choice: Choice,
 
 
 # ---------------------------------------------------------------- claims
-_KIND = {T.ASSISTANT_REPLY: "reply", T.PROMPTER_REPLY: "reply",
-         T.LABEL_INITIAL_PROMPT: "label", T.LABEL_ASSISTANT_REPLY: "label",
-         T.LABEL_PROMPTER_REPLY: "label",
-         T.RANK_ASSISTANT_REPLIES: "rank", T.RANK_PROMPTER_REPLIES: "rank"}
+_KIND = {
+    T.ASSISTANT_REPLY: "reply",
+    T.PROMPTER_REPLY: "reply",
+    T.LABEL_INITIAL_PROMPT: "label",
+    T.LABEL_ASSISTANT_REPLY: "label",
+    T.LABEL_PROMPTER_REPLY: "label",
+    T.RANK_ASSISTANT_REPLIES: "rank",
+    T.RANK_PROMPTER_REPLIES: "rank",
+}
 
 
 @dataclass(slots=True)
@@ -227,8 +280,14 @@ class Claims:
             self._reading[token] = seen
             return token, seen
 
-    def decide(self, token: int, seen: int, pools: av.Pools, user_id: UUID,
-               pick: Callable[[av.Pools], Choice]) -> tuple[Choice, _Claim | None]:
+    def decide(
+        self,
+        token: int,
+        seen: int,
+        pools: av.Pools,
+        user_id: UUID,
+        pick: Callable[[av.Pools], Choice],
+    ) -> tuple[Choice, _Claim | None]:
         """``pick`` from ``pools`` less the unseen claims, and claim its target: atomic."""
         with self.lock:
             del self._reading[token]
@@ -266,8 +325,12 @@ def _without(pools: av.Pools, claims: list[_Claim], user_id: str) -> av.Pools:
             others[c.kind, c.message_id] = others.get((c.kind, c.message_id), 0) + 1
     reviews = [r for r in pools.reviews if r.free > others.get(("label", r.message_id), 0)]
     rankings = [r for r in pools.rankings if r.free > others.get(("rank", r.message_id), 0)]
-    return replace(pools, parents=[p for p in pools.parents if p.message_id not in replies],
-                   reviews=reviews, rankings=rankings)
+    return replace(
+        pools,
+        parents=[p for p in pools.parents if p.message_id not in replies],
+        reviews=reviews,
+        rankings=rankings,
+    )
 
 
 class Handout:
@@ -279,11 +342,15 @@ class Handout:
     whose requests run concurrently.
     """
 
-    def __init__(self, app: Any, conn_factory: Callable[[], sqlite3.Connection],
-                 rng: random.Random | None = None,
-                 before_read: Callable[[], Any] | None = None,
-                 clock: Callable[[], datetime] | None = None,
-                 position: Callable[[], int] | None = None):
+    def __init__(
+        self,
+        app: Any,
+        conn_factory: Callable[[], sqlite3.Connection],
+        rng: random.Random | None = None,
+        before_read: Callable[[], Any] | None = None,
+        clock: Callable[[], datetime] | None = None,
+        position: Callable[[], int] | None = None,
+    ):
         self.app = app
         self.connection = conn_factory
         self.rng = rng or random.Random()
@@ -291,15 +358,16 @@ class Handout:
         self.clock = clock or app.now
         self.claims = Claims(position) if position is not None else None
 
-    def pools(self, user_id: UUID, lang: str = "en",
-              task_type: TaskType | str | None = None) -> av.Pools:
+    def pools(
+        self, user_id: UUID, lang: str = "en", task_type: TaskType | str | None = None
+    ) -> av.Pools:
         if self.before_read is not None:
             self.before_read()
-        return av.pools(self.connection(), self.app.config, lang, user_id, self.clock(),
-                        task_type)
+        return av.pools(self.connection(), self.app.config, lang, user_id, self.clock(), task_type)
 
-    def request(self, user_id: UUID, task_type: TaskType | str = T.RANDOM,
-                lang: str = "en") -> HandedOut:
+    def request(
+        self, user_id: UUID, task_type: TaskType | str = T.RANDOM, lang: str = "en"
+    ) -> HandedOut:
         conn = self.connection()
         kind, config = TaskType(task_type), self.app.config
 
@@ -321,12 +389,15 @@ class Handout:
         try:
             payload = payload_for(conn, config, choice, self.rng)
             task = self.app.issue_task(
-                user_id=user_id, task_type=choice.task_type, lang=lang, payload=payload,
+                user_id=user_id,
+                task_type=choice.task_type,
+                lang=lang,
+                payload=payload,
                 tree_id=UUID(choice.tree_id) if choice.tree_id else None,
-                message_id=UUID(choice.message_id) if choice.message_id else None)
+                message_id=UUID(choice.message_id) if choice.message_id else None,
+            )
             recorded = True
         finally:
             if claims is not None:  # the log head now is at or after the TaskIssued
-                claims.settle(claim, self.app.recorder.max_notification_id() if recorded
-                              else None)
+                claims.settle(claim, self.app.recorder.max_notification_id() if recorded else None)
         return HandedOut(task, payload)

@@ -11,17 +11,18 @@ not hold back the rest of its batch.
 from __future__ import annotations
 
 import gzip
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 from uuid import UUID
 
 import msgspec
 
-from domain.service.application import DataEngine, UnitOfWork
 from domain.model.errors import DomainError, InvalidMessageError, TreeNotFoundError
 from domain.model.states import TreeState
 from domain.model.tree import ConversationTree
+from domain.service.application import DataEngine, UnitOfWork
 
 _decoder = msgspec.json.Decoder()
 
@@ -88,9 +89,15 @@ def nest_messages(tree_id: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"message_tree_id": tree_id, "tree_state": state, "prompt": root}
 
 
-def import_trees(app: DataEngine, trees: Iterable[dict[str, Any]], *,
-                 state: TreeState | str | None = None, origin: str | None = None,
-                 batch_size: int = 200, progress: Any = None) -> ImportReport:
+def import_trees(
+    app: DataEngine,
+    trees: Iterable[dict[str, Any]],
+    *,
+    state: TreeState | str | None = None,
+    origin: str | None = None,
+    batch_size: int = 200,
+    progress: Any = None,
+) -> ImportReport:
     report = ImportReport()
     batch: list[dict[str, Any]] = []
     for export in trees:
@@ -114,8 +121,13 @@ def _tree_id(export: dict[str, Any]) -> UUID | None:
         return None
 
 
-def _import_batch(app: DataEngine, batch: list[dict[str, Any]], state: TreeState | str | None,
-                  origin: str | None, report: ImportReport) -> None:
+def _import_batch(
+    app: DataEngine,
+    batch: list[dict[str, Any]],
+    state: TreeState | str | None,
+    origin: str | None,
+    report: ImportReport,
+) -> None:
     ids = []
     for export in batch:
         tree_id = _tree_id(export)
@@ -142,8 +154,9 @@ def _import_batch(app: DataEngine, batch: list[dict[str, Any]], state: TreeState
             except TreeNotFoundError:
                 pass
             try:
-                tree = ConversationTree.import_tree(export, config=app.config, state=state,
-                                                    origin=origin)
+                tree = ConversationTree.import_tree(
+                    export, config=app.config, state=state, origin=origin
+                )
             except DomainError as e:
                 failed.append((str(tree_id), f"{e.message} (error_code {int(e.error_code)})"))
                 continue

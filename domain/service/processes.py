@@ -16,9 +16,10 @@ import random
 import sqlite3
 import threading
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.utils import get_topic
@@ -42,16 +43,20 @@ JOIN messages m ON m.message_id = json_extract(r.ranked, '$[0]')
 WHERE r.created_at >= ? AND m.user_id IS NOT NULL GROUP BY m.user_id"""
 
 
-def prompt_lottery(app: Any, conn: sqlite3.Connection, rng: random.Random,
-                   now: datetime | None = None) -> list[tuple[UUID, int | None]]:
+def prompt_lottery(
+    app: Any, conn: sqlite3.Connection, rng: random.Random, now: datetime | None = None
+) -> list[tuple[UUID, int | None]]:
     """Promote waiting prompts to growing while their language has room.
 
     Returns (tree id, log position) per activation, so a caller can wait for the read model.
     """
     config = app.config
     now = now or app.now()
-    growing = dict(conn.execute(
-        "SELECT lang, count(*) FROM trees WHERE state = 'growing' GROUP BY lang").fetchall())
+    growing = dict(
+        conn.execute(
+            "SELECT lang, count(*) FROM trees WHERE state = 'growing' GROUP BY lang"
+        ).fetchall()
+    )
     waiting: dict[str, list[tuple[str, str | None]]] = defaultdict(list)
     for tree_id, lang, user_id in conn.execute(_WAITING_PROMPTS):
         waiting[lang].append((tree_id, user_id))
@@ -76,13 +81,19 @@ def prompt_lottery(app: Any, conn: sqlite3.Connection, rng: random.Random,
     return activated
 
 
-def expire_tasks(app: Any, conn: sqlite3.Connection,
-                 now: datetime | None = None) -> dict[UUID, list[UUID]]:
+def expire_tasks(
+    app: Any, conn: sqlite3.Connection, now: datetime | None = None
+) -> dict[UUID, list[UUID]]:
     """Expire open tasks past their expiry time; returns the expired task ids per user."""
     now = now or app.now()
-    users = [UUID(u) for (u,) in conn.execute(
-        "SELECT DISTINCT user_id FROM tasks WHERE status = 'open' AND expires_at <= ?"
-        " ORDER BY user_id", (now.timestamp(),))]
+    users = [
+        UUID(u)
+        for (u,) in conn.execute(
+            "SELECT DISTINCT user_id FROM tasks WHERE status = 'open' AND expires_at <= ?"
+            " ORDER BY user_id",
+            (now.timestamp(),),
+        )
+    ]
     expired = {}
     for user_id in users:
         ids = app.expire_tasks(user_id=user_id)
@@ -94,8 +105,9 @@ def expire_tasks(app: Any, conn: sqlite3.Connection,
 # ---------------------------------------------------------------- backlog activation
 _ACTIVE = frozenset(s.value for s in ACTIVE_STATES)
 _LOTTERY = TreeState.PROMPT_LOTTERY_WAITING.value
-_LEAVING = frozenset(get_topic(c) for c in (ConversationTree.StateChanged,
-                                             ConversationTree.TreeHalted))
+_LEAVING = frozenset(
+    get_topic(c) for c in (ConversationTree.StateChanged, ConversationTree.TreeHalted)
+)
 
 # Incomplete rankings (OA's query_incomplete_rankings, no user): parents with two or more
 # accepted, undeleted children of a rankable role and fewer rankings than required (the
@@ -109,8 +121,9 @@ SELECT count(*) FROM (
     AND p.deleted = 0 AND p.rankings_received < :required
   GROUP BY c.parent_id, c.role HAVING count(*) > 1)"""
 _OPEN_IN_TREE = _INCOMPLETE.format(join="", where="c.tree_id = :tree")
-_OPEN_IN_LANG = _INCOMPLETE.format(join=" JOIN trees t ON t.tree_id = c.tree_id",
-                                   where="t.state = 'ranking' AND t.lang = :lang")
+_OPEN_IN_LANG = _INCOMPLETE.format(
+    join=" JOIN trees t ON t.tree_id = c.tree_id", where="t.state = 'ranking' AND t.lang = :lang"
+)
 
 
 class BacklogActivation:
@@ -133,8 +146,14 @@ class BacklogActivation:
     aggregate decides) and does not count: the next one is tried, as in OA.
     """
 
-    def __init__(self, app: Any, log_source: LogSource, rng: random.Random | None = None, *,
-                 start: int | None = None):
+    def __init__(
+        self,
+        app: Any,
+        log_source: LogSource,
+        rng: random.Random | None = None,
+        *,
+        start: int | None = None,
+    ):
         self.app = app
         self.log = log_source
         self.rng = rng or random.Random()
@@ -154,17 +173,23 @@ class BacklogActivation:
                 if row[3] not in _LEAVING:
                     continue
                 event = self.log.decode(row)
-                if (event.from_state in _ACTIVE and event.to_state not in _ACTIVE
-                        and event.to_state != _LOTTERY and self.rng.random() < p):
-                    found = conn.execute("SELECT lang FROM trees WHERE tree_id = ?",
-                                         (str(event.originator_id),)).fetchone()
+                if (
+                    event.from_state in _ACTIVE
+                    and event.to_state not in _ACTIVE
+                    and event.to_state != _LOTTERY
+                    and self.rng.random() < p
+                ):
+                    found = conn.execute(
+                        "SELECT lang FROM trees WHERE tree_id = ?", (str(event.originator_id),)
+                    ).fetchone()
                     if found is not None:
                         won[found[0]] += 1
             self.mark = rows[-1][0]
         return won
 
-    def run(self, conn: sqlite3.Connection, until: int | None = None
-            ) -> list[tuple[UUID, int | None]]:
+    def run(
+        self, conn: sqlite3.Connection, until: int | None = None
+    ) -> list[tuple[UUID, int | None]]:
         """Apply both rules; (tree id, log position) per activation, aborted ones included.
         ``until``: the log position the read model holds (transitions after it wait)."""
         config = self.app.config
@@ -172,20 +197,33 @@ class BacklogActivation:
         floor = config.min_active_rankings_per_lang
         if not won and floor <= 0:
             return []
-        params = {"roles": json.dumps(["assistant", "prompter"] if config.rank_prompter_replies
-                                      else ["assistant"]),
-                  "required": config.num_required_rankings}
+        params = {
+            "roles": json.dumps(
+                ["assistant", "prompter"] if config.rank_prompter_replies else ["assistant"]
+            ),
+            "required": config.num_required_rankings,
+        }
         activated: list[tuple[UUID, int | None]] = []
-        langs = [lang for (lang,) in conn.execute(
-            "SELECT DISTINCT lang FROM trees WHERE state = 'backlog_ranking' ORDER BY lang")]
+        langs = [
+            lang
+            for (lang,) in conn.execute(
+                "SELECT DISTINCT lang FROM trees WHERE state = 'backlog_ranking' ORDER BY lang"
+            )
+        ]
         for lang in langs:
             owed = won.get(lang, 0)
-            open_ = conn.execute(_OPEN_IN_LANG, params | {"lang": lang}).fetchone()[0] \
-                if floor > 0 else 0
+            open_ = (
+                conn.execute(_OPEN_IN_LANG, params | {"lang": lang}).fetchone()[0]
+                if floor > 0
+                else 0
+            )
             if owed <= 0 and open_ >= floor:
                 continue
-            queue = conn.execute("SELECT tree_id FROM trees WHERE state = 'backlog_ranking'"
-                                 " AND lang = ? ORDER BY created_at, tree_id", (lang,)).fetchall()
+            queue = conn.execute(
+                "SELECT tree_id FROM trees WHERE state = 'backlog_ranking'"
+                " AND lang = ? ORDER BY created_at, tree_id",
+                (lang,),
+            ).fetchall()
             for (tree_id,) in queue:
                 if owed <= 0 and open_ >= floor:
                     break
@@ -223,9 +261,16 @@ class ProcessLoop:
     next one runs as usual.
     """
 
-    def __init__(self, app: Any, runner: Any, *, interval: float = 5.0,
-                 rng: random.Random | None = None,
-                 lottery: Callable[[], Any] | None = None, settle_timeout: float = 5.0):
+    def __init__(
+        self,
+        app: Any,
+        runner: Any,
+        *,
+        interval: float = 5.0,
+        rng: random.Random | None = None,
+        lottery: Callable[[], Any] | None = None,
+        settle_timeout: float = 5.0,
+    ):
         self.app, self.runner = app, runner
         self.interval = interval
         self.rng = rng or random.Random()

@@ -14,8 +14,9 @@ from __future__ import annotations
 import hashlib
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 from uuid import UUID
 
 from domain.model.actor import Actor
@@ -26,8 +27,28 @@ from domain.service.processes import prompt_lottery
 from projections.runner import ProjectionRunner
 
 T = TaskType
-WORDS = ("how", "why", "explain", "write", "poem", "code", "python", "river", "history", "sun",
-         "recipe", "bread", "travel", "music", "theory", "garden", "planet", "story", "list", "tips")
+WORDS = (
+    "how",
+    "why",
+    "explain",
+    "write",
+    "poem",
+    "code",
+    "python",
+    "river",
+    "history",
+    "sun",
+    "recipe",
+    "bread",
+    "travel",
+    "music",
+    "theory",
+    "garden",
+    "planet",
+    "story",
+    "list",
+    "tips",
+)
 
 
 @dataclass
@@ -49,9 +70,20 @@ class Stats:
 
 
 class Simulator:
-    def __init__(self, app: Any, runner: ProjectionRunner, *, trees: int, users: int, seed: int,
-                 lang: str = "en", spam_fraction: float = 0.1, skip_rate: float = 0.04,
-                 rank_noise: float = 0.25, label_noise: float = 0.08):
+    def __init__(
+        self,
+        app: Any,
+        runner: ProjectionRunner,
+        *,
+        trees: int,
+        users: int,
+        seed: int,
+        lang: str = "en",
+        spam_fraction: float = 0.1,
+        skip_rate: float = 0.04,
+        rank_noise: float = 0.25,
+        label_noise: float = 0.08,
+    ):
         if users < 5:
             raise ValueError("the simulation needs at least 5 users (3 reviews by others, rankers)")
         self.app, self.runner, self.lang = app, runner, lang
@@ -64,11 +96,17 @@ class Simulator:
         self.client_id, _ = app.register_client(name="simulator", api_key=key)
         self.people = []
         for i in range(users):
-            user_id = app.ensure_user(client_id=self.client_id, auth_method="local",
-                                      username=f"sim-{i:04d}")
-            self.people.append(Person(user_id, Actor(user_id, self.client_id),
-                                      spammer=self.rng.random() < spam_fraction,
-                                      skip_rate=skip_rate * self.rng.uniform(0.5, 1.5)))
+            user_id = app.ensure_user(
+                client_id=self.client_id, auth_method="local", username=f"sim-{i:04d}"
+            )
+            self.people.append(
+                Person(
+                    user_id,
+                    Actor(user_id, self.client_id),
+                    spammer=self.rng.random() < spam_fraction,
+                    skip_rate=skip_rate * self.rng.uniform(0.5, 1.5),
+                )
+            )
         self.handout = Handout(app, runner.readmodel.reader, self.rng, before_read=runner.sync)
         self.quality: dict[str, float] = {}
         self.spam: set[str] = set()
@@ -78,9 +116,14 @@ class Simulator:
     # ------------------------------------------------------------------ reading
     def tree_states(self) -> dict[str, int]:
         self.runner.sync()
-        return dict(self.runner.readmodel.reader().execute(
-            "SELECT state, count(*) FROM trees WHERE lang = ? GROUP BY state ORDER BY state",
-            (self.lang,)).fetchall())
+        return dict(
+            self.runner.readmodel.reader()
+            .execute(
+                "SELECT state, count(*) FROM trees WHERE lang = ? GROUP BY state ORDER BY state",
+                (self.lang,),
+            )
+            .fetchall()
+        )
 
     def _ready_and_live(self) -> tuple[int, int]:
         states = self.tree_states()
@@ -88,8 +131,9 @@ class Simulator:
         return states.get("ready_for_export", 0), sum(states.values()) - dead
 
     # ------------------------------------------------------------------ acting
-    def run(self, *, max_steps: int | None = None,
-            progress: Callable[[int], None] | None = None) -> Stats:
+    def run(
+        self, *, max_steps: int | None = None, progress: Callable[[int], None] | None = None
+    ) -> Stats:
         max_steps = max_steps or 400 * self.trees_wanted + 2000
         ready, live = self._ready_and_live()
         while ready < self.trees_wanted and self.stats.steps < max_steps:
@@ -145,26 +189,45 @@ class Simulator:
         app, p, kind = self.app, task.payload, TaskType(task.type)
         if kind is T.INITIAL_PROMPT:
             text, spam, quality = self._text(person, "prompt")
-            outcome = app.create_prompt(actor=person.actor, text=text, lang=self.lang,
-                                        frontend_message_id=frontend_id, task_id=task.id)
+            outcome = app.create_prompt(
+                actor=person.actor,
+                text=text,
+                lang=self.lang,
+                frontend_message_id=frontend_id,
+                task_id=task.id,
+            )
             self._remember(outcome.id, spam, quality)
         elif kind in (T.ASSISTANT_REPLY, T.PROMPTER_REPLY):
             text, spam, quality = self._text(person, kind.value)
-            outcome = app.add_reply(actor=person.actor, tree_id=task.task.tree_id,
-                                    parent_id=task.task.message_id, text=text, lang=self.lang,
-                                    frontend_message_id=frontend_id, task_id=task.id)
+            outcome = app.add_reply(
+                actor=person.actor,
+                tree_id=task.task.tree_id,
+                parent_id=task.task.message_id,
+                text=text,
+                lang=self.lang,
+                frontend_message_id=frontend_id,
+                task_id=task.id,
+            )
             self._remember(outcome.id, spam, quality)
         elif kind in (T.RANK_ASSISTANT_REPLIES, T.RANK_PROMPTER_REPLIES):
             ids = [m["message_id"] for m in p["reply_messages"]]
             noisy = {i: self.quality.get(i, 0.5) + self.rng.gauss(0, self.rank_noise) for i in ids}
             ranked = sorted(ids, key=lambda i: -noisy[i])
-            app.submit_ranking(actor=person.actor, tree_id=task.task.tree_id,
-                               parent_id=task.task.message_id,
-                               ranked_message_ids=[UUID(i) for i in ranked], task_id=task.id)
+            app.submit_ranking(
+                actor=person.actor,
+                tree_id=task.task.tree_id,
+                parent_id=task.task.message_id,
+                ranked_message_ids=[UUID(i) for i in ranked],
+                task_id=task.id,
+            )
         else:
-            app.submit_labels(actor=person.actor, tree_id=task.task.tree_id,
-                              message_id=task.task.message_id, task_id=task.id,
-                              labels=self._labels(str(task.task.message_id), p["valid_labels"]))
+            app.submit_labels(
+                actor=person.actor,
+                tree_id=task.task.tree_id,
+                message_id=task.task.message_id,
+                task_id=task.id,
+                labels=self._labels(str(task.task.message_id), p["valid_labels"]),
+            )
 
     def _labels(self, message_id: str, valid: list[str]) -> dict[str, float]:
         spam = message_id in self.spam
@@ -175,8 +238,14 @@ class Simulator:
         for name in valid:
             if name == "spam":
                 labels[name] = 1.0 if spam else 0.0
-            elif name in ("lang_mismatch", "pii", "not_appropriate", "hate_speech",
-                          "sexual_content", "fails_task"):
+            elif name in (
+                "lang_mismatch",
+                "pii",
+                "not_appropriate",
+                "hate_speech",
+                "sexual_content",
+                "fails_task",
+            ):
                 labels[name] = 0.0
             elif name in ("quality", "helpfulness"):
                 labels[name] = round(min(1.0, max(0.0, quality + self.rng.gauss(0, 0.15))) * 4) / 4
@@ -185,9 +254,16 @@ class Simulator:
         return labels
 
 
-def run_simulation(app: Any, runner: ProjectionRunner, *, trees: int, users: int, seed: int,
-                   progress: Callable[[int], None] | None = None, **options: Any
-                   ) -> tuple[Simulator, Stats, float]:
+def run_simulation(
+    app: Any,
+    runner: ProjectionRunner,
+    *,
+    trees: int,
+    users: int,
+    seed: int,
+    progress: Callable[[int], None] | None = None,
+    **options: Any,
+) -> tuple[Simulator, Stats, float]:
     sim = Simulator(app, runner, trees=trees, users=users, seed=seed, **options)
     started = time.perf_counter()
     stats = sim.run(progress=progress)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 SCHEME = "sha256-chain/1"
 GENESIS = bytes(32)
@@ -73,15 +73,29 @@ def encode_value(value: object) -> bytes:
     raise TypeError(f"no canonical encoding for {type(value).__name__}")
 
 
-def canonical(position: object, originator_id: object, version: object, topic: object,
-              state: object) -> bytes:
+def canonical(
+    position: object, originator_id: object, version: object, topic: object, state: object
+) -> bytes:
     """The canonical bytes of one stored event row."""
-    if type(originator_id) is str and type(topic) is str and type(state) is bytes \
-            and type(version) is int and type(position) is int:
+    if (
+        type(originator_id) is str
+        and type(topic) is str
+        and type(state) is bytes
+        and type(version) is int
+        and type(position) is int
+    ):
         oid, tp = originator_id.encode(), topic.encode()
-        return b"".join((_HEAD.pack(INTEGER, position, TEXT, len(oid)), oid,
-                         _INT.pack(INTEGER, version), _VAR.pack(TEXT, len(tp)), tp,
-                         _VAR.pack(BLOB, len(state)), state))
+        return b"".join(
+            (
+                _HEAD.pack(INTEGER, position, TEXT, len(oid)),
+                oid,
+                _INT.pack(INTEGER, version),
+                _VAR.pack(TEXT, len(tp)),
+                tp,
+                _VAR.pack(BLOB, len(state)),
+                state,
+            )
+        )
     return b"".join(map(encode_value, (position, originator_id, version, topic, state)))
 
 
@@ -103,22 +117,33 @@ def chain(rows: Iterable[Row], link: bytes = GENESIS) -> bytes:
     sha, head, integer, var, join = _sha256, _HEAD.pack, _INT.pack, _VAR.pack, b"".join
     topics: dict[str, bytes] = {}
     for pos, oid, ver, topic, state in rows:
-        if type(oid) is str and type(topic) is str and type(state) is bytes \
-                and type(ver) is int:
+        if type(oid) is str and type(topic) is str and type(state) is bytes and type(ver) is int:
             tp = topics.get(topic)
             if tp is None:
                 encoded = topic.encode()
                 tp = topics[topic] = var(TEXT, len(encoded)) + encoded
             oid_bytes = oid.encode()
-            link = sha(join((link, head(INTEGER, pos, TEXT, len(oid_bytes)), oid_bytes,
-                             integer(INTEGER, ver), tp, var(BLOB, len(state)), state))).digest()
+            link = sha(
+                join(
+                    (
+                        link,
+                        head(INTEGER, pos, TEXT, len(oid_bytes)),
+                        oid_bytes,
+                        integer(INTEGER, ver),
+                        tp,
+                        var(BLOB, len(state)),
+                        state,
+                    )
+                )
+            ).digest()
         else:
             link = sha(link + canonical(pos, oid, ver, topic, state)).digest()
     return link
 
 
-def chain_with_fingerprints(rows: Iterable[Row], link: bytes = GENESIS
-                            ) -> tuple[bytes, list[bytes], list[bytes]]:
+def chain_with_fingerprints(
+    rows: Iterable[Row], link: bytes = GENESIS
+) -> tuple[bytes, list[bytes], list[bytes]]:
     """The final link, plus each row's fingerprint and the link after it."""
     fingerprints, links = [], []
     for row in rows:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import sqlite3
 import tempfile
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 import msgspec
@@ -55,8 +56,10 @@ def summarize(event: Any) -> str:
         return f"labels on {short(e.message_id)}: {labels} ({e.kind})"
     if kind == "ReviewDecided":
         verdict = "accepted" if e.accepted else "rejected"
-        return (f"review of {short(e.message_id)}: {verdict} "
-                f"(score {e.score:.3g}, {e.review_count} reviews)")
+        return (
+            f"review of {short(e.message_id)}: {verdict} "
+            f"(score {e.score:.3g}, {e.review_count} reviews)"
+        )
     if kind == "RankingSubmitted":
         order = "not rankable" if e.not_rankable else _ids(e.ranked_message_ids)
         return f"ranking of replies to {short(e.parent_id)}: {order}"
@@ -78,34 +81,52 @@ def summarize(event: Any) -> str:
 
 
 # ---------------------------------------------------------------------------- history
-def history(log: sqlite3.Connection, mapper: Any, tree_id: UUID,
-            names: Names | None = None) -> list[dict[str, Any]]:
+def history(
+    log: sqlite3.Connection, mapper: Any, tree_id: UUID, names: Names | None = None
+) -> list[dict[str, Any]]:
     """Every stored event of a tree in log order, with position, actor and a summary."""
     factory, log.text_factory = log.text_factory, bytes  # a damaged topic must not stop us
     try:
         rows = log.execute(
             "SELECT rowid, originator_version, topic, state FROM stored_events "
-            "WHERE originator_id = ? ORDER BY rowid", (tree_id.hex,)).fetchall()
+            "WHERE originator_id = ? ORDER BY rowid",
+            (tree_id.hex,),
+        ).fetchall()
     except sqlite3.OperationalError as e:
         if "no such table" not in str(e):
             raise
         rows = []
     finally:
         log.text_factory = factory
-    topics = [bytes(t).decode("utf-8", "replace") if isinstance(t, bytes) else str(t)
-              for _, _, t, _ in rows]
+    topics = [
+        bytes(t).decode("utf-8", "replace") if isinstance(t, bytes) else str(t)
+        for _, _, t, _ in rows
+    ]
     if not rows or not any(t.startswith(TREE_TOPIC) for t in topics):
         raise TreeNotFoundError(f"tree {tree_id} not found")
     entries = []
     for (position, version, _, state), topic in zip(rows, topics):
-        entry: dict[str, Any] = {"position": position, "version": version,
-                                 "event": topic.rsplit(".", 1)[-1]}
+        entry: dict[str, Any] = {
+            "position": position,
+            "version": version,
+            "event": topic.rsplit(".", 1)[-1],
+        }
         try:
-            event = mapper.to_domain_event(StoredEvent(
-                originator_id=tree_id, originator_version=version, topic=topic, state=state))
+            event = mapper.to_domain_event(
+                StoredEvent(
+                    originator_id=tree_id, originator_version=version, topic=topic, state=state
+                )
+            )
         except Exception as e:  # a damaged row: show it, do not hide the rest
-            entry.update(time=None, user_id=None, client_id=None, user=None, client=None,
-                         summary=f"undecodable event ({type(e).__name__}: {e})", data=None)
+            entry.update(
+                time=None,
+                user_id=None,
+                client_id=None,
+                user=None,
+                client=None,
+                summary=f"undecodable event ({type(e).__name__}: {e})",
+                data=None,
+            )
             entries.append(entry)
             continue
         user_id, client_id = getattr(event, "user_id", None), getattr(event, "client_id", None)
@@ -116,8 +137,11 @@ def history(log: sqlite3.Connection, mapper: Any, tree_id: UUID,
             client_id=str(client_id) if client_id else None,
             client=names(client_id, "client") if names and client_id else None,
             summary=summarize(event),
-            data={k: v for k, v in msgspec.to_builtins(event).items()
-                  if k not in ("originator_id", "originator_version", "originator_topic")},
+            data={
+                k: v
+                for k, v in msgspec.to_builtins(event).items()
+                if k not in ("originator_id", "originator_version", "originator_topic")
+            },
         )
         entries.append(entry)
     return entries
@@ -131,8 +155,10 @@ def format_history(entries: list[dict[str, Any]]) -> Iterable[str]:
             actor = f"{user} via {e['client'] or short(e['client_id'])}"
         else:
             actor = "system"
-        yield (f"{e['position']:>9} {e['version']:>4}  {e['time'] or '?':<32} {actor:<32} "
-               f"{e['event']:<17} {e['summary']}")
+        yield (
+            f"{e['position']:>9} {e['version']:>4}  {e['time'] or '?':<32} {actor:<32} "
+            f"{e['event']:<17} {e['summary']}"
+        )
 
 
 # ---------------------------------------------------------------------------- as of
@@ -140,8 +166,10 @@ def tree_view(tree: ConversationTree) -> dict[str, Any]:
     """``as_dict`` plus what an auditor asks about: reviews, labels, rankings, provenance."""
     view = tree.as_dict()
     view.update(
-        time=tree.modified_on.isoformat(), created_at=tree.created_on.isoformat(),
-        origin=tree.origin, halted_from=tree.halted_from.value if tree.halted_from else None,
+        time=tree.modified_on.isoformat(),
+        created_at=tree.created_on.isoformat(),
+        origin=tree.origin,
+        halted_from=tree.halted_from.value if tree.halted_from else None,
         won_lottery_at=tree.won_lottery_at.isoformat() if tree.won_lottery_at else None,
     )
     for entry in view["messages"]:
@@ -149,19 +177,35 @@ def tree_view(tree: ConversationTree) -> dict[str, Any]:
         entry.update(
             created_at=m.created_at.isoformat(),
             client_id=str(m.client_id) if m.client_id else None,
-            revision=m.revision, review_score=m.review_score,
-            reviews=[{"user_id": str(u) if u else None, "labels": labels}
-                     for u, labels in m.reviews.items()],
-            free_labels=[{"user_id": str(u) if u else None, "labels": labels}
-                         for u, labels in m.free_labels.items()],
-            rankings=[{"user_id": str(u) if u else None, "ranked": [str(i) for i in ids],
-                       "not_rankable": not_rankable} for u, ids, not_rankable in m.rankings],
+            revision=m.revision,
+            review_score=m.review_score,
+            reviews=[
+                {"user_id": str(u) if u else None, "labels": labels}
+                for u, labels in m.reviews.items()
+            ],
+            free_labels=[
+                {"user_id": str(u) if u else None, "labels": labels}
+                for u, labels in m.free_labels.items()
+            ],
+            rankings=[
+                {
+                    "user_id": str(u) if u else None,
+                    "ranked": [str(i) for i in ids],
+                    "not_rankable": not_rankable,
+                }
+                for u, ids, not_rankable in m.rankings
+            ],
         )
     return view
 
 
-def tree_as_of(app: Any, log: sqlite3.Connection | None, tree_id: UUID,
-               version: int | None = None, as_of: datetime | None = None) -> dict[str, Any]:
+def tree_as_of(
+    app: Any,
+    log: sqlite3.Connection | None,
+    tree_id: UUID,
+    version: int | None = None,
+    as_of: datetime | None = None,
+) -> dict[str, Any]:
     """The tree as it was at a version or a moment, with the log position of that version."""
     current = app.get_tree(tree_id)
     if version is not None and not 1 <= version <= current.version:
@@ -171,8 +215,10 @@ def tree_as_of(app: Any, log: sqlite3.Connection | None, tree_id: UUID,
     view["current_version"] = current.version
     view["position"] = None
     if log is not None:
-        row = log.execute("SELECT rowid FROM stored_events WHERE originator_id = ? AND "
-                          "originator_version = ?", (tree_id.hex, tree.version)).fetchone()
+        row = log.execute(
+            "SELECT rowid FROM stored_events WHERE originator_id = ? AND originator_version = ?",
+            (tree_id.hex, tree.version),
+        ).fetchone()
         view["position"] = row[0] if row else None
     return view
 
@@ -211,8 +257,13 @@ class ReplayResult:
         return self.differences == 0 and self.error is None
 
 
-def replay(data: Path, rebuilders: Iterable[ReadModelRebuilder], workdir: Path | None = None,
-           sample: int = 10, on_start: Callable[[str], None] | None = None) -> list[ReplayResult]:
+def replay(
+    data: Path,
+    rebuilders: Iterable[ReadModelRebuilder],
+    workdir: Path | None = None,
+    sample: int = 10,
+    on_start: Callable[[str], None] | None = None,
+) -> list[ReplayResult]:
     """Rebuild each read model in a temporary folder and compare it with the live one."""
     results = []
     with tempfile.TemporaryDirectory(prefix="dataengine-replay-", dir=workdir) as tmp:
@@ -222,17 +273,30 @@ def replay(data: Path, rebuilders: Iterable[ReadModelRebuilder], workdir: Path |
             upto = model.position(data)
             live = Counter(model.rows(data))
             if model.position(data) != upto:
-                results.append(ReplayResult(model.name, upto, sum(live.values()), error=(
-                    "the live read model advanced while it was read; stop the server or retry")))
+                results.append(
+                    ReplayResult(
+                        model.name,
+                        upto,
+                        sum(live.values()),
+                        error=(
+                            "the live read model advanced while it was read; stop the server or retry"
+                        ),
+                    )
+                )
                 continue
             target = Path(tmp) / model.name
             target.mkdir(parents=True)
             model.rebuild(data, target, upto)
             rebuilt = Counter(model.rows(target))
             extra, lost = live - rebuilt, rebuilt - live
-            results.append(ReplayResult(
-                model.name, upto, sum(live.values()),
-                only_live=list(extra.elements())[:sample],
-                only_rebuilt=list(lost.elements())[:sample],
-                differences=sum(extra.values()) + sum(lost.values())))
+            results.append(
+                ReplayResult(
+                    model.name,
+                    upto,
+                    sum(live.values()),
+                    only_live=list(extra.elements())[:sample],
+                    only_rebuilt=list(lost.elements())[:sample],
+                    differences=sum(extra.values()) + sum(lost.values()),
+                )
+            )
     return results

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Iterator
 
 from projections.audit.chain import (
     GENESIS,
@@ -63,8 +63,9 @@ def open_log(path: str | Path) -> sqlite3.Connection | None:
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
 
 
-def scan(log: sqlite3.Connection | None, after: int, upto: int | None = None
-         ) -> Iterator[list[tuple]]:
+def scan(
+    log: sqlite3.Connection | None, after: int, upto: int | None = None
+) -> Iterator[list[tuple]]:
     """Batches of (position, originator_id, version, topic, state) in position order.
 
     TEXT arrives as str; should a TEXT value not be UTF-8 (a damaged row), the connection
@@ -77,7 +78,8 @@ def scan(log: sqlite3.Connection | None, after: int, upto: int | None = None
             cursor = log.execute(
                 "SELECT rowid, originator_id, originator_version, topic, state FROM stored_events "
                 "WHERE rowid > ? AND rowid <= ? ORDER BY rowid",
-                (after, _INF if upto is None else upto))
+                (after, _INF if upto is None else upto),
+            )
             while rows := cursor.fetchmany(FETCH):
                 yield rows
                 after = rows[-1][0]
@@ -130,7 +132,8 @@ class AuditStore:
 
     def head(self) -> tuple[int, bytes]:
         row = self.conn.execute(
-            "SELECT position, digest FROM checkpoints ORDER BY position DESC LIMIT 1").fetchone()
+            "SELECT position, digest FROM checkpoints ORDER BY position DESC LIMIT 1"
+        ).fetchone()
         return (row[0], row[1]) if row else (0, GENESIS)
 
     def checkpoints(self, upto: int | None = None) -> list[tuple[int, bytes]]:
@@ -142,7 +145,9 @@ class AuditStore:
     def checkpoint_before(self, position: int) -> tuple[int, bytes]:
         row = self.conn.execute(
             "SELECT position, digest FROM checkpoints WHERE position <= ? "
-            "ORDER BY position DESC LIMIT 1", (position,)).fetchone()
+            "ORDER BY position DESC LIMIT 1",
+            (position,),
+        ).fetchone()
         return (row[0], row[1]) if row else (0, GENESIS)
 
     def topic_name(self, topic_id: int | None) -> str | None:
@@ -154,8 +159,9 @@ class AuditStore:
             name = as_text(topic) or ""  # a damaged (undecodable) topic arrives as bytes
             found = self._topics.get(name)
             if found is None:
-                found = self.conn.execute("INSERT INTO topics (topic) VALUES (?)",
-                                          (name,)).lastrowid
+                found = self.conn.execute(
+                    "INSERT INTO topics (topic) VALUES (?)", (name,)
+                ).lastrowid
                 self._topics[name] = found
                 self._topic_names[found] = name
         return found
@@ -163,20 +169,26 @@ class AuditStore:
     def event(self, position: int) -> tuple | None:
         return self.conn.execute(
             "SELECT position, originator_id, version, topic_id, fingerprint FROM events "
-            "WHERE position = ?", (position,)).fetchone()
+            "WHERE position = ?",
+            (position,),
+        ).fetchone()
 
     def events(self, after: int, upto: int | None = None) -> Iterator[tuple]:
-        sql = ("SELECT position, originator_id, version, topic_id, fingerprint FROM events "
-               "WHERE position > ? AND position <= ? ORDER BY position")
+        sql = (
+            "SELECT position, originator_id, version, topic_id, fingerprint FROM events "
+            "WHERE position > ? AND position <= ? ORDER BY position"
+        )
         cursor = self.conn.execute(sql, (after, _INF if upto is None else upto))
         while rows := cursor.fetchmany(FETCH):
             yield from rows
 
     def save(self, events: list[tuple], checkpoints: list[tuple[int, bytes]]) -> None:
-        now = datetime.now(timezone.utc).isoformat()
+        now = datetime.now(UTC).isoformat()
         self.conn.executemany("INSERT OR REPLACE INTO events VALUES (?,?,?,?,?)", events)
-        self.conn.executemany("INSERT OR REPLACE INTO checkpoints VALUES (?,?,?)",
-                              [(p, d, now) for p, d in checkpoints])
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO checkpoints VALUES (?,?,?)",
+            [(p, d, now) for p, d in checkpoints],
+        )
 
 
 # ---------------------------------------------------------------------------- digests
@@ -193,8 +205,9 @@ def holes_in(rows: list[tuple], expected: int) -> list[tuple[int, int]]:
     return found
 
 
-def record(log: sqlite3.Connection | None, store: AuditStore, progress: Progress | None = None
-           ) -> tuple[int, bytes, int, list[tuple[int, int]]]:
+def record(
+    log: sqlite3.Connection | None, store: AuditStore, progress: Progress | None = None
+) -> tuple[int, bytes, int, list[tuple[int, int]]]:
     """Extend the record to the log's head; (position, digest, events added, holes seen).
 
     Refuses (ChainBroken) when the last recorded event is no longer what the record says:
@@ -209,11 +222,19 @@ def record(log: sqlite3.Connection | None, store: AuditStore, progress: Progress
         for rows in scan(log, start):
             holes.extend(holes_in(rows, last + 1))
             link, fingerprints, links = chain_with_fingerprints(rows, link)
-            events = [(pos, oid if type(oid) is str else as_text(oid),
-                       ver if type(ver) is int else None, store.topic_id(topic), fp)
-                      for (pos, oid, ver, topic, _), fp in zip(rows, fingerprints)]
-            checkpoints = [(row[0], after) for row, after in zip(rows, links)
-                           if row[0] % CHECKPOINT_EVERY == 0]
+            events = [
+                (
+                    pos,
+                    oid if type(oid) is str else as_text(oid),
+                    ver if type(ver) is int else None,
+                    store.topic_id(topic),
+                    fp,
+                )
+                for (pos, oid, ver, topic, _), fp in zip(rows, fingerprints)
+            ]
+            checkpoints = [
+                (row[0], after) for row, after in zip(rows, links) if row[0] % CHECKPOINT_EVERY == 0
+            ]
             last = rows[-1][0]
             # Every commit ends on a checkpoint, so an interrupted run resumes from there.
             if checkpoints[-1:] != [(last, link)]:
@@ -231,11 +252,15 @@ def _check_last(log: sqlite3.Connection | None, store: AuditStore, position: int
     row = log_row(log, position)
     recorded = store.event(position)
     if row is None:
-        raise ChainBroken(f"the event at position {position}, the last one recorded, is gone "
-                          "from the log; run `dataengine audit verify`")
+        raise ChainBroken(
+            f"the event at position {position}, the last one recorded, is gone "
+            "from the log; run `dataengine audit verify`"
+        )
     if recorded is not None and fingerprint(canonical(*row)) != recorded[4]:
-        raise ChainBroken(f"the event at position {position}, the last one recorded, has "
-                          "changed; run `dataengine audit verify`")
+        raise ChainBroken(
+            f"the event at position {position}, the last one recorded, has "
+            "changed; run `dataengine audit verify`"
+        )
 
 
 def digest_at(log: sqlite3.Connection | None, store: AuditStore, position: int) -> bytes:
@@ -253,8 +278,10 @@ def digest_at(log: sqlite3.Connection | None, store: AuditStore, position: int) 
         for row in rows:
             data = canonical(*row)
             if recorded.get(row[0]) != fingerprint(data):
-                raise ChainBroken(f"the event at position {row[0]} differs from its record; "
-                                  "run `dataengine audit verify`")
+                raise ChainBroken(
+                    f"the event at position {row[0]} differs from its record; "
+                    "run `dataengine audit verify`"
+                )
             link = next_link(link, data)
     with store.conn:
         store.save([], [(position, link)])

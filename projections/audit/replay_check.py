@@ -7,8 +7,8 @@ auditor then compares the two row by row (projections.audit.history.replay).
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from projections.log import SQLiteLog
 from projections.log_reader import EVENTS_FILE

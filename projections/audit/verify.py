@@ -48,8 +48,14 @@ class Damage:
     detail: str
 
     def as_dict(self) -> dict[str, object]:
-        return {"position": self.position, "kind": self.kind, "tree_id": self.originator_id,
-                "version": self.version, "topic": self.topic, "detail": self.detail}
+        return {
+            "position": self.position,
+            "kind": self.kind,
+            "tree_id": self.originator_id,
+            "version": self.version,
+            "topic": self.topic,
+            "detail": self.detail,
+        }
 
 
 @dataclass(slots=True)
@@ -84,8 +90,14 @@ class _Run:
     holes: list[tuple[int, int]]
 
 
-def _check(log: sqlite3.Connection | None, start: int, link: bytes, checkpoints: Checkpoints,
-           end: int | None, progress: Progress | None = None) -> _Run:
+def _check(
+    log: sqlite3.Connection | None,
+    start: int,
+    link: bytes,
+    checkpoints: Checkpoints,
+    end: int | None,
+    progress: Progress | None = None,
+) -> _Run:
     run = _Run(start, False, link, start, 0, [])
     expected, k = start + 1, 0
     for rows in scan(log, start, end):
@@ -95,7 +107,7 @@ def _check(log: sqlite3.Connection | None, start: int, link: bytes, checkpoints:
         while k < len(checkpoints) and checkpoints[k][0] <= rows[-1][0]:
             cp_pos, cp_digest = checkpoints[k]
             j = bisect_left(rows, cp_pos, lo=i, key=_POSITION)
-            run.link = link = chain(rows[i:j + 1], link)
+            run.link = link = chain(rows[i : j + 1], link)
             if rows[j][0] != cp_pos or link != cp_digest:  # changed, or its own row is gone
                 run.bad = True
                 return run
@@ -109,8 +121,9 @@ def _check(log: sqlite3.Connection | None, start: int, link: bytes, checkpoints:
     return run
 
 
-def _check_in_worker(path: str, start: int, link: bytes, checkpoints: Checkpoints,
-                     end: int | None) -> _Run:
+def _check_in_worker(
+    path: str, start: int, link: bytes, checkpoints: Checkpoints, end: int | None
+) -> _Run:
     return _check(open_log(path), start, link, checkpoints, end)
 
 
@@ -125,8 +138,13 @@ def _tasks(checkpoints: Checkpoints, end: int | None) -> list[tuple[int, bytes, 
     return tasks
 
 
-def _check_all(log: sqlite3.Connection | None, checkpoints: Checkpoints, end: int | None,
-               workers: int, progress: Progress | None) -> _Run:
+def _check_all(
+    log: sqlite3.Connection | None,
+    checkpoints: Checkpoints,
+    end: int | None,
+    workers: int,
+    progress: Progress | None,
+) -> _Run:
     """Chain the whole log (up to ``end``), in parallel blocks where that pays."""
     tasks = _tasks(checkpoints, end)
     if workers <= 1 or len(tasks) < 2 or log is None:
@@ -150,8 +168,13 @@ def _check_all(log: sqlite3.Connection | None, checkpoints: Checkpoints, end: in
     return total
 
 
-def verify(log: sqlite3.Connection | None, store: AuditStore, upto: int | None = None,
-           progress: Progress | None = None, workers: int = 1) -> Report:
+def verify(
+    log: sqlite3.Connection | None,
+    store: AuditStore,
+    upto: int | None = None,
+    progress: Progress | None = None,
+    workers: int = 1,
+) -> Report:
     """Recompute the chain from the genesis and check it against every recorded checkpoint.
 
     With ``upto`` only the log up to that position is checked (and must reach it).
@@ -166,30 +189,44 @@ def verify(log: sqlite3.Connection | None, store: AuditStore, upto: int | None =
         if not run.bad or a <= run.good:  # past the last good checkpoint _locate reports them
             where = f"position {a}" if a == b else f"positions {a}..{b}"
             known = ", already when recorded" if b <= run.good else ""
-            report.damage.append(Damage(a, "gap", None, None, None,
-                                        f"{where} absent from the log{known}"))
+            report.damage.append(
+                Damage(a, "gap", None, None, None, f"{where} absent from the log{known}")
+            )
     if upto is not None and not run.bad and report.position < upto:
-        report.damage.append(Damage(report.position + 1, "gap", None, None, None,
-                                    f"the log ends at position {report.position}"))
+        report.damage.append(
+            Damage(
+                report.position + 1,
+                "gap",
+                None,
+                None,
+                None,
+                f"the log ends at position {report.position}",
+            )
+        )
     if run.bad:
         report.damage.extend(_locate(log, store, run.good, upto, report))
     return report
 
 
-def _locate(log: sqlite3.Connection | None, store: AuditStore, after: int,
-            upto: int | None, report: Report) -> list[Damage]:
+def _locate(
+    log: sqlite3.Connection | None, store: AuditStore, after: int, upto: int | None, report: Report
+) -> list[Damage]:
     """Merge the log and the record from the last good checkpoint on, naming each difference."""
     found: list[Damage] = []
     recorded = store.events(after, upto)
     rec = next(recorded, None)
     expected, last_recorded = after + 1, report.recorded
     report.position = after
-    report.events = log.execute("SELECT count(*) FROM stored_events WHERE rowid <= ?",
-                                (after,)).fetchone()[0] if log is not None and after else 0
+    report.events = (
+        log.execute("SELECT count(*) FROM stored_events WHERE rowid <= ?", (after,)).fetchone()[0]
+        if log is not None and after
+        else 0
+    )
 
     def missing(r: tuple) -> Damage:
-        return Damage(r[0], "missing", r[1], r[2], store.topic_name(r[3]),
-                      "recorded, but gone from the log")
+        return Damage(
+            r[0], "missing", r[1], r[2], store.topic_name(r[3]), "recorded, but gone from the log"
+        )
 
     for rows in scan(log, after, upto):
         for row in rows:
@@ -200,16 +237,32 @@ def _locate(log: sqlite3.Connection | None, store: AuditStore, after: int,
             if pos > expected:
                 named = sum(1 for d in found if d.kind == "missing" and expected <= d.position)
                 if named < pos - expected:  # some of the hole was never recorded
-                    found.append(Damage(expected, "gap", None, None, None,
-                                        f"positions {expected}..{pos - 1} absent from the log"))
+                    found.append(
+                        Damage(
+                            expected,
+                            "gap",
+                            None,
+                            None,
+                            None,
+                            f"positions {expected}..{pos - 1} absent from the log",
+                        )
+                    )
             expected = pos + 1
             if rec is not None and rec[0] == pos:
                 if fingerprint(canonical(*row)) != rec[4]:
                     found.append(_modified(row, rec, store))
                 rec = next(recorded, None)
             elif pos <= last_recorded:
-                found.append(Damage(pos, "inserted", as_text(row[1]), row[2], as_text(row[3]),
-                                    "a row where none was recorded"))
+                found.append(
+                    Damage(
+                        pos,
+                        "inserted",
+                        as_text(row[1]),
+                        row[2],
+                        as_text(row[3]),
+                        "a row where none was recorded",
+                    )
+                )
             else:
                 report.appended += 1
             report.position = pos
@@ -218,9 +271,17 @@ def _locate(log: sqlite3.Connection | None, store: AuditStore, after: int,
         found.append(missing(rec))
         rec = next(recorded, None)
     if not found:
-        found.append(Damage(after + 1, "unexplained", None, None, None,
-                            "the chain differs from a checkpoint, but every event matches its "
-                            "fingerprint: the audit record itself was altered"))
+        found.append(
+            Damage(
+                after + 1,
+                "unexplained",
+                None,
+                None,
+                None,
+                "the chain differs from a checkpoint, but every event matches its "
+                "fingerprint: the audit record itself was altered",
+            )
+        )
     return sorted(found, key=lambda d: d.position)
 
 
@@ -234,8 +295,14 @@ def _modified(row: tuple, rec: tuple, store: AuditStore) -> Damage:
     return Damage(pos, "modified", rec[1], rec[2], topic_name, detail)
 
 
-def verify_digest(log: sqlite3.Connection | None, store: AuditStore, digest: bytes,
-                  position: int, progress: Progress | None = None, workers: int = 1) -> Report:
+def verify_digest(
+    log: sqlite3.Connection | None,
+    store: AuditStore,
+    digest: bytes,
+    position: int,
+    progress: Progress | None = None,
+    workers: int = 1,
+) -> Report:
     """Prove the log up to ``position`` is what ``digest`` was computed from.
 
     The record's checkpoints serve only as hints to split the work; should they disagree
@@ -250,11 +317,18 @@ def verify_digest(log: sqlite3.Connection | None, store: AuditStore, digest: byt
     if run.link == digest and run.last == position:
         return report  # the chain binds positions: matching it rules out holes
     located = verify(log, store, upto=position)
-    report.damage = located.damage or [Damage(
-        min([a for a, _ in run.holes] + [run.last + 1]), "unexplained", None, None, None,
-        f"the log up to position {position} does not hash to the given digest, and the "
-        f"audit record (up to position {located.recorded}) cannot name the difference: it "
-        "agrees with the log as it is now")]
+    report.damage = located.damage or [
+        Damage(
+            min([a for a, _ in run.holes] + [run.last + 1]),
+            "unexplained",
+            None,
+            None,
+            None,
+            f"the log up to position {position} does not hash to the given digest, and the "
+            f"audit record (up to position {located.recorded}) cannot name the difference: it "
+            "agrees with the log as it is now",
+        )
+    ]
     return report
 
 

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 from uuid import UUID
 
 import msgspec
@@ -55,7 +56,8 @@ def check_options(options: BuildOptions) -> None:
     unknown = sorted(set(options.kinds) - set(KINDS))
     if unknown or not options.kinds:
         raise DatasetOptionsError(
-            f"unknown dataset kinds {unknown}; choose from {', '.join(KINDS)}")
+            f"unknown dataset kinds {unknown}; choose from {', '.join(KINDS)}"
+        )
     if not 0.0 <= options.val_fraction < 1.0:
         raise DatasetOptionsError(f"--val-fraction must be in [0, 1), not {options.val_fraction}")
     if options.sft_paths not in SFT_PATHS:
@@ -118,8 +120,9 @@ def collect(trees: Iterable[Any], options: BuildOptions) -> Collected:
     return result
 
 
-def replay_trees(db: Path, position: int, lang: str | None = None,
-                 progress: Progress | None = None) -> Iterable[slim.RowTree]:
+def replay_trees(
+    db: Path, position: int, lang: str | None = None, progress: Progress | None = None
+) -> Iterable[slim.RowTree]:
     """Ready trees as of the position, slim, in tree-id order (the primary-key index walk
     hands each tree's events over together, so memory stays at one tree)."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
@@ -129,7 +132,9 @@ def replay_trees(db: Path, position: int, lang: str | None = None,
         rows = conn.execute(
             "SELECT originator_id, originator_version, topic, state FROM stored_events"
             f" WHERE rowid <= ? AND topic IN ({','.join('?' * len(topics))})"
-            " ORDER BY originator_id, originator_version", (position, *topics))
+            " ORDER BY originator_id, originator_version",
+            (position, *topics),
+        )
         on_tree = bar.update if bar is not None else None
         yield from slim.ready_trees(rows, lang=lang, on_tree=on_tree)
     finally:
@@ -162,8 +167,11 @@ def _audit_digest(folder: Path, position: int) -> dict[str, Any]:
     log = open_log(Path(folder) / log_reader.EVENTS_FILE)
     store = AuditStore(Path(folder) / AUDIT_FILE)
     try:
-        return {"scheme": SCHEME, "position": position,
-                "digest": digest_at(log, store, position).hex()}
+        return {
+            "scheme": SCHEME,
+            "position": position,
+            "digest": digest_at(log, store, position).hex(),
+        }
     finally:
         store.conn.close()
         if log is not None:
@@ -177,8 +185,14 @@ class Manifest(dict):  # type: ignore[type-arg]
     source: str = "replay"
 
 
-def build(folder: Path, out: Path, options: BuildOptions, as_of: int | None = None,
-          progress: Progress | None = None, source: str = "auto") -> Manifest:
+def build(
+    folder: Path,
+    out: Path,
+    options: BuildOptions,
+    as_of: int | None = None,
+    progress: Progress | None = None,
+    source: str = "auto",
+) -> Manifest:
     """Build every requested kind into ``out``; returns the manifest (also written there).
 
     source: "auto" takes the training projection's rows when it can, "replay" never,
@@ -200,18 +214,26 @@ def build(folder: Path, out: Path, options: BuildOptions, as_of: int | None = No
     if collected is None:
         collected = collect(replay_trees(db, position, options.lang, progress), options)
     written = _write(out, collected, options, progress)
-    manifest = Manifest({"format": FORMAT, "log_position": position,
-                         "audit": _audit_digest(folder, position), "options": options.as_dict(),
-                         "ready_trees": collected.trees, "rows": written["rows"],
-                         "files": written["files"]})
+    manifest = Manifest(
+        {
+            "format": FORMAT,
+            "log_position": position,
+            "audit": _audit_digest(folder, position),
+            "options": options.as_dict(),
+            "ready_trees": collected.trees,
+            "rows": written["rows"],
+            "files": written["files"],
+        }
+    )
     manifest.source = used
     text = msgspec.json.format(msgspec.json.encode(manifest), indent=2)
     (out / MANIFEST).write_bytes(text + b"\n")
     return manifest
 
 
-def _write(out: Path, collected: Collected, options: BuildOptions,
-           progress: Progress | None) -> dict[str, Any]:
+def _write(
+    out: Path, collected: Collected, options: BuildOptions, progress: Progress | None
+) -> dict[str, Any]:
     """Write the kinds two at a time: parsing, compressing, hashing and file writes release
     the GIL, so a second core has work."""
     _prepare(out)

@@ -34,8 +34,9 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from uuid import UUID
 
 import msgspec
@@ -73,11 +74,11 @@ class _Moved(_Touched):
 
 _STATE_EVENTS = (T.TreeStarted, T.StateChanged, T.TreeResumed, T.TreeHalted)
 # Every other event a row depends on: it matters only to a tree that is ready.
-_CHANGES = tuple(cls for cls in map(resolve_topic, slim.CONTENT_TOPICS)
-                 if cls not in _STATE_EVENTS)
+_CHANGES = tuple(cls for cls in map(resolve_topic, slim.CONTENT_TOPICS) if cls not in _STATE_EVENTS)
 _VIEWS: dict[type, type] = {cls: _Touched for cls in _CHANGES}
-_VIEWS.update({T.TreeStarted: _Started, T.StateChanged: _Moved, T.TreeResumed: _Moved,
-               T.TreeHalted: _Touched})
+_VIEWS.update(
+    {T.TreeStarted: _Started, T.StateChanged: _Moved, T.TreeResumed: _Moved, T.TreeHalted: _Touched}
+)
 
 
 class TrainingProjection(Projection):
@@ -139,10 +140,13 @@ class TrainingProjection(Projection):
                 self._ready.discard(tree_id)  # type: ignore[union-attr]
                 continue
             position = dirty[tree_id][1]
-            trees.append((tree_id, tree.root.lang, split_draw(tree.id), became.get(tree_id, 0),
-                          position))
-            rows.extend((kind, tree_id, count, lines)
-                        for kind, (count, lines) in cut(tree, self.options).items())
+            trees.append(
+                (tree_id, tree.root.lang, split_draw(tree.id), became.get(tree_id, 0), position)
+            )
+            rows.extend(
+                (kind, tree_id, count, lines)
+                for kind, (count, lines) in cut(tree, self.options).items()
+            )
         replaced = gone + [(t[0],) for t in trees]
         cursor.executemany("DELETE FROM dataset_rows WHERE tree_id = ?", replaced)
         cursor.executemany("DELETE FROM dataset_trees WHERE tree_id = ?", gone)
@@ -151,7 +155,9 @@ class TrainingProjection(Projection):
             "INSERT INTO dataset_trees VALUES (?, ?, ?, ?, ?) ON CONFLICT (tree_id) DO UPDATE SET"
             " lang = excluded.lang, changed_position = excluded.changed_position,"
             " ready_position = CASE WHEN excluded.ready_position > 0"
-            " THEN excluded.ready_position ELSE ready_position END", trees)
+            " THEN excluded.ready_position ELSE ready_position END",
+            trees,
+        )
         cursor.executemany("INSERT INTO dataset_rows VALUES (?, ?, ?, ?)", rows)
 
     # ------------------------------------------------------------------ handlers
@@ -205,12 +211,14 @@ def _load_sqlite(db: Path, versions: dict[str, int]) -> Iterator[slim.RowTree]:
     try:
         ids = sorted(UUID(t).hex for t in versions)
         for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start:start + _CHUNK]
+            chunk = ids[start : start + _CHUNK]
             cursor = conn.execute(
                 "SELECT originator_id, originator_version, topic, state FROM stored_events"
                 f" WHERE originator_id IN ({','.join('?' * len(chunk))})"
                 f" AND topic IN ({','.join('?' * len(topics))})"
-                " ORDER BY originator_id, originator_version", (*chunk, *topics))
+                " ORDER BY originator_id, originator_version",
+                (*chunk, *topics),
+            )
             yield from _group(cursor, versions)
     finally:
         conn.close()

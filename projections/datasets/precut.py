@@ -19,9 +19,11 @@ from projections.datasets.live import NAME, TrainingProjection
 from projections.datasets.rows import SOURCE, BuildOptions
 from projections.store import READMODEL_FILE, schema_digest
 
-_ROWS = ("SELECT r.tree_id, t.split_draw, r.count, r.lines FROM dataset_rows r"
-         " JOIN dataset_trees t ON t.tree_id = r.tree_id"
-         " WHERE r.kind = ?1 AND (?2 IS NULL OR t.lang = ?2) ORDER BY r.tree_id")
+_ROWS = (
+    "SELECT r.tree_id, t.split_draw, r.count, r.lines FROM dataset_rows r"
+    " JOIN dataset_trees t ON t.tree_id = r.tree_id"
+    " WHERE r.kind = ?1 AND (?2 IS NULL OR t.lang = ?2) ORDER BY r.tree_id"
+)
 
 
 def _open(folder: Path) -> sqlite3.Connection | None:
@@ -34,10 +36,10 @@ def _open(folder: Path) -> sqlite3.Connection | None:
 def _position(conn: sqlite3.Connection) -> tuple[int | None, str]:
     """The projection's position, or None and why its tables cannot be used."""
     try:
-        digest = conn.execute("SELECT digest FROM schemas WHERE projection = ?",
-                              (NAME,)).fetchone()
-        tracked = conn.execute("SELECT position FROM tracking WHERE projection = ?",
-                               (NAME,)).fetchone()
+        digest = conn.execute("SELECT digest FROM schemas WHERE projection = ?", (NAME,)).fetchone()
+        tracked = conn.execute(
+            "SELECT position FROM tracking WHERE projection = ?", (NAME,)
+        ).fetchone()
     except sqlite3.OperationalError:
         return None, "the read model has no tracking yet"
     if digest is None or tracked is None:
@@ -47,8 +49,9 @@ def _position(conn: sqlite3.Connection) -> tuple[int | None, str]:
     return tracked[0], ""
 
 
-def collect(folder: Path, position: int, options: BuildOptions, kinds: tuple[str, ...]
-            ) -> tuple[Collected | None, str]:
+def collect(
+    folder: Path, position: int, options: BuildOptions, kinds: tuple[str, ...]
+) -> tuple[Collected | None, str]:
     """The rows a build at ``position`` needs, or (None, why not)."""
     if not options.default_rows:
         return None, "only the default --sft-paths best without --include-synthetic is pre-cut"
@@ -62,8 +65,8 @@ def collect(folder: Path, position: int, options: BuildOptions, kinds: tuple[str
             return None, why or f"it stands at position {at}, not {position}"
         result = Collected(kinds)
         result.trees = conn.execute(
-            "SELECT count(*) FROM dataset_trees WHERE ?1 IS NULL OR lang = ?1",
-            (options.lang,)).fetchone()[0]
+            "SELECT count(*) FROM dataset_trees WHERE ?1 IS NULL OR lang = ?1", (options.lang,)
+        ).fetchone()[0]
         val = options.val_fraction
         for kind in kinds:
             for _, draw, count, lines in conn.execute(_ROWS, (kind, options.lang)):
@@ -76,9 +79,16 @@ def collect(folder: Path, position: int, options: BuildOptions, kinds: tuple[str
 def status(folder: Path, val_fraction: float = BuildOptions.val_fraction) -> dict[str, Any]:
     """How far the training projection is behind the log, and what it holds."""
     head = log_reader.log_position(log_reader.events_db(folder))
-    report: dict[str, Any] = {"log_position": head, "projection_position": None, "lag": None,
-                              "ready_trees": 0, "newest_ready_position": None,
-                              "last_change_position": None, "rows": {}, "note": ""}
+    report: dict[str, Any] = {
+        "log_position": head,
+        "projection_position": None,
+        "lag": None,
+        "ready_trees": 0,
+        "newest_ready_position": None,
+        "last_change_position": None,
+        "rows": {},
+        "note": "",
+    }
     conn = _open(folder)
     if conn is None:
         report["note"] = f"there is no {READMODEL_FILE}"
@@ -93,16 +103,20 @@ def status(folder: Path, val_fraction: float = BuildOptions.val_fraction) -> dic
         ready, newest, changed = conn.execute(
             "SELECT count(*), max(ready_position), max(changed_position) FROM dataset_trees"
         ).fetchone()
-        report.update(ready_trees=ready, newest_ready_position=newest,
-                      last_change_position=changed)
-        per_kind = {kind: (train, validation) for kind, train, validation in conn.execute(
-            "SELECT r.kind, coalesce(sum(CASE WHEN t.split_draw < ?1 THEN 0 ELSE r.count END), 0),"
-            " coalesce(sum(CASE WHEN t.split_draw < ?1 THEN r.count ELSE 0 END), 0)"
-            " FROM dataset_rows r JOIN dataset_trees t ON t.tree_id = r.tree_id GROUP BY r.kind",
-            (val_fraction,))}
-        report["rows"] = {kind: dict(zip(("train", "validation"), per_kind.get(source, (0, 0)),
-                                         strict=True))
-                          for kind, source in SOURCE.items()}
+        report.update(ready_trees=ready, newest_ready_position=newest, last_change_position=changed)
+        per_kind = {
+            kind: (train, validation)
+            for kind, train, validation in conn.execute(
+                "SELECT r.kind, coalesce(sum(CASE WHEN t.split_draw < ?1 THEN 0 ELSE r.count END), 0),"
+                " coalesce(sum(CASE WHEN t.split_draw < ?1 THEN r.count ELSE 0 END), 0)"
+                " FROM dataset_rows r JOIN dataset_trees t ON t.tree_id = r.tree_id GROUP BY r.kind",
+                (val_fraction,),
+            )
+        }
+        report["rows"] = {
+            kind: dict(zip(("train", "validation"), per_kind.get(source, (0, 0)), strict=True))
+            for kind, source in SOURCE.items()
+        }
         return report
     finally:
         conn.close()

@@ -16,8 +16,8 @@ are decoded: in a live store most trees are not (yet) ready.
 from __future__ import annotations
 
 import itertools
-
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 from uuid import UUID
 
 import msgspec
@@ -35,8 +35,17 @@ _ROLES = {r.value: r for r in Role}
 class RowMessage:
     """The facts of a message that dataset rows use (the names of domain.model.message.Message)."""
 
-    __slots__ = ("id", "role", "text", "lang", "synthetic", "review_result", "deleted",
-                 "rank", "children")
+    __slots__ = (
+        "id",
+        "role",
+        "text",
+        "lang",
+        "synthetic",
+        "review_result",
+        "deleted",
+        "rank",
+        "children",
+    )
 
     def __init__(self, id: str, role: Role, text: str, lang: str, synthetic: bool):
         self.id = id
@@ -111,8 +120,9 @@ def _started(tree: RowTree, e: _Started) -> None:
 
 
 def _reply(tree: RowTree, e: _Reply) -> None:
-    tree.messages[e.message_id] = RowMessage(e.message_id, _ROLES[e.role], e.text, e.lang,
-                                             e.synthetic)
+    tree.messages[e.message_id] = RowMessage(
+        e.message_id, _ROLES[e.role], e.text, e.lang, e.synthetic
+    )
     tree.messages[e.parent_id].children.append(e.message_id)
 
 
@@ -171,8 +181,9 @@ APPLY: dict[str, tuple[Callable[[bytes], Any], Callable[[RowTree, Any], None]]] 
 }
 CONTENT_TOPICS: tuple[str, ...] = tuple(APPLY)
 STARTED = get_topic(T.TreeStarted)
-STATE_TOPICS = frozenset(get_topic(c) for c in (T.TreeStarted, T.StateChanged, T.TreeHalted,
-                                                 T.TreeResumed))
+STATE_TOPICS = frozenset(
+    get_topic(c) for c in (T.TreeStarted, T.StateChanged, T.TreeHalted, T.TreeResumed)
+)
 _HALTED_TOPIC = get_topic(T.TreeHalted)
 
 
@@ -209,8 +220,12 @@ def tree_uuid(originator_id: Any) -> UUID:
     return originator_id if isinstance(originator_id, UUID) else UUID(originator_id)
 
 
-def ready_trees(rows: Iterable[tuple[Any, int, str, bytes]], *, lang: str | None = None,
-                on_tree: Callable[[int], Any] | None = None) -> Iterator[RowTree]:
+def ready_trees(
+    rows: Iterable[tuple[Any, int, str, bytes]],
+    *,
+    lang: str | None = None,
+    on_tree: Callable[[int], Any] | None = None,
+) -> Iterator[RowTree]:
     """Ready trees from (originator_id, version, topic, state) rows of content topics,
     grouped by tree in version order; trees that are not ready (or, with ``lang``, whose
     prompt is in another language) are never fully decoded. ``on_tree(1)`` after each
@@ -223,8 +238,9 @@ def ready_trees(rows: Iterable[tuple[Any, int, str, bytes]], *, lang: str | None
             yield tree
 
 
-def _finish(originator_id: Any, events: list[tuple[str, bytes]], lang: str | None
-            ) -> RowTree | None:
+def _finish(
+    originator_id: Any, events: list[tuple[str, bytes]], lang: str | None
+) -> RowTree | None:
     if final_state(events) != READY:
         return None
     if lang is not None and _decode_start(events[0][1]).lang != lang:  # the root's language

@@ -14,8 +14,9 @@ its files and the training projection (projections.datasets.live) keeps them per
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 from uuid import UUID
 
 import msgspec
@@ -27,8 +28,14 @@ KINDS = ("sft", "rm", "dpo", "kto", "rl")
 SFT_PATHS = ("best", "top-k", "all")
 # What cut() yields per tree: rm and dpo share the pairs, rm brings the listwise file.
 ROW_KINDS = ("sft", "pairs", "rm_listwise", "kto", "rl")
-SOURCE = {"sft": "sft", "rm": "pairs", "rm_listwise": "rm_listwise", "dpo": "pairs",
-          "kto": "kto", "rl": "rl"}  # output kind -> row kind, in output order
+SOURCE = {
+    "sft": "sft",
+    "rm": "pairs",
+    "rm_listwise": "rm_listwise",
+    "dpo": "pairs",
+    "kto": "kto",
+    "rl": "rl",
+}  # output kind -> row kind, in output order
 
 Chat = list[dict[str, str]]
 
@@ -48,9 +55,14 @@ class BuildOptions:
         return self.sft_paths == "best" and not self.include_synthetic
 
     def as_dict(self) -> dict[str, Any]:
-        return {"kinds": list(self.kinds), "lang": self.lang, "val_fraction": self.val_fraction,
-                "sft_paths": self.sft_paths, "top_k": self.top_k,
-                "include_synthetic": self.include_synthetic}
+        return {
+            "kinds": list(self.kinds),
+            "lang": self.lang,
+            "val_fraction": self.val_fraction,
+            "sft_paths": self.sft_paths,
+            "top_k": self.top_k,
+            "include_synthetic": self.include_synthetic,
+        }
 
 
 def split_draw(tree_id: UUID) -> float:
@@ -81,8 +93,11 @@ class TreeRows:
         return turn
 
     def counts(self, m: Message) -> bool:
-        return (m.review_result is True and not m.deleted
-                and (self.options.include_synthetic or not m.synthetic))
+        return (
+            m.review_result is True
+            and not m.deleted
+            and (self.options.include_synthetic or not m.synthetic)
+        )
 
     def children(self, m: Message, *, ranked_first: bool = False) -> list[Message]:
         key = (m, ranked_first)
@@ -117,25 +132,34 @@ class TreeRows:
             yield {"prompt": path}
 
     def ranked(self, m: Message) -> list[Message]:
-        return [c for c in self.children(m, ranked_first=True)
-                if c.role is Role.ASSISTANT and c.rank is not None]
+        return [
+            c
+            for c in self.children(m, ranked_first=True)
+            if c.role is Role.ASSISTANT and c.rank is not None
+        ]
 
     def pairs(self) -> Iterator[dict[str, Any]]:
         """Every ordered pair of ranked sibling replies: the better one is chosen."""
         for m, path in self.prompters():
             ranked = self.ranked(m)
             for i, better in enumerate(ranked):
-                for worse in ranked[i + 1:]:
-                    yield {"prompt": path, "chosen": [self.chat(better)],
-                           "rejected": [self.chat(worse)],
-                           "margin": float(worse.rank - better.rank)}  # type: ignore[operator]
+                for worse in ranked[i + 1 :]:
+                    yield {
+                        "prompt": path,
+                        "chosen": [self.chat(better)],
+                        "rejected": [self.chat(worse)],
+                        "margin": float(worse.rank - better.rank),
+                    }  # type: ignore[operator]
 
     def listwise(self) -> Iterator[dict[str, Any]]:
         for m, path in self.prompters():
             ranked = self.ranked(m)
             if len(ranked) > 1:
-                yield {"prompt": path, "completions": [[self.chat(c)] for c in ranked],
-                       "ranks": [c.rank for c in ranked]}
+                yield {
+                    "prompt": path,
+                    "completions": [[self.chat(c)] for c in ranked],
+                    "ranks": [c.rank for c in ranked],
+                }
 
     def kto(self) -> Iterator[dict[str, Any]]:
         """Rejected replies are undesirable; of ranked siblings the better half is desirable;
@@ -208,8 +232,9 @@ class TreeRows:
 _encoder = msgspec.json.Encoder()
 
 
-def cut(tree: ConversationTree, options: BuildOptions,
-        kinds: tuple[str, ...] = ROW_KINDS) -> dict[str, tuple[int, bytes]]:
+def cut(
+    tree: ConversationTree, options: BuildOptions, kinds: tuple[str, ...] = ROW_KINDS
+) -> dict[str, tuple[int, bytes]]:
     """The tree's rows of each row kind as (count, JSON lines); kinds without rows left out."""
     rows = TreeRows(tree, options)
     found = {}

@@ -13,9 +13,10 @@ from __future__ import annotations
 import hashlib
 import shutil
 import threading
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 SPLITS = ("train", "validation")
 _BLOCK = 4 << 20  # JSON reader blocks: split across threads, each must hold whole lines
@@ -26,14 +27,16 @@ def _schemas() -> dict[str, Any]:
 
     message = pa.struct([("role", pa.string()), ("content", pa.string())])
     chat = pa.list_(message)
-    pair = pa.schema([("prompt", chat), ("chosen", chat), ("rejected", chat),
-                      ("margin", pa.float64())])
+    pair = pa.schema(
+        [("prompt", chat), ("chosen", chat), ("rejected", chat), ("margin", pa.float64())]
+    )
     return {
         "sft": pa.schema([("messages", chat)]),
         "rm": pair,
         "dpo": pair,
-        "rm_listwise": pa.schema([("prompt", chat), ("completions", pa.list_(chat)),
-                                  ("ranks", pa.list_(pa.int64()))]),
+        "rm_listwise": pa.schema(
+            [("prompt", chat), ("completions", pa.list_(chat)), ("ranks", pa.list_(pa.int64()))]
+        ),
         "kto": pa.schema([("prompt", chat), ("completion", chat), ("label", pa.bool_())]),
         "rl": pa.schema([("prompt", chat)]),
     }
@@ -58,17 +61,22 @@ def table(jsonl: Path, schema: Any) -> Any:
     parse = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
     with pa.memory_map(str(jsonl)) as source:  # the page cache, no copy into Python
         try:
-            parsed = pj.read_json(source, read_options=pj.ReadOptions(block_size=_BLOCK),
-                                  parse_options=parse)
+            parsed = pj.read_json(
+                source, read_options=pj.ReadOptions(block_size=_BLOCK), parse_options=parse
+            )
         except pa.ArrowInvalid:  # a line longer than a block: read it as one block
             source.seek(0)
-            parsed = pj.read_json(source, parse_options=parse, read_options=pj.ReadOptions(
-                block_size=size + 1, use_threads=False))
+            parsed = pj.read_json(
+                source,
+                parse_options=parse,
+                read_options=pj.ReadOptions(block_size=size + 1, use_threads=False),
+            )
     return parsed.combine_chunks()
 
 
-def write_kind(folder: Path, kind: str, splits: dict[str, bytes | Sequence[bytes]],
-               hf: bool = True) -> dict[Path, str]:
+def write_kind(
+    folder: Path, kind: str, splits: dict[str, bytes | Sequence[bytes]], hf: bool = True
+) -> dict[Path, str]:
     """Write one kind's splits from their JSON lines (bytes, or parts to concatenate);
     returns the files written with their sha256."""
     import pyarrow.parquet as pq
@@ -140,8 +148,9 @@ class _Bars:
 _BARS = _Bars()
 
 
-def _write_hf(folder: Path, tables: dict[str, Any], schema: Any,
-              fingerprints: dict[str, str]) -> list[Path]:
+def _write_hf(
+    folder: Path, tables: dict[str, Any], schema: Any, fingerprints: dict[str, str]
+) -> list[Path]:
     try:
         import datasets as hf
         from datasets import Dataset, DatasetDict, DatasetInfo, Features, NamedSplit
@@ -151,10 +160,17 @@ def _write_hf(folder: Path, tables: dict[str, Any], schema: Any,
     features = Features.from_arrow_schema(schema)
     # From the Arrow tables as they are: no per-row encoding, and a fingerprint taken from
     # the data, so the folder is as reproducible as the rest.
-    data = DatasetDict({split: Dataset(InMemoryTable(tables[split]),
-                                       info=DatasetInfo(features=features.copy()),
-                                       split=NamedSplit(split), fingerprint=fingerprints[split])
-                        for split in SPLITS})
+    data = DatasetDict(
+        {
+            split: Dataset(
+                InMemoryTable(tables[split]),
+                info=DatasetInfo(features=features.copy()),
+                split=NamedSplit(split),
+                fingerprint=fingerprints[split],
+            )
+            for split in SPLITS
+        }
+    )
     # An empty split left to its default is saved as zero shards, which load_from_disk
     # cannot read back: give it one (empty) shard.
     shards = {split: 1 for split in SPLITS if tables[split].num_rows == 0}
