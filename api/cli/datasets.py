@@ -39,6 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="keep synthetic messages (left out by default, as in OA's training)",
     )
     build.add_argument(
+        "--sft-model-replies",
+        action="store_true",
+        help="the sft path may take a model-written reply people ranked best "
+        "(ranked model replies always enter rm, dpo and kto)",
+    )
+    build.add_argument(
         "--source",
         default="auto",
         choices=["auto", "replay", "projection"],
@@ -83,6 +89,7 @@ def build_datasets(args: argparse.Namespace) -> int:
         sft_paths=args.sft_paths,
         top_k=args.top_k,
         include_synthetic=args.include_synthetic,
+        sft_model_replies=args.sft_model_replies,
     )
     manifest = build(
         data_dir(args.data),

@@ -41,6 +41,7 @@ class RowMessage:
         "text",
         "lang",
         "synthetic",
+        "model_name",
         "review_result",
         "deleted",
         "rank",
@@ -53,6 +54,7 @@ class RowMessage:
         self.text = text
         self.lang = lang
         self.synthetic = synthetic
+        self.model_name: str | None = None  # who wrote a synthetic reply (provenance counts)
         self.review_result: bool | None = None
         self.deleted = False
         self.rank: int | None = None
@@ -89,6 +91,7 @@ class _Reply(msgspec.Struct):
     text: str
     lang: str
     synthetic: bool
+    model_name: str | None = None
 
 
 class _Review(msgspec.Struct):
@@ -120,9 +123,9 @@ def _started(tree: RowTree, e: _Started) -> None:
 
 
 def _reply(tree: RowTree, e: _Reply) -> None:
-    tree.messages[e.message_id] = RowMessage(
-        e.message_id, _ROLES[e.role], e.text, e.lang, e.synthetic
-    )
+    message = RowMessage(e.message_id, _ROLES[e.role], e.text, e.lang, e.synthetic)
+    message.model_name = e.model_name
+    tree.messages[e.message_id] = message
     tree.messages[e.parent_id].children.append(e.message_id)
 
 

@@ -1,7 +1,11 @@
 """Dataset rows from one conversation tree, in TRL's conversational formats.
 
 Only accepted, non-deleted messages count (and no synthetic ones unless asked), as in
-OA's training code; a message that does not count takes its subtree with it. Messages
+OA's training code; a message that does not count takes its subtree with it. A model-written
+reply that people ranked is the exception: the ranking is a human judgement, so it takes part
+in the preference pairs, the listwise file and KTO like a person's reply (model vs model,
+model vs human), and with ``sft_model_replies`` the best path may end in it when it ranked
+best. Prompts never run through model-written messages unless synthetic ones are kept. Messages
 become ``{"role": "user"|"assistant", "content": text}``. Rows come out in a fixed order
 (children in creation order), so the same tree always yields the same rows.
 
@@ -48,11 +52,14 @@ class BuildOptions:
     sft_paths: str = "best"
     top_k: int = 2
     include_synthetic: bool = False
+    sft_model_replies: bool = False  # the best path may take a model reply ranked best
 
     @property
     def default_rows(self) -> bool:
         """Rows as the training projection cuts them (kinds, lang and split may differ)."""
-        return self.sft_paths == "best" and not self.include_synthetic
+        return (
+            self.sft_paths == "best" and not self.include_synthetic and not self.sft_model_replies
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -62,6 +69,7 @@ class BuildOptions:
             "sft_paths": self.sft_paths,
             "top_k": self.top_k,
             "include_synthetic": self.include_synthetic,
+            "sft_model_replies": self.sft_model_replies,
         }
 
 
@@ -81,15 +89,17 @@ class TreeRows:
     def __init__(self, tree: ConversationTree, options: BuildOptions):
         self.tree = tree
         self.options = options
-        self._children: dict[tuple[Message, bool], list[Message]] = {}
+        self._children: dict[tuple[Message, bool, bool], list[Message]] = {}
         self._prompters: list[tuple[Message, Chat]] | None = None
         self._chats: dict[Message, dict[str, str]] = {}
+        self._sources: dict[int, Message] = {}  # id(turn) -> its message
 
     def chat(self, m: Message) -> dict[str, str]:
         """The message as a chat turn; one dict per message, shared by the rows that hold it."""
         turn = self._chats.get(m)
         if turn is None:
             turn = self._chats[m] = _chat(m)
+            self._sources[id(turn)] = m
         return turn
 
     def counts(self, m: Message) -> bool:
@@ -99,11 +109,32 @@ class TreeRows:
             and (self.options.include_synthetic or not m.synthetic)
         )
 
-    def children(self, m: Message, *, ranked_first: bool = False) -> list[Message]:
-        key = (m, ranked_first)
+    def voted(self, m: Message) -> bool:
+        """A model-written reply people accepted and ranked."""
+        return (
+            m.synthetic
+            and m.rank is not None
+            and m.role is Role.ASSISTANT
+            and m.review_result is True
+            and not m.deleted
+        )
+
+    def source(self, turn: dict[str, str]) -> Message:
+        """The message a chat turn of this tree's rows was made from (turns are shared)."""
+        return self._sources[id(turn)]
+
+    def children(
+        self, m: Message, *, ranked_first: bool = False, voted: bool = False
+    ) -> list[Message]:
+        """Counted children; with ``voted`` also the model-written replies people ranked."""
+        key = (m, ranked_first, voted)
         kids = self._children.get(key)
         if kids is None:
-            kids = [c for c in (self.tree.messages[i] for i in m.children) if self.counts(c)]
+            kids = [
+                c
+                for c in (self.tree.messages[i] for i in m.children)
+                if self.counts(c) or (voted and self.voted(c))
+            ]
             if ranked_first:
                 kids.sort(key=lambda c: (c.rank is None, c.rank or 0))
             self._children[key] = kids
@@ -134,7 +165,7 @@ class TreeRows:
     def ranked(self, m: Message) -> list[Message]:
         return [
             c
-            for c in self.children(m, ranked_first=True)
+            for c in self.children(m, ranked_first=True, voted=True)
             if c.role is Role.ASSISTANT and c.rank is not None
         ]
 
@@ -170,7 +201,7 @@ class TreeRows:
             for reply in (self.tree.messages[i] for i in m.children):
                 if reply.role is not Role.ASSISTANT or reply.deleted or reply.review_result is None:
                     continue
-                if reply.synthetic and not self.options.include_synthetic:
+                if reply.synthetic and not self.options.include_synthetic and not self.voted(reply):
                     continue
                 if reply.review_result is False:
                     label = False
@@ -197,10 +228,11 @@ class TreeRows:
         if not self.counts(root):
             return []
         path, m = [self.chat(root)], root
+        model_replies = self.options.sft_model_replies
         while True:
-            kids = self.children(m, ranked_first=True)
+            kids = self.children(m, ranked_first=True, voted=model_replies)
             if m.role is Role.ASSISTANT:
-                kids = [c for c in kids if self.children(c)]
+                kids = [c for c in kids if self.children(c, voted=model_replies)]
             if not kids:
                 break
             m = kids[0]
