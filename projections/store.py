@@ -24,6 +24,7 @@ def default_projections() -> list[Projection]:
     # come after all three: they read the messages, labels, rankings, trees and tasks rows
     # as already updated for the event they handle.
     from projections.agreement import AgreementProjection
+    from projections.arena import ArenaProjection
     from projections.datasets.live import TrainingProjection
     from projections.messages import MessagesProjection
     from projections.model_stats import ModelStatsProjection
@@ -38,6 +39,7 @@ def default_projections() -> list[Projection]:
         UsersProjection(),
         StatsProjection(),
         ModelStatsProjection(),
+        ArenaProjection(),
         AgreementProjection(),
         ModelsProjection(),
         TrainingProjection(),
