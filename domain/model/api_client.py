@@ -7,6 +7,7 @@ authenticating a request is one lookup by id, with no index to keep.
 from __future__ import annotations
 
 import secrets
+from dataclasses import field
 from hashlib import sha256
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -29,6 +30,15 @@ def new_api_key() -> str:
 
 
 class ApiClient(Aggregate):
+    # Set by the events' apply methods; init=False: eventsourcing builds it from Registered.
+    name: str = field(init=False)
+    key_hash: str = field(init=False)
+    trusted: bool = field(init=False)
+    enabled: bool = field(init=False)
+    frontend_type: str | None = field(init=False)
+    description: str | None = field(init=False)
+    admin_email: str | None = field(init=False)
+
     class Registered(Aggregate.Created):
         name: str
         key_hash: str

@@ -17,7 +17,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from numbers import Real
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 import msgspec
 
@@ -241,13 +241,14 @@ class TreeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
             unknown = [v for v in value if v not in LABEL_NAMES]
             if unknown:
                 _fail(f"{name} contains unknown label(s) {', '.join(map(repr, unknown))}")
-        for kind in ("initial_prompt", "assistant_reply", "prompter_reply"):
-            full = set(getattr(self, f"labels_{kind}"))
-            extra = [v for v in getattr(self, f"mandatory_labels_{kind}") if v not in full]
+        for message_kind in ("initial_prompt", "assistant_reply", "prompter_reply"):
+            full = set(getattr(self, f"labels_{message_kind}"))
+            mandatory = getattr(self, f"mandatory_labels_{message_kind}")
+            extra = [v for v in mandatory if v not in full]
             if extra:
                 _fail(
-                    f"mandatory_labels_{kind} contains {', '.join(map(repr, extra))} "
-                    f"which is not in labels_{kind}"
+                    f"mandatory_labels_{message_kind} contains {', '.join(map(repr, extra))} "
+                    f"which is not in labels_{message_kind}"
                 )
         return self
 
@@ -327,7 +328,7 @@ class TreeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
 
 # --- helpers ---------------------------------------------------------------------------------
-def _fail(detail: str) -> Any:
+def _fail(detail: str) -> NoReturn:
     raise ConfigError(f"invalid configuration: {detail}")
 
 

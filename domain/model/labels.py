@@ -32,6 +32,7 @@ __all__ = [
     "LABEL_NAMES",
     "REPORT_LABELS",
     "MessageKind",
+    "LabelKind",
     "LabelMode",
     "Disposition",
     "full_labels",
@@ -163,6 +164,17 @@ class MessageKind(StrEnum):
     ASSISTANT_REPLY = "assistant_reply"
 
 
+class LabelKind(StrEnum):
+    """How a label submission counts: the ``kind`` field of ``LabelsSubmitted``.
+
+    The values are stored in the log and must never change.
+    """
+
+    TASK = "task"  # a review task's labels: they decide the message's acceptance
+    FREE = "free"  # labels given outside a task: recorded, they decide nothing
+    REPORT = "report"  # a report: also raises a red flag on the message (auto-moderation)
+
+
 class LabelMode(StrEnum):
     SIMPLE = "simple"
     FULL = "full"
@@ -175,22 +187,22 @@ class Disposition(StrEnum):
     SPAM = "spam"
 
 
-def full_labels(config: TreeConfig, kind: MessageKind | str) -> tuple[str, ...]:
+def full_labels(config: TreeConfig, message_kind: MessageKind | str) -> tuple[str, ...]:
     """The full-mode label list the configuration gives for this kind of message."""
-    kind = MessageKind(kind)
-    if kind is MessageKind.INITIAL_PROMPT:
+    message_kind = MessageKind(message_kind)
+    if message_kind is MessageKind.INITIAL_PROMPT:
         return tuple(config.labels_initial_prompt)
-    if kind is MessageKind.ASSISTANT_REPLY:
+    if message_kind is MessageKind.ASSISTANT_REPLY:
         return tuple(config.labels_assistant_reply)
     return tuple(config.labels_prompter_reply)
 
 
-def mandatory_labels(config: TreeConfig, kind: MessageKind | str) -> tuple[str, ...]:
+def mandatory_labels(config: TreeConfig, message_kind: MessageKind | str) -> tuple[str, ...]:
     """Labels every task-based submission for this kind of message must contain."""
-    kind = MessageKind(kind)
-    if kind is MessageKind.INITIAL_PROMPT:
+    message_kind = MessageKind(message_kind)
+    if message_kind is MessageKind.INITIAL_PROMPT:
         return tuple(config.mandatory_labels_initial_prompt)
-    if kind is MessageKind.ASSISTANT_REPLY:
+    if message_kind is MessageKind.ASSISTANT_REPLY:
         return tuple(config.mandatory_labels_assistant_reply)
     return tuple(config.mandatory_labels_prompter_reply)
 
@@ -199,22 +211,22 @@ def _dedup(items: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(str(item) for item in items))
 
 
-def simple_labels(config: TreeConfig, kind: MessageKind | str) -> tuple[str, ...]:
+def simple_labels(config: TreeConfig, message_kind: MessageKind | str) -> tuple[str, ...]:
     """Simple mode: the mandatory labels plus lang_mismatch, plus quality for replies."""
-    kind = MessageKind(kind)
+    message_kind = MessageKind(message_kind)
     extra: tuple[str, ...] = (TextLabel.LANG_MISMATCH.value,)
-    if kind is not MessageKind.INITIAL_PROMPT:
+    if message_kind is not MessageKind.INITIAL_PROMPT:
         extra += (TextLabel.QUALITY.value,)
-    return _dedup((*mandatory_labels(config, kind), *extra))
+    return _dedup((*mandatory_labels(config, message_kind), *extra))
 
 
 def valid_labels(
-    config: TreeConfig, kind: MessageKind | str, mode: LabelMode | str
+    config: TreeConfig, message_kind: MessageKind | str, mode: LabelMode | str
 ) -> tuple[str, ...]:
     """Labels a review task of this kind and mode accepts."""
     if LabelMode(mode) is LabelMode.FULL:
-        return _dedup(full_labels(config, kind))
-    return simple_labels(config, kind)
+        return _dedup(full_labels(config, message_kind))
+    return simple_labels(config, message_kind)
 
 
 def disposition(mode: LabelMode | str) -> Disposition:

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import math
 import unicodedata
+from dataclasses import field
+from datetime import datetime
+from enum import StrEnum
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -21,7 +24,20 @@ from domain.model.actor import SYSTEM, Actor
 from domain.model.errors import InvalidModelError, ModelAlreadyRegisteredError
 from domain.model.topics import keep_stored_topics
 
-KINDS = ("sft", "rm", "dpo", "kto", "rlhf", "base", "external")
+
+class ModelKind(StrEnum):
+    """What a registered model is: the ``kind`` of ``TrainedModel.Registered`` (stored)."""
+
+    SFT = "sft"
+    RM = "rm"
+    DPO = "dpo"
+    KTO = "kto"
+    RLHF = "rlhf"
+    BASE = "base"  # a starting point that was not trained here
+    EXTERNAL = "external"  # a model served elsewhere, known by name
+
+
+KINDS: tuple[str, ...] = tuple(kind.value for kind in ModelKind)
 MAX_NAME_LENGTH = 128
 
 
@@ -61,10 +77,21 @@ def check_metrics(metrics: dict[str, Any] | None) -> dict[str, float]:
 
 
 class TrainedModel(Aggregate):
+    # Set by Registered.apply; init=False: eventsourcing builds the model from its event.
+    name: str = field(init=False)
+    path: str = field(init=False)
+    kind: ModelKind = field(init=False)
+    base_model: str | None = field(init=False)
+    dataset_position: int | None = field(init=False)
+    dataset_digest: str | None = field(init=False)
+    metrics: dict[str, float] = field(init=False)
+    registered_by: Actor = field(init=False)
+    registered_at: datetime = field(init=False)
+
     class Registered(Aggregate.Created):
         name: str
         path: str
-        kind: str
+        kind: ModelKind
         base_model: str | None
         dataset_position: int | None
         dataset_digest: str | None
@@ -75,7 +102,7 @@ class TrainedModel(Aggregate):
         def apply(self, model: TrainedModel) -> None:
             model.name = self.name
             model.path = self.path
-            model.kind = self.kind
+            model.kind = ModelKind(self.kind)
             model.base_model = self.base_model
             model.dataset_position = self.dataset_position
             model.dataset_digest = self.dataset_digest
@@ -88,7 +115,7 @@ class TrainedModel(Aggregate):
         *,
         name: str,
         path: str,
-        kind: str,
+        kind: ModelKind | str,
         base_model: str | None = None,
         dataset_position: int | None = None,
         dataset_digest: str | None = None,
@@ -117,7 +144,7 @@ class TrainedModel(Aggregate):
         return {
             "name": name,
             "path": path,
-            "kind": kind,
+            "kind": ModelKind(kind),
             "base_model": base_model,
             "dataset_position": dataset_position,
             "dataset_digest": dataset_digest,

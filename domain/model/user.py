@@ -7,6 +7,7 @@ where the per-user limits live (pending tasks, duplicate texts).
 
 from __future__ import annotations
 
+from dataclasses import field
 from datetime import datetime, timedelta
 from hashlib import sha256
 from typing import Any
@@ -73,6 +74,22 @@ class Task:
 
 
 class User(Aggregate):
+    # Set by the events' apply methods; init=False: eventsourcing builds it from Registered.
+    client_id: UUID | None = field(init=False)
+    auth_method: str = field(init=False)
+    username: str = field(init=False)
+    display_name: str = field(init=False)
+    enabled: bool = field(init=False)
+    deleted: bool = field(init=False)
+    show_on_leaderboard: bool = field(init=False)
+    tos_accepted_at: datetime | None = field(init=False)
+    notes: str = field(init=False)
+    tasks: dict[UUID, Task] = field(init=False)
+    # frontend message id -> task id, for tasks acknowledged with one
+    frontend_index: dict[str, UUID] = field(init=False)
+    # (when, digest) of the texts the user sent, for the duplicate-text window
+    recent_texts: list[tuple[datetime, str]] = field(init=False)
+
     class Event(Aggregate.Event):
         client_id: UUID | None
 
@@ -207,7 +224,7 @@ class User(Aggregate):
 
     def pending_tasks(self, now: datetime, config: TreeConfig) -> int:
         since = now - timedelta(seconds=config.recent_tasks_span_sec)
-        return sum(1 for t in self.tasks.values() if t.open and t.issued_at >= since)
+        return len([t for t in self.tasks.values() if t.open and t.issued_at >= since])
 
     def issue_task(
         self,
