@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from api.cli import add_data_option, fail
+from api.cli import add_data_option, fail, import_data
 from domain.model.states import TreeState
 
 
@@ -49,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     oa.add_argument("--messages", action="store_true", help="flat messages instead of trees")
     oa.set_defaults(handler=export_oa)
+    import_data.register_export(export)
 
     imp = sub.add_parser("import", help="import trees").add_subparsers(
         dest="action", required=True, metavar="FORMAT"
@@ -64,6 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     ioa.add_argument("--origin", default=None, help="origin recorded for trees that name none")
     ioa.set_defaults(handler=import_oa)
+    import_data.register_import(imp)
 
 
 @contextmanager
