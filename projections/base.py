@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-from eventsourcing.utils import get_topic
+from domain.model.catalogue import topics_of
 
 Handler = Callable[[sqlite3.Cursor, Any], None]
 
@@ -28,22 +28,64 @@ def handles(*event_classes: type) -> Callable[[Callable[..., None]], Callable[..
 
 
 class Projection:
+    """A read model. Subclasses set ``name``, ``ddl`` and ``tables`` and mark handlers with
+    ``@handles``; everything else below is an optional hook with a default that does nothing,
+    overridden by the projections that need it (projections.runner calls them)."""
+
     name: ClassVar[str]
     # CREATE statements (tables first, then indexes); tables lists what a rebuild drops.
     ddl: ClassVar[tuple[str, ...]] = ()
     tables: ClassVar[tuple[str, ...]] = ()
+    # Tables an earlier version of the projection created and this one no longer does:
+    # dropped with the others when the schema changes, so an old read model loses them.
+    retired_tables: ClassVar[tuple[str, ...]] = ()
+    # A change of meaning that leaves the DDL as it was: bump it and the read model is
+    # projected again (projections.store.schema_digest hashes it with the DDL).
+    schema_version: ClassVar[str | int] = ""
     # Roughly how much work a replay of the log is for this projection, relative to the
     # others (1: a few rows per tree); a parallel rebuild balances its workers by it.
     replay_cost: ClassVar[float] = 1.0
+    # Handlers take log views (projections.log) instead of domain events: True for the
+    # full view of each event, or event class -> a narrower msgspec struct.
+    views: ClassVar[bool | Mapping[type, type]] = False
+    # With views whose structs declare ``position``: each view gets its log position.
+    positions: ClassVar[bool] = False
+    # Handlers read other projections' rows: buffered projections flush before each.
+    reads_others: ClassVar[bool] = False
+    # The indexes handlers query during a replay (None: all); a rebuild creates the
+    # others once the tables are full.
+    replay_indexes: ClassVar[tuple[str, ...] | None] = None
 
     def handlers(self) -> dict[str, Handler]:
-        """Event topic -> bound handler. Topics (not classes) so undecoded rows can be skipped."""
+        """Event topic -> bound handler. Topics (not classes) so undecoded rows can be skipped;
+        each event's stored and current topic (domain.model.catalogue.topics_of)."""
         found: dict[str, Handler] = {}
         for klass in reversed(type(self).__mro__):
             for attr, fn in vars(klass).items():
-                for event_class in getattr(fn, "_handles", ()):
-                    found[get_topic(event_class)] = getattr(self, attr)
+                for topic in topics_of(*getattr(fn, "_handles", ())):
+                    found[topic] = getattr(self, attr)
         return found
+
+    # ------------------------------------------------------------------ runner hooks
+    def bind_log(self, log: Any) -> None:
+        """The log source the runner follows (projections.log.LogSource), for a projection
+        that reads events itself at a batch's end."""
+
+    def begin_batch(self, cursor: sqlite3.Cursor) -> None:
+        """Before a batch's first event, in projection order."""
+
+    def end_batch(self, cursor: sqlite3.Cursor) -> None:
+        """After a batch's last event, before the batch commits: write what was buffered."""
+
+    def flush(self, cursor: sqlite3.Cursor) -> None:
+        """Write what was buffered so far (before a handler that reads others' rows)."""
+
+    def abort_batch(self) -> None:
+        """The batch rolled back (or another runner wrote the file): drop buffered changes."""
+
+    def overrides(self, hook: str) -> bool:
+        """Whether the projection has its own ``hook`` (the runner skips the defaults)."""
+        return getattr(type(self), hook) is not getattr(Projection, hook)
 
 
 def uid(value: Any) -> str | None:

@@ -14,23 +14,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from eventsourcing.persistence import JSONTranscoder, StoredEvent
-from eventsourcing.utils import get_topic
 
 from api.storage.codec import MsgspecMapper
 from api.storage.events import EVENTS_FILE
+from domain.model.catalogue import topics_of
 from domain.model.errors import DomainError, ErrorCode
 from domain.model.tree import ConversationTree
 
-_TREE_TOPICS = get_topic(ConversationTree) + ".%"
-_SIDE_TOPICS = tuple(
-    get_topic(cls)
-    for cls in (
-        ConversationTree.EmojiToggled,
-        ConversationTree.LabelsSubmitted,
-        ConversationTree.RankingSubmitted,
-        ConversationTree.ScoringFailed,
-    )
-)
+# A tree's events are stored under its stored topic; a log may also hold the classes'
+# current module path (domain.model.catalogue.topics_of): both are read.
+_TREE_PATTERNS = tuple(topic + ".%" for topic in topics_of(ConversationTree))
+_STARTED = topics_of(ConversationTree.TreeStarted)
 
 
 class LogPositionError(DomainError):
@@ -70,31 +64,23 @@ def count_trees(db: Path, position: int) -> int:
     """Trees started at or before the position (for progress bars)."""
     with _connect(db) as conn:
         row = conn.execute(
-            "SELECT count(*) FROM stored_events WHERE rowid <= ? AND topic = ?",
-            (position, get_topic(ConversationTree.TreeStarted)),
+            "SELECT count(*) FROM stored_events WHERE rowid <= ?"
+            f" AND topic IN ({','.join('?' * len(_STARTED))})",
+            (position, *_STARTED),
         ).fetchone()
     return row[0]
 
 
-def iter_trees(
-    db: Path, position: int, *, content_only: bool = False
-) -> Iterator[ConversationTree]:
-    """Every tree as of the position, replayed from its events, in tree-id order.
-
-    content_only: skip the events that only feed emoji counts, labels, individual
-    rankings and ranking counts (a dataset needs none of them; in a live store they
-    are most of the log). Such trees are partial read-only views: their version counts
-    only the events applied.
-    """
+def iter_trees(db: Path, position: int) -> Iterator[ConversationTree]:
+    """Every tree as of the position, replayed from its events, in tree-id order."""
     mapper = MsgspecMapper(transcoder=JSONTranscoder())
-    skipped = _SIDE_TOPICS if content_only else ()
     conn = _connect(db)
     try:
         rows = conn.execute(
             "SELECT originator_id, originator_version, topic, state FROM stored_events "
-            f"WHERE rowid <= ? AND topic LIKE ? AND topic NOT IN ({','.join('?' * len(skipped))}) "
+            f"WHERE rowid <= ? AND ({' OR '.join(['topic LIKE ?'] * len(_TREE_PATTERNS))}) "
             "ORDER BY originator_id, originator_version",
-            (position, _TREE_TOPICS, *skipped),
+            (position, *_TREE_PATTERNS),
         )
         tree: ConversationTree | None = None
         for originator_id, version, topic, state in rows:
@@ -110,9 +96,6 @@ def iter_trees(
                 if tree is not None:
                     yield tree
                 tree = event.mutate(None)
-            elif content_only:
-                # Versions have gaps here, which mutate() would refuse.
-                event.apply(tree)
             else:
                 tree = event.mutate(tree)
         if tree is not None:

@@ -74,7 +74,7 @@ def split(projections: Sequence[Projection], workers: int) -> list[list[Projecti
     """Projections per worker, balanced by ``replay_cost`` (largest first onto the least
     loaded); each list keeps the projections' order. One list when a projection reads
     others' rows."""
-    if workers <= 1 or any(getattr(p, "reads_others", False) for p in projections):
+    if workers <= 1 or any(p.reads_others for p in projections):
         return [list(projections)]
     loads = [0.0] * min(workers, len(projections))
     slots: dict[int, int] = {}

@@ -6,8 +6,8 @@ Catch-up reads large batches (one transaction per batch, not per event); live fo
 is a thread polling the log every few milliseconds when it has nothing to do, and
 ``wait_for(position)`` gives a caller read-your-writes after a command.
 
-Two optional parts of a projection make replay fast (projections.base keeps the plain
-protocol: handlers get the batch's cursor and the domain event):
+Optional hooks of a projection make replay fast (declared, with defaults that do nothing,
+on projections.base.Projection; handlers get the batch's cursor and the domain event):
 - ``views``: True (or a mapping event class -> msgspec struct) hands its handlers views
   decoded straight from the stored JSON (projections.log) instead of domain events;
 - ``begin_batch(cursor)`` / ``end_batch(cursor)`` / ``abort_batch()``: called around each
@@ -16,7 +16,7 @@ protocol: handlers get the batch's cursor and the domain event):
   batch is one transaction anyway). Such rows are stale to other projections until then,
   so handlers read only their own projection's tables; a projection whose handlers must
   read others' rows sets ``reads_others = True``, and before each of its handlers the
-  runner calls ``flush(cursor)`` on the projections that have one.
+  runner calls ``flush(cursor)`` on the projections that override it.
 - ``replay_indexes``: the names of the projection's indexes its handlers query; a rebuild
   creates its other indexes only once the tables are full.
 - ``positions = True`` (with ``views``, whose structs declare ``position``): each view gets
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +76,7 @@ class ProjectionRunner:
         self.readmodel.create(self._conn)
         self._deferred = self._defer_indexes() if bulk else []
         for projection in self.readmodel.projections:
-            if hasattr(projection, "bind_log"):
-                projection.bind_log(log)
+            projection.bind_log(log)
         self._positions = self.readmodel.positions(self._conn)
         self._routes = self._route(self.readmodel.projections)
         self._readers = any(r[4] for route in self._routes.values() for r in route)
@@ -92,8 +91,8 @@ class ProjectionRunner:
                 else:
                     groups.append((decode, [handler]))
             self._plain[topic] = tuple((d, tuple(h)) for d, h in groups)
-        self._batched = [p for p in self.readmodel.projections if hasattr(p, "end_batch")]
-        self._flushable = [p for p in self._batched if hasattr(p, "flush")]
+        self._batched = [p for p in self.readmodel.projections if p.overrides("end_batch")]
+        self._flushable = [p for p in self._batched if p.overrides("flush")]
         self._names = [p.name for p in self.readmodel.projections]
         self._position = min(self._positions[n] for n in self._names) if self._names else 0
         self._lock = threading.Lock()  # one batch at a time
@@ -112,15 +111,15 @@ class ProjectionRunner:
         fast_views = hasattr(self.log, "view_decoder")
         full = self.log.decode  # one bound method, so neighbours share the decoded event
         for projection in projections:
-            views = getattr(projection, "views", False)
-            buffered = hasattr(projection, "end_batch")
-            reader = bool(getattr(projection, "reads_others", False))
-            positioned = bool(getattr(projection, "positions", False))
+            views = projection.views
+            buffered = projection.overrides("end_batch")
+            reader = projection.reads_others
+            positioned = projection.positions
             for topic, handler in projection.handlers().items():
-                decoder = full
+                decoder: Callable[[Row], Any] = full
                 if views:
                     event_class = resolve_topic(topic)
-                    narrow = views.get(event_class) if isinstance(views, dict) else None
+                    narrow = views.get(event_class) if isinstance(views, Mapping) else None
                     if (topic, narrow) not in decoders:
                         decoders[topic, narrow] = (
                             self.log.view_decoder(event_class, narrow)  # type: ignore[attr-defined]
@@ -137,7 +136,7 @@ class ProjectionRunner:
 
     def _flush(self, cursor: Any) -> None:
         for projection in self._flushable:
-            projection.flush(cursor)  # type: ignore[attr-defined]
+            projection.flush(cursor)
 
     @property
     def position(self) -> int:
@@ -177,7 +176,7 @@ class ProjectionRunner:
         row. Unique indexes stay: they are constraints."""
         deferred = []
         for projection in self.readmodel.projections:
-            keep = getattr(projection, "replay_indexes", None)
+            keep = projection.replay_indexes
             if keep is None:
                 continue
             for statement in projection.ddl:
@@ -205,7 +204,7 @@ class ProjectionRunner:
         last = rows[-1][0]
         try:
             for projection in self._batched:
-                projection.begin_batch(cursor)  # type: ignore[attr-defined]
+                projection.begin_batch(cursor)
             if lagging or self._readers:
                 self._dispatch(cursor, rows, lagging)
             else:
@@ -218,7 +217,7 @@ class ProjectionRunner:
                             for handler in handlers:
                                 handler(cursor, event)
             for projection in self._batched:
-                projection.end_batch(cursor)  # type: ignore[attr-defined]
+                projection.end_batch(cursor)
             cursor.executemany(
                 "UPDATE tracking SET position = ? WHERE projection = ? AND position < ?",
                 [(last, n, last) for n in self._names],
@@ -228,7 +227,7 @@ class ProjectionRunner:
         except BaseException as e:
             cursor.execute("ROLLBACK")
             for projection in self._batched:
-                projection.abort_batch()  # type: ignore[attr-defined]
+                projection.abort_batch()
             if self._bulk:  # earlier batches were rolled back too
                 self._positions.update(self.readmodel.positions(conn))
                 self._position = min((positions[n] for n in self._names), default=0)
@@ -256,7 +255,7 @@ class ProjectionRunner:
         if all(current[n] == positions[n] for n in self._names):
             return rows
         for projection in self._batched:
-            projection.abort_batch()  # type: ignore[attr-defined]
+            projection.abort_batch()
         before = self._position
         positions.update(current)
         with self._cond:

@@ -49,7 +49,7 @@ def default_projections() -> list[Projection]:
 def schema_digest(projection: Projection) -> str:
     """What the projection's tables are: its DDL, and ``schema_version`` if it has one (for
     a change of meaning that leaves the DDL as it was)."""
-    text = "\n".join(projection.ddl) + f"\n{getattr(projection, 'schema_version', '')}"
+    text = "\n".join(projection.ddl) + f"\n{projection.schema_version}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -109,7 +109,7 @@ class ReadModel:
             if known.get(projection.name) != digest and (
                 projection.name in known or projection.name in tracked
             ):
-                for table in projection.tables:
+                for table in projection.tables + projection.retired_tables:
                     conn.execute(f"DROP TABLE IF EXISTS {table}")
                 conn.execute("DELETE FROM tracking WHERE projection = ?", (projection.name,))
             for statement in projection.ddl:
@@ -121,7 +121,7 @@ class ReadModel:
     def drop(self, conn: sqlite3.Connection) -> None:
         conn.execute("BEGIN")
         for projection in self.projections:
-            for table in projection.tables:
+            for table in projection.tables + projection.retired_tables:
                 conn.execute(f"DROP TABLE IF EXISTS {table}")
             conn.execute("DELETE FROM tracking WHERE projection = ?", (projection.name,))
         conn.execute("DROP TABLE IF EXISTS schemas")  # nothing left to describe

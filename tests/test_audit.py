@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 
@@ -22,9 +22,11 @@ import projections.audit.record as digest_mod
 from api.bootstrap import open_app
 from api.cli import main
 from domain.model.actor import Actor
+from domain.model.catalogue import event_classes
 from domain.model.config import TreeConfig
+from domain.model.tree import ConversationTree
 from projections.audit.chain import GENESIS, Text, canonical, chain, encode_value
-from projections.audit.history import replay
+from projections.audit.history import SUMMARIES, history, replay, summarize
 from projections.audit.record import AuditStore, open_log, record
 from projections.audit.verify import verify
 
@@ -255,6 +257,36 @@ def test_history_lists_every_event_in_log_order(store: Store, capsys) -> None:
     code, out, _ = cli(capsys, store.folder, "audit", "history", str(store.tree_a))
     assert code == 0 and len(out.strip().splitlines()) == len(events) + 1
     assert "user0 via web" in out and "system" in out
+
+
+def test_every_tree_event_has_a_summary() -> None:
+    assert set(event_classes(ConversationTree)) <= set(SUMMARIES)
+    parent, child = uuid4(), uuid4()
+    imported = ConversationTree.RanksImported(
+        originator_id=parent,
+        originator_version=2,
+        timestamp=datetime.now(UTC),
+        user_id=None,
+        client_id=None,
+        ranks={str(parent): [child]},
+    )
+    assert summarize(imported) == f"ranks imported: {str(parent)[:8]}: {str(child)[:8]}"
+
+
+def test_history_reads_events_under_their_current_topic(store: Store) -> None:
+    """A log holding a tree's events under the classes' current module path reads the same."""
+    before = history(open_log(store.db), store.app.mapper, store.tree_a)
+    with sqlite3.connect(store.db) as conn:
+        changed = conn.execute(
+            "UPDATE stored_events SET topic = replace(topic, 'domain.tree:', 'domain.model.tree:')"
+            " WHERE originator_id = ?",
+            (store.tree_a.hex,),
+        ).rowcount
+    assert changed == len(before)
+    after = history(open_log(store.db), store.app.mapper, store.tree_a)
+    assert [(e["event"], e["summary"]) for e in after] == [
+        (e["event"], e["summary"]) for e in before
+    ]
 
 
 def test_bad_input_is_refused_without_traceback(store: Store, capsys) -> None:

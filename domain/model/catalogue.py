@@ -62,8 +62,9 @@ def aggregates() -> list[type[Aggregate]]:
     return found
 
 
-def event_classes(aggregate: type) -> list[type]:
-    """The stored event classes nested in the aggregate, in definition order."""
+def event_classes(aggregate: type, base: type | None = None) -> list[type]:
+    """The stored event classes nested in the aggregate, in definition order; with ``base``,
+    those that are ``base`` or a subclass of it (e.g. every kind of state change)."""
     nested = [
         cls
         for cls in nested_classes(aggregate)[1:]
@@ -72,7 +73,12 @@ def event_classes(aggregate: type) -> list[type]:
     declared_created = any(
         issubclass(cls, CanInitAggregate) and cls.__name__ != "Created" for cls in nested
     )
-    return [cls for cls in nested if not (declared_created and cls.__name__ == "Created")]
+    return [
+        cls
+        for cls in nested
+        if not (declared_created and cls.__name__ == "Created")
+        and (base is None or issubclass(cls, base))
+    ]
 
 
 def current_topic(cls: type) -> str:

@@ -22,8 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.utils import get_topic
-
+from domain.model.catalogue import event_classes, topics_of
 from domain.model.errors import DomainError
 from domain.model.states import ACTIVE_STATES, TreeState
 from domain.model.tree import ConversationTree
@@ -105,9 +104,8 @@ def expire_tasks(
 # ---------------------------------------------------------------- backlog activation
 _ACTIVE = frozenset(s.value for s in ACTIVE_STATES)
 _LOTTERY = TreeState.PROMPT_LOTTERY_WAITING.value
-_LEAVING = frozenset(
-    get_topic(c) for c in (ConversationTree.StateChanged, ConversationTree.TreeHalted)
-)
+# Every kind of state change (stored and current topics); a resume never leaves an active state.
+_LEAVING = frozenset(topics_of(*event_classes(ConversationTree, ConversationTree.StateChanged)))
 
 # Incomplete rankings (OA's query_incomplete_rankings, no user): parents with two or more
 # accepted, undeleted children of a rankable role and fewer rankings than required (the

@@ -21,12 +21,13 @@ from uuid import UUID
 
 import msgspec
 from eventsourcing.persistence import StoredEvent
-from eventsourcing.utils import get_topic
 
+from domain.model.catalogue import topics_of
 from domain.model.errors import TreeNotFoundError
 from domain.model.tree import ConversationTree
 
-TREE_TOPIC = get_topic(ConversationTree) + "."
+# A tree's events, under the stored topic or the class's current module path.
+TREE_TOPICS = tuple(topic + "." for topic in topics_of(ConversationTree))
 Names = Callable[[UUID | None, str], str | None]  # (id, "user"|"client") -> a name or None
 
 
@@ -43,41 +44,68 @@ def _ids(ids: Iterable[object]) -> str:
     return " > ".join(short(i) for i in ids)
 
 
+def _labels(e: Any) -> str:
+    labels = ", ".join(f"{name}={value:g}" for name, value in e.labels.items())
+    return f"labels on {short(e.message_id)}: {labels} ({e.kind})"
+
+
+def _review(e: Any) -> str:
+    verdict = "accepted" if e.accepted else "rejected"
+    return f"review of {short(e.message_id)}: {verdict} (score {e.score:.3g}, {e.review_count} reviews)"
+
+
+def _ranking(e: Any) -> str:
+    order = "not rankable" if e.not_rankable else _ids(e.ranked_message_ids)
+    return f"ranking of replies to {short(e.parent_id)}: {order}"
+
+
+def _ranks(e: Any) -> str:
+    return "; ".join(f"{short(parent)}: {_ids(order)}" for parent, order in e.ranks.items())
+
+
+def _state(e: Any) -> str:
+    return f"state {e.from_state} -> {e.to_state} ({e.reason})"
+
+
+def _emoji(e: Any) -> str:
+    return f"emoji {e.emoji} {'added to' if e.added else 'removed from'} {short(e.message_id)}"
+
+
+# One line per tree event class saying what it did; tests/test_audit.py checks that every
+# tree event of the catalogue (domain.model.catalogue) has one.
+SUMMARIES: dict[type, Callable[[Any], str]] = {
+    ConversationTree.TreeStarted: lambda e: (
+        f"prompt {short(e.originator_id)} ({e.lang}): {_quote(e.text)} -> {e.state}"
+    ),
+    ConversationTree.ReplyAdded: lambda e: (
+        f"reply {short(e.message_id)} ({e.role}) to {short(e.parent_id)}: {_quote(e.text)}"
+    ),
+    ConversationTree.LabelsSubmitted: _labels,
+    ConversationTree.ReviewDecided: _review,
+    ConversationTree.RankingSubmitted: _ranking,
+    ConversationTree.StateChanged: _state,
+    ConversationTree.TreeHalted: _state,
+    ConversationTree.TreeResumed: _state,
+    ConversationTree.TreeScored: lambda e: f"scored: {_ranks(e)}",
+    ConversationTree.RanksImported: lambda e: f"ranks imported: {_ranks(e)}",
+    ConversationTree.ScoringFailed: lambda e: f"scoring failed: {e.error}",
+    ConversationTree.MessageDeleted: lambda e: (
+        f"deleted {', '.join(short(i) for i in e.message_ids)} ({e.reason})"
+    ),
+    ConversationTree.MessageUndeleted: lambda e: (
+        f"undeleted {', '.join(short(i) for i in e.message_ids)}"
+    ),
+    ConversationTree.MessageEdited: lambda e: (
+        f"edited {short(e.message_id)} (revision {e.revision}): {_quote(e.text)}"
+    ),
+    ConversationTree.EmojiToggled: _emoji,
+}
+
+
 def summarize(event: Any) -> str:
-    """One line saying what a tree event did."""
-    kind = type(event).__name__
-    e = event
-    if kind == "TreeStarted":
-        return f"prompt {short(e.originator_id)} ({e.lang}): {_quote(e.text)} -> {e.state}"
-    if kind == "ReplyAdded":
-        return f"reply {short(e.message_id)} ({e.role}) to {short(e.parent_id)}: {_quote(e.text)}"
-    if kind == "LabelsSubmitted":
-        labels = ", ".join(f"{k}={v:g}" for k, v in e.labels.items())
-        return f"labels on {short(e.message_id)}: {labels} ({e.kind})"
-    if kind == "ReviewDecided":
-        verdict = "accepted" if e.accepted else "rejected"
-        return (
-            f"review of {short(e.message_id)}: {verdict} "
-            f"(score {e.score:.3g}, {e.review_count} reviews)"
-        )
-    if kind == "RankingSubmitted":
-        order = "not rankable" if e.not_rankable else _ids(e.ranked_message_ids)
-        return f"ranking of replies to {short(e.parent_id)}: {order}"
-    if kind in ("StateChanged", "TreeHalted", "TreeResumed"):
-        return f"state {e.from_state} -> {e.to_state} ({e.reason})"
-    if kind == "TreeScored":
-        return "scored: " + "; ".join(f"{short(p)}: {_ids(o)}" for p, o in e.ranks.items())
-    if kind == "ScoringFailed":
-        return f"scoring failed: {e.error}"
-    if kind == "MessageDeleted":
-        return f"deleted {', '.join(short(i) for i in e.message_ids)} ({e.reason})"
-    if kind == "MessageUndeleted":
-        return f"undeleted {', '.join(short(i) for i in e.message_ids)}"
-    if kind == "MessageEdited":
-        return f"edited {short(e.message_id)} (revision {e.revision}): {_quote(e.text)}"
-    if kind == "EmojiToggled":
-        return f"emoji {e.emoji} {'added to' if e.added else 'removed from'} {short(e.message_id)}"
-    return kind
+    """One line saying what a tree event did (the class name for an event without one)."""
+    summary = SUMMARIES.get(type(event))
+    return summary(event) if summary is not None else type(event).__name__
 
 
 # ---------------------------------------------------------------------------- history
@@ -102,7 +130,7 @@ def history(
         bytes(t).decode("utf-8", "replace") if isinstance(t, bytes) else str(t)
         for _, _, t, _ in rows
     ]
-    if not rows or not any(t.startswith(TREE_TOPIC) for t in topics):
+    if not rows or not any(t.startswith(TREE_TOPICS) for t in topics):
         raise TreeNotFoundError(f"tree {tree_id} not found")
     entries = []
     for (position, version, _, state), topic in zip(rows, topics):

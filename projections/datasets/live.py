@@ -40,9 +40,8 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-from eventsourcing.utils import resolve_topic
 
-from domain.model.tree import ConversationTree as T
+from domain.model.tree import ConversationTree
 from projections.base import Projection, handles
 from projections.datasets import replay as slim
 from projections.datasets import rows as rows_module
@@ -72,13 +71,14 @@ class _Moved(_Touched):
     to_state: str = ""
 
 
-_STATE_EVENTS = (T.TreeStarted, T.StateChanged, T.TreeResumed, T.TreeHalted)
-# Every other event a row depends on: it matters only to a tree that is ready.
-_CHANGES = tuple(cls for cls in map(resolve_topic, slim.CONTENT_TOPICS) if cls not in _STATE_EVENTS)
+# The events that set a tree's state (its start, every kind of state change) decide which
+# trees are ready; every other event a row depends on matters only to a tree that is ready.
+_STARTED, _HALTED = ConversationTree.TreeStarted, ConversationTree.TreeHalted
+_MOVES = tuple(cls for cls in slim.STATE_EVENTS if cls not in (_STARTED, _HALTED))
+_CHANGES = tuple(cls for cls in slim.APPLIED if cls not in slim.STATE_EVENTS)
 _VIEWS: dict[type, type] = {cls: _Touched for cls in _CHANGES}
-_VIEWS.update(
-    {T.TreeStarted: _Started, T.StateChanged: _Moved, T.TreeResumed: _Moved, T.TreeHalted: _Touched}
-)
+_VIEWS.update({cls: _Moved for cls in _MOVES})
+_VIEWS.update({_STARTED: _Started, _HALTED: _Touched})
 
 
 class TrainingProjection(Projection):
@@ -166,15 +166,15 @@ class TrainingProjection(Projection):
         if e.originator_id in self._ready:  # type: ignore[operator]
             self._dirty[e.originator_id] = (e.originator_version, e.position)
 
-    @handles(T.TreeStarted)
+    @handles(_STARTED)
     def on_started(self, c: sqlite3.Cursor, e: Any) -> None:
         self._move(e, e.state)  # an imported tree may start out ready
 
-    @handles(T.StateChanged, T.TreeResumed)
+    @handles(*_MOVES)
     def on_moved(self, c: sqlite3.Cursor, e: Any) -> None:
         self._move(e, e.to_state)
 
-    @handles(T.TreeHalted)
+    @handles(_HALTED)
     def on_halted(self, c: sqlite3.Cursor, e: Any) -> None:
         self._move(e, None)
 

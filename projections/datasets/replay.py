@@ -21,11 +21,11 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-from eventsourcing.utils import get_topic
 
+from domain.model.catalogue import event_classes, topics_of
 from domain.model.message import Role
 from domain.model.states import TreeState
-from domain.model.tree import ConversationTree as T
+from domain.model.tree import ConversationTree
 
 READY = TreeState.READY_FOR_EXPORT.value
 _HALTED = TreeState.HALTED_BY_MODERATOR.value
@@ -116,31 +116,53 @@ class _Edited(msgspec.Struct):
     text: str
 
 
+Apply = Callable[[RowTree, Any], None]
+# event class -> (the view its stored JSON decodes into, what it does to a RowTree)
+_APPLY: dict[type, tuple[type, Apply]] = {}
+
+
+def _applies(view: type, *classes: type) -> Callable[[Apply], Apply]:
+    """Register the function as what these events do to a RowTree (read as ``view``)."""
+
+    def register(apply: Apply) -> Apply:
+        for cls in classes:
+            _APPLY[cls] = (view, apply)
+        return apply
+
+    return register
+
+
+@_applies(_Started, ConversationTree.TreeStarted)
 def _started(tree: RowTree, e: _Started) -> None:
     root_id = str(tree.id)
     tree.messages = {root_id: RowMessage(root_id, Role.PROMPTER, e.text, e.lang, e.synthetic)}
     tree.state = TreeState(e.state)
 
 
+@_applies(_Reply, ConversationTree.ReplyAdded)
 def _reply(tree: RowTree, e: _Reply) -> None:
     message = RowMessage(e.message_id, _ROLES[e.role], e.text, e.lang, e.synthetic)
-    message.model_name = e.model_name
+    message.model_name = e.model_name  # projections.datasets.votes counts rows per model
     tree.messages[e.message_id] = message
     tree.messages[e.parent_id].children.append(e.message_id)
 
 
+@_applies(_Review, ConversationTree.ReviewDecided)
 def _review(tree: RowTree, e: _Review) -> None:
     tree.messages[e.message_id].review_result = e.accepted
 
 
+@_applies(_State, ConversationTree.StateChanged, ConversationTree.TreeResumed)
 def _state(tree: RowTree, e: _State) -> None:
     tree.state = TreeState(e.to_state)
 
 
+@_applies(_State, ConversationTree.TreeHalted)
 def _halted(tree: RowTree, e: _State) -> None:
     tree.state = TreeState.HALTED_BY_MODERATOR
 
 
+@_applies(_Scored, ConversationTree.TreeScored, ConversationTree.RanksImported)
 def _scored(tree: RowTree, e: _Scored) -> None:
     for parent_id, order in e.ranks.items():
         position = {child_id: i for i, child_id in enumerate(order)}
@@ -149,45 +171,48 @@ def _scored(tree: RowTree, e: _Scored) -> None:
             messages[child_id].rank = position.get(child_id)
 
 
+@_applies(_Ids, ConversationTree.MessageDeleted)
 def _deleted(tree: RowTree, e: _Ids) -> None:
     for message_id in e.message_ids:
         tree.messages[message_id].deleted = True
 
 
+@_applies(_Ids, ConversationTree.MessageUndeleted)
 def _undeleted(tree: RowTree, e: _Ids) -> None:
     for message_id in e.message_ids:
         tree.messages[message_id].deleted = False
 
 
+@_applies(_Edited, ConversationTree.MessageEdited)
 def _edited(tree: RowTree, e: _Edited) -> None:
     tree.messages[e.message_id].text = e.text
 
 
-_APPLY: dict[type, tuple[type, Callable[[RowTree, Any], None]]] = {
-    T.TreeStarted: (_Started, _started),
-    T.ReplyAdded: (_Reply, _reply),
-    T.ReviewDecided: (_Review, _review),
-    T.StateChanged: (_State, _state),
-    T.TreeHalted: (_State, _halted),
-    T.TreeResumed: (_State, _state),
-    T.TreeScored: (_Scored, _scored),
-    T.RanksImported: (_Scored, _scored),
-    T.MessageDeleted: (_Ids, _deleted),
-    T.MessageUndeleted: (_Ids, _undeleted),
-    T.MessageEdited: (_Edited, _edited),
-}
-# topic -> (decode, apply). The tree events missing here (labels, individual rankings,
-# emojis, scoring failures) change nothing a row holds.
-APPLY: dict[str, tuple[Callable[[bytes], Any], Callable[[RowTree, Any], None]]] = {
-    get_topic(cls): (msgspec.json.Decoder(view).decode, apply)
-    for cls, (view, apply) in _APPLY.items()
-}
-CONTENT_TOPICS: tuple[str, ...] = tuple(APPLY)
-STARTED = get_topic(T.TreeStarted)
-STATE_TOPICS = frozenset(
-    get_topic(c) for c in (T.TreeStarted, T.StateChanged, T.TreeHalted, T.TreeResumed)
+# The tree events that change nothing a row holds (labels, individual rankings, emojis,
+# scoring failures); tests/test_datasets_live.py checks that every tree event of the
+# catalogue is either applied above or listed here.
+NO_ROW_FACTS: tuple[type, ...] = (
+    ConversationTree.LabelsSubmitted,
+    ConversationTree.RankingSubmitted,
+    ConversationTree.ScoringFailed,
+    ConversationTree.EmojiToggled,
 )
-_HALTED_TOPIC = get_topic(T.TreeHalted)
+# topic (stored and current) -> (decode, apply).
+APPLY: dict[str, tuple[Callable[[bytes], Any], Apply]] = {
+    topic: (msgspec.json.Decoder(view).decode, apply)
+    for cls, (view, apply) in _APPLY.items()
+    for topic in topics_of(cls)
+}
+APPLIED: tuple[type, ...] = tuple(_APPLY)  # the event classes a RowTree takes
+CONTENT_TOPICS: tuple[str, ...] = tuple(APPLY)
+# The events that set a tree's state: its start and every kind of state change.
+STATE_EVENTS: tuple[type, ...] = (
+    ConversationTree.TreeStarted,
+    *event_classes(ConversationTree, ConversationTree.StateChanged),
+)
+_STARTED_TOPICS = frozenset(topics_of(ConversationTree.TreeStarted))
+STATE_TOPICS = frozenset(topics_of(*STATE_EVENTS))
+_HALTED_TOPICS = frozenset(topics_of(ConversationTree.TreeHalted))
 
 
 class _Start(msgspec.Struct):
@@ -202,10 +227,10 @@ _decode_start = msgspec.json.Decoder(_Start).decode
 def final_state(events: list[tuple[str, bytes]]) -> str | None:
     """The state the last state event leaves the tree in (None: no events)."""
     for topic, state in reversed(events):
-        if topic == STARTED:
+        if topic in _STARTED_TOPICS:
             return _decode_start(state).state
         if topic in STATE_TOPICS:
-            return _HALTED if topic == _HALTED_TOPIC else _decode_state(state).to_state
+            return _HALTED if topic in _HALTED_TOPICS else _decode_state(state).to_state
     return None
 
 
