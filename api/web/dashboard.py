@@ -1,0 +1,112 @@
+"""The trainers' and operators' dashboard: pictures and tables of the read models.
+
+Trees per state and language, task availability, votes per hour over the last two
+days, annotator agreement, the model leaderboard, the training projection's status and
+the registered models with their metrics (a loss curve when the run logged one)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from typing import Any
+
+from starlette.responses import Response
+from starlette.routing import Route
+
+from api.web import render
+from api.web.site import Ctx, Site
+from projections import agreement, model_stats
+from projections import availability as av
+from projections.datasets.precut import status as training_status
+
+HOURS = 48
+
+
+def _trees(conn: sqlite3.Connection) -> dict[str, Any]:
+    rows = conn.execute("SELECT state, lang, count(*) FROM trees GROUP BY state, lang").fetchall()
+    states: dict[str, int] = {}
+    langs: dict[str, dict[str, int]] = {}
+    for state, lang, n in rows:
+        states[state] = states.get(state, 0) + n
+        langs.setdefault(lang, {})[state] = n
+    return {"states": states, "langs": langs}
+
+
+def _votes_per_hour(conn: sqlite3.Connection, now: float) -> list[tuple[str, float]]:
+    """Labels and rankings per hour (the votes), the last HOURS hours, oldest first."""
+    since = now - HOURS * 3600
+    counts: dict[int, int] = {}
+    for table in ("labels", "rankings"):
+        for hour, n in conn.execute(
+            f"SELECT CAST(created_at / 3600 AS INTEGER), count(*) FROM {table}"
+            " WHERE created_at >= ? GROUP BY 1",
+            (since,),
+        ):
+            counts[hour] = counts.get(hour, 0) + n
+    first = int(since // 3600) + 1
+    return [
+        (time.strftime("%m-%d %H:00", time.gmtime(h * 3600)), float(counts.get(h, 0)))
+        for h in range(first, first + HOURS)
+    ]
+
+
+def _models(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT name, kind, base_model, dataset_position, metrics, registered_at FROM models"
+        " ORDER BY registered_at DESC LIMIT 50"
+    ).fetchall()
+    out = []
+    for name, kind, base, position, metrics, registered in rows:
+        m = json.loads(metrics or "{}")
+        curve = m.get("loss_history") or m.get("losses") or []
+        scalars = {
+            k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+        out.append(
+            {
+                "name": name,
+                "kind": kind,
+                "base_model": base,
+                "position": position,
+                "registered_at": registered,
+                "metrics": scalars,
+                "curve": render.line_chart(
+                    [float(x) for x in curve if isinstance(x, (int, float))]
+                ),
+            }
+        )
+    return out
+
+
+def _all(conn: sqlite3.Connection, config: Any, now: Any, user_id: Any) -> dict[str, Any]:
+    counts = av.availability(conn, config, "en", user_id, now)
+    return {
+        "trees": _trees(conn),
+        "available": {t.value: n for t, n in counts.items() if n},
+        "votes": _votes_per_hour(conn, now.timestamp()),
+        "agreement": agreement.agreement(conn),
+        "model_board": model_stats.model_leaderboard(conn),
+        "models": _models(conn),
+    }
+
+
+async def dashboard(ctx: Ctx) -> Response:
+    site = ctx.site
+    app = site.service.app
+    data = await site.read(_all, app.config, app.now(), ctx.user_id)
+    training = await site.blocking(training_status, site.service.folder)
+    trees = data["trees"]
+    return ctx.render(
+        "dashboard.html",
+        trees_chart=render.bar_chart(sorted(trees["states"].items(), key=lambda x: -x[1])),
+        votes_chart=render.column_chart(data["votes"]),
+        votes_total=int(sum(v for _, v in data["votes"])),
+        available_chart=render.bar_chart(sorted(data["available"].items(), key=lambda x: -x[1])),
+        training=training,
+        **data,
+    )
+
+
+def routes(site: Site) -> list[Route]:
+    return [Route("/dashboard", site.page(dashboard, "moderator"), methods=["GET"])]
