@@ -25,6 +25,7 @@ GROUPS = [
     "api.cli.models",
     "api.cli.prelabel",
     "api.cli.flywheel",
+    "api.cli.users",
 ]
 
 
