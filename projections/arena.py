@@ -187,3 +187,28 @@ def arena_leaderboard(
         row["votes"], row["voters"] = voters.get(row["player"], (0, 0))
     result["position_bias"] = position_bias(conn)
     return result
+
+
+def with_strengths(
+    rows: list[dict[str, Any]], board: dict[str, Any], key: str = "model_name"
+) -> list[dict[str, Any]]:
+    """Add each row's Bradley-Terry strength, interval, votes and distinct voters (None
+    and 0 for a model nobody compared yet) and its win rates against the other players."""
+    players = {p["player"]: p for p in board["players"]}
+    for row in rows:
+        p = players.get(row[key], {})
+        row["strength"] = p.get("strength")
+        row["strength_interval"] = p.get("interval")
+        row["votes"] = p.get("votes", 0)
+        row["voters"] = p.get("voters", 0)
+        row["win_rates"] = board["matrix"].get(row[key], {})
+    return rows
+
+
+def model_leaderboard(conn: sqlite3.Connection, rounds: int = bradley_terry.ROUNDS) -> list[dict]:
+    """projections.model_stats' rows (replies, acceptance, win rate vs people) with the
+    arena's strengths; the strongest first, models nobody compared yet after them."""
+    from projections.model_stats import model_leaderboard as replies_by_model
+
+    rows = with_strengths(replies_by_model(conn), arena_leaderboard(conn, rounds))
+    return sorted(rows, key=lambda r: (r["strength"] is None, -(r["strength"] or 0.0)))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -327,8 +327,10 @@ def prelabel(
     *,
     generator: Generator | None = None,
     progress: Callable[[int], Any] | None = None,
+    caps: Mapping[Target, int] | None = None,
 ) -> PrelabelSummary:
-    """Sample ``options.n`` candidates per target and submit those that fit."""
+    """Sample ``options.n`` candidates per target (``caps[target]`` where given: several
+    models share a prompt's room, training.prelabel_models) and submit those that fit."""
     resolved = model if isinstance(model, ResolvedModel) else resolve(app, model)
     summary = PrelabelSummary(resolved.model_name, resolved.path)
     submit = _Submitter(app, resolved.model_name)
@@ -337,7 +339,8 @@ def prelabel(
     for start in range(0, len(targets), options.batch_size):
         chunk = targets[start : start + options.batch_size]
         summary.prompts_seen += len(chunk)
-        jobs = [j for j in (_plan(app, submit, t, options.n, summary) for t in chunk) if j]
+        wanted = [(t, options.n if caps is None else caps.get(t, 0)) for t in chunk]
+        jobs = [j for j in (_plan(app, submit, t, n, summary) for t, n in wanted) if j]
         if jobs:
             if generator is None:  # loaded only once there is something to write
                 generator = Generator(resolved.path)

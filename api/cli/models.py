@@ -68,9 +68,13 @@ def _cell(value: Any) -> str:
 
 def list_models(args: argparse.Namespace) -> int:
     from api.cli.stats import _run
+    from projections.arena import arena_leaderboard, with_strengths
     from projections.models import registry
 
-    return _run(args, registry, _print_models)
+    def query(conn: Any) -> list[dict[str, Any]]:
+        return with_strengths(registry(conn), arena_leaderboard(conn), key="name")
+
+    return _run(args, query, _print_models)
 
 
 def _print_models(rows: list[dict[str, Any]]) -> None:
@@ -88,6 +92,8 @@ def _print_models(rows: list[dict[str, Any]]) -> None:
         "mean rank",
         "pairs vs human",
         "win rate",
+        "BT strength [95%]",
+        "votes",
     )
     table = [
         [
@@ -103,6 +109,8 @@ def _print_models(rows: list[dict[str, Any]]) -> None:
                 r["mean_rank"],
                 r["human_pairs"],
                 r["win_rate"],
+                _strength(r),
+                r["votes"],
             )
         ]
         for r in rows
@@ -111,6 +119,14 @@ def _print_models(rows: list[dict[str, Any]]) -> None:
     print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
     for row in table:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
+def _strength(row: dict[str, Any]) -> str | None:
+    """Bradley-Terry strength vs people's replies with its bootstrap interval."""
+    if row["strength"] is None:
+        return None
+    low, high = row["strength_interval"]
+    return f"{row['strength']:+.2f} [{low:+.2f}, {high:+.2f}]"
 
 
 def _app(data: str) -> Any:

@@ -22,10 +22,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--model",
         required=True,
+        action="append",
         metavar="NAME_OR_PATH",
-        help="a registered model name, a model folder or a hub id",
+        help="a registered model name, a model folder or a hub id; repeat it and the "
+        "models share each prompt's room, so people rank them side by side",
     )
-    p.add_argument("--n", type=int, default=4, help="candidates per prompt")
+    p.add_argument("--n", type=int, default=4, help="candidates per prompt and model")
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--top-p", type=float, default=0.95)
@@ -41,7 +43,8 @@ def run_prelabel(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from api.bootstrap import caught_up_runner, data_dir, load_config, open_app
-    from training.prelabel import PrelabelOptions, find_targets, prelabel
+    from training.prelabel import PrelabelOptions, find_targets
+    from training.prelabel_models import prelabel_models
     from training.registry import resolve
 
     if args.limit is not None and args.limit < 1:
@@ -67,27 +70,36 @@ def run_prelabel(args: argparse.Namespace) -> int:
         targets = find_targets(runner.readmodel.reader(), config, args.lang, args.limit)
     finally:
         runner.close()
+    if len(set(args.model)) != len(args.model):
+        return fail("name each --model once")
     app = open_app(folder, config)
     try:
-        model = resolve(app, args.model)
-        print(
-            f"{len(targets)} prompts can take replies; model {model.model_name}"
-            + (f" -> {model.path}" if model.path != model.model_name else ""),
-            file=sys.stderr,
-        )
+        models = [resolve(app, m) for m in args.model]
+        for model in models:
+            print(
+                f"{len(targets)} prompts can take replies; model {model.model_name}"
+                + (f" -> {model.path}" if model.path != model.model_name else ""),
+                file=sys.stderr,
+            )
         with tqdm(
-            total=len(targets), unit="prompt", desc="prelabel", file=sys.stderr, disable=not targets
+            total=len(targets) * len(models),
+            unit="prompt",
+            desc="prelabel",
+            file=sys.stderr,
+            disable=not targets,
         ) as bar:
             try:
-                summary = prelabel(app, targets, model, options, progress=bar.update)
+                summaries = prelabel_models(app, targets, models, options, progress=bar.update)
             except OSError as e:  # transformers: no such folder / hub id offline
-                return fail(f"cannot load model {model.path!r}: {e}")
+                return fail(f"cannot load model: {e}")
     finally:
         app.close()
     if args.json:
-        print(json.dumps(summary.as_dict(), indent=2))
+        found = [s.as_dict() for s in summaries]
+        print(json.dumps(found[0] if len(found) == 1 else found, indent=2))
         return 0
-    _print_summary(summary)
+    for summary in summaries:
+        _print_summary(summary)
     return 0
 
 

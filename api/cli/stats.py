@@ -29,7 +29,14 @@ def register(sub: argparse._SubParsersAction) -> None:
             "--time-frame", default="total", choices=("day", "week", "month", "total")
         )
         parser.add_argument("--max-count", type=int, default=20)
-    models = group.add_parser("models", help="replies, acceptance, rank and win rate per model")
+    models = group.add_parser(
+        "models",
+        help="per model: replies, acceptance, win rate; the arena: Bradley-Terry strengths "
+        "with intervals, pairwise win rates, position bias",
+    )
+    models.add_argument(
+        "--rounds", type=int, default=200, help="bootstrap resamples for the intervals"
+    )
     models.set_defaults(handler=show_models)
     agreement = group.add_parser(
         "agreement", help="rankers vs the consensus (Kendall tau), labels (alpha)"
@@ -145,27 +152,24 @@ def show_trollboard(args: argparse.Namespace) -> int:
 
 
 def show_models(args: argparse.Namespace) -> int:
+    from projections.arena import arena_leaderboard, with_strengths
     from projections.model_stats import model_leaderboard
 
-    def render(rows: list[dict[str, Any]]) -> None:
+    def query(conn: Any) -> dict[str, Any]:
+        board = arena_leaderboard(conn, rounds=args.rounds)
+        return {"models": with_strengths(model_leaderboard(conn), board), "arena": board}
+
+    def render(result: dict[str, Any]) -> None:
+        rows = result["models"]
         if not rows:
             print("no model replies recorded")
             return
         _table(
-            (
-                "model",
-                "replies",
-                "accepted",
-                "acceptance",
-                "mean rank",
-                "pairs vs human",
-                "win rate",
-            ),
+            ("model", "replies", "acceptance", "mean rank", "pairs vs human", "win rate"),
             [
                 (
                     r["model_name"],
                     r["replies"],
-                    r["accepted"],
                     r["acceptance_rate"],
                     r["mean_rank"],
                     r["human_pairs"],
@@ -174,8 +178,51 @@ def show_models(args: argparse.Namespace) -> int:
                 for r in rows
             ],
         )
+        _render_arena(result["arena"])
 
-    return _run(args, model_leaderboard, render)
+    return _run(args, query, render)
+
+
+def _render_arena(board: dict[str, Any]) -> None:
+    players = board["players"]
+    if not players:
+        print("\nno rankings compare models yet")
+        return
+    level = round(board["level"] * 100)
+    print(
+        f"\nBradley-Terry strengths (log-odds, relative to {board['anchor'] or 'the mean'}; "
+        f"{level}% intervals from {board['rounds']} resamples of {board['groups']} trees)"
+    )
+    _table(
+        ("player", "strength", "interval", "wins", "comparisons", "votes", "voters"),
+        [
+            (
+                p["player"],
+                p["strength"],
+                f"[{p['interval'][0]:.3f}, {p['interval'][1]:.3f}]",
+                p["wins"],
+                p["comparisons"],
+                p["votes"],
+                p["voters"],
+            )
+            for p in players
+        ],
+    )
+    names = [p["player"] for p in players]
+    print("\nwin rate of the row's player against the column's")
+    _table(
+        ["", *names],
+        [[a, *(board["matrix"][a].get(b) if a != b else None for b in names)] for a in names],
+    )
+    if board["position_bias"]:
+        print("\nposition bias: win rate by the position a candidate was shown at")
+        _table(
+            ("shown", "position", "comparisons", "win rate"),
+            [
+                (r["shown"], r["position"], r["comparisons"], r["win_rate"])
+                for r in board["position_bias"]
+            ],
+        )
 
 
 def show_agreement(args: argparse.Namespace) -> int:

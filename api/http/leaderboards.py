@@ -8,7 +8,7 @@ from typing import Any
 
 from api.http.routing import Api, Call
 from domain.model.errors import ErrorCode
-from projections import agreement, leaderboard, model_stats
+from projections import agreement, arena, leaderboard
 
 
 def _count(call: Call, default: int = 100) -> int:
@@ -53,8 +53,22 @@ async def trolls(call: Call) -> Any:
     )
 
 
+def _rounds(call: Call) -> int:
+    """Bootstrap resamples for the arena's intervals (0: no intervals, just the fit)."""
+    raw = call.query("rounds", str(arena.bradley_terry.ROUNDS)) or ""
+    if not raw.isdigit() or int(raw) > 5000:
+        from api.http.errors import validation
+
+        raise validation(f"rounds must be an integer from 0 to 5000, not {raw!r}")
+    return int(raw)
+
+
 async def models(call: Call) -> Any:
-    return await call.read(model_stats.model_leaderboard)
+    return await call.read(arena.model_leaderboard, _rounds(call))
+
+
+async def model_arena(call: Call) -> Any:
+    return await call.read(arena.arena_leaderboard, _rounds(call))
 
 
 async def annotator_agreement(call: Call) -> Any:
@@ -108,8 +122,20 @@ def register(api: Api) -> None:
         "/api/v1/models/leaderboard",
         models,
         response=list[dict[str, Any]],
+        query={"rounds": "bootstrap resamples, default 200"},
         tag="models",
-        summary="per model: replies, acceptance, mean rank, win rate vs humans (beyond OA)",
+        summary="per model: replies, acceptance, mean rank, win rate vs humans, "
+        "Bradley-Terry strength with a 95% interval, votes, voters (beyond OA)",
+    )
+    add(
+        "GET",
+        "/api/v1/models/arena",
+        model_arena,
+        response=dict[str, Any],
+        query={"rounds": "bootstrap resamples, default 200"},
+        tag="models",
+        summary="models and people as players: Bradley-Terry strengths with bootstrap "
+        "intervals over trees, the pairwise win-rate matrix, position bias (beyond OA)",
     )
     add(
         "GET",
