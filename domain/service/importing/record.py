@@ -20,7 +20,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 
 from domain.model.data_import import DataImport, source_id
-from domain.model.errors import DomainError, TreeNotFoundError
+from domain.model.errors import DomainError
 from domain.model.states import TreeState
 from domain.model.tree import ConversationTree
 from domain.service.application import DataEngine, UnitOfWork
@@ -146,9 +146,8 @@ def record_import(
     progress: Progress | None = None,
 ) -> ImportReport:
     """The recording pass; run plan_import first (it refuses what this would half-record)."""
-    report = ImportReport(plan)
-    record_id = source_id(plan.source)
-    done = _recorded_rows(app, record_id, plan)
+    recorder = _Recorder(app, data, plan, options)
+    done = recorder.recorded_rows()
     seen: dict[str, int] = {}
     batch: list[tuple[int, UUID, Conversation]] = []
     for index, row in _limited(data, options.limit):
@@ -158,81 +157,99 @@ def record_import(
         digest = conversation.digest()
         occurrence = seen[digest] = seen.get(digest, -1) + 1
         if index in done:
-            report.present += 1
+            recorder.report.present += 1
             continue
         batch.append((index, tree_id_for(plan.source, digest, occurrence), conversation))
         if len(batch) >= options.batch_size:
-            _record_batch(app, data, plan, options, batch, report)
+            recorder.record(batch)
             if progress is not None:
                 progress(len(batch))
             batch = []
     if batch:
-        _record_batch(app, data, plan, options, batch, report)
+        recorder.record(batch)
         if progress is not None:
             progress(len(batch))
-    return report
+    return recorder.report
 
 
-def _recorded_rows(app: DataEngine, record_id: UUID, plan: Plan) -> set[int]:
-    try:
-        record: DataImport = app.repository.get(record_id)
-    except AggregateNotFoundError:  # nothing from this source yet
-        return set()
-    if not isinstance(record, DataImport):
-        raise RowError(f"source name {plan.source!r} cannot be used")
-    if record.format != plan.format:
-        raise RowError(
-            f"source {plan.source!r} holds {record.format}; import {plan.format} "
-            f"under another --source"
-        )
-    file = record.files.get(plan.sha256)
-    return set(file.row_index) if file else set()
+class _Recorder:
+    """Records batches of rows. A tree of this source exists exactly when the source's
+    record lists it (both are saved in one transaction, and the tree id names the source),
+    so the record tells which trees are present without a lookup per tree."""
 
+    def __init__(self, app: DataEngine, data: DataFile, plan: Plan, options: ImportOptions):
+        self.app, self.data, self.plan, self.options = app, data, plan, options
+        self.report = ImportReport(plan)
+        self.record_id = source_id(plan.source)
+        self.known: set[UUID] = set()
+        self.known_version: int | None = None
 
-def _record_batch(
-    app: DataEngine,
-    data: DataFile,
-    plan: Plan,
-    options: ImportOptions,
-    batch: list[tuple[int, UUID, Conversation]],
-    report: ImportReport,
-) -> None:
-    record_id = source_id(plan.source)
-    ranked = plan.format == "pairs"
-
-    def command(uow: UnitOfWork) -> tuple[int, int]:
+    def recorded_rows(self) -> set[int]:
         try:
-            record: DataImport = uow.get(_RECORD, record_id)
-        except DomainError:
-            record = DataImport.start(plan.source, plan.format)
-            uow.add(record)
-        record.add_file(plan.sha256, data.path.name, data.split, plan.shape, plan.good)
-        imported = present = 0
-        for _, tree_id, conversation in batch:
-            try:
-                uow.get(ConversationTree, tree_id)
-                present += 1
-                continue
-            except TreeNotFoundError:
-                pass
-            export = export_tree(
-                conversation,
-                tree_id,
-                state=plan.state,
-                lang=options.lang,
-                origin=plan.source,
-                model_name=options.model_name,
-                ranked=ranked,
+            record: DataImport = self.app.repository.get(self.record_id)
+        except AggregateNotFoundError:  # nothing from this source yet
+            return set()
+        if not isinstance(record, DataImport):
+            raise RowError(f"source name {self.plan.source!r} cannot be used")
+        if record.format != self.plan.format:
+            raise RowError(
+                f"source {self.plan.source!r} holds {record.format}; import "
+                f"{self.plan.format} under another --source"
             )
-            uow.add(ConversationTree.import_tree(export, config=app.config, state=plan.state))
-            imported += 1
-        systems = {i: c.system for i, _, c in batch if c.system is not None}
-        record.record_rows(plan.sha256, [i for i, _, _ in batch], [t for _, t, _ in batch], systems)
-        return imported, present
+        file = record.files.get(self.plan.sha256)
+        return set(file.row_index) if file else set()
 
-    ids = (record_id, *(t for _, t, _ in batch))
-    (imported, present), position = app.run(ids, command)
-    report.imported += imported
-    report.present += present
-    if position is not None:
-        report.position = position
+    def _present(self, record: DataImport) -> set[UUID]:
+        if record.version != self.known_version:  # first batch, or another writer's rows
+            self.known = {t for f in record.files.values() for t in f.tree_ids}
+            self.known_version = record.version
+        return self.known
+
+    def record(self, batch: list[tuple[int, UUID, Conversation]]) -> None:
+        plan, options = self.plan, self.options
+        added: list[UUID] = []
+        saved: list[DataImport] = []
+
+        def command(uow: UnitOfWork) -> tuple[int, int]:
+            added.clear()
+            saved.clear()
+            try:
+                record: DataImport = uow.get(_RECORD, self.record_id)
+                present = self._present(record)
+            except DomainError:
+                record, present = DataImport.start(plan.source, plan.format), set()
+                uow.add(record)
+            record.add_file(
+                plan.sha256, self.data.path.name, self.data.split, plan.shape, plan.good
+            )
+            for _, tree_id, conversation in batch:
+                if tree_id in present:
+                    continue
+                export = export_tree(
+                    conversation,
+                    tree_id,
+                    state=plan.state,
+                    lang=options.lang,
+                    origin=plan.source,
+                    model_name=options.model_name,
+                    ranked=plan.format == "pairs",
+                )
+                tree = ConversationTree.import_tree(
+                    export, config=self.app.config, state=plan.state
+                )
+                uow.add(tree)
+                added.append(tree_id)
+            systems = {i: c.system for i, _, c in batch if c.system is not None}
+            rows, ids = [i for i, _, _ in batch], [t for _, t, _ in batch]
+            record.record_rows(plan.sha256, rows, ids, systems)
+            saved.append(record)
+            return len(added), len(batch) - len(added)
+
+        lock_ids = (self.record_id, *(t for _, t, _ in batch))
+        (imported, present), position = self.app.run(lock_ids, command)
+        self.known.update(t for _, t, _ in batch)
+        self.known_version = saved[0].version
+        self.report.imported += imported
+        self.report.present += present
+        if position is not None:
+            self.report.position = position
