@@ -1,39 +1,65 @@
-"""Rebuilding a ConversationTree from an Open-Assistant export tree (``ExportMessageTree``).
+"""Reading an Open-Assistant export tree (``ExportMessageTree``) into an import plan.
 
 The file records outcomes, not the facts that led to them: individual reviews, rankings
-and emoji clicks are not in it. So the import records the outcomes themselves
+and emoji clicks are not in it. So an import records the outcomes themselves
 (ReviewDecided with the file's review count, RanksImported, one EmojiToggled per counted
 click by a stand-in user) and runs none of the follow-up rules: the file's verdicts are
-the facts. Ids are kept, so importing a file twice finds the tree and adds nothing.
+the facts. This module only reads and checks the file and says what to record, in order;
+``ConversationTree.import_tree`` records it. Ids are kept, so importing a file twice
+finds the tree and adds nothing.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID, uuid5
 
-from domain.model.actor import SYSTEM
-from domain.model.config import TreeConfig
 from domain.model.errors import InvalidMessageError
 from domain.model.message import SYSTEM_EMOJIS, USER_EMOJIS, Role, check_text
 from domain.model.states import ALLOWED_TRANSITIONS, TreeState, is_allowed
 
-if TYPE_CHECKING:
-    from domain.model.tree import ConversationTree
-
 IMPORT_REASON = "imported"
 
 
-def import_tree(
-    cls: type[ConversationTree],
-    export: dict[str, Any],
-    *,
-    config: TreeConfig,
-    state: TreeState | str | None = None,
-    origin: str | None = None,
-) -> ConversationTree:
+@dataclass(frozen=True, slots=True)
+class ImportedMessage:
+    """One message of the file and the outcomes recorded for it."""
+
+    id: UUID
+    parent_id: UUID | None
+    role: Role
+    depth: int
+    text: str
+    lang: str
+    user_id: UUID | None
+    synthetic: bool
+    model_name: str | None
+    created_at: datetime | None  # None: the event is stamped now
+    review: tuple[bool, int] | None  # (accepted, review count) when decided
+    # (emoji, stand-in clicker) per counted click: deterministic, so a re-import names the
+    # same clickers.
+    clicks: list[tuple[str, UUID]] = field(default_factory=list)
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ImportPlan:
+    """What to record: the messages in order (the root first, every parent before its
+    replies), the state to start in, the ranks and the state moves after them."""
+
+    messages: list[ImportedMessage]
+    origin: str | None
+    start: TreeState
+    ranks: dict[str, list[UUID]]
+    moves: list[TreeState]
+
+
+def plan_import(
+    export: dict[str, Any], *, state: TreeState | str | None = None, origin: str | None = None
+) -> ImportPlan:
     try:
         root = export["prompt"]
         target = TreeState(state or export.get("tree_state") or TreeState.READY_FOR_EXPORT)
@@ -45,120 +71,85 @@ def import_tree(
         if Role(root.get("role", "prompter")) is not Role.PROMPTER:
             raise InvalidMessageError(f"root message {tree_id} is not a prompter message")
         start = target if is_allowed(None, target) else TreeState.INITIAL_PROMPT_REVIEW
-        _check_text(root["text"])
-        tree = cls._create(
-            cls.TreeStarted,
-            id=tree_id,
-            timestamp=_when(root),
-            user_id=_uuid(root.get("user_id")),
-            client_id=None,
-            text=root["text"],
-            lang=root.get("lang") or "en",
-            frontend_message_id=None,
-            synthetic=bool(root.get("synthetic")),
-            model_name=root.get("model_name"),
-            goal_tree_size=config.goal_tree_size,
-            max_depth=config.max_tree_depth,
-            max_children_count=config.max_children_count,
-            origin=origin if origin is not None else export.get("origin"),
-            state=start.value,
-        )
-        ranks: dict[str, list[UUID]] = {}
-        _record_outcome(tree, root, tree_id)
-        stack = [(root, tree_id)]
-        while stack:
-            node, node_id = stack.pop()
-            ranked: list[tuple[int, UUID]] = []
-            children = []
-            for reply in node.get("replies") or ():
-                reply_id = _uuid(reply["message_id"])
-                _add_reply(tree, reply, reply_id, node_id, config)
-                if reply.get("rank") is not None:
-                    ranked.append((int(reply["rank"]), reply_id))
-                children.append((reply, reply_id))
-            if ranked:
-                ranks[str(node_id)] = [i for _, i in sorted(ranked, key=lambda r: r[0])]
-            stack.extend(reversed(children))
+        first = _message(root, tree_id, None, Role.PROMPTER, 0, "en")
+        messages, ranks = _walk(root, first)
     except (KeyError, TypeError, ValueError) as e:
         raise InvalidMessageError(f"not an export tree: {type(e).__name__}: {e}") from None
-    if ranks and target is TreeState.READY_FOR_EXPORT:
-        tree.trigger_event(cls.RanksImported, user_id=None, client_id=None, ranks=ranks)
-    for step in _path(start, target):
-        tree.change_state(step, IMPORT_REASON, SYSTEM)
-    return tree
-
-
-def _add_reply(
-    tree: ConversationTree,
-    reply: dict[str, Any],
-    reply_id: UUID,
-    parent_id: UUID,
-    config: TreeConfig,
-) -> None:
-    if reply_id in tree.messages:
-        raise InvalidMessageError(f"message {reply_id} appears twice")
-    if reply.get("parent_id") not in (None, str(parent_id)):
-        raise InvalidMessageError(f"message {reply_id} is nested under another parent")
-    parent = tree.messages[parent_id]
-    role = Role(reply["role"])
-    if role is not parent.role.reply_role:
-        raise InvalidMessageError(
-            f"message {reply_id}: a {parent.role.value} takes "
-            f"{parent.role.reply_role.value} replies"
-        )
-    _check_text(reply["text"])
-    tree.trigger_event(
-        tree.ReplyAdded,
-        timestamp=_when(reply),
-        user_id=_uuid(reply.get("user_id")),
-        client_id=None,
-        message_id=reply_id,
-        parent_id=parent_id,
-        role=role.value,
-        depth=parent.depth + 1,
-        text=reply["text"],
-        lang=reply.get("lang") or tree.lang,
-        frontend_message_id=None,
-        synthetic=bool(reply.get("synthetic")),
-        model_name=reply.get("model_name"),
+    return ImportPlan(
+        messages=messages,
+        origin=origin if origin is not None else export.get("origin"),
+        start=start,
+        ranks=ranks if target is TreeState.READY_FOR_EXPORT else {},
+        moves=_path(start, target),
     )
-    _record_outcome(tree, reply, reply_id)
 
 
-def _record_outcome(tree: ConversationTree, node: dict[str, Any], message_id: UUID) -> None:
+def _walk(
+    root: dict[str, Any], first: ImportedMessage
+) -> tuple[list[ImportedMessage], dict[str, list[UUID]]]:
+    """Every message, a node's replies together when the node is visited (depth first)."""
+    messages = {first.id: first}
+    ranks: dict[str, list[UUID]] = {}
+    stack = [(root, first)]
+    while stack:
+        node, parent = stack.pop()
+        ranked: list[tuple[int, UUID]] = []
+        children = []
+        for reply in node.get("replies") or ():
+            reply_id = _uuid(reply["message_id"])
+            if reply_id is None:
+                raise InvalidMessageError(f"a reply to message {parent.id} has no message_id")
+            if reply_id in messages:
+                raise InvalidMessageError(f"message {reply_id} appears twice")
+            if reply.get("parent_id") not in (None, str(parent.id)):
+                raise InvalidMessageError(f"message {reply_id} is nested under another parent")
+            role = Role(reply["role"])
+            if role is not parent.role.reply_role:
+                raise InvalidMessageError(
+                    f"message {reply_id}: a {parent.role.value} takes "
+                    f"{parent.role.reply_role.value} replies"
+                )
+            message = _message(reply, reply_id, parent.id, role, parent.depth + 1, first.lang)
+            messages[reply_id] = message
+            if reply.get("rank") is not None:
+                ranked.append((int(reply["rank"]), reply_id))
+            children.append((reply, message))
+        if ranked:
+            ranks[str(parent.id)] = [i for _, i in sorted(ranked, key=lambda r: r[0])]
+        stack.extend(reversed(children))
+    return list(messages.values()), ranks
+
+
+def _message(
+    node: dict[str, Any],
+    message_id: UUID,
+    parent_id: UUID | None,
+    role: Role,
+    depth: int,
+    tree_lang: str,
+) -> ImportedMessage:
+    _check_text(node["text"])
     result = node.get("review_result")
-    if result is not None:
-        # The file has no score: a decided review counts as fully for or against.
-        tree.trigger_event(
-            tree.ReviewDecided,
-            user_id=None,
-            client_id=None,
-            message_id=message_id,
-            accepted=bool(result),
-            score=1.0 if result else 0.0,
-            review_count=int(node.get("review_count") or 0),
-        )
+    clicks = []
     for emoji, count in (node.get("emojis") or {}).items():
         if emoji not in USER_EMOJIS and emoji not in SYSTEM_EMOJIS:
             raise InvalidMessageError(f"message {message_id}: unknown emoji {emoji!r}")
-        for k in range(int(count)):
-            # Stand-in clickers: deterministic, so a re-import names the same ones.
-            tree.trigger_event(
-                tree.EmojiToggled,
-                user_id=uuid5(message_id, f"emoji/{emoji}/{k}"),
-                client_id=None,
-                message_id=message_id,
-                emoji=emoji,
-                added=True,
-            )
-    if node.get("deleted"):
-        tree.trigger_event(
-            tree.MessageDeleted,
-            user_id=None,
-            client_id=None,
-            message_ids=[message_id],
-            reason=IMPORT_REASON,
-        )
+        clicks += [(emoji, uuid5(message_id, f"emoji/{emoji}/{k}")) for k in range(int(count))]
+    return ImportedMessage(
+        id=message_id,
+        parent_id=parent_id,
+        role=role,
+        depth=depth,
+        text=node["text"],
+        lang=node.get("lang") or tree_lang,
+        user_id=_uuid(node.get("user_id")),
+        synthetic=bool(node.get("synthetic")),
+        model_name=node.get("model_name"),
+        created_at=_when(node),
+        review=None if result is None else (bool(result), int(node.get("review_count") or 0)),
+        clicks=clicks,
+        deleted=bool(node.get("deleted")),
+    )
 
 
 def _path(start: TreeState, target: TreeState) -> list[TreeState]:
@@ -169,9 +160,10 @@ def _path(start: TreeState, target: TreeState) -> list[TreeState]:
         current = queue.popleft()
         if current is target:
             path = []
-            while previous[current] is not None:
-                path.append(current)
-                current = previous[current]  # type: ignore[assignment]
+            step: TreeState | None = current
+            while step is not None and previous[step] is not None:
+                path.append(step)
+                step = previous[step]
             return path[::-1]
         for a, b in sorted(ALLOWED_TRANSITIONS):
             if a is current and b not in previous:

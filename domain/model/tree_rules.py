@@ -1,51 +1,67 @@
-"""Open-Assistant's tree rules as functions over a ConversationTree.
+"""Open-Assistant's tree rules as pure decisions over a tree's state.
 
-Guards (``check_*``) raise typed errors and never change anything. Follow-ups
-(``decide_review``, ``check_scoring``, ``after_*``, ``auto_moderate``) trigger the events
-a fact implies, e.g. the third review of a reply may decide it, which may complete the
-tree, which moves it to ranking and, with nothing to rank, straight through scoring.
+Nothing here changes a tree or triggers an event. Queries describe the tree's structure;
+decisions say what should follow a fact (a verdict on a review, a state move, the scores
+of complete rankings, an auto-moderation step) and the ConversationTree aggregate records
+them, e.g. the third review of a reply gets a verdict, the verdict may complete the tree,
+which moves it to ranking and, with nothing to rank, straight through scoring. The
+guards that refuse commands are in ``domain.model.tree_guards``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
 from uuid import UUID
 
-from domain.model.actor import SYSTEM, Actor
+from domain.model.actor import Actor
 from domain.model.config import TreeConfig
 from domain.model.consensus import consensus
-from domain.model.errors import (
-    DuplicateLabelError,
-    DuplicateRankingError,
-    DuplicateReplyError,
-    InvalidLabelError,
-    InvalidRankingError,
-    InvalidRoleError,
-    MandatoryLabelMissingError,
-    MaxChildrenExceededError,
-    MaxDepthExceededError,
-    MessageDeletedError,
-    NoRepliesFoundError,
-    NotUnderReviewError,
-    ParentNotAcceptedError,
-    RankingCompleteError,
-    SelfLabelingError,
-    SelfRankingError,
-    TreeNotInRankingStateError,
-)
-from domain.model.labels import acceptance_score, is_accepted, validate_label_values
+from domain.model.labels import acceptance_score, is_accepted
 from domain.model.message import SKIP_REPLY, Message, Role
 from domain.model.states import TreeState
-
-if TYPE_CHECKING:
-    from domain.model.tree import ConversationTree
+from domain.model.tree_data import TreeData
 
 S = TreeState
 
 
+# ---------------------------------------------------------------- decisions
+@dataclass(frozen=True, slots=True)
+class Move:
+    """The tree should move to ``to_state``, for ``reason`` (recorded with the move)."""
+
+    to_state: TreeState
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A review is decided: the message is accepted or not, with this score."""
+
+    accepted: bool
+    score: float
+    review_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """The rankings are complete: consensus orders (best first) by str(parent id), or the
+    error that computing them raised (recorded, and the tree can retry)."""
+
+    ranks: dict[str, list[UUID]]
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Removal:
+    """Auto-moderation takes a message (and its replies) out of the tree."""
+
+    message_id: UUID
+    reason: str
+
+
 # ---------------------------------------------------------------- structure
-def subtree(tree: ConversationTree, message: Message) -> Iterator[Message]:
+def subtree(tree: TreeData, message: Message) -> Iterator[Message]:
     stack = [message]
     while stack:
         current = stack.pop()
@@ -53,34 +69,34 @@ def subtree(tree: ConversationTree, message: Message) -> Iterator[Message]:
         stack.extend(tree.messages[c] for c in reversed(current.children))
 
 
-def path_to_root(tree: ConversationTree, message: Message) -> list[Message]:
+def path_to_root(tree: TreeData, message: Message) -> list[Message]:
     path = [message]
     while path[-1].parent_id is not None:
         path.append(tree.messages[path[-1].parent_id])
     return path
 
 
-def active_children(tree: ConversationTree, parent: Message) -> list[Message]:
+def active_children(tree: TreeData, parent: Message) -> list[Message]:
     """Children that count against the limits: not deleted, not rejected."""
     children = (tree.messages[c] for c in parent.children)
     return [c for c in children if not c.deleted and c.review_result is not False]
 
 
-def tree_size(tree: ConversationTree) -> int:
-    return sum(1 for m in tree.messages.values() if m.review_result is True and not m.deleted)
+def tree_size(tree: TreeData) -> int:
+    return len([m for m in tree.messages.values() if m.review_result is True and not m.deleted])
 
 
-def awaiting_review(tree: ConversationTree) -> int:
-    return sum(1 for m in tree.messages.values() if m.under_review)
+def awaiting_review(tree: TreeData) -> int:
+    return len([m for m in tree.messages.values() if m.under_review])
 
 
-def rankable_children(tree: ConversationTree, parent: Message, config: TreeConfig) -> list[Message]:
+def rankable_children(tree: TreeData, parent: Message, config: TreeConfig) -> list[Message]:
     roles = {Role.ASSISTANT, Role.PROMPTER} if config.rank_prompter_replies else {Role.ASSISTANT}
     children = (tree.messages[c] for c in parent.children)
     return [c for c in children if c.review_result is True and not c.deleted and c.role in roles]
 
 
-def rankable_parents(tree: ConversationTree, config: TreeConfig) -> list[Message]:
+def rankable_parents(tree: TreeData, config: TreeConfig) -> list[Message]:
     return [
         m
         for m in tree.messages.values()
@@ -88,161 +104,57 @@ def rankable_parents(tree: ConversationTree, config: TreeConfig) -> list[Message
     ]
 
 
-# ---------------------------------------------------------------- guards
-def reply_limit(tree: ConversationTree, parent: Message, config: TreeConfig) -> int:
+def reply_limit(tree: TreeData, parent: Message, config: TreeConfig) -> int:
     if parent.role is Role.ASSISTANT:
         return min(tree.max_children_count, config.num_prompter_replies)
     return tree.max_children_count
 
 
-def check_undelete(tree: ConversationTree, revived: list[Message], config: TreeConfig) -> None:
-    """A restored reply counts again: its parent may have taken other replies since."""
-    for message in revived:
-        if message.parent_id is None or message.review_result is False:
-            continue
-        parent = tree.messages[message.parent_id]
-        limit = reply_limit(tree, parent, config)
-        if len(active_children(tree, parent)) >= limit:
-            raise MaxChildrenExceededError(
-                f"message {parent.id} already has its {limit} replies; delete one first"
-            )
-
-
-def check_reply(
-    tree: ConversationTree,
-    parent: Message,
-    actor: Actor,
-    config: TreeConfig,
-    role: Role | str | None,
-) -> None:
-    if parent.deleted:
-        raise MessageDeletedError(f"parent message {parent.id} is deleted")
-    if parent.review_result is not True:
-        raise ParentNotAcceptedError(f"parent message {parent.id} has not been accepted by review")
-    if role is not None and Role(role) is not parent.role.reply_role:
-        raise InvalidRoleError(
-            f"a {parent.role.value} message takes {parent.role.reply_role.value} replies"
-        )
-    if parent.depth >= tree.max_depth:
-        raise MaxDepthExceededError(f"message {parent.id} is at the maximum depth {tree.max_depth}")
-    limit = reply_limit(tree, parent, config)
-    if len(active_children(tree, parent)) >= limit:
-        raise MaxChildrenExceededError(f"message {parent.id} already has its {limit} replies")
-    if actor.user_id is not None and any(
-        tree.messages[c].user_id == actor.user_id for c in parent.children
-    ):
-        raise DuplicateReplyError(f"user already replied to message {parent.id}")
-
-
-def check_labels(
-    tree: ConversationTree,
-    message: Message,
-    labels: dict[str, float],
-    actor: Actor,
-    kind: str,
-    valid: frozenset[str] | None,
-    mandatory: frozenset[str] | None,
-) -> None:
-    if kind not in ("task", "free", "report"):
-        raise InvalidLabelError(f"unknown label submission kind {kind!r}")
-    if not labels:
-        raise InvalidLabelError("no labels given")
-    validate_label_values(labels)
-    if kind != "task":
-        return
-    if message.deleted:
-        raise MessageDeletedError(f"message {message.id} is deleted")
-    if actor.user_id is not None and message.user_id == actor.user_id:
-        raise SelfLabelingError("users cannot review their own messages")
-    if actor.user_id in message.reviews:
-        raise DuplicateLabelError(f"user already reviewed message {message.id}")
-    review_state = S.INITIAL_PROMPT_REVIEW if message.is_root else S.GROWING
-    if tree.state is not review_state or message.review_result is not None:
-        raise NotUnderReviewError(f"message {message.id} is not awaiting review")
-    if valid is not None:
-        invalid = sorted(set(labels) - valid)
-        if invalid:
-            raise InvalidLabelError(f"labels not valid for this task: {', '.join(invalid)}")
-    if mandatory:
-        missing = sorted(mandatory - set(labels))
-        if missing:
-            raise MandatoryLabelMissingError(f"mandatory labels missing: {', '.join(missing)}")
-
-
-def check_ranking(
-    tree: ConversationTree, parent: Message, ranked: list[UUID], actor: Actor, config: TreeConfig
-) -> None:
-    if tree.state is not S.RANKING:
-        raise TreeNotInRankingStateError(f"tree {tree.id} is {tree.state.value}, not ranking")
-    children = rankable_children(tree, parent, config)
-    if len(children) < 2:
-        raise NoRepliesFoundError(f"message {parent.id} has no replies to rank")
-    if len(ranked) != len(set(ranked)) or set(ranked) != {c.id for c in children}:
-        raise InvalidRankingError(
-            f"ranking must be a permutation of the {len(children)} replies of message {parent.id}"
-        )
-    if actor.user_id is not None:
-        if any(c.user_id == actor.user_id for c in children):
-            raise SelfRankingError("users cannot rank replies among which is their own")
-        if any(ranker == actor.user_id for ranker, _, _ in parent.rankings):
-            raise DuplicateRankingError(f"user already ranked the replies of message {parent.id}")
-    if len(parent.rankings) >= config.num_required_rankings:
-        raise RankingCompleteError(f"the replies of message {parent.id} are already fully ranked")
-
-
 # ---------------------------------------------------------------- follow-ups
-def decide_review(tree: ConversationTree, message: Message, config: TreeConfig) -> None:
-    """Decide acceptance exactly at the Nth task-based review (strict threshold)."""
+def review_verdict(message: Message, config: TreeConfig) -> Verdict | None:
+    """Acceptance is decided exactly at the Nth task-based review (strict threshold)."""
     required = config.num_reviews_initial_prompt if message.is_root else config.num_reviews_reply
     if message.review_count < required or message.review_result is not None:
-        return
+        return None
     threshold = (
         config.acceptance_threshold_initial_prompt
         if message.is_root
         else config.acceptance_threshold_reply
     )
     score = acceptance_score(message.reviews.values())
-    accepted = is_accepted(score, threshold)
-    tree.trigger_event(
-        tree.ReviewDecided,
-        user_id=None,
-        client_id=None,
-        message_id=message.id,
-        accepted=accepted,
-        score=score,
-        review_count=message.review_count,
-    )
-    if message.is_root:
-        if accepted:
-            tree.change_state(S.PROMPT_LOTTERY_WAITING, "prompt_accepted", SYSTEM)
-        else:
-            tree.change_state(S.ABORTED_LOW_GRADE, "prompt_rejected", SYSTEM)
-    else:
-        check_growth_complete(tree, config)
+    return Verdict(is_accepted(score, threshold), score, message.review_count)
 
 
-def check_growth_complete(tree: ConversationTree, config: TreeConfig) -> None:
+def prompt_move(verdict: Verdict) -> Move:
+    """Where a prompt's verdict sends its tree."""
+    if verdict.accepted:
+        return Move(S.PROMPT_LOTTERY_WAITING, "prompt_accepted")
+    return Move(S.ABORTED_LOW_GRADE, "prompt_rejected")
+
+
+def growth_move(tree: TreeData) -> Move | None:
+    """A growing tree stops when nothing is left of it or it reached its goal size."""
     if tree.state is not S.GROWING:
-        return
+        return None
     size = tree_size(tree)
     if size == 0 or tree.root.deleted:
-        tree.change_state(S.HALTED_BY_MODERATOR, "all_messages_deleted", SYSTEM)
-    elif size >= tree.goal_tree_size and awaiting_review(tree) == 0:
-        tree.change_state(S.RANKING, "goal_size_reached", SYSTEM)
-        check_scoring(tree, config)
+        return Move(S.HALTED_BY_MODERATOR, "all_messages_deleted")
+    if size >= tree.goal_tree_size and awaiting_review(tree) == 0:
+        return Move(S.RANKING, "goal_size_reached")
+    return None
 
 
-def check_scoring(tree: ConversationTree, config: TreeConfig) -> None:
-    """ranking -> ready_for_scoring -> ready_for_export, also for trees with nothing to rank."""
+def scoring(tree: TreeData, config: TreeConfig) -> Move | Scores | None:
+    """ranking -> ready_for_scoring -> ready_for_export, also for trees with nothing to rank.
+
+    None: nothing to do yet; a Move: a failed scoring finds the rankings short again;
+    Scores: every rankable parent is fully ranked and the tree can be scored.
+    """
     if tree.state not in (S.RANKING, S.SCORING_FAILED):
-        return
+        return None
     parents = rankable_parents(tree, config)
-    complete = all(len(p.rankings) >= config.num_required_rankings for p in parents)
-    if not complete:
-        if tree.state is S.SCORING_FAILED:
-            tree.change_state(S.RANKING, "rankings_incomplete", SYSTEM)
-        return
-    tree.change_state(S.READY_FOR_SCORING, "rankings_complete", SYSTEM)
+    if not all(len(p.rankings) >= config.num_required_rankings for p in parents):
+        return Move(S.RANKING, "rankings_incomplete") if tree.state is S.SCORING_FAILED else None
     try:
         ranks: dict[str, list[UUID]] = {}
         for parent in parents:
@@ -250,19 +162,25 @@ def check_scoring(tree: ConversationTree, config: TreeConfig) -> None:
             if order is not None:
                 ranks[str(parent.id)] = order
     except Exception as error:  # noqa: BLE001 - any failure is recorded, the tree can retry
-        tree.trigger_event(
-            tree.ScoringFailed,
-            user_id=None,
-            client_id=None,
-            error=f"{type(error).__name__}: {error}",
-        )
-        tree.change_state(S.SCORING_FAILED, "scoring_error", SYSTEM)
-        return
-    tree.trigger_event(tree.TreeScored, user_id=None, client_id=None, ranks=ranks)
-    tree.change_state(S.READY_FOR_EXPORT, "scored", SYSTEM)
+        return Scores({}, f"{type(error).__name__}: {error}")
+    return Scores(ranks)
 
 
-def resume_target(tree: ConversationTree) -> TreeState:
+def activation_move(tree: TreeData, config: TreeConfig, reason: str) -> Move | None:
+    """A waiting prompt drawn (by ``reason``) grows; a backlog tree is ranked, if it can be.
+
+    None: the tree is in neither state and cannot be activated.
+    """
+    if tree.state is S.PROMPT_LOTTERY_WAITING:
+        return Move(S.GROWING, reason)
+    if tree.state is S.BACKLOG_RANKING:
+        if rankable_parents(tree, config):
+            return Move(S.RANKING, reason)
+        return Move(S.ABORTED_LOW_GRADE, "nothing_to_rank")
+    return None
+
+
+def resume_target(tree: TreeData) -> TreeState:
     halted_from = tree.halted_from
     if halted_from in (S.INITIAL_PROMPT_REVIEW, S.PROMPT_LOTTERY_WAITING, S.BACKLOG_RANKING):
         return halted_from
@@ -271,71 +189,62 @@ def resume_target(tree: ConversationTree) -> TreeState:
     return S.INITIAL_PROMPT_REVIEW
 
 
-def after_resume(tree: ConversationTree, config: TreeConfig) -> None:
-    if tree.state is S.INITIAL_PROMPT_REVIEW:
-        root = tree.root
-        if root.review_result is True:
-            tree.change_state(S.PROMPT_LOTTERY_WAITING, "prompt_accepted", SYSTEM)
-    elif tree.state is S.GROWING:
-        check_growth_complete(tree, config)
+def resumed_prompt_move(tree: TreeData) -> Move | None:
+    """A prompt accepted while its tree was halted goes on to the lottery when resumed."""
+    if tree.state is S.INITIAL_PROMPT_REVIEW and tree.root.review_result is True:
+        return Move(S.PROMPT_LOTTERY_WAITING, "prompt_accepted")
+    return None
 
 
-def after_deletion(tree: ConversationTree, config: TreeConfig) -> None:
-    if tree.state is S.GROWING:
-        check_growth_complete(tree, config)
-    elif tree.root.deleted and tree.state in (
+def orphan_move(tree: TreeData) -> Move | None:
+    """A tree whose prompt is deleted outside growth halts (growth checks it by itself)."""
+    if tree.root.deleted and tree.state in (
         S.INITIAL_PROMPT_REVIEW,
         S.PROMPT_LOTTERY_WAITING,
         S.RANKING,
         S.BACKLOG_RANKING,
     ):
-        tree.change_state(S.HALTED_BY_MODERATOR, "all_messages_deleted", SYSTEM)
-    elif tree.state is S.RANKING:
-        check_scoring(tree, config)
+        return Move(S.HALTED_BY_MODERATOR, "all_messages_deleted")
+    return None
 
 
-def after_undeletion(tree: ConversationTree, config: TreeConfig) -> None:
-    # Restored accepted replies count towards the goal size again.
-    if tree.state is S.GROWING:
-        check_growth_complete(tree, config)
-
-
-def auto_moderate(tree: ConversationTree, message: Message, emoji: str, config: TreeConfig) -> None:
+def moderation(
+    tree: TreeData, message: Message, emoji: str, config: TreeConfig
+) -> Move | Removal | None:
+    """What an emoji just added triggers: too many red flags abort a prompt's tree or remove
+    a reply; too many skipped replies halt a growing tree."""
     if not config.auto_mod_enabled:
-        return
+        return None
+    reason = "auto_mod_red_flags"
     if emoji == "red_flag" and message.emoji_count("red_flag") >= config.auto_mod_red_flags:
         if message.is_root:
             if tree.state in (S.INITIAL_PROMPT_REVIEW, S.GROWING):
-                tree.change_state(S.ABORTED_LOW_GRADE, "auto_mod_red_flags", SYSTEM)
+                return Move(S.ABORTED_LOW_GRADE, reason)
         elif not message.deleted:
-            tree.delete_message(
-                message_id=message.id, actor=SYSTEM, config=config, reason="auto_mod_red_flags"
-            )
+            return Removal(message.id, reason)
     elif (
         emoji == SKIP_REPLY
         and tree.state is S.GROWING
         and message.emoji_count(SKIP_REPLY) >= config.auto_mod_max_skip_reply
     ):
-        tree.change_state(S.HALTED_BY_MODERATOR, "auto_mod_skip_reply", SYSTEM)
+        return Move(S.HALTED_BY_MODERATOR, "auto_mod_skip_reply")
+    return None
 
 
-def message_dict(m: Message) -> dict[str, Any]:
-    return {
-        "id": str(m.id),
-        "parent_id": str(m.parent_id) if m.parent_id else None,
-        "role": m.role.value,
-        "depth": m.depth,
-        "text": m.text,
-        "lang": m.lang,
-        "user_id": str(m.user_id) if m.user_id else None,
-        "synthetic": m.synthetic,
-        "model_name": m.model_name,
-        "review_count": m.review_count,
-        "review_result": m.review_result,
-        "deleted": m.deleted,
-        "edited": m.edited,
-        "ranking_count": m.ranking_count,
-        "rank": m.rank,
-        "emojis": m.emoji_counts(),
-        "children": [str(c) for c in m.children],
-    }
+def emoji_changes(message: Message, emoji: str, actor: Actor, op: str) -> list[tuple[str, bool]]:
+    """The (emoji, added) clicks an emoji op amounts to, in order: none when it changes
+    nothing or is a vote on one's own message (OA ignores those); a vote takes back the
+    user's opposite vote first."""
+    has = actor.user_id in message.emojis.get(emoji, ())
+    add = (not has) if op == "toggle" else op == "add"
+    if add == has:
+        return []
+    changes: list[tuple[str, bool]] = []
+    if emoji in ("+1", "-1"):
+        if add and message.user_id is not None and message.user_id == actor.user_id:
+            return []
+        opposite = "-1" if emoji == "+1" else "+1"
+        if add and actor.user_id in message.emojis.get(opposite, ()):
+            changes.append((opposite, False))
+    changes.append((emoji, add))
+    return changes
