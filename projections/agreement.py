@@ -38,8 +38,8 @@ from uuid import UUID
 import msgspec
 
 from domain.model.consensus import kendall_tau
-from domain.model.labels import LABELS, TextLabel
-from domain.model.tree import ConversationTree as T
+from domain.model.labels import LABELS, LabelKind, TextLabel
+from domain.model.tree import ConversationTree
 from projections.base import Projection, handles, uid
 
 SCALE = 10_000  # label values are compared at a resolution of 1e-4 (likert steps are exact)
@@ -175,11 +175,11 @@ class AgreementProjection(Projection):
             [key for key, t in sorted(totals.items()) if t[0] < 0],
         )
 
-    @handles(T.LabelsSubmitted)
+    @handles(ConversationTree.LabelsSubmitted)
     def on_labels(self, c: sqlite3.Cursor, e: Any) -> None:
         # The domain takes one task review per user and message, so each adds one value
         # to each of its labels' units; free labels and reports are not reviews.
-        if e.kind == "task":
+        if e.kind == LabelKind.TASK:
             message_id = uid(e.message_id)
             reviews = self._reviews.get(message_id)
             if reviews is None:
@@ -187,14 +187,14 @@ class AgreementProjection(Projection):
             else:
                 reviews.append(e.labels)
 
-    @handles(T.RankingSubmitted)
+    @handles(ConversationTree.RankingSubmitted)
     def on_ranking(self, c: sqlite3.Cursor, e: Any) -> None:
         if e.user_id is not None:  # one ranking per user and parent (the domain's rule)
             self._rankings.setdefault(uid(e.parent_id), {})[uid(e.user_id)] = _encode(
                 [uid(i) for i in e.ranked_message_ids]
             ).decode()
 
-    @handles(T.TreeScored, T.RanksImported)
+    @handles(ConversationTree.TreeScored, ConversationTree.RanksImported)
     def on_scored(self, c: sqlite3.Cursor, e: Any) -> None:
         for parent_id, order in e.ranks.items():
             parent = uid(UUID(parent_id))

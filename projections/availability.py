@@ -36,14 +36,13 @@ from domain.model.config import TreeConfig
 from domain.model.message import SKIP_LABELING, SKIP_RANKING, SKIP_REPLY
 from domain.model.task_types import TaskType
 
-T = TaskType
-REPLY_TYPES = (T.ASSISTANT_REPLY.value, T.PROMPTER_REPLY.value)
+REPLY_TYPES = (TaskType.ASSISTANT_REPLY.value, TaskType.PROMPTER_REPLY.value)
 LABEL_TYPES = (
-    T.LABEL_INITIAL_PROMPT.value,
-    T.LABEL_ASSISTANT_REPLY.value,
-    T.LABEL_PROMPTER_REPLY.value,
+    TaskType.LABEL_INITIAL_PROMPT.value,
+    TaskType.LABEL_ASSISTANT_REPLY.value,
+    TaskType.LABEL_PROMPTER_REPLY.value,
 )
-RANK_TYPES = (T.RANK_ASSISTANT_REPLIES.value, T.RANK_PROMPTER_REPLIES.value)
+RANK_TYPES = (TaskType.RANK_ASSISTANT_REPLIES.value, TaskType.RANK_PROMPTER_REPLIES.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,39 +252,39 @@ class Pools:
 
     def candidates(self, task_type: TaskType) -> list[Any]:
         t = TaskType(task_type)
-        if t is T.ASSISTANT_REPLY:
+        if t is TaskType.ASSISTANT_REPLY:
             return [p for p in self.parents if p.role == "prompter"]
-        if t is T.PROMPTER_REPLY:
+        if t is TaskType.PROMPTER_REPLY:
             return [p for p in self.parents if p.role == "assistant"]
-        if t is T.LABEL_INITIAL_PROMPT:
+        if t is TaskType.LABEL_INITIAL_PROMPT:
             return [r for r in self.reviews if r.is_root]
-        if t is T.LABEL_ASSISTANT_REPLY:
+        if t is TaskType.LABEL_ASSISTANT_REPLY:
             return [r for r in self.reviews if not r.is_root and r.role == "assistant"]
-        if t is T.LABEL_PROMPTER_REPLY:
+        if t is TaskType.LABEL_PROMPTER_REPLY:
             return [r for r in self.reviews if not r.is_root and r.role == "prompter"]
-        if t is T.RANK_ASSISTANT_REPLIES:
+        if t is TaskType.RANK_ASSISTANT_REPLIES:
             return [r for r in self.rankings if r.child_role == "assistant"]
-        if t is T.RANK_PROMPTER_REPLIES:
+        if t is TaskType.RANK_PROMPTER_REPLIES:
             return [r for r in self.rankings if r.child_role == "prompter"]
         return []
 
     def counts(self) -> dict[TaskType, int]:
         counts = {t: len(self.candidates(t)) for t in TaskType}
-        counts[T.INITIAL_PROMPT] = self.initial_prompts
-        counts[T.RANDOM] = sum(v for k, v in counts.items() if k is not T.RANDOM)
+        counts[TaskType.INITIAL_PROMPT] = self.initial_prompts
+        counts[TaskType.RANDOM] = sum(v for k, v in counts.items() if k is not TaskType.RANDOM)
         return counts
 
 
 # The pool a request for one type draws from; `random` (and counting) needs all four.
 _POOL_OF = {
-    T.ASSISTANT_REPLY: "parents",
-    T.PROMPTER_REPLY: "parents",
-    T.LABEL_INITIAL_PROMPT: "reviews",
-    T.LABEL_ASSISTANT_REPLY: "reviews",
-    T.LABEL_PROMPTER_REPLY: "reviews",
-    T.RANK_ASSISTANT_REPLIES: "rankings",
-    T.RANK_PROMPTER_REPLIES: "rankings",
-    T.INITIAL_PROMPT: "initial_prompts",
+    TaskType.ASSISTANT_REPLY: "parents",
+    TaskType.PROMPTER_REPLY: "parents",
+    TaskType.LABEL_INITIAL_PROMPT: "reviews",
+    TaskType.LABEL_ASSISTANT_REPLY: "reviews",
+    TaskType.LABEL_PROMPTER_REPLY: "reviews",
+    TaskType.RANK_ASSISTANT_REPLIES: "rankings",
+    TaskType.RANK_PROMPTER_REPLIES: "rankings",
+    TaskType.INITIAL_PROMPT: "initial_prompts",
 }
 
 
@@ -301,8 +300,10 @@ def pools(
     (the others left empty), so an explicit request does not pay for the other queries.
     ``random`` and None mean all. One ``now`` for all of them."""
     now = now or datetime.now(UTC)
-    kind = T.RANDOM if task_type is None else TaskType(task_type)
-    only = None if kind is T.RANDOM else _POOL_OF.get(kind, "none")  # none: never handed out
+    wanted = TaskType.RANDOM if task_type is None else TaskType(task_type)
+    only = (
+        None if wanted is TaskType.RANDOM else _POOL_OF.get(wanted, "none")
+    )  # none: never handed out
     want = lambda pool: only is None or only == pool  # noqa: E731
     return Pools(
         extendible_parents(conn, config, lang, user_id, now) if want("parents") else [],

@@ -36,9 +36,6 @@ class Projection:
     # CREATE statements (tables first, then indexes); tables lists what a rebuild drops.
     ddl: ClassVar[tuple[str, ...]] = ()
     tables: ClassVar[tuple[str, ...]] = ()
-    # Tables an earlier version of the projection created and this one no longer does:
-    # dropped with the others when the schema changes, so an old read model loses them.
-    retired_tables: ClassVar[tuple[str, ...]] = ()
     # A change of meaning that leaves the DDL as it was: bump it and the read model is
     # projected again (projections.store.schema_digest hashes it with the DDL).
     schema_version: ClassVar[str | int] = ""

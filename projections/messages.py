@@ -1,18 +1,18 @@
 """Messages as OA's `message` table has them, plus who did what to each message.
 
-`messages` carries every field of OA's Message (children and ranking counts, review
-state, consensus rank, emoji counts, label sums and counts); `message_emojis`, `labels`
+`messages` carries OA's Message fields that something reads (children and ranking counts,
+review state, consensus rank, emoji counts); `message_emojis`, `labels`
 and `rankings` keep per-user participation, which task availability needs (who skipped,
 labelled or ranked what). Replies are found through messages.parent_id/user_id;
 `reviewers` lists who reviewed a message with a task ("id,id,"), so the review pool
 excludes a user's earlier reviews without a lookup in `labels` per candidate.
 A `labels` row is one submission, its values a JSON object, as OA's text_labels has it
-(a row per value made label rows most of a replay's writes).
+(a row per value made label rows most of a replay's writes). Schema version 2 dropped the
+`label_sums`/`label_counts` columns of `messages`, which nothing read.
 
 Handlers change rows in write-back caches (projections.writeback) and the runner flushes
 them at the end of the batch, or earlier when a projection that reads these tables is
-about to see the event. Label sums are recomputed once per changed message per flush,
-from the message's labels in memory, summed in (label, user, kind) order.
+about to see the event.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from uuid import UUID
 
 import msgspec
 
-from domain.model.tree import ConversationTree as T
+from domain.model.labels import LabelKind
+from domain.model.tree import ConversationTree
 from projections.base import Projection, handles
 from projections.writeback import RowCache
 
@@ -49,8 +50,6 @@ COLUMNS = (
     "rankings_received",
     "rank",
     "emojis",
-    "label_sums",
-    "label_counts",
     "deleted",
     "edited",
     "revision",
@@ -67,8 +66,6 @@ COLUMNS = (
     RECEIVED,
     RANK,
     EMOJIS,
-    SUMS,
-    COUNTS,
     DELETED,
     EDITED,
     REVISION,
@@ -86,8 +83,6 @@ COLUMNS = (
         "rankings_received",
         "rank",
         "emojis",
-        "label_sums",
-        "label_counts",
         "deleted",
         "edited",
         "revision",
@@ -97,7 +92,7 @@ COLUMNS = (
 )
 MUTABLE = COLUMNS[TEXT : TEXT + 1] + COLUMNS[CHILDREN:]
 
-Submission = tuple[str, str]  # (user_id, kind): one labels row of a message
+Submission = tuple[str, str]  # (user_id, label kind): one labels row of a message
 _encode = msgspec.json.Encoder(order="sorted").encode
 
 
@@ -106,6 +101,7 @@ class MessagesProjection(Projection):
     views = True
     replay_indexes = ("messages_children",)  # on_scored: the children of a parent
     replay_cost = 3.0
+    schema_version = 2  # 2: without label_sums and label_counts
     tables = ("messages", "message_emojis", "labels", "rankings")
     ddl = (
         """CREATE TABLE IF NOT EXISTS messages (
@@ -117,8 +113,7 @@ class MessagesProjection(Projection):
             review_count INTEGER NOT NULL DEFAULT 0, review_result INTEGER, review_score REAL,
             ranking_count INTEGER NOT NULL DEFAULT 0,
             rankings_received INTEGER NOT NULL DEFAULT 0, rank INTEGER,
-            emojis TEXT NOT NULL DEFAULT '{}', label_sums TEXT NOT NULL DEFAULT '{}',
-            label_counts TEXT NOT NULL DEFAULT '{}',
+            emojis TEXT NOT NULL DEFAULT '{}',
             deleted INTEGER NOT NULL DEFAULT 0, edited INTEGER NOT NULL DEFAULT 0,
             revision INTEGER NOT NULL DEFAULT 0, updated_at REAL NOT NULL,
             reviewers TEXT NOT NULL DEFAULT '')""",
@@ -161,7 +156,7 @@ class MessagesProjection(Projection):
         # Here, not in __init__: subclasses (tests) need not call it.
         if "_rows" not in vars(self):
             self._rows = RowCache("messages", COLUMNS, MUTABLE)
-            # message -> (user, kind) -> [labels, task_id, created_at]
+            # message -> (user, label kind) -> [labels, task_id, created_at]
             self._labels: dict[str, dict[Submission, list[Any]]] = {}
             self._labels_changed: dict[str, set[Submission]] = {}
             self._rankings: list[tuple] = []
@@ -177,7 +172,6 @@ class MessagesProjection(Projection):
         self._children.clear()
 
     def flush(self, cursor: sqlite3.Cursor) -> None:
-        rows = self._rows
         if self._labels_changed:
             upserts, deletes = [], []
             for message_id, keys in self._labels_changed.items():
@@ -188,10 +182,6 @@ class MessagesProjection(Projection):
                         upserts.append((message_id, *key, _encode(labels).decode(), task_id, at))
                     else:
                         deletes.append((message_id, *key))
-                row = rows.get(message_id)
-                if row is not None:
-                    row[SUMS], row[COUNTS] = _sums(submissions)
-                    rows.changed.add(message_id)
             deletes.sort()
             upserts.sort()  # key order: neighbouring rows share B-tree pages
             cursor.executemany(
@@ -199,7 +189,7 @@ class MessagesProjection(Projection):
             )
             cursor.executemany("INSERT OR REPLACE INTO labels VALUES (?,?,?,?,?,?)", upserts)
             self._labels_changed.clear()
-        rows.flush()
+        self._rows.flush()
         if self._rankings:
             cursor.executemany("INSERT INTO rankings VALUES (?,?,?,?,?,?,?)", self._rankings)
             self._rankings.clear()
@@ -251,8 +241,6 @@ class MessagesProjection(Projection):
                 0,
                 None,
                 "{}",
-                "{}",
-                "{}",
                 0,
                 0,
                 0,
@@ -261,11 +249,11 @@ class MessagesProjection(Projection):
             ]
         )
 
-    @handles(T.TreeStarted)
+    @handles(ConversationTree.TreeStarted)
     def on_started(self, c: sqlite3.Cursor, e: Any) -> None:
         self._insert(e, e.originator_id, None, "prompter", 0)
 
-    @handles(T.ReplyAdded)
+    @handles(ConversationTree.ReplyAdded)
     def on_reply(self, c: sqlite3.Cursor, e: Any) -> None:
         self._insert(e, e.message_id, e.parent_id, e.role, e.depth)
         self._children.setdefault(e.parent_id, []).append(e.message_id)
@@ -273,9 +261,9 @@ class MessagesProjection(Projection):
         if parent is not None:
             parent[CHILDREN] += 1
 
-    @handles(T.LabelsSubmitted)
+    @handles(ConversationTree.LabelsSubmitted)
     def on_labels(self, c: sqlite3.Cursor, e: Any) -> None:
-        message_id, user_id, kind = e.message_id, e.user_id or "", e.kind
+        message_id, user_id, label_kind = e.message_id, e.user_id or "", e.kind
         submissions = self._labels.get(message_id)
         if submissions is None:
             submissions = self._labels[message_id] = {
@@ -290,28 +278,28 @@ class MessagesProjection(Projection):
         at = e.timestamp.timestamp()
         row = self._touch(message_id, at)
         labels = dict(e.labels)
-        if kind == "task":
+        if label_kind == LabelKind.TASK:
             if row is not None:
                 row[REVIEWS] += 1
                 row[REVIEWERS] += user_id + ","
-            earlier = submissions.get((user_id, kind))
+            earlier = submissions.get((user_id, label_kind))
             if earlier is not None:  # the domain takes one review per user; merge as OA would
                 labels = earlier[0] | labels
         else:
             # Free labels and reports: the user's latest submission replaces the earlier one.
-            for key in [k for k in submissions if k[0] == user_id and k[1] != "task"]:
+            for key in [k for k in submissions if k[0] == user_id and k[1] != LabelKind.TASK]:
                 del submissions[key]
                 changed.add(key)
-        submissions[user_id, kind] = [labels, e.task_id, at]
-        changed.add((user_id, kind))
+        submissions[user_id, label_kind] = [labels, e.task_id, at]
+        changed.add((user_id, label_kind))
 
-    @handles(T.ReviewDecided)
+    @handles(ConversationTree.ReviewDecided)
     def on_review(self, c: sqlite3.Cursor, e: Any) -> None:
         row = self._touch(e.message_id, e.timestamp.timestamp())
         if row is not None:
             row[RESULT], row[SCORE] = int(e.accepted), e.score
 
-    @handles(T.RankingSubmitted)
+    @handles(ConversationTree.RankingSubmitted)
     def on_ranking(self, c: sqlite3.Cursor, e: Any) -> None:
         at = e.timestamp.timestamp()
         self._rankings.append(
@@ -335,7 +323,7 @@ class MessagesProjection(Projection):
         if parent is not None:
             parent[RECEIVED] += 1
 
-    @handles(T.TreeScored, T.RanksImported)
+    @handles(ConversationTree.TreeScored, ConversationTree.RanksImported)
     def on_scored(self, c: sqlite3.Cursor, e: Any) -> None:
         rows = self._rows
         for parent_id, order in e.ranks.items():
@@ -359,11 +347,11 @@ class MessagesProjection(Projection):
                     row[RANK] = i
                     rows.changed.add(child)
 
-    @handles(T.MessageDeleted)
+    @handles(ConversationTree.MessageDeleted)
     def on_deleted(self, c: sqlite3.Cursor, e: Any) -> None:
         self._set_deleted(e, 1)
 
-    @handles(T.MessageUndeleted)
+    @handles(ConversationTree.MessageUndeleted)
     def on_undeleted(self, c: sqlite3.Cursor, e: Any) -> None:
         self._set_deleted(e, 0)
 
@@ -374,13 +362,13 @@ class MessagesProjection(Projection):
             if row is not None:
                 row[DELETED] = deleted
 
-    @handles(T.MessageEdited)
+    @handles(ConversationTree.MessageEdited)
     def on_edited(self, c: sqlite3.Cursor, e: Any) -> None:
         row = self._touch(e.message_id, e.timestamp.timestamp())
         if row is not None:
             row[TEXT], row[EDITED], row[REVISION] = e.text, 1, e.revision
 
-    @handles(T.EmojiToggled)
+    @handles(ConversationTree.EmojiToggled)
     def on_emoji(self, c: sqlite3.Cursor, e: Any) -> None:
         key = (e.message_id, e.emoji, e.user_id or "")
         if e.added:
@@ -398,21 +386,3 @@ class MessagesProjection(Projection):
         row = self._touch(e.message_id, e.timestamp.timestamp())
         if row is not None:
             row[EMOJIS] = _encode(counts).decode()
-
-
-def _sums(submissions: dict[Submission, list[Any]]) -> tuple[str, str]:
-    """label_sums and label_counts of a message (JSON).
-
-    Each label's values are added in (user, kind) order, whatever order the submissions
-    were loaded or made in, so a live and a rebuilt read model hold the same floats.
-    """
-    sums: dict[str, float] = {}
-    counts: dict[str, int] = {}
-    for key in sorted(submissions):
-        for name, value in submissions[key][0].items():
-            if name in sums:
-                sums[name] += value
-                counts[name] += 1
-            else:
-                sums[name], counts[name] = 0.0 + value, 1
-    return _encode(sums).decode(), _encode(counts).decode()

@@ -15,7 +15,7 @@ import sqlite3
 from typing import Any
 from uuid import UUID
 
-from domain.model.tree import ConversationTree as T
+from domain.model.tree import ConversationTree
 from projections.base import Projection, handles, uid
 
 
@@ -59,7 +59,7 @@ class ModelStatsProjection(Projection):
         known = self._known if self._known is not None else {}
         return [(i,) for i in map(uid, ids) if i in known]
 
-    @handles(T.ReplyAdded)
+    @handles(ConversationTree.ReplyAdded)
     def on_reply(self, c: sqlite3.Cursor, e: Any) -> None:
         if e.model_name or e.synthetic:
             c.execute(
@@ -70,7 +70,7 @@ class ModelStatsProjection(Projection):
                 self._known[uid(e.message_id)] = uid(e.parent_id)
                 self._parents.add(uid(e.parent_id))
 
-    @handles(T.ReviewDecided)
+    @handles(ConversationTree.ReviewDecided)
     def on_review(self, c: sqlite3.Cursor, e: Any) -> None:
         for (i,) in self._ids([e.message_id]):
             c.execute(
@@ -78,19 +78,19 @@ class ModelStatsProjection(Projection):
                 (int(e.accepted), i),
             )
 
-    @handles(T.MessageDeleted)
+    @handles(ConversationTree.MessageDeleted)
     def on_deleted(self, c: sqlite3.Cursor, e: Any) -> None:
         c.executemany(
             "UPDATE model_replies SET deleted = 1 WHERE message_id = ?", self._ids(e.message_ids)
         )
 
-    @handles(T.MessageUndeleted)
+    @handles(ConversationTree.MessageUndeleted)
     def on_undeleted(self, c: sqlite3.Cursor, e: Any) -> None:
         c.executemany(
             "UPDATE model_replies SET deleted = 0 WHERE message_id = ?", self._ids(e.message_ids)
         )
 
-    @handles(T.TreeScored, T.RanksImported)
+    @handles(ConversationTree.TreeScored, ConversationTree.RanksImported)
     def on_scored(self, c: sqlite3.Cursor, e: Any) -> None:
         for parent_id, order in e.ranks.items():
             parent = uid(UUID(parent_id))

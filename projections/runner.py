@@ -273,7 +273,7 @@ class ProjectionRunner:
             route = routes.get(row[3])
             if route is None:
                 continue
-            decoded = None  # handlers next to each other that want the same kind share it
+            decoded = None  # handlers next to each other that want the same decoding share it
             for decode, name, handler, buffered, reader in route:
                 if lagging and positions[name] >= row[0]:
                     continue  # this projection already holds the event

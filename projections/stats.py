@@ -28,10 +28,11 @@ from typing import Any
 
 import msgspec
 
+from domain.model.labels import LabelKind
 from domain.model.states import TreeState
 from domain.model.task_types import LABEL_TASKS
-from domain.model.tree import ConversationTree as T
-from domain.model.user import User as U
+from domain.model.tree import ConversationTree
+from domain.model.user import User
 from projections.base import Projection, handles, ts, uid
 from projections.stats_rules import FIELDS, hour_of, label_votes, next_streak
 from projections.users import TaskIssuedView
@@ -55,8 +56,8 @@ def _hours_upsert(names: tuple[str, ...]) -> str:
 
 _encode = msgspec.json.Encoder(order="sorted").encode
 _decode = msgspec.json.decode
-# A cached message: [user_id, hour, kind, deleted, accepted, spam_tree, counters].
-USER, HOUR_, KIND, DELETED, ACCEPTED, SPAM_TREE, COUNTERS = range(7)
+# A cached message: [user_id, hour, counter, deleted, accepted, spam_tree, counters].
+USER, HOUR_, COUNTER, DELETED, ACCEPTED, SPAM_TREE, COUNTERS = range(7)
 _CACHE_LIMIT = 200_000
 _UNKNOWN: Any = object()
 
@@ -69,7 +70,7 @@ class StatsProjection(Projection):
     name = "user_stats"
     # Handlers take ids as text, so they accept log views and domain events; a task's
     # payload is read for its mode only, in the view the users projection decodes too.
-    views = {U.TaskIssued: TaskIssuedView}
+    views = {User.TaskIssued: TaskIssuedView}
     replay_indexes = ()  # handlers look rows up by key only
     replay_cost = 2.5
     tables = (
@@ -84,10 +85,10 @@ class StatsProjection(Projection):
         "CREATE TABLE IF NOT EXISTS user_hours (user_id TEXT NOT NULL, hour INTEGER NOT NULL, "
         + ", ".join(f"{f} INTEGER NOT NULL DEFAULT 0" for f in FIELDS)
         + ", PRIMARY KEY (user_id, hour)) WITHOUT ROWID",
-        # kind: the counter the message feeds (prompts / replies_<role>); counters: its emoji
+        # counter: the one the message feeds (prompts / replies_<role>); counters: its emoji
         # counts and label sums, which count for the author while the message is not deleted.
         """CREATE TABLE IF NOT EXISTS stats_messages (
-            message_id TEXT PRIMARY KEY, user_id TEXT, hour INTEGER NOT NULL, kind TEXT NOT NULL,
+            message_id TEXT PRIMARY KEY, user_id TEXT, hour INTEGER NOT NULL, counter TEXT NOT NULL,
             deleted INTEGER NOT NULL, accepted INTEGER NOT NULL, spam_tree INTEGER NOT NULL,
             counters TEXT NOT NULL) WITHOUT ROWID""",
         # A user's latest free/report labels of a message, which a new submission replaces
@@ -230,7 +231,7 @@ class StatsProjection(Projection):
         row = (
             self._c()
             .execute(
-                "SELECT user_id, hour, kind, deleted, accepted, spam_tree, counters"
+                "SELECT user_id, hour, counter, deleted, accepted, spam_tree, counters"
                 " FROM stats_messages WHERE message_id = ?",
                 (message_id,),
             )
@@ -245,16 +246,16 @@ class StatsProjection(Projection):
     def _counted(m: list[Any]) -> dict[str, int]:
         """What an undeleted message adds for its author (spam_prompts aside)."""
         out = dict(m[COUNTERS])
-        out[m[KIND]] = out.get(m[KIND], 0) + 1
+        out[m[COUNTER]] = out.get(m[COUNTER], 0) + 1
         if m[ACCEPTED]:
-            out["accepted_" + m[KIND]] = 1
+            out["accepted_" + m[COUNTER]] = 1
         return out
 
-    def _insert(self, e: Any, message_id: str, kind: str, spam_tree: int = 0) -> None:
+    def _insert(self, e: Any, message_id: str, counter: str, spam_tree: int = 0) -> None:
         user_id, hour = uid(e.user_id), hour_of(ts(e.timestamp))
-        self._messages[message_id] = [user_id, hour, kind, 0, 0, spam_tree, {}]
+        self._messages[message_id] = [user_id, hour, counter, 0, 0, spam_tree, {}]
         self._dirty.add(message_id)
-        self._add(user_id, hour, {kind: 1, "spam_prompts": spam_tree})
+        self._add(user_id, hour, {counter: 1, "spam_prompts": spam_tree})
 
     def _bump(self, message_id: str, delta: Mapping[str, int]) -> None:
         """Add to a message's emoji / label counters (and to its author while undeleted)."""
@@ -276,17 +277,17 @@ class StatsProjection(Projection):
             if row is not None:
                 row[k] = row.get(k, 0) + v
 
-    @handles(T.TreeStarted)
+    @handles(ConversationTree.TreeStarted)
     def on_started(self, c: sqlite3.Cursor, e: Any) -> None:
         self._insert(
             e, uid(e.originator_id), "prompts", int(e.state == TreeState.ABORTED_LOW_GRADE.value)
         )
 
-    @handles(T.ReplyAdded)
+    @handles(ConversationTree.ReplyAdded)
     def on_reply(self, c: sqlite3.Cursor, e: Any) -> None:
         self._insert(e, uid(e.message_id), f"replies_{e.role}")
 
-    @handles(T.ReviewDecided)
+    @handles(ConversationTree.ReviewDecided)
     def on_review(self, c: sqlite3.Cursor, e: Any) -> None:
         message_id = uid(e.message_id)
         m = self._message(message_id)
@@ -296,9 +297,9 @@ class StatsProjection(Projection):
         m[ACCEPTED] = accepted
         self._dirty.add(message_id)
         if not m[DELETED]:
-            self._add(m[USER], m[HOUR_], {"accepted_" + m[KIND]: 1 if accepted else -1})
+            self._add(m[USER], m[HOUR_], {"accepted_" + m[COUNTER]: 1 if accepted else -1})
 
-    @handles(T.EmojiToggled)
+    @handles(ConversationTree.EmojiToggled)
     def on_emoji(self, c: sqlite3.Cursor, e: Any) -> None:
         name = _EMOJI_FIELDS.get(e.emoji)
         if name is None:
@@ -321,11 +322,11 @@ class StatsProjection(Projection):
             self._emojis[key] = bool(e.added)
             self._bump(key[0], {name: 1 if e.added else -1})
 
-    @handles(T.LabelsSubmitted)
+    @handles(ConversationTree.LabelsSubmitted)
     def on_labels(self, c: sqlite3.Cursor, e: Any) -> None:
         message_id = uid(e.message_id)
         votes = label_votes(e.labels)
-        if e.kind != "task":  # the user's earlier free/report labels are replaced
+        if e.kind != LabelKind.TASK:  # the user's earlier free/report labels are replaced
             key = (message_id, uid(e.user_id) or "")
             before = self._votes.get(key)
             if before is None:
@@ -368,15 +369,17 @@ class StatsProjection(Projection):
             self._dirty.add(message_id)
             self._add(m[USER], m[HOUR_], self._counted(m), -1 if deleted else 1)
 
-    @handles(T.MessageDeleted)
+    @handles(ConversationTree.MessageDeleted)
     def on_deleted(self, c: sqlite3.Cursor, e: Any) -> None:
         self._set_deleted(e.message_ids, 1)
 
-    @handles(T.MessageUndeleted)
+    @handles(ConversationTree.MessageUndeleted)
     def on_undeleted(self, c: sqlite3.Cursor, e: Any) -> None:
         self._set_deleted(e.message_ids, 0)
 
-    @handles(T.StateChanged, T.TreeHalted, T.TreeResumed)
+    @handles(
+        ConversationTree.StateChanged, ConversationTree.TreeHalted, ConversationTree.TreeResumed
+    )
     def on_state(self, c: sqlite3.Cursor, e: Any) -> None:
         aborted = TreeState.ABORTED_LOW_GRADE.value
         if e.from_state != aborted and e.to_state != aborted:
@@ -392,7 +395,7 @@ class StatsProjection(Projection):
         self._add(m[USER], m[HOUR_], {"spam_prompts": 1 if spam else -1})
 
     # ------------------------------------------------------------ other facts
-    @handles(T.RankingSubmitted)
+    @handles(ConversationTree.RankingSubmitted)
     def on_ranking(self, c: sqlite3.Cursor, e: Any) -> None:
         hour = hour_of(ts(e.timestamp))
         self._count(uid(e.user_id), hour, "rankings_total")
@@ -402,7 +405,7 @@ class StatsProjection(Projection):
             if m is not None:
                 self._count(m[USER], hour, name)
 
-    @handles(U.TaskIssued)
+    @handles(User.TaskIssued)
     def on_issued(self, c: sqlite3.Cursor, e: Any) -> None:
         if e.task_type in LABEL_TASKS:
             mode = e.payload.get("mode")
@@ -417,11 +420,11 @@ class StatsProjection(Projection):
                 self._closed.append((task_id,))  # deleted at the end of the batch
         return task
 
-    @handles(U.TaskSkipped, U.TaskExpired)
+    @handles(User.TaskSkipped, User.TaskExpired)
     def on_task_closed(self, c: sqlite3.Cursor, e: Any) -> None:
         self._close_task(uid(e.task_id))
 
-    @handles(U.TaskCompleted)
+    @handles(User.TaskCompleted)
     def on_task_done(self, c: sqlite3.Cursor, e: Any) -> None:
         user_id, now = uid(e.originator_id), ts(e.timestamp)
         task = self._close_task(uid(e.task_id))

@@ -21,7 +21,7 @@ READMODEL_FILE = "readmodel.sqlite"
 
 def default_projections() -> list[Projection]:
     # Messages before trees: tree sizes are counted from the message rows. The statistics
-    # come after all three: they read the messages, labels, rankings, trees and tasks rows
+    # come after all three: they read the messages, rankings, trees and tasks rows
     # as already updated for the event they handle.
     from projections.agreement import AgreementProjection
     from projections.arena import ArenaProjection
@@ -109,7 +109,7 @@ class ReadModel:
             if known.get(projection.name) != digest and (
                 projection.name in known or projection.name in tracked
             ):
-                for table in projection.tables + projection.retired_tables:
+                for table in projection.tables:
                     conn.execute(f"DROP TABLE IF EXISTS {table}")
                 conn.execute("DELETE FROM tracking WHERE projection = ?", (projection.name,))
             for statement in projection.ddl:
@@ -121,7 +121,7 @@ class ReadModel:
     def drop(self, conn: sqlite3.Connection) -> None:
         conn.execute("BEGIN")
         for projection in self.projections:
-            for table in projection.tables + projection.retired_tables:
+            for table in projection.tables:
                 conn.execute(f"DROP TABLE IF EXISTS {table}")
             conn.execute("DELETE FROM tracking WHERE projection = ?", (projection.name,))
         conn.execute("DROP TABLE IF EXISTS schemas")  # nothing left to describe

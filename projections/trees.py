@@ -15,7 +15,7 @@ import sqlite3
 from typing import Any
 
 from domain.model.states import ACTIVE_STATES, TreeState
-from domain.model.tree import ConversationTree as T
+from domain.model.tree import ConversationTree
 from projections.base import Projection, handles
 from projections.writeback import RowCache
 
@@ -128,7 +128,7 @@ class TreesProjection(Projection):
             self._trees.changed.add(e.originator_id)
 
     # ------------------------------------------------------------------ handlers
-    @handles(T.TreeStarted)
+    @handles(ConversationTree.TreeStarted)
     def on_started(self, c: sqlite3.Cursor, e: Any) -> None:
         at = e.timestamp.timestamp()
         self._trees.add(
@@ -154,7 +154,7 @@ class TreesProjection(Projection):
         )
         self._members.add([e.originator_id, e.originator_id, 0, None, 0])
 
-    @handles(T.ReplyAdded)
+    @handles(ConversationTree.ReplyAdded)
     def on_reply(self, c: sqlite3.Cursor, e: Any) -> None:
         member = [e.message_id, e.originator_id, 1, None, 0]
         self._members.add(member)
@@ -166,25 +166,25 @@ class TreesProjection(Projection):
             tree[COUNT] += 1
             self._trees.changed.add(e.originator_id)
 
-    @handles(T.ReviewDecided)
+    @handles(ConversationTree.ReviewDecided)
     def on_review(self, c: sqlite3.Cursor, e: Any) -> None:
         self._change(e, e.message_id, M_RESULT, int(e.accepted))
 
-    @handles(T.MessageDeleted)
+    @handles(ConversationTree.MessageDeleted)
     def on_deleted(self, c: sqlite3.Cursor, e: Any) -> None:
         for message_id in e.message_ids:
             self._change(e, message_id, M_DELETED, 1)
 
-    @handles(T.MessageUndeleted)
+    @handles(ConversationTree.MessageUndeleted)
     def on_undeleted(self, c: sqlite3.Cursor, e: Any) -> None:
         for message_id in e.message_ids:
             self._change(e, message_id, M_DELETED, 0)
 
-    @handles(T.StateChanged, T.TreeResumed)
+    @handles(ConversationTree.StateChanged, ConversationTree.TreeResumed)
     def on_state(self, c: sqlite3.Cursor, e: Any) -> None:
         self._move(e, None)
 
-    @handles(T.TreeHalted)
+    @handles(ConversationTree.TreeHalted)
     def on_halted(self, c: sqlite3.Cursor, e: Any) -> None:
         self._move(e, e.from_state)  # a halt remembers where the tree came from
 

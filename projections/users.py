@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from domain.model.user import User as U
+from domain.model.user import User
 from projections.base import Projection, handles, ts, uid
 from projections.writeback import RowCache
 
@@ -74,7 +74,7 @@ _PROFILE = ("display_name", "enabled", "show_on_leaderboard", "tos_accepted_at",
 
 class UsersProjection(Projection):
     name = "users"
-    views = {U.TaskIssued: TaskIssuedView}
+    views = {User.TaskIssued: TaskIssuedView}
     replay_indexes = ()  # handlers look rows up by key only
     replay_cost = 2.5
     tables = ("users", "tasks")
@@ -116,8 +116,8 @@ class UsersProjection(Projection):
         self._tasks.discard()
 
     # ------------------------------------------------------------------ handlers
-    @handles(U.Registered)
-    def on_registered(self, c: sqlite3.Cursor, e: U.Registered) -> None:
+    @handles(User.Registered)
+    def on_registered(self, c: sqlite3.Cursor, e: User.Registered) -> None:
         c.execute(
             "INSERT INTO users VALUES (?,?,?,?,?,1,0,1,NULL,'',?)",
             (
@@ -130,8 +130,8 @@ class UsersProjection(Projection):
             ),
         )
 
-    @handles(U.ProfileUpdated)
-    def on_profile(self, c: sqlite3.Cursor, e: U.ProfileUpdated) -> None:
+    @handles(User.ProfileUpdated)
+    def on_profile(self, c: sqlite3.Cursor, e: User.ProfileUpdated) -> None:
         for name in _PROFILE:
             value = getattr(e, name)
             if value is None:
@@ -144,7 +144,7 @@ class UsersProjection(Projection):
                 f"UPDATE users SET {name} = ? WHERE user_id = ?", (value, uid(e.originator_id))
             )
 
-    @handles(U.TaskIssued)
+    @handles(User.TaskIssued)
     def on_issued(self, c: sqlite3.Cursor, e: TaskIssuedView) -> None:
         issued = e.issued_at.timestamp()
         self._tasks.add(
@@ -167,28 +167,28 @@ class UsersProjection(Projection):
         )
 
     # The task events are two thirds of the log: each handler does its lookup inline.
-    @handles(U.TaskAcknowledged)
+    @handles(User.TaskAcknowledged)
     def on_ack(self, c: sqlite3.Cursor, e: Any) -> None:
         row = self._task(e.task_id)
         if row is not None:
             row[FRONTEND] = e.frontend_message_id
             row[UPDATED] = e.timestamp.timestamp()
 
-    @handles(U.TaskSkipped)
+    @handles(User.TaskSkipped)
     def on_skipped(self, c: sqlite3.Cursor, e: Any) -> None:
         row = self._task(e.task_id)
         if row is not None:
             row[STATUS], row[SKIP_REASON] = "skipped", e.reason
             row[UPDATED] = e.timestamp.timestamp()
 
-    @handles(U.TaskCompleted)
+    @handles(User.TaskCompleted)
     def on_completed(self, c: sqlite3.Cursor, e: Any) -> None:
         row = self._task(e.task_id)
         if row is not None:
             row[STATUS], row[RESULT] = "done", e.result_id
             row[UPDATED] = e.timestamp.timestamp()
 
-    @handles(U.TaskExpired)
+    @handles(User.TaskExpired)
     def on_expired(self, c: sqlite3.Cursor, e: Any) -> None:
         row = self._task(e.task_id)
         if row is not None:

@@ -90,7 +90,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def rows_of(conn: sqlite3.Connection) -> dict[tuple[str, str], tuple[int, bytes]]:
     return {
         (k, t): (c, lines)
-        for k, t, c, lines in conn.execute("SELECT kind, tree_id, count, lines FROM dataset_rows")
+        for k, t, c, lines in conn.execute(
+            "SELECT row_kind, tree_id, count, lines FROM dataset_rows"
+        )
     }
 
 
@@ -108,7 +110,9 @@ def test_rows_are_the_replay_cut_and_live_equals_rebuild(store: Path, tmp_path: 
     trees = list(replay_trees(db, log.head()))
     assert len(trees) >= 5
     expected = {
-        (kind, str(t.id)): value for t in trees for kind, value in cut(t, BuildOptions()).items()
+        (row_kind, str(t.id)): value
+        for t in trees
+        for row_kind, value in cut(t, BuildOptions()).items()
     }
     assert rows_of(live.readmodel.reader()) == expected
     # The ready position is the event that made the tree ready, exactly.
@@ -350,10 +354,10 @@ def test_an_in_memory_log_is_followed_through_the_recorder(tmp_path: Path) -> No
     assert w.conn.execute("SELECT tree_id, ready_position FROM dataset_trees").fetchall() == [
         (str(tree), ready_at)
     ]
-    sft = w.conn.execute("SELECT lines FROM dataset_rows WHERE kind = 'sft'").fetchone()[0]
+    sft = w.conn.execute("SELECT lines FROM dataset_rows WHERE row_kind = 'sft'").fetchone()[0]
     assert [m["content"] for m in json.loads(sft)["messages"]] == ["prompt by a bcd", "reply y"]
     w.app.delete_message(tree_id=tree, message_id=y, actor=SYSTEM)
-    sft = w.conn.execute("SELECT lines FROM dataset_rows WHERE kind = 'sft'").fetchone()[0]
+    sft = w.conn.execute("SELECT lines FROM dataset_rows WHERE row_kind = 'sft'").fetchone()[0]
     assert [m["content"] for m in json.loads(sft)["messages"]] == ["prompt by a bcd", "reply x"]
 
 

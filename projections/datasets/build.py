@@ -70,20 +70,20 @@ def split_of(tree_id: UUID, val_fraction: float) -> str:
     return "validation" if split_draw(tree_id) < val_fraction else "train"
 
 
-def output_kinds(kinds: Iterable[str]) -> list[str]:
+def output_kinds(dataset_kinds: Iterable[str]) -> list[str]:
     """Folders written: the listwise ranking file comes with rm."""
     out = []
-    for kind in KINDS:
-        if kind in kinds:
-            out.append(kind)
-            if kind == "rm":
+    for dataset_kind in KINDS:
+        if dataset_kind in dataset_kinds:
+            out.append(dataset_kind)
+            if dataset_kind == "rm":
                 out.append("rm_listwise")
     return out
 
 
-def row_kinds(kinds: Iterable[str]) -> tuple[str, ...]:
+def row_kinds(dataset_kinds: Iterable[str]) -> tuple[str, ...]:
     """The row kinds (rows.ROW_KINDS) the output kinds are made of."""
-    needed = {SOURCE[k] for k in output_kinds(kinds)}
+    needed = {SOURCE[k] for k in output_kinds(dataset_kinds)}
     return tuple(k for k in ROW_KINDS if k in needed)
 
 
@@ -91,18 +91,18 @@ def row_kinds(kinds: Iterable[str]) -> tuple[str, ...]:
 class Collected:
     """Per row kind and split: the JSON lines of each tree in tree-id order, and counts."""
 
-    kinds: tuple[str, ...]
+    row_kinds: tuple[str, ...]
     trees: int = 0
     parts: dict[str, dict[str, list[bytes]]] = field(default_factory=dict)
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.parts = {k: {s: [] for s in SPLITS} for k in self.kinds}
-        self.counts = {k: {s: 0 for s in SPLITS} for k in self.kinds}
+        self.parts = {k: {s: [] for s in SPLITS} for k in self.row_kinds}
+        self.counts = {k: {s: 0 for s in SPLITS} for k in self.row_kinds}
 
-    def add(self, kind: str, split: str, count: int, lines: bytes) -> None:
-        self.parts[kind][split].append(lines)
-        self.counts[kind][split] += count
+    def add(self, row_kind: str, split: str, count: int, lines: bytes) -> None:
+        self.parts[row_kind][split].append(lines)
+        self.counts[row_kind][split] += count
 
 
 def collect(trees: Iterable[Any], options: BuildOptions) -> Collected:
@@ -115,8 +115,8 @@ def collect(trees: Iterable[Any], options: BuildOptions) -> Collected:
             continue
         result.trees += 1
         split = split_of(tree.id, options.val_fraction)
-        for kind, (count, lines) in cut(tree, options, result.kinds).items():
-            result.add(kind, split, count, lines)
+        for row_kind, (count, lines) in cut(tree, options, result.row_kinds).items():
+            result.add(row_kind, split, count, lines)
     return result
 
 

@@ -92,9 +92,9 @@ class TrainingProjection(Projection):
             ready_position INTEGER NOT NULL, changed_position INTEGER NOT NULL) WITHOUT ROWID""",
         # Rows of one kind of one tree as JSON lines: rowid table, the values are large.
         """CREATE TABLE IF NOT EXISTS dataset_rows (
-            kind TEXT NOT NULL, tree_id TEXT NOT NULL, count INTEGER NOT NULL,
+            row_kind TEXT NOT NULL, tree_id TEXT NOT NULL, count INTEGER NOT NULL,
             lines BLOB NOT NULL)""",
-        "CREATE UNIQUE INDEX IF NOT EXISTS dataset_rows_kind ON dataset_rows (kind, tree_id)",
+        "CREATE UNIQUE INDEX IF NOT EXISTS dataset_rows_kind ON dataset_rows (row_kind, tree_id)",
         "CREATE INDEX IF NOT EXISTS dataset_rows_tree ON dataset_rows (tree_id)",
         "CREATE INDEX IF NOT EXISTS dataset_trees_ready ON dataset_trees (ready_position)",
     )
@@ -144,8 +144,8 @@ class TrainingProjection(Projection):
                 (tree_id, tree.root.lang, split_draw(tree.id), became.get(tree_id, 0), position)
             )
             rows.extend(
-                (kind, tree_id, count, lines)
-                for kind, (count, lines) in cut(tree, self.options).items()
+                (row_kind, tree_id, count, lines)
+                for row_kind, (count, lines) in cut(tree, self.options).items()
             )
         replaced = gone + [(t[0],) for t in trees]
         cursor.executemany("DELETE FROM dataset_rows WHERE tree_id = ?", replaced)

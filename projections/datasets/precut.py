@@ -22,7 +22,7 @@ from projections.store import READMODEL_FILE, schema_digest
 _ROWS = (
     "SELECT r.tree_id, t.split_draw, r.count, r.lines FROM dataset_rows r"
     " JOIN dataset_trees t ON t.tree_id = r.tree_id"
-    " WHERE r.kind = ?1 AND (?2 IS NULL OR t.lang = ?2) ORDER BY r.tree_id"
+    " WHERE r.row_kind = ?1 AND (?2 IS NULL OR t.lang = ?2) ORDER BY r.tree_id"
 )
 
 
@@ -50,7 +50,7 @@ def _position(conn: sqlite3.Connection) -> tuple[int | None, str]:
 
 
 def collect(
-    folder: Path, position: int, options: BuildOptions, kinds: tuple[str, ...]
+    folder: Path, position: int, options: BuildOptions, row_kinds: tuple[str, ...]
 ) -> tuple[Collected | None, str]:
     """The rows a build at ``position`` needs, or (None, why not)."""
     if not options.default_rows:
@@ -63,14 +63,14 @@ def collect(
         at, why = _position(conn)
         if at != position:
             return None, why or f"it stands at position {at}, not {position}"
-        result = Collected(kinds)
+        result = Collected(row_kinds)
         result.trees = conn.execute(
             "SELECT count(*) FROM dataset_trees WHERE ?1 IS NULL OR lang = ?1", (options.lang,)
         ).fetchone()[0]
         val = options.val_fraction
-        for kind in kinds:
-            for _, draw, count, lines in conn.execute(_ROWS, (kind, options.lang)):
-                result.add(kind, "validation" if draw < val else "train", count, lines)
+        for row_kind in row_kinds:
+            for _, draw, count, lines in conn.execute(_ROWS, (row_kind, options.lang)):
+                result.add(row_kind, "validation" if draw < val else "train", count, lines)
         return result, ""
     finally:
         conn.close()
@@ -104,18 +104,20 @@ def status(folder: Path, val_fraction: float = BuildOptions.val_fraction) -> dic
             "SELECT count(*), max(ready_position), max(changed_position) FROM dataset_trees"
         ).fetchone()
         report.update(ready_trees=ready, newest_ready_position=newest, last_change_position=changed)
-        per_kind = {
-            kind: (train, validation)
-            for kind, train, validation in conn.execute(
-                "SELECT r.kind, coalesce(sum(CASE WHEN t.split_draw < ?1 THEN 0 ELSE r.count END), 0),"
+        per_row_kind = {
+            row_kind: (train, validation)
+            for row_kind, train, validation in conn.execute(
+                "SELECT r.row_kind, coalesce(sum(CASE WHEN t.split_draw < ?1 THEN 0 ELSE r.count END), 0),"
                 " coalesce(sum(CASE WHEN t.split_draw < ?1 THEN r.count ELSE 0 END), 0)"
-                " FROM dataset_rows r JOIN dataset_trees t ON t.tree_id = r.tree_id GROUP BY r.kind",
+                " FROM dataset_rows r JOIN dataset_trees t ON t.tree_id = r.tree_id GROUP BY r.row_kind",
                 (val_fraction,),
             )
         }
         report["rows"] = {
-            kind: dict(zip(("train", "validation"), per_kind.get(source, (0, 0)), strict=True))
-            for kind, source in SOURCE.items()
+            dataset_kind: dict(
+                zip(("train", "validation"), per_row_kind.get(row_kind, (0, 0)), strict=True)
+            )
+            for dataset_kind, row_kind in SOURCE.items()
         }
         return report
     finally:
