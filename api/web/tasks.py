@@ -98,8 +98,7 @@ async def _task(ctx: Ctx) -> Task:
         from domain.model.errors import TaskNotFoundError
 
         raise TaskNotFoundError(f"task {raw} not found") from None
-    user = await ctx.site.blocking(ctx.site.service.app.get_user, ctx.user_id)
-    return user.task(task_id)
+    return await ctx.site.blocking(ctx.site.service.app.task_of, ctx.user_id, task_id)
 
 
 def _view(ctx: Ctx, task: Task) -> dict[str, Any]:
