@@ -47,6 +47,9 @@ def open_app(
     commit, so an acknowledged command survives power loss. NORMAL is opt-in and weaker:
     the WAL is synced only at checkpoints, so a power cut (not a process crash) can lose
     the last acknowledged commits; the database itself stays consistent.
+
+    Messages of a log written before the message index existed are indexed on opening
+    (DataEngine.index_messages: once; afterwards one indexed read).
     """
     level = (synchronous or os.environ.get("DATAENGINE_SYNCHRONOUS") or "FULL").upper()
     if level not in SYNCHRONOUS_LEVELS:
@@ -56,6 +59,11 @@ def open_app(
     app = DataEngine(env=store_env(data_dir(folder)), config=config, **kwargs)
     if isinstance(app.recorder, GroupCommitSQLiteRecorder):
         app.recorder.synchronous = level
+    try:
+        app.index_messages()  # a log written before the message index: indexed once
+    except BaseException:
+        app.close()
+        raise
     return app
 
 

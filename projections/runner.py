@@ -4,7 +4,7 @@ Each batch of events is applied in one read-model transaction together with the 
 tracking positions: either the batch and its position are both there, or neither is.
 Catch-up reads large batches (one transaction per batch, not per event); live following
 is a thread polling the log every few milliseconds when it has nothing to do, and
-``wait_for(position)`` gives a caller read-your-writes after a command.
+``catch_up(position)`` gives a caller read-your-writes after a command.
 
 Optional hooks of a projection make replay fast (declared, with defaults that do nothing,
 on projections.base.Projection; handlers get the batch's cursor and the domain event):
@@ -306,8 +306,9 @@ class ProjectionRunner:
             with self._cond:
                 self._cond.notify_all()
 
-    def wait_for(self, position: int | None, timeout: float = 5.0) -> bool:
-        """Block until the read models include ``position``; False on timeout.
+    def catch_up(self, position: int | None, timeout: float = 5.0) -> bool:
+        """Block until the read models include ``position``; False on timeout. None: nothing
+        to wait for; ``catch_up(runner.log.head())`` waits for everything logged so far.
 
         Without a live thread the caller catches up itself.
         """
@@ -326,10 +327,6 @@ class ProjectionRunner:
                     return False
                 self._cond.wait(left)
         return True
-
-    def sync(self, timeout: float = 5.0) -> bool:
-        """Read-your-writes for everything logged so far."""
-        return self.wait_for(self.log.head(), timeout)
 
     def stop(self) -> None:
         if self._thread is not None:

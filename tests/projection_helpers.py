@@ -37,7 +37,7 @@ class World:
 
     @property
     def conn(self) -> sqlite3.Connection:
-        self.runner.sync()
+        self.runner.catch_up(self.runner.log.head())
         return self.runner.readmodel.reader()
 
     def prompt(self, author: str, text: str = "a prompt") -> UUID:

@@ -325,8 +325,12 @@ def test_task_and_fact_are_saved_together(kit, monkeypatch):
     assert kit.app.get_user(user.user_id).task(task.id).result_id == reply
     assert kit.tree(t).root.children == [reply]
     last = kit.app.recorder.max_notification_id()
-    logged = kit.app.recorder.select_notifications(start=last - 1, limit=2)
-    assert {n.topic.rsplit(".", 1)[-1] for n in logged} == {"ReplyAdded", "TaskCompleted"}
+    logged = kit.app.recorder.select_notifications(start=last - 2, limit=3)
+    assert {n.topic.rsplit(".", 1)[-1] for n in logged} == {
+        "ReplyAdded",
+        "MessageIndexed",
+        "TaskCompleted",
+    }
 
 
 # ================================================================== reading the past

@@ -88,7 +88,9 @@ def test_skips_and_reservations(tmp_path):
     tree = w.growing_tree()
     from domain.service.handout import Handout
 
-    handout = Handout(w.app, w.runner.readmodel.reader, before_read=w.runner.sync)
+    handout = Handout(
+        w.app, w.runner.readmodel.reader, before_read=lambda: w.runner.catch_up(w.runner.log.head())
+    )
     task = handout.request(w.uid("e"), T.ASSISTANT_REPLY)
     assert task.task.message_id == tree
     # An open reply task from the last recent_tasks_span_sec reserves the parent.

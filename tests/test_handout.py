@@ -16,7 +16,12 @@ from tests.projection_helpers import World
 
 
 def handout(w: World, seed: int = 0) -> Handout:
-    return Handout(w.app, w.runner.readmodel.reader, random.Random(seed), before_read=w.runner.sync)
+    return Handout(
+        w.app,
+        w.runner.readmodel.reader,
+        random.Random(seed),
+        before_read=lambda: w.runner.catch_up(w.runner.log.head()),
+    )
 
 
 def unavailable(h: Handout, w: World, user: str, kind: T) -> bool:
@@ -222,7 +227,7 @@ def test_label_reservations_lapse_after_the_reservation_span(tmp_path):
         w.app,
         w.runner.readmodel.reader,
         random.Random(0),
-        before_read=w.runner.sync,
+        before_read=lambda: w.runner.catch_up(w.runner.log.head()),
         clock=lambda: later,
     )
     assert late.request(w.uid("d"), T.LABEL_INITIAL_PROMPT).type == "label_initial_prompt"
@@ -271,7 +276,7 @@ def test_open_ranking_tasks_reserve_a_parent_until_answered_or_skipped(tmp_path)
 def test_claims_cover_hand_outs_the_read_model_does_not_show_yet(tmp_path):
     w = World(tmp_path, num_reviews_initial_prompt=2)
     tree = w.prompt("a")
-    w.runner.sync()
+    w.runner.catch_up(w.runner.log.head())
     # No before_read: the read model stays where it is, as it lags behind a busy server.
     h = Handout(
         w.app, w.runner.readmodel.reader, random.Random(0), position=lambda: w.runner.position
@@ -280,9 +285,11 @@ def test_claims_cover_hand_outs_the_read_model_does_not_show_yet(tmp_path):
     assert [h.request(w.uid(u), T.LABEL_INITIAL_PROMPT).task.message_id for u in "bc"] == [tree] * 2
     assert blind.request(w.uid("e"), T.LABEL_INITIAL_PROMPT).task.message_id == tree  # overbooked
     assert unavailable(h, w, "d", T.LABEL_INITIAL_PROMPT)  # b's and c's claims count
-    w.runner.sync()  # now the read model shows the tasks: the claims are not counted twice
+    w.runner.catch_up(
+        w.runner.log.head()
+    )  # now the read model shows the tasks: the claims are not counted twice
     for skipper in "ce":
         (task,) = w.app.get_user(w.uid(skipper)).tasks.values()
         w.app.nack_task(user_id=w.uid(skipper), task_id=task.id)
-    w.runner.sync()
+    w.runner.catch_up(w.runner.log.head())
     assert h.request(w.uid("d"), T.LABEL_INITIAL_PROMPT).task.message_id == tree

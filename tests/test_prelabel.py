@@ -272,7 +272,12 @@ def test_model_replies_go_to_review_and_ranking(tmp_path, tiny, capsys):
     runner = ProjectionRunner(
         SQLiteLog(store.folder / "events.sqlite"), store.folder / READMODEL_FILE
     )
-    handout = Handout(store.app, runner.readmodel.reader, random.Random(0), before_read=runner.sync)
+    handout = Handout(
+        store.app,
+        runner.readmodel.reader,
+        random.Random(0),
+        before_read=lambda: runner.catch_up(runner.log.head()),
+    )
     for _ in range(3):
         assert _label_everything(store, handout, store.person()) == ours
     assert all(m.review_result for m in store.model_replies(tree))

@@ -146,7 +146,7 @@ def _names(app: Any) -> Any:
     @lru_cache(maxsize=4096)
     def name(aggregate_id: UUID, kind: str) -> str | None:
         try:
-            found = app.repository.get(aggregate_id)
+            found = app.find_user(aggregate_id) if kind == "user" else app.find_client(aggregate_id)
         except Exception:  # an unknown or undecodable actor is shown by id
             return None
         return getattr(found, "username" if kind == "user" else "name", None)

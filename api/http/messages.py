@@ -106,7 +106,7 @@ async def _target(call: Call) -> tuple:
         where, params, what = "message_id = ?", (str(message_id),), f"message {message_id}"
     rows = await _rows(call, where, params)
     if not rows:
-        await call.settle_head()
+        await call.service.catch_up_async(await call.service.head_async())
         rows = await _rows(call, where, params)
     if not rows:
         raise MessageNotFoundError(f"{what} not found")
@@ -211,7 +211,7 @@ async def put_tree_state(call: Call) -> Any:
     halt = call.flag("halt", True)
     tree_id, app = UUID(row[1]), call.service.app
     command = app.halt_tree if halt else app.resume_tree
-    await call.service.settle_async(
+    await call.service.catch_up_async(
         await call.blocking(command, tree_id=tree_id, actor=_actor(call))
     )
     return await _tree_state(call, row[1])
@@ -226,7 +226,7 @@ async def _moderate(call: Call, command: str, actor: Actor, **kwargs: Any) -> tu
         actor=actor,
         **kwargs,
     )
-    await call.service.settle_async(position)
+    await call.service.catch_up_async(position)
     return row
 
 

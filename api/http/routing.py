@@ -56,8 +56,9 @@ class Call:
     body: bytes
     wait: int | None = None  # a log position the answer waits for (off the threadpool)
 
-    def settle(self, position: int | None) -> None:
-        """Answer only once the read models include ``position`` (read-your-writes)."""
+    def catch_up(self, position: int | None) -> None:
+        """Answer only once the read models include ``position`` (read-your-writes): the
+        wait happens on the event loop after the handler, off the threadpool."""
         if position is not None:
             self.wait = max(self.wait or 0, position)
 
@@ -80,10 +81,6 @@ class Call:
     async def blocking(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
         """A command (the synchronous application) in the threadpool."""
         return await self.service.blocking(fn, *args, **kwargs)
-
-    async def settle_head(self) -> None:
-        """Wait (bounded) until the read models include everything logged so far."""
-        await self.service.settle_async(await self.service.head_async())
 
     # ------------------------------------------------------------ request details
     def json(self, schema: type, *, strict: bool = True) -> Any:
@@ -225,7 +222,7 @@ class Api:
                     result = await run_on_loop(call)
                 else:
                     result = await service.blocking(run, call)
-                await service.settle_async(call.wait)
+                await service.catch_up_async(call.wait)
             except DomainError as e:
                 return error_response(e)
             except Exception as e:  # noqa: BLE001 - a bug: logged, answered without details

@@ -4,9 +4,9 @@ the threadpool for commands and the aiosqlite pools for reads.
 Opened by the app's lifespan (``start``) and closed with it (``stop``). Command handlers
 run in the threadpool and call the synchronous DataEngine directly, reading the read
 model through one SQLite connection per thread; read handlers run on the event loop and
-query through aiosqlite (api.storage.reads). After a command, ``settle(position)`` waits
-(bounded) until the read models include it, so the same user's next request sees its
-effect.
+query through aiosqlite (api.storage.reads). After a command, ``catch_up(position)``
+(``catch_up_async`` on the event loop) waits, bounded, until the read models include it,
+so the same user's next request sees its effect.
 
 The threadpool is small on purpose: every thread in it competes for the GIL, and with
 one thread per concurrent request (anyio's default allows 40) a third of the server's
@@ -31,31 +31,23 @@ from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError
-
 from api.bootstrap import load_config, open_app
 from api.http.errors import HttpError, log
 from api.http.ratelimit import RateLimits, TaskRequestLimits
-
-# A language with a prompt waiting in the lottery and fewer growing trees than allowed.
 from api.storage.events import EVENTS_FILE
+from api.storage.positions import last_position
 from api.storage.reads import ReadPool, connect_reader
-from domain.model.api_client import ApiClient, client_id_for_key
+from domain.model.api_client import ApiClient
 from domain.model.config import TreeConfig
-from domain.model.errors import ConfigError, ErrorCode, MessageNotFoundError, UserDisabledError
+from domain.model.errors import ConfigError, ErrorCode
 from domain.model.user import User, user_id_for
 from domain.service.application import DataEngine
 from domain.service.handout import Handout
-from domain.service.processes import ProcessLoop, prompt_lottery
+from domain.service.processes import Lottery, ProcessLoop
 from projections.log import SQLiteLog
 from projections.runner import ProjectionError, ProjectionRunner
 from projections.store import READMODEL_FILE
-
-# A language with a prompt waiting in the lottery and fewer growing trees than allowed.
-_LOTTERY_ROOM = """
-SELECT 1 FROM (SELECT DISTINCT lang FROM trees WHERE state = 'prompt_lottery_waiting') w
-WHERE (SELECT count(*) FROM trees g WHERE g.state = 'growing' AND g.lang = w.lang) < ?
-LIMIT 1"""
+from projections.task_queries import task_owner
 
 ROOT_TOKENS_ENV = "DATAENGINE_ROOT_TOKENS"
 WEB_API_KEY_ENV = "DATAENGINE_WEB_API_KEY"
@@ -103,7 +95,7 @@ class Service:
         *,
         root_tokens: frozenset[str] | None = None,
         web_api_key: str | None = None,
-        settle_timeout: float = 2.0,
+        catch_up_timeout: float = 2.0,
         seed: int | None = None,
         rate_limits: RateLimits | None = None,
         process_interval: float | None = None,
@@ -119,10 +111,10 @@ class Service:
         self.web_api_key = (
             web_api_key if web_api_key is not None else os.environ.get(WEB_API_KEY_ENV)
         )
-        self.settle_timeout = settle_timeout
+        self.catch_up_timeout = catch_up_timeout
         self.rng = random.Random(seed)
         self.process_rng = random.Random(None if seed is None else seed + 1)
-        self._lottery = threading.Lock()
+        self.lottery: Lottery | None = None
         self._local = threading.local()
         self.engine: DataEngine | None = None
         self.runner: ProjectionRunner | None = None
@@ -197,6 +189,7 @@ class Service:
         runner.start()
         self.engine, self.runner = engine, runner
         self.handout = Handout(engine, self.reader, self.rng, position=lambda: runner.position)
+        self.lottery = Lottery(engine, self.rng)
         if self.process_interval > 0:
             # Its own random source: background draws must not shift a seeded hand-out sequence.
             self.processes = ProcessLoop(
@@ -235,46 +228,34 @@ class Service:
         row = await self.log_reads.row("SELECT max(rowid) FROM stored_events")
         return (row[0] if row else None) or 0
 
-    def settle(self, position: int | None) -> None:
-        """Wait until the read models include ``position`` (bounded; late is still correct).
+    def catch_up(self, position: int | None) -> None:
+        """Wait until the read models include ``position`` (bounded; late is still correct);
+        None: nothing was recorded, nothing to wait for.
 
         The command is committed before this is called, so a stopped runner must not turn
         its success into an error: the answer goes out, /health reports the runner."""
         if position is not None and self.runner is not None:
             try:
-                self.runner.wait_for(position, timeout=self.settle_timeout)
+                self.runner.catch_up(position, timeout=self.catch_up_timeout)
             except ProjectionError:
                 log.error("read models are not following the log", exc_info=True)
 
-    async def settle_async(self, position: int | None) -> None:
-        """``settle`` on the event loop: the request's thread is free while it waits, so
+    async def catch_up_async(self, position: int | None) -> None:
+        """``catch_up`` on the event loop: the request's thread is free while it waits, so
         waiting requests do not crowd the threadpool (nor the GIL) the runner needs."""
         runner = self.runner
         if position is None or runner is None or runner.position >= position:
             return
         loop = asyncio.get_running_loop()
-        deadline, delay = loop.time() + self.settle_timeout, 0.0005
+        deadline, delay = loop.time() + self.catch_up_timeout, 0.0005
         while runner.position < position and runner.error is None and loop.time() < deadline:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.004)
 
-    def settle_head(self) -> None:
-        """For commands that do not report their position: wait for everything logged."""
-        self.settle(self.head())
-
     def position_of(self, *aggregate_ids: UUID) -> int | None:
-        """The log position of the latest event of these aggregates: what to settle on
-        after a command that does not report its position (hand-out, nack, profile)."""
-        marks = ",".join("?" * len(aggregate_ids))
-        row = (
-            self.events_reader()
-            .execute(
-                f"SELECT max(rowid) FROM stored_events WHERE originator_id IN ({marks})",
-                [i.hex for i in aggregate_ids],
-            )
-            .fetchone()
-        )
-        return row[0] if row else None
+        """The log position of the latest event of these aggregates: what to catch up
+        with after a command that does not report its position."""
+        return last_position(self.events_reader(), aggregate_ids)
 
     def events_reader(self) -> sqlite3.Connection:
         """This thread's read-only connection to the event store (WAL: never blocks writers)."""
@@ -294,46 +275,21 @@ class Service:
         return conn
 
     def run_lottery(self) -> None:
-        """OA runs the prompt lottery before handing out. One draw at a time, so two
-        concurrent requests never both fill the same free slot; a request that finds a
-        draw under way does not wait for it (that draw serves it). With no waiting prompt
-        in a language that has room (fewer than ``max_active_trees`` growing) the draw
-        would activate nothing, so it is not run: its weights come from every ranking
-        of the last month (tens of ms on a large read model), and prompts usually wait
-        while every language is full."""
-        room = self.reader().execute(_LOTTERY_ROOM, (self.app.config.max_active_trees,)).fetchone()
-        if room is None or not self._lottery.acquire(blocking=False):
-            return
-        try:
-            for _, position in prompt_lottery(self.app, self.reader(), self.rng):
-                self.settle(position)
-        finally:
-            self._lottery.release()
+        """The prompt lottery OA draws before a hand-out (domain.service.processes.Lottery)."""
+        if self.lottery is not None:
+            self.lottery.draw(self.reader(), self.catch_up)
 
     # ------------------------------------------------------------------ identities
     def authenticate(self, api_key: str | None) -> ApiClient | None:
-        return self.app.authenticate(api_key) if api_key else None
+        return self.app.authenticate(api_key)
 
     async def authenticate_async(self, api_key: str | None) -> ApiClient | None:
         """``authenticate`` on the loop when the client is in the aggregate cache (the
         same checks on the same object); otherwise the store is read in the threadpool."""
-        if not api_key:
-            return None
-        client = self._cached(client_id_for_key(api_key))
-        if client is None:
-            return await self.blocking(self.authenticate, api_key)
-        if not isinstance(client, ApiClient) or not client.enabled or not client.matches(api_key):
-            return None
-        return client
-
-    def _cached(self, aggregate_id: UUID) -> Any:
-        cache = self.app.repository.cache
-        if cache is None:
-            return None
-        try:
-            return cache.get(aggregate_id)
-        except KeyError:
-            return None
+        found = self.app.authenticate_cached(api_key)
+        if found is False:
+            return await self.blocking(self.app.authenticate, api_key)
+        return found if isinstance(found, ApiClient) else None
 
     def ensure_user(
         self,
@@ -343,11 +299,7 @@ class Service:
         display_name: str | None,
         **profile: Any,
     ) -> UUID:
-        """The user, created on first sight. A deleted (anonymised) user stays deleted: its
-        front end naming it again must not put its display name back."""
-        user = self.find_user(user_id_for(client.id, auth_method, username))
-        if user is not None and user.deleted:
-            raise UserDisabledError(f"user {auth_method}:{username} was deleted")
+        """The user, created on first sight (a deleted user stays deleted: the command says)."""
         return self.app.ensure_user(
             client_id=client.id,
             auth_method=auth_method,
@@ -358,41 +310,30 @@ class Service:
 
     def find_user(self, user_id: UUID) -> User | None:
         """The user aggregate as cached, to read (never to change), or None."""
-        try:
-            user = self.app.repository.get(user_id, deepcopy_from_cache=False)
-        except AggregateNotFoundError:
-            return None
-        return user if isinstance(user, User) else None
+        return self.app.find_user(user_id)
 
     async def find_user_async(self, user_id: UUID) -> User | None:
         """``find_user`` without a hop when the user is cached."""
-        user = self._cached(user_id)
+        user = self.app.find_user_cached(user_id)
         if user is None:
-            return await self.blocking(self.find_user, user_id)
-        return user if isinstance(user, User) else None
+            return await self.blocking(self.app.find_user, user_id)
+        return user
 
     @staticmethod
     def user_id(client: ApiClient, auth_method: str, username: str) -> UUID:
         return user_id_for(client.id, auth_method, username)
 
-    # ------------------------------------------------------------------ read-model lookups
+    # ------------------------------------------------------------------ look-ups
     def tree_of(self, message_id: UUID) -> UUID:
-        """The tree a message belongs to; 404 when no tree holds it."""
-        sql = "SELECT tree_id FROM messages WHERE message_id = ?"
-        row = self.reader().execute(sql, (str(message_id),)).fetchone()
-        if row is None:  # maybe written a moment ago by someone else
-            self.settle_head()
-            row = self.reader().execute(sql, (str(message_id),)).fetchone()
-        if row is None:
-            raise MessageNotFoundError(f"message {message_id} not found")
-        return UUID(row[0])
+        """The tree a message belongs to, from the log (404 when no tree holds it)."""
+        return self.app.tree_of_message(message_id)
 
     def task_owner(self, task_id: UUID) -> UUID:
-        sql = "SELECT user_id FROM tasks WHERE task_id = ?"
-        row = self.reader().execute(sql, (str(task_id),)).fetchone()
-        if row is None:
-            self.settle_head()
-            row = self.reader().execute(sql, (str(task_id),)).fetchone()
-        if row is None:
+        """The user a task was handed to (projections.queries), read-your-writes."""
+        owner = task_owner(self.reader(), task_id)
+        if owner is None:  # maybe handed out a moment ago
+            self.catch_up(self.head())
+            owner = task_owner(self.reader(), task_id)
+        if owner is None:
             raise HttpError(f"task {task_id} not found", ErrorCode.TASK_NOT_FOUND, 404)
-        return UUID(row[0])
+        return owner

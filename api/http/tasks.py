@@ -9,7 +9,6 @@ with the same front-end ids record nothing new and get the same answer.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from uuid import UUID
 
@@ -19,16 +18,17 @@ from api.http import auth
 from api.http import schemas as s
 from api.http.errors import HttpError
 from api.http.routing import Api, Call
+from domain.model.actor import Actor
 from domain.model.errors import (
     ErrorCode,
     InvalidRankingError,
     TaskTypeMismatchError,
-    UserNotFoundError,
 )
 from domain.model.task_types import PROMPT_TASKS, RANKING_TASKS, REPLY_TASKS, TaskType
-from domain.model.user import Task, User
+from domain.model.user import Task
 from domain.service.handout import HandedOut
 from projections import availability as av
+from projections.task_queries import conversation_messages
 
 TASK_ID = ErrorCode.TASK_NOT_FOUND
 
@@ -36,45 +36,7 @@ TASK_ID = ErrorCode.TASK_NOT_FOUND
 # ---------------------------------------------------------------- task bodies
 def _enrich(call: Call, user_id: UUID, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """OA's ConversationMessage fields the hand-out payload leaves out (author, emojis)."""
-    ids = [m["message_id"] for m in messages]
-    if not ids:
-        return []
-    conn, marks = call.service.reader(), ",".join("?" * len(ids))
-    rows = {
-        r[0]: r
-        for r in conn.execute(
-            f"SELECT message_id, user_id, frontend_message_id, emojis FROM messages"
-            f" WHERE message_id IN ({marks})",
-            ids,
-        )
-    }
-    mine: dict[str, list[str]] = {}
-    for message_id, emoji in conn.execute(
-        f"SELECT message_id, emoji FROM message_emojis WHERE user_id = ?"
-        f" AND message_id IN ({marks})",
-        [str(user_id), *ids],
-    ):
-        if not emoji.startswith("_"):
-            mine.setdefault(message_id, []).append(emoji)
-    out = []
-    for m in messages:
-        row = rows.get(m["message_id"])
-        emojis = json.loads(row[3]) if row else {}
-        out.append(
-            {
-                "id": m["message_id"],
-                "text": m["text"],
-                "lang": m.get("lang"),
-                "is_assistant": m["is_assistant"],
-                "synthetic": m.get("synthetic"),
-                "user_id": row[1] if row else None,
-                "frontend_message_id": row[2] if row else None,
-                "emojis": {k: v for k, v in emojis.items() if not k.startswith("_")},
-                "user_emojis": sorted(mine.get(m["message_id"], [])),
-                "user_is_author": (row[1] == str(user_id)) if row else None,
-            }
-        )
-    return out
+    return conversation_messages(call.service.reader(), user_id, messages)
 
 
 def task_body(call: Call, handed: HandedOut, user_id: UUID) -> Any:
@@ -107,18 +69,9 @@ def _request_user(call: Call, user: s.User | None, header: tuple[str, str] | Non
     return call.service.ensure_user(call.api_client, *header, None)
 
 
-def _user_aggregate(call: Call, user_id: UUID) -> User:
-    # Read-only look-up in the aggregate cache (no copy): the task's fields we read are
-    # set when it is issued and never change.
-    from eventsourcing.application import AggregateNotFoundError
-
-    try:
-        user = call.service.app.repository.get(user_id, deepcopy_from_cache=False)
-    except AggregateNotFoundError:
-        raise UserNotFoundError(f"user {user_id} not found") from None
-    if not isinstance(user, User):
-        raise UserNotFoundError(f"user {user_id} not found")
-    return user
+def _user(actor: Actor) -> UUID:
+    assert actor.user_id is not None, "a task interaction names its user"
+    return actor.user_id
 
 
 def _task_owner(call: Call, task_id: UUID) -> UUID:
@@ -140,9 +93,10 @@ def request_task(call: Call) -> Any:
     user_id = _request_user(call, req.user, header)
     service = call.service
     service.run_lottery()
+    assert service.handout is not None, "the service is not open"
     handed = service.handout.request(user_id, TaskType(req.type), req.lang or "en")
     # the user's next request must see this task (pending count, reply reservation)
-    call.settle(service.position_of(user_id))
+    call.catch_up(handed.position)
     return task_body(call, handed, user_id)
 
 
@@ -166,18 +120,19 @@ def ack(call: Call) -> None:
     task_id = call.path_id("task_id", TASK_ID, "task")
     req: s.TaskAck = call.json(s.TaskAck)
     user_id = _task_owner(call, task_id)
-    call.service.app.ack_task(user_id=user_id, task_id=task_id, frontend_message_id=req.message_id)
+    call.catch_up(
+        call.service.app.ack_task(
+            user_id=user_id, task_id=task_id, frontend_message_id=req.message_id
+        )
+    )
 
 
 def nack(call: Call) -> None:
     task_id = call.path_id("task_id", TASK_ID, "task")
     req: s.TaskNAck = call.json(s.TaskNAck) if call.body.strip() else s.TaskNAck()
     user_id = _task_owner(call, task_id)
-    app = call.service.app
-    app.nack_task(user_id=user_id, task_id=task_id, reason=req.reason)
     # the skip (on the user, and as an emoji on the tree) hides the target from this user
-    tree_id = _user_aggregate(call, user_id).task(task_id).tree_id
-    call.settle(call.service.position_of(user_id, *([tree_id] if tree_id else [])))
+    call.catch_up(call.service.app.nack_task(user_id=user_id, task_id=task_id, reason=req.reason))
 
 
 def interaction(call: Call) -> Any:
@@ -190,7 +145,7 @@ def interaction(call: Call) -> Any:
         )
     if isinstance(body, s.TextLabels):
         return submit_labels(call, actor, body)
-    task = _user_aggregate(call, actor.user_id).task_by_frontend_id(body.message_id)
+    task = app.task_by_frontend_id(_user(actor), body.message_id)
     kind = TaskType(task.type)
     if isinstance(body, s.TextReplyToMessage):
         lang = body.lang or task.lang or "en"
@@ -225,7 +180,7 @@ def interaction(call: Call) -> Any:
             not_rankable=body.not_rankable,
             task_id=task.id,
         )
-    call.settle(outcome.position)
+    call.catch_up(outcome.position)
     return s.TaskDone(id=task.id)
 
 
@@ -239,22 +194,16 @@ def _ranked_ids(task: Task, ranking: list[int]) -> list[UUID]:
 
 
 def submit_labels(call: Call, actor: Any, body: s.TextLabels | s.FreeTextLabels) -> s.TaskDone:
-    service = call.service
-    if body.task_id is not None:
-        task = _user_aggregate(call, actor.user_id).task(body.task_id)
-        tree_id = task.tree_id or service.tree_of(body.message_id)
-        kind = "task"
-    else:
-        tree_id, kind = service.tree_of(body.message_id), "report" if body.is_report else "free"
-    outcome = service.app.submit_labels(
+    kind = "task" if body.task_id is not None else "report" if body.is_report else "free"
+    # the message's tree comes from the log's message index, not from a read model
+    outcome = call.service.app.submit_labels(
         actor=actor,
-        tree_id=tree_id,
         message_id=body.message_id,
         labels=body.labels,
         kind=kind,
         task_id=body.task_id,
     )
-    call.settle(outcome.position)
+    call.catch_up(outcome.position)
     return s.TaskDone(id=body.task_id or body.message_id)
 
 

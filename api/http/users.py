@@ -26,7 +26,6 @@ from api.http.routing import Api, Call
 from domain.model.errors import ErrorCode, UserNotFoundError
 from domain.model.user import User, user_id_for
 
-DELETED_DISPLAY_NAME = "Deleted User"
 DELETED_PREFIX = "deleted_"
 SPLIT_UUID = re.compile(
     r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
@@ -103,7 +102,7 @@ async def visible_user(call: Call, user_id: UUID) -> s.FrontEndUser:
     sql = f"SELECT * FROM ({_USERS}) WHERE user_id = ?"
     row = await call.row(sql, (str(user_id),))
     if row is None:  # maybe registered a moment ago
-        await call.settle_head()
+        await call.service.catch_up_async(await call.service.head_async())
         row = await call.row(sql, (str(user_id),))
     if row is None or (scope is not None and row[1] != scope):
         raise UserNotFoundError(f"user {user_id} not found")
@@ -114,24 +113,18 @@ async def visible_user(call: Call, user_id: UUID) -> s.FrontEndUser:
 def create_or_update(call: Call) -> Any:
     req: s.CreateFrontendUserRequest = call.json(s.CreateFrontendUserRequest)
     app = call.service.app
-    profile: dict[str, Any] = {
-        "show_on_leaderboard": req.show_on_leaderboard,
-        "enabled": req.enabled,
-        "notes": req.notes,
-    }
-    if req.tos_acceptance:
-        existing = _existing(call, req.auth_method, req.id)
-        if existing is None or existing.tos_accepted_at is None:
-            profile["tos_accepted_at"] = app.now()
-    actor = call.user(req, **profile)
-    call.settle(call.service.position_of(actor.user_id))
-    user = call.service.find_user(actor.user_id)  # read only: no copy of its tasks
-    assert user is not None
-    return frontend_user(user)
-
-
-def _existing(call: Call, auth_method: str, username: str) -> User | None:
-    return call.service.find_user(call.service.user_id(call.api_client, auth_method, username))
+    outcome = app.upsert_user(
+        client_id=call.api_client.id,
+        auth_method=req.auth_method,
+        username=req.id,
+        display_name=req.display_name,
+        tos_acceptance=bool(req.tos_acceptance),
+        show_on_leaderboard=req.show_on_leaderboard,
+        enabled=req.enabled,
+        notes=req.notes,
+    )
+    call.catch_up(outcome.position)
+    return frontend_user(app.user_of(outcome.id))  # read only: no copy of its tasks
 
 
 async def frontend_user_id(call: Call) -> UUID:
@@ -270,16 +263,12 @@ def update_user(call: Call) -> None:
     }
     if call.optional_flag("tos_acceptance"):
         changes["tos_accepted_at"] = call.service.app.now()
-    call.service.app.update_user(user_id, **changes)
-    call.settle(call.service.position_of(user_id))
+    call.catch_up(call.service.app.update_user(user_id, **changes))
 
 
 def delete_user(call: Call) -> None:
     user_id = call.path_id("user_id", ErrorCode.USER_NOT_FOUND, "user")
-    call.service.app.update_user(
-        user_id, deleted=True, display_name=DELETED_DISPLAY_NAME, show_on_leaderboard=False
-    )
-    call.settle(call.service.position_of(user_id))
+    call.catch_up(call.service.app.delete_user(user_id))
 
 
 def create_api_client(call: Call) -> Any:

@@ -48,6 +48,7 @@ WEIGHTS = {"ranking": 10.0, "label_reply": 5.0, "label_prompt": 5.0, "reply": 2.
 class HandedOut:
     task: Task
     payload: dict[str, Any]
+    position: int | None = None  # at or after the TaskIssued: what to catch up with
 
     @property
     def id(self) -> UUID:
@@ -385,7 +386,7 @@ class Handout:
                 claims.abort_read(token)
                 raise
             choice, claim = claims.decide(token, seen, pools, user_id, pick)
-        recorded = False
+        recorded, position = False, None
         try:
             payload = payload_for(conn, config, choice, self.rng)
             task = self.app.issue_task(
@@ -397,7 +398,8 @@ class Handout:
                 message_id=UUID(choice.message_id) if choice.message_id else None,
             )
             recorded = True
+            position = self.app.recorder.max_notification_id()  # at or after the TaskIssued
         finally:
-            if claims is not None:  # the log head now is at or after the TaskIssued
-                claims.settle(claim, self.app.recorder.max_notification_id() if recorded else None)
-        return HandedOut(task, payload)
+            if claims is not None:
+                claims.settle(claim, position if recorded else None)
+        return HandedOut(task, payload, position)

@@ -4,8 +4,9 @@ Each tree becomes a ConversationTree built by ``ConversationTree.import_tree`` f
 events the domain already has. The tree id is the root message id from the file, so a
 tree that is already in the log is skipped: importing a file twice adds nothing. Trees
 are saved in batches, one transaction each, because one commit per tree would spend most
-of an import waiting for fsync; a tree the domain refuses is reported, not saved, and does
-not hold back the rest of its batch.
+of an import waiting for fsync; a tree the domain refuses (or one holding a message id
+another tree holds) is reported, not saved, and does not hold back the rest of its batch.
+``ImportCommands.import_batch`` is the command; ``import_trees`` feeds it a stream.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from uuid import UUID
 
 import msgspec
 
-from domain.model.errors import DomainError, InvalidMessageError, TreeNotFoundError
+from domain.model.errors import DomainError, InvalidMessageError, MessageAlreadyExistsError
+from domain.model.message_index import MessageIndex, index_id_for
 from domain.model.states import TreeState
 from domain.model.tree import ConversationTree
-from domain.service.application import DataEngine, UnitOfWork
+from domain.service.message_index import MessageIndexCommands
+from domain.service.unit_of_work import UnitOfWork
 
 _decoder = msgspec.json.Decoder()
 
@@ -89,8 +92,80 @@ def nest_messages(tree_id: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"message_tree_id": tree_id, "tree_state": state, "prompt": root}
 
 
+class ImportCommands(MessageIndexCommands):
+    def import_batch(
+        self,
+        batch: list[dict[str, Any]],
+        *,
+        state: TreeState | str | None = None,
+        origin: str | None = None,
+    ) -> ImportReport:
+        """Import export trees in one transaction; trees already in the log are skipped."""
+        report = ImportReport()
+        ids = []
+        for export in batch:
+            tree_id = _tree_id(export)
+            if tree_id is None:
+                report.failed.append((str(export.get("message_tree_id")), "no root message id"))
+            else:
+                ids.append(tree_id)
+
+        def command(uow: UnitOfWork) -> ImportReport:
+            done = ImportReport()
+            for export in batch:
+                tree_id = _tree_id(export)
+                if tree_id is not None:
+                    self._import_one(uow, export, tree_id, state, origin, done)
+            return done
+
+        done, report.position = self.run(tuple(ids), command)
+        report.imported, report.skipped = done.imported, done.skipped
+        report.failed.extend(done.failed)
+        return report
+
+    def _import_one(
+        self,
+        uow: UnitOfWork,
+        export: dict[str, Any],
+        tree_id: UUID,
+        state: TreeState | str | None,
+        origin: str | None,
+        done: ImportReport,
+    ) -> None:
+        if uow.find(ConversationTree, tree_id) is not None:
+            done.skipped += 1  # in the log already, or earlier in this batch
+            return
+        try:
+            tree = ConversationTree.import_tree(
+                export, config=self.config, state=state, origin=origin
+            )
+            if uow.attempt > 0:  # a conflict on the message index: find the tree that caused it
+                _check_unclaimed(uow, tree)
+        except DomainError as e:
+            done.failed.append((str(tree_id), f"{e.message} (error_code {int(e.error_code)})"))
+            return
+        uow.add(tree)
+        done.imported += 1
+
+
+def _check_unclaimed(uow: UnitOfWork, tree: ConversationTree) -> None:
+    for message_id in tree.messages:
+        entry = uow.find(MessageIndex, index_id_for(message_id))
+        if entry is None:
+            entry = next(
+                (
+                    t
+                    for t in uow.new
+                    if isinstance(t, ConversationTree) and message_id in t.messages
+                ),
+                None,
+            )
+        if entry is not None:
+            raise MessageAlreadyExistsError(f"message {message_id} already exists in another tree")
+
+
 def import_trees(
-    app: DataEngine,
+    app: ImportCommands,
     trees: Iterable[dict[str, Any]],
     *,
     state: TreeState | str | None = None,
@@ -98,20 +173,29 @@ def import_trees(
     batch_size: int = 200,
     progress: Any = None,
 ) -> ImportReport:
+    """Import a stream of export trees in batches (``ImportCommands.import_batch``)."""
     report = ImportReport()
     batch: list[dict[str, Any]] = []
     for export in trees:
         batch.append(export)
         if len(batch) >= batch_size:
-            _import_batch(app, batch, state, origin, report)
+            _add(report, app.import_batch(batch, state=state, origin=origin))
             if progress is not None:
                 progress.update(len(batch))
             batch = []
     if batch:
-        _import_batch(app, batch, state, origin, report)
+        _add(report, app.import_batch(batch, state=state, origin=origin))
         if progress is not None:
             progress.update(len(batch))
     return report
+
+
+def _add(report: ImportReport, batch: ImportReport) -> None:
+    report.imported += batch.imported
+    report.skipped += batch.skipped
+    report.failed.extend(batch.failed)
+    if batch.position is not None:
+        report.position = batch.position
 
 
 def _tree_id(export: dict[str, Any]) -> UUID | None:
@@ -119,54 +203,3 @@ def _tree_id(export: dict[str, Any]) -> UUID | None:
         return UUID(str(export["prompt"]["message_id"]))
     except (KeyError, TypeError, ValueError):
         return None
-
-
-def _import_batch(
-    app: DataEngine,
-    batch: list[dict[str, Any]],
-    state: TreeState | str | None,
-    origin: str | None,
-    report: ImportReport,
-) -> None:
-    ids = []
-    for export in batch:
-        tree_id = _tree_id(export)
-        if tree_id is None:
-            report.failed.append((str(export.get("message_tree_id")), "no root message id"))
-        else:
-            ids.append(tree_id)
-
-    def command(uow: UnitOfWork) -> tuple[int, int, list[tuple[str, str]]]:
-        imported, skipped, failed = 0, 0, []
-        seen: set[UUID] = set()
-        for export in batch:
-            tree_id = _tree_id(export)
-            if tree_id is None:
-                continue
-            if tree_id in seen:
-                skipped += 1
-                continue
-            seen.add(tree_id)
-            try:
-                uow.get(ConversationTree, tree_id)
-                skipped += 1
-                continue
-            except TreeNotFoundError:
-                pass
-            try:
-                tree = ConversationTree.import_tree(
-                    export, config=app.config, state=state, origin=origin
-                )
-            except DomainError as e:
-                failed.append((str(tree_id), f"{e.message} (error_code {int(e.error_code)})"))
-                continue
-            uow.add(tree)
-            imported += 1
-        return imported, skipped, failed
-
-    (imported, skipped, failed), position = app.run(tuple(ids), command)
-    report.imported += imported
-    report.skipped += skipped
-    report.failed.extend(failed)
-    if position is not None:
-        report.position = position

@@ -42,6 +42,42 @@ JOIN messages m ON m.message_id = json_extract(r.ranked, '$[0]')
 WHERE r.created_at >= ? AND m.user_id IS NOT NULL GROUP BY m.user_id"""
 
 
+# A language with a prompt waiting in the lottery and fewer growing trees than allowed.
+_LOTTERY_ROOM = """
+SELECT 1 FROM (SELECT DISTINCT lang FROM trees WHERE state = 'prompt_lottery_waiting') w
+WHERE (SELECT count(*) FROM trees g WHERE g.state = 'growing' AND g.lang = w.lang) < ?
+LIMIT 1"""
+
+
+class Lottery:
+    """OA runs the prompt lottery before handing out. One draw at a time, so two
+    concurrent requests never both fill the same free slot; a request that finds a draw
+    under way does not wait for it (that draw serves it). With no waiting prompt in a
+    language that has room (fewer than ``max_active_trees`` growing) the draw would
+    activate nothing, so it is not run: its weights come from every ranking of the last
+    month (tens of ms on a large read model), and prompts usually wait while every
+    language is full."""
+
+    def __init__(self, app: Any, rng: random.Random):
+        self.app, self.rng = app, rng
+        self._lock = threading.Lock()
+
+    def draw(
+        self, conn: sqlite3.Connection, catch_up: Callable[[int | None], Any]
+    ) -> list[tuple[UUID, int | None]]:
+        """Draw if there is room; ``catch_up(position)`` after each activation."""
+        room = conn.execute(_LOTTERY_ROOM, (self.app.config.max_active_trees,)).fetchone()
+        if room is None or not self._lock.acquire(blocking=False):
+            return []
+        try:
+            drawn = prompt_lottery(self.app, conn, self.rng)
+            for _, position in drawn:
+                catch_up(position)
+            return drawn
+        finally:
+            self._lock.release()
+
+
 def prompt_lottery(
     app: Any, conn: sqlite3.Connection, rng: random.Random, now: datetime | None = None
 ) -> list[tuple[UUID, int | None]]:
@@ -267,13 +303,13 @@ class ProcessLoop:
         interval: float = 5.0,
         rng: random.Random | None = None,
         lottery: Callable[[], Any] | None = None,
-        settle_timeout: float = 5.0,
+        timeout: float = 5.0,
     ):
         self.app, self.runner = app, runner
         self.interval = interval
         self.rng = rng or random.Random()
         self.lottery = lottery
-        self.settle_timeout = settle_timeout
+        self.timeout = timeout  # the longest wait for the read model to catch up
         # Its own reader of the log: the runner's thread uses the runner's connection.
         source = runner.log
         if isinstance(source, SQLiteLog):
@@ -285,24 +321,24 @@ class ProcessLoop:
 
     def run_once(self) -> Sweep:
         runner = self.runner
-        if not runner.sync(self.settle_timeout):
+        if not runner.catch_up(runner.log.head(), self.timeout):
             return Sweep()  # the read model lags: deciding on it could act twice
         conn = runner.readmodel.reader()
         sweep = Sweep(expired=expire_tasks(self.app, conn))
         sweep.backlog = self.backlog.run(conn, until=runner.position)
-        self._settle(sweep.backlog)
+        self._catch_up(sweep.backlog)
         if self.lottery is not None:
             self.lottery()
         else:
             sweep.lottery = prompt_lottery(self.app, conn, self.rng)
-            self._settle(sweep.lottery)
-        runner.sync(self.settle_timeout)
+            self._catch_up(sweep.lottery)
+        runner.catch_up(runner.log.head(), self.timeout)
         return sweep
 
-    def _settle(self, done: list[tuple[UUID, int | None]]) -> None:
+    def _catch_up(self, done: list[tuple[UUID, int | None]]) -> None:
         positions = [p for _, p in done if p is not None]
         if positions:
-            self.runner.wait_for(max(positions), timeout=self.settle_timeout)
+            self.runner.catch_up(max(positions), timeout=self.timeout)
 
     def start(self) -> ProcessLoop:
         if self._thread is None:

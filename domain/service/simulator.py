@@ -107,7 +107,12 @@ class Simulator:
                     skip_rate=skip_rate * self.rng.uniform(0.5, 1.5),
                 )
             )
-        self.handout = Handout(app, runner.readmodel.reader, self.rng, before_read=runner.sync)
+        self.handout = Handout(
+            app,
+            runner.readmodel.reader,
+            self.rng,
+            before_read=lambda: runner.catch_up(runner.log.head()),
+        )
         self.quality: dict[str, float] = {}
         self.spam: set[str] = set()
         self.counter = 0
@@ -115,7 +120,7 @@ class Simulator:
 
     # ------------------------------------------------------------------ reading
     def tree_states(self) -> dict[str, int]:
-        self.runner.sync()
+        self.runner.catch_up(self.runner.log.head())
         return dict(
             self.runner.readmodel.reader()
             .execute(

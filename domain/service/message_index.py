@@ -1,0 +1,97 @@
+"""Which tree holds a message, from the log: the index aggregate's commands and reads.
+
+Whatever command adds a message (a prompt, a reply, an imported tree), its index entry
+is claimed in the same unit of work (``index_new_messages``, run before every save), so a label or report finds its tree without asking a read model, and two
+trees never hold the same message id. Logs written before the index existed are indexed
+once when the application is opened (``index_messages``, idempotent).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from uuid import UUID
+
+from eventsourcing.utils import get_topic
+
+from domain.model.errors import MessageAlreadyExistsError, MessageNotFoundError
+from domain.model.message_index import MessageIndex, index_id_for
+from domain.model.tree import ConversationTree
+from domain.service.base import ServiceBase
+from domain.service.unit_of_work import UnitOfWork
+
+# The events that create a tree (a new prompt, an imported tree).
+_TREE_CREATED = (get_topic(ConversationTree.TreeStarted),)
+
+
+def claim(uow: UnitOfWork, tree_id: UUID, message_ids: Iterable[UUID]) -> None:
+    """Record that ``tree_id`` holds these messages, in the command's unit of work.
+
+    A first attempt records without looking (a read per message saved): if another tree
+    holds one of them, saving conflicts on the index entry's first version and the
+    command runs again, and that attempt looks and refuses."""
+    ids = list(message_ids)
+    if uow.attempt > 0:
+        for message_id in ids:
+            found = uow.find(MessageIndex, index_id_for(message_id))
+            if found is not None and found.tree_id != tree_id:
+                raise MessageAlreadyExistsError(
+                    f"message {message_id} already exists in tree {found.tree_id}"
+                )
+        ids = [i for i in ids if index_id_for(i) not in uow.loaded]
+    for message_id in ids:
+        uow.add(MessageIndex.record(message_id=message_id, tree_id=tree_id))
+
+
+def new_messages(uow: UnitOfWork) -> list[tuple[UUID, UUID]]:
+    """(tree id, message id) of every message the unit of work is about to add."""
+    found = []
+    for aggregate in list(uow.loaded.values()):
+        if isinstance(aggregate, ConversationTree):
+            for event in aggregate.pending_events:
+                if isinstance(event, ConversationTree.TreeStarted):
+                    found.append((aggregate.id, aggregate.id))
+                elif isinstance(event, ConversationTree.ReplyAdded):
+                    found.append((aggregate.id, event.message_id))
+    return found
+
+
+class MessageIndexCommands(ServiceBase):
+    def _before_save(self, uow: UnitOfWork) -> None:
+        super()._before_save(uow)
+        by_tree: dict[UUID, list[UUID]] = {}
+        for tree_id, message_id in new_messages(uow):
+            by_tree.setdefault(tree_id, []).append(message_id)
+        for tree_id, message_ids in by_tree.items():
+            claim(uow, tree_id, message_ids)
+
+    def tree_of_message(self, message_id: UUID) -> UUID:
+        """The tree holding a message, from the log (MessageNotFoundError when none does)."""
+        entry = self._peek(MessageIndex, index_id_for(message_id))
+        if entry is not None:
+            return entry.tree_id
+        raise MessageNotFoundError(f"message {message_id} not found")
+
+    def index_messages(self, batch_size: int = 500) -> int:
+        """Index the messages of trees written before the index existed; returns how many
+        trees it indexed (0 on a log that needs nothing, after one indexed read).
+
+        The first tree of the log is indexed last, so "the first tree is indexed" means
+        every tree is, even after an interrupted run: that one read is the check."""
+        created = self.recorder.select_notifications(
+            start=None, limit=1_000_000_000, topics=_TREE_CREATED
+        )
+        if not created or self._peek(MessageIndex, index_id_for(created[0].originator_id)):
+            return 0
+        tree_ids = [n.originator_id for n in created]
+        tree_ids = tree_ids[1:] + tree_ids[:1]
+        for start in range(0, len(tree_ids), batch_size):
+            self.run((), lambda uow, ids=tree_ids[start : start + batch_size]: _index(uow, ids))
+        return len(tree_ids)
+
+
+def _index(uow: UnitOfWork, tree_ids: list[UUID]) -> None:
+    for tree_id in tree_ids:
+        tree = uow.get(ConversationTree, tree_id)
+        for message_id in tree.messages:
+            if uow.find(MessageIndex, index_id_for(message_id)) is None:
+                uow.add(MessageIndex.record(message_id=message_id, tree_id=tree_id))
