@@ -102,8 +102,13 @@ class ServiceBase(Application):
                 lock.acquire()
             try:
                 result = command(uow)
-                self._before_save(uow)
-                changed = [a for a in uow.loaded.values() if a.pending_events]
+                # what the hook adds is saved first, so the position a command reports
+                # stays the last event of the aggregates the command itself changed
+                first = self._before_save(uow)
+                done = {a.id for a in first}
+                changed = first + [
+                    a for a in uow.loaded.values() if a.pending_events and a.id not in done
+                ]
                 position = None
                 if changed:
                     recordings = self.save(*changed)
@@ -127,8 +132,10 @@ class ServiceBase(Application):
                     lock.release()
         raise ConcurrencyError("too many concurrent changes; try again")
 
-    def _before_save(self, uow: UnitOfWork) -> None:
-        """A hook for what must be saved with any command's changes (the message index)."""
+    def _before_save(self, uow: UnitOfWork) -> list[Any]:
+        """A hook for what must be saved with any command's changes (the message index):
+        the aggregates it added to the unit of work."""
+        return []
 
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording]:
         """Application.save without its per-save overheads, for plain aggregates.

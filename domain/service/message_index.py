@@ -9,6 +9,7 @@ once when the application is opened (``index_messages``, idempotent).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.utils import get_topic
@@ -23,7 +24,7 @@ from domain.service.unit_of_work import UnitOfWork
 _TREE_CREATED = (get_topic(ConversationTree.TreeStarted),)
 
 
-def claim(uow: UnitOfWork, tree_id: UUID, message_ids: Iterable[UUID]) -> None:
+def claim(uow: UnitOfWork, tree_id: UUID, message_ids: Iterable[UUID]) -> list[MessageIndex]:
     """Record that ``tree_id`` holds these messages, in the command's unit of work.
 
     A first attempt records without looking (a read per message saved): if another tree
@@ -38,8 +39,10 @@ def claim(uow: UnitOfWork, tree_id: UUID, message_ids: Iterable[UUID]) -> None:
                     f"message {message_id} already exists in tree {found.tree_id}"
                 )
         ids = [i for i in ids if index_id_for(i) not in uow.loaded]
-    for message_id in ids:
-        uow.add(MessageIndex.record(message_id=message_id, tree_id=tree_id))
+    entries = [MessageIndex.record(message_id=i, tree_id=tree_id) for i in ids]
+    for entry in entries:
+        uow.add(entry)
+    return entries
 
 
 def new_messages(uow: UnitOfWork) -> list[tuple[UUID, UUID]]:
@@ -56,13 +59,14 @@ def new_messages(uow: UnitOfWork) -> list[tuple[UUID, UUID]]:
 
 
 class MessageIndexCommands(ServiceBase):
-    def _before_save(self, uow: UnitOfWork) -> None:
-        super()._before_save(uow)
+    def _before_save(self, uow: UnitOfWork) -> list[Any]:
+        added = super()._before_save(uow)
         by_tree: dict[UUID, list[UUID]] = {}
         for tree_id, message_id in new_messages(uow):
             by_tree.setdefault(tree_id, []).append(message_id)
         for tree_id, message_ids in by_tree.items():
-            claim(uow, tree_id, message_ids)
+            added += claim(uow, tree_id, message_ids)
+        return added
 
     def tree_of_message(self, message_id: UUID) -> UUID:
         """The tree holding a message, from the log (MessageNotFoundError when none does)."""
