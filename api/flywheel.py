@@ -52,6 +52,9 @@ class FlywheelPlan:
     prelabel_n: int = 0  # candidates per prompt written by the new policy; 0 skips the step
     prelabel_limit: int | None = None
     prelabel_max_new_tokens: int = 128
+    # SFT may take a model-written reply people ranked best (plain builds leave it out).
+    sft_model_replies: bool = True
+    previous: Path | None = None  # the turn to count new rows against (default: the latest)
 
     @property
     def prefix(self) -> str:
@@ -163,10 +166,13 @@ class Flywheel:
             )
 
     def _step_datasets(self) -> dict[str, Any]:
+        from api.flywheel_turns import new_rows, previous_turn
         from projections.datasets.build import build
         from projections.datasets.rows import BuildOptions
+        from projections.datasets.votes import vote_rows_at
 
-        manifest = build(self.plan.store, self.out / "datasets", BuildOptions(lang=self.plan.lang))
+        options = BuildOptions(lang=self.plan.lang, sft_model_replies=self.plan.sft_model_replies)
+        manifest = build(self.plan.store, self.out / "datasets", options)
         if not manifest["rows"]["sft"]["train"]:
             shutil.rmtree(self.out / "datasets")  # not done: the next run builds again
             raise FlywheelError(
@@ -174,10 +180,16 @@ class Flywheel:
                 f"{manifest['ready_trees']} ready_for_export trees"
                 + (f" in {self.plan.lang}" if self.plan.lang else "")
             )
+        previous = self.plan.previous or previous_turn(self.plan.store, self.out)
         return {
             "log_position": manifest["log_position"],
             "ready_trees": manifest["ready_trees"],
             "rows": manifest["rows"],
+            "sft_model_replies": self.plan.sft_model_replies,
+            # rows holding a model-written reply people ranked, per kind and per model
+            "from_votes": vote_rows_at(self.plan.store, manifest["log_position"], options),
+            "previous_turn": str(previous) if previous else None,
+            "new_rows": new_rows(manifest["rows"], previous),
         }
 
     def _train(self, kind: str, model: str, **models: str) -> dict[str, Any]:
@@ -323,6 +335,7 @@ def table_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
             rows.append(
                 (f"rows {kind}", f"train {counts['train']}, validation {counts['validation']}")
             )
+        rows.extend(vote_table_rows(d))
     if "sft" in steps:
         rows.append(("sft final loss", fmt(steps["sft"].get("final_loss"))))
     if "rm" in steps:
@@ -341,4 +354,24 @@ def table_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
     if "prelabel" in steps:
         p = steps["prelabel"]
         rows.append(("pre-labelled replies", f"{p['added']} on {p['prompts_seen']} prompts"))
+    return rows
+
+
+def vote_table_rows(datasets: dict[str, Any]) -> list[tuple[str, str]]:
+    """The datasets step's new rows and rows from votes on model candidates, per model."""
+    rows = []
+    if datasets.get("new_rows") is not None:
+        new = ", ".join(f"{k} {v:+d}" for k, v in datasets["new_rows"].items())
+        rows.append((f"new since {Path(datasets['previous_turn']).name}", new))
+    votes = datasets.get("from_votes")
+    if votes:
+        rows.append(
+            (
+                "rows from votes on candidates",
+                f"pairs {votes['pairs']}, kto {votes['kto']}, sft {votes['sft']}",
+            )
+        )
+        for model, counts in votes["models"].items():
+            figures = ", ".join(f"{k} {v}" for k, v in counts.items())
+            rows.append((f"  by {model}", figures))
     return rows

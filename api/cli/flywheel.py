@@ -18,13 +18,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_data_option(p)
     p.add_argument(
+        "action",
+        nargs="?",
+        default="run",
+        choices=("run", "status"),
+        help="run a turn (default), or list the registered turns with their figures",
+    )
+    p.add_argument(
         "--base-model",
-        required=True,
+        default=None,
         metavar="PATH_OR_NAME",
         help="the model the turn starts from (a folder, a hub name or a registered name)",
     )
     p.add_argument(
-        "--out", required=True, metavar="DIR", help="folder for everything this turn writes"
+        "--out", default=None, metavar="DIR", help="folder for everything this turn writes"
+    )
+    p.add_argument(
+        "--no-sft-model-replies",
+        dest="sft_model_replies",
+        action="store_false",
+        help="keep model-written replies out of sft (by default sft may take one that "
+        "people ranked best; rm, dpo and kto always take ranked ones)",
+    )
+    p.add_argument(
+        "--previous",
+        default=None,
+        metavar="DIR",
+        help="the turn to count new rows against (default: the latest registered turn)",
     )
     p.add_argument(
         "--name",
@@ -109,6 +129,14 @@ def run_flywheel(args: argparse.Namespace) -> int:
     folder = data_dir(args.data)
     if not (folder / EVENTS_FILE).exists():
         return fail(f"no event store in {folder}")
+    if args.action == "status":
+        from api.cli.flywheel_status import show_status
+
+        return show_status(folder, args)
+    if not args.base_model or not args.out:
+        return fail("a flywheel turn needs --base-model and --out")
+    if args.previous and not (Path(args.previous) / "datasets" / "manifest.json").exists():
+        return fail(f"--previous {args.previous} holds no datasets/manifest.json")
     if args.max_steps is not None and args.max_steps < 1:
         return fail("--max-steps must be >= 1")
     if args.prelabel < 0:
@@ -128,6 +156,8 @@ def run_flywheel(args: argparse.Namespace) -> int:
         lang=args.lang,
         prelabel_n=args.prelabel,
         prelabel_limit=args.prelabel_limit,
+        sft_model_replies=args.sft_model_replies,
+        previous=Path(args.previous) if args.previous else None,
     )
     only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
     console = Console(stderr=True)

@@ -1,0 +1,45 @@
+"""`dataengine flywheel status`: the registered turns, their data and their policy's strength."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _strength(turn: dict[str, Any]) -> str:
+    if turn["strength"] is None:
+        return "-"
+    low, high = turn["strength_interval"]
+    return f"{turn['strength']:+.2f} [{low:+.2f}, {high:+.2f}]"
+
+
+def show_status(folder: Path, args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from api.flywheel_turns import turns
+
+    found = turns(folder)
+    if getattr(args, "json", False):
+        print(json.dumps(found, indent=2))
+        return 0
+    if not found:
+        print("no flywheel turns registered yet")
+        return 0
+    table = Table(title="flywheel turns (strength: Bradley-Terry vs people's replies, 95%)")
+    for column in ("turn", "log position", "rows sft/rm/kto", "from votes", "policy", "strength"):
+        table.add_column(column)
+    for t in found:
+        rows, votes = t["rows"], t["rows_from_votes"] or {}
+        table.add_row(
+            str(t["turn"]),
+            str(t["log_position"]),
+            f"{rows.get('sft', 0)}/{rows.get('rm', 0)}/{rows.get('kto', 0)}",
+            f"pairs {votes.get('pairs', 0)}, sft {votes.get('sft', 0)}",
+            t["policy"],
+            f"{_strength(t)} ({t['votes']} votes)",
+        )
+    Console().print(table)
+    return 0
