@@ -94,13 +94,17 @@ def write_build(root: Path, flip: bool = False) -> Path:
     }
     kinds["dpo"] = kinds["rm"]
     encoder = msgspec.json.Encoder()
+    files = {}
     for kind, splits in kinds.items():
-        write_kind(root / kind, kind, {s: encoder.encode_lines(rows) for s, rows in splits.items()})
+        lines = {s: encoder.encode_lines(rows) for s, rows in splits.items()}
+        for path, digest in write_kind(root / kind, kind, lines).items():
+            files[path.relative_to(root).as_posix()] = digest
     manifest = {
         "format": "dataengine-datasets/1",
         "log_position": POSITION,
         "audit": {"scheme": "sha256-chain/1", "position": POSITION, "digest": DIGEST},
         "rows": {k: {s: len(r) for s, r in v.items()} for k, v in kinds.items()},
+        "files": dict(sorted(files.items())),
     }
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return root
@@ -225,17 +229,23 @@ def test_sft_run_is_complete_and_the_model_generates(sft_run: Path, build: Path)
 def test_rm_accuracy_is_ours_on_the_validation_pairs(rm_run: Path, build: Path) -> None:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from training.data import load
     from training.reward import pairwise_accuracy
+    from training.validation import split
 
     m = assert_run_folder(rm_run, "rm", build)
     accuracy = m["pairwise_accuracy"]
-    assert accuracy["split"] == "validation" and accuracy["pairs"] == len(QUESTIONS) - 10
+    # The build's 4 validation pairs are under val_min (16): re-split by tree, at most half.
+    data = load(build, "rm")
+    assert split(data, None, 16) == m["validation"] and m["validation"]["build_rows"] == 4
+    assert accuracy["split"] == "validation" and accuracy["pairs"] == len(QUESTIONS) // 2
     assert 0.0 <= accuracy["value"] <= 1.0
+    assert m["final_loss_split"] == "validation" and m["final_loss"] == m["log_history"][-2].get(
+        "eval_loss", m["final_loss"]
+    )
     # The saved model gives the same figure: it is the scored model, not a trainer statistic.
     model = AutoModelForSequenceClassification.from_pretrained(rm_run)
-    lines = (build / "rm" / "validation.jsonl").read_text().splitlines()
-    pairs = [json.loads(line) for line in lines]
-    again = pairwise_accuracy(model, AutoTokenizer.from_pretrained(rm_run), pairs)
+    again = pairwise_accuracy(model, AutoTokenizer.from_pretrained(rm_run), data.validation)
     assert again["value"] == accuracy["value"] and again["pairs"] == accuracy["pairs"]
 
 
@@ -396,14 +406,23 @@ def test_bad_data_or_model_fail_before_writing(tiny: Path, build: Path, tmp_path
     empty = tmp_path / "empty"
     from projections.datasets.writer import write_kind
 
-    write_kind(empty / "rl", "rl", {"train": b"", "validation": b""})
-    (empty / "manifest.json").write_text("{}")
+    written = write_kind(empty / "rl", "rl", {"train": b"", "validation": b""})
+    files = {p.relative_to(empty).as_posix(): d for p, d in written.items()}
+    (empty / "manifest.json").write_text(
+        json.dumps({"format": "dataengine-datasets/1", "files": files})
+    )
     cases = [
         (TrainingDataError, "does not exist", {"data": tmp_path / "nope"}),
         (TrainingDataError, "holds no rl", {"data": only_sft, "kind": "rlhf"}),
         (TrainingDataError, "empty", {"data": empty, "kind": "rlhf"}),
         (TrainingDataError, "lacks the column", {"data": build / "sft", "kind": "rm"}),
-        (TrainingModelError, "cannot load", {"model": str(tmp_path / "no-model")}),
+        (TrainingModelError, "model folder not found", {"model": str(tmp_path / "no-model")}),
+        (TrainingModelError, "cannot load", {"model": str(only_sft)}),  # a folder, no model
+        (
+            TrainingModelError,
+            "reward model folder not found",
+            {"kind": "rlhf", "reward_model": str(tmp_path / "no-rm")},
+        ),
         (TrainingOptionsError, "reward model", {"kind": "rlhf", "reward_model": None}),
         (TrainingModelError, "not a reward model", {"kind": "rlhf", "reward_model": str(tiny)}),
     ]
@@ -428,11 +447,25 @@ def test_a_crash_leaves_no_run_and_a_rerun_replaces_only_a_run(
         "options": {**FAST, "max_steps": 1},
         "progress": False,
     }
+    nested = tmp_path / "new" / "folders" / "run"
+    no_checkpoints = {**FAST, "max_steps": 1, "save_strategy": "no"}
     with monkeypatch.context() as patch:
         patch.setattr(training.sft, "extra_metrics", lambda *a: 1 / 0)
         with pytest.raises(ZeroDivisionError):
-            train("sft", **{**kw, "out": tmp_path / "new" / "folders" / "run"})
-    assert not (tmp_path / "new").exists()
+            train("sft", **{**kw, "out": nested, "options": no_checkpoints})
+        assert not (tmp_path / "new").exists()
+        # With a checkpoint saved, a crash keeps the partial folder for --resume...
+        with pytest.raises(ZeroDivisionError):
+            train("sft", **{**kw, "out": nested})
+    partial = nested.parent / ".run.partial"
+    assert (partial / "checkpoint-1" / "trainer_state.json").is_file()
+    with pytest.raises(TrainingOptionsError, match="--resume"):  # ...never silently discarded
+        train("sft", **{**kw, "out": nested})
+    resumed = train("sft", **{**kw, "out": nested, "resume": True}).metrics
+    assert resumed["resumed_from"] == "checkpoint-1" and resumed["global_step"] == 1
+    assert not partial.exists() and not list(nested.glob("checkpoint-*"))
+    with pytest.raises(TrainingOptionsError, match="nothing to resume"):
+        train("sft", **{**kw, "out": nested, "resume": True})
     first = train("sft", **kw).metrics["finished_at"]
     (out / "stale.txt").write_text("from the first run")
     train("sft", **kw)
@@ -498,10 +531,15 @@ def test_device_settings_and_grpo_batch(tmp_path: Path) -> None:
     assert "packing" not in device_settings("dpo", gpu=True)
     cpu = resolve("sft", {"gradient_checkpointing": True}, tmp_path, gpu=False).args
     assert cpu.use_cpu and not cpu.bf16 and cpu.activation_checkpointing  # the user's word wins
-    assert cpu.save_strategy == "no" and cpu.report_to in ("none", [], ["none"]) and not cpu.packing
+    assert cpu.save_strategy == "steps" and cpu.save_steps == 500 and cpu.save_total_limit == 2
+    assert cpu.report_to in ("none", [], ["none"]) and not cpu.packing
+    assert cpu.eval_strategy == "no"  # no validation split given
+    evaluated = resolve("sft", {}, tmp_path, gpu=False, evaluate=True).args
+    assert evaluated.eval_strategy == "steps" and evaluated.eval_steps == 0.2
     assert cpu.disable_tqdm is False and cpu.logging_steps == 0.01
     rm = resolve("rm", {"margin_scale": 0, "max_steps": 1e3}, tmp_path, gpu=False)
-    assert rm.own == {"margin_scale": 0.0} and rm.args.learning_rate == 1e-5
+    assert rm.own == {"margin_scale": 0.0, "val_fraction": None, "val_min": 16}
+    assert rm.args.learning_rate == 1e-5
     assert rm.args.max_steps == 1000 and isinstance(rm.args.max_steps, int)
     grpo = resolve("rlhf", {"num_generations": 6}, tmp_path, gpu=False).args
     assert grpo.beta == 0.0 and grpo.per_device_train_batch_size % 6 == 0

@@ -19,6 +19,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from training import tracking
 from training.errors import TrainingOptionsError
 
 KINDS = ("sft", "rm", "dpo", "kto", "rlhf")
@@ -80,27 +81,47 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
         "temperature": 1.0,
     },
 }
+# Checkpoints every 500 steps (transformers' default), the last two kept: an interrupted
+# run resumes from them (training.checkpoints); a finished run drops them when published.
 COMMON_DEFAULTS: dict[str, Any] = {
     "logging_steps": 0.01,
     "logging_first_step": True,
-    "save_strategy": "no",
+    "save_strategy": "steps",
+    "save_steps": 500,
+    "save_total_limit": 2,
     "report_to": "none",
     "seed": 42,
+}
+# With a validation split the run evaluates five times and at its end: the headline
+# figures come from held-out rows, not from the last training batch.
+EVAL_DEFAULTS: dict[str, Any] = {"eval_strategy": "steps", "eval_steps": 0.2}
+
+# The validation split (training.validation): the build's, unless it is smaller than
+# val_min rows or val_fraction is given; then train + validation are split again by tree.
+VALIDATION_OPTIONS: dict[str, tuple[Any, str]] = {
+    "val_fraction": (None, "re-split train + validation by tree at this fraction"),
+    "val_min": (16, "fewest validation rows; a smaller build split is topped up by tree"),
 }
 
 # Ours, not the trainer's: name -> (default, help).
 OWN_OPTIONS: dict[str, dict[str, tuple[Any, str]]] = {
-    "sft": {},
-    "dpo": {},
-    "kto": {},
-    "rm": {"margin_scale": (1.0, "scales the margin column (rank gap) in the loss; 0 drops it")},
+    "sft": {**VALIDATION_OPTIONS},
+    "dpo": {**VALIDATION_OPTIONS},
+    "kto": {**VALIDATION_OPTIONS},
+    "rm": {
+        **VALIDATION_OPTIONS,
+        "margin_scale": (1.0, "scales the margin column (rank gap) in the loss; 0 drops it"),
+    },
     "rlhf": {
+        **VALIDATION_OPTIONS,
         "max_prompt_length": (
             1024,
             ("prompts longer than this many tokens are left out (GRPO has no prompt truncation)"),
-        )
+        ),
     },
 }
+# The types of our options whose default does not say it.
+OWN_TYPES: dict[str, Any] = {"val_fraction": float | None}
 # Set by the run itself.
 RESERVED = {"output_dir": "the run writes where --out says"}
 
@@ -122,17 +143,39 @@ def coerce(value: Any) -> Any:
     return value
 
 
+def yaml_loader() -> Any:
+    """SafeLoader with YAML 1.2 booleans (true/false only): `no`, `on`, `off` stay words, so
+    `save_strategy: no` means the strategy "no"; check_types makes them booleans where a
+    field takes one."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    bool_tag = "tag:yaml.org,2002:bool"
+    Loader.yaml_implicit_resolvers = {
+        first: [r for r in resolvers if r[0] != bool_tag]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    Loader.add_implicit_resolver(
+        bool_tag, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+    )
+    return Loader
+
+
 def parse_set(items: list[str] | None) -> dict[str, Any]:
     """`--set key=value` pairs; values are YAML scalars (`true`, `3`, `1e-5`, `[a, b]`)."""
     import yaml
 
+    loader = yaml_loader()
     options: dict[str, Any] = {}
     for item in items or []:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise TrainingOptionsError(f"--set expects key=value, not {item!r}")
         try:
-            value = yaml.safe_load(raw)  # an empty value is None: `--set max_length=` unsets
+            # a SafeLoader; an empty value is None: `--set max_length=` unsets
+            value = yaml.load(raw, Loader=loader)
         except yaml.YAMLError as e:
             raise TrainingOptionsError(f"--set {key}: cannot parse {raw!r}: {e}") from None
         options[key.strip()] = coerce(value)
@@ -148,7 +191,9 @@ def read_config_file(path: Path | str) -> dict[str, Any]:
         raise TrainingOptionsError(f"config file {path} does not exist")
     text = path.read_text()
     try:
-        loaded = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        loaded = (
+            json.loads(text) if path.suffix == ".json" else yaml.load(text, Loader=yaml_loader())
+        )
     except (ValueError, yaml.YAMLError) as e:
         raise TrainingOptionsError(f"config file {path} cannot be parsed: {e}") from None
     if loaded is None:
@@ -196,6 +241,9 @@ def check_keys(kind: str, options: dict[str, Any]) -> None:
 
 
 _SCALARS = (bool, int, float, str, type(None))
+# YAML 1.1's other booleans: read as words (save_strategy=no is a word), made booleans only
+# for a field that takes a boolean.
+_WORDS = {"yes": True, "on": True, "y": True, "no": False, "off": False, "n": False}
 
 
 def _scalar_types(hint: Any) -> tuple[type, ...] | None:
@@ -213,7 +261,12 @@ def check_types(kind: str, options: dict[str, Any]) -> dict[str, Any]:
         hints = typing.get_type_hints(config_class(kind))
     except (NameError, TypeError):  # an annotation that does not resolve: the config checks
         hints = {}
-    hints.update({name: type(default) for name, (default, _) in OWN_OPTIONS[kind].items()})
+    hints.update(
+        {
+            name: OWN_TYPES.get(name, type(default))
+            for name, (default, _) in OWN_OPTIONS[kind].items()
+        }
+    )
     checked = dict(options)
     for key, value in options.items():
         if key not in hints:
@@ -221,7 +274,9 @@ def check_types(kind: str, options: dict[str, Any]) -> dict[str, Any]:
         allowed = _scalar_types(hints[key])
         if allowed is None or type(value) in allowed:
             continue
-        if isinstance(value, int) and not isinstance(value, bool) and float in allowed:
+        if isinstance(value, str) and bool in allowed and value.lower() in _WORDS:
+            checked[key] = _WORDS[value.lower()]
+        elif isinstance(value, int) and not isinstance(value, bool) and float in allowed:
             checked[key] = float(value)
         elif isinstance(value, float) and int in allowed and value.is_integer():
             checked[key] = int(value)
@@ -241,6 +296,9 @@ def _grpo_batch(settings: dict[str, Any], user: dict[str, Any]) -> None:
     if isinstance(n, int) and n > 0 and not batch_keys & set(user):
         size = settings["per_device_train_batch_size"]
         settings["per_device_train_batch_size"] = max(n, math.ceil(size / n) * n)
+    n = user.get("num_generations_eval") or n
+    if isinstance(n, int) and n > 0 and "per_device_eval_batch_size" not in user:
+        settings["per_device_eval_batch_size"] = max(n, math.ceil(8 / n) * n)
 
 
 @dataclasses.dataclass
@@ -251,6 +309,18 @@ class Resolved:
     gpu: bool
 
 
+def own_options(kind: str, options: dict[str, Any] | None) -> dict[str, Any]:
+    """Our options with their defaults, checked like resolve checks them (needed before the
+    trainer config: the validation split decides whether the run evaluates)."""
+    if kind not in KINDS:
+        raise TrainingOptionsError(
+            f"unknown training kind {kind!r}; choose from {', '.join(KINDS)}"
+        )
+    user = {k: v for k, v in (options or {}).items() if k in OWN_OPTIONS[kind]}
+    user = check_types(kind, user)
+    return {name: user.get(name, default) for name, (default, _) in OWN_OPTIONS[kind].items()}
+
+
 def resolve(
     kind: str,
     options: dict[str, Any] | None,
@@ -259,12 +329,14 @@ def resolve(
     progress: bool = True,
     gpu: bool | None = None,
     model_defaults: dict[str, Any] | None = None,
+    evaluate: bool = False,
 ) -> Resolved:
     """Check the user's options and build the trainer config; raises before anything is written.
 
     ``model_defaults`` are what the kind derives from the model (a max_length its positions
     can hold, assistant-only loss when the template marks assistant turns): above the kind's
-    defaults, below the device settings and the user."""
+    defaults, below the device settings and the user. ``evaluate`` (there is a validation
+    split) turns evaluation on by default."""
     if kind not in KINDS:
         raise TrainingOptionsError(
             f"unknown training kind {kind!r}; choose from {', '.join(KINDS)}"
@@ -284,6 +356,7 @@ def resolve(
         gpu = gpu_available() and not user.get("use_cpu", False)
     settings = {
         **COMMON_DEFAULTS,
+        **(EVAL_DEFAULTS if evaluate else {}),
         **KIND_DEFAULTS[kind],
         **(model_defaults or {}),
         **device_settings(kind, gpu),
@@ -298,5 +371,6 @@ def resolve(
         args = cls(**settings)
     except (ValueError, TypeError) as e:
         raise TrainingOptionsError(f"{CONFIG_CLASSES[kind]} rejected the options: {e}") from None
+    tracking.check(args.report_to)
     overrides = {**user, **{k: v for k, v in own.items() if k in (options or {})}}
     return Resolved(args, own, overrides, gpu)

@@ -18,6 +18,8 @@ from training.errors import TrainingDataError
 
 MANIFEST = "manifest.json"
 DATASET_MANIFEST = "dataset_manifest.json"  # the copy inside a run folder
+FORMATS = ("dataengine-datasets/1",)  # manifest formats this trainer reads
+CACHE = ".data"  # in the run's partial folder: the rows it trains on, and datasets' caches
 
 # The builder's folder for each training kind; rm and dpo rows are the same pairs, so either
 # folder serves both (a build with only --kinds rm still trains dpo).
@@ -58,6 +60,24 @@ class TrainingData:
             "digest_scheme": audit.get("scheme"),
             "rows": {"train": len(self.train), "validation": len(self.validation)},
         }
+
+    def relocate(self, folder: Path, write: bool = True) -> None:
+        """Train from a copy in the run's own folder: the trainers' map/filter caches
+        (cache-*.arrow) land beside the rows they read, and must never land in the build,
+        where they break `load_dataset(<build>/<kind>)`. One process writes (``write``),
+        every process reads."""
+        from accelerate import PartialState
+        from datasets import Dataset
+
+        names = [n for n in ("train", "validation") if len(getattr(self, n))]  # an empty
+        # split stays in memory: datasets 5.2 cannot load an empty saved split back
+        if write:
+            shutil.rmtree(folder, ignore_errors=True)
+            for name in names:
+                getattr(self, name).save_to_disk(str(folder / name))
+        PartialState().wait_for_everyone()
+        for name in names:
+            setattr(self, name, Dataset.load_from_disk(str(folder / name)))
 
     def write_manifest(self, out: Path) -> None:
         """Copy the build's manifest byte for byte; a bare kind folder gets a stand-in that
@@ -138,12 +158,50 @@ def _read_splits(folder: Path) -> dict[str, Any]:
     return splits
 
 
+def verify(folder: Path, manifest_path: Path) -> dict[str, Any]:
+    """The manifest, after checking its format and that every file of the kind folder it
+    lists is there with the sha256 it lists: a changed file refuses to train."""
+    from projections.datasets.writer import sha256
+
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except ValueError as e:
+        raise TrainingDataError(f"{manifest_path} is not JSON: {e}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") not in FORMATS:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise TrainingDataError(
+            f"{manifest_path} has format {found!r}; this trainer reads {', '.join(FORMATS)} "
+            "(rebuild with `dataengine datasets build`)"
+        )
+    files = manifest.get("files")
+    try:
+        relative = folder.relative_to(manifest_path.parent)
+    except ValueError:
+        relative = folder.resolve().relative_to(manifest_path.parent.resolve())
+    prefix = relative.as_posix() + "/"
+    listed = {k: v for k, v in (files or {}).items() if k.startswith(prefix)}
+    if not listed:
+        raise TrainingDataError(f"{manifest_path} lists no files of {folder}: cannot verify it")
+    root = manifest_path.parent
+    for name, digest in sorted(listed.items()):
+        path = root / name
+        if not path.is_file():
+            raise TrainingDataError(f"{path} is listed in {manifest_path} but missing")
+        if sha256(path) != digest:
+            raise TrainingDataError(
+                f"{path} does not match its sha256 in {manifest_path}: the build was changed "
+                "after it was written; rebuild it with `dataengine datasets build`"
+            )
+    return manifest
+
+
 def load(data: Path, kind: str) -> TrainingData:
     if kind not in KIND_FOLDERS:
         raise TrainingDataError(
             f"unknown training kind {kind!r}; choose from {', '.join(KIND_FOLDERS)}"
         )
     folder, manifest_path = locate(Path(data), kind)
+    manifest = verify(folder, manifest_path) if manifest_path else None
     splits = _read_splits(folder)
     train = splits["train"]
     missing = [c for c in COLUMNS[kind] if c not in train.column_names]
@@ -154,5 +212,4 @@ def load(data: Path, kind: str) -> TrainingData:
         )
     if len(train) == 0:
         raise TrainingDataError(f"the train split of {folder} is empty: nothing to train on")
-    manifest = json.loads(manifest_path.read_text()) if manifest_path else None
     return TrainingData(kind, folder, manifest_path, manifest, train, splits["validation"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from training.runs import RunSpec, reference_trainer
+from training.spec import RunSpec, reference_trainer
 
 PAIR = ["prompt", "chosen", "rejected"]
 
@@ -31,10 +31,12 @@ def build_trainer(spec: RunSpec) -> Any:
 
 
 def extra_metrics(trainer: Any, spec: RunSpec) -> dict[str, Any]:
-    from training.runs import last
+    from training.report import validation_figure
 
     history = trainer.state.log_history
+    accuracy, split = validation_figure(history, "rewards/accuracies")
     return {
-        "final_reward_accuracy": last(history, "rewards/accuracies"),
-        "final_reward_margin": last(history, "rewards/margins"),
+        "final_reward_accuracy": accuracy,  # chosen's implicit reward above rejected's
+        "final_reward_accuracy_split": split,
+        "final_reward_margin": validation_figure(history, "rewards/margins")[0],
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from training.runs import RunSpec, reference_trainer
+from training.spec import RunSpec, reference_trainer
 
 COLUMNS = ["prompt", "completion", "label"]
 
@@ -38,10 +38,12 @@ def build_trainer(spec: RunSpec) -> Any:
 
 
 def extra_metrics(trainer: Any, spec: RunSpec) -> dict[str, Any]:
-    from training.runs import last
+    from training.report import validation_figure
 
     history = trainer.state.log_history
+    margin, split = validation_figure(history, "rewards/margins")
     return {
-        "final_reward_margin": last(history, "rewards/margins"),
-        "final_kl": last(history, "kl"),
+        "final_reward_margin": margin,
+        "final_reward_margin_split": split,
+        "final_kl": validation_figure(history, "kl")[0],
     }

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from training.runs import RunSpec
+from training.spec import RunSpec
 
 PAIR = ["prompt", "chosen", "rejected"]
 
@@ -48,6 +48,7 @@ def build_trainer(spec: RunSpec) -> Any:
         train_dataset=_rows(spec, spec.data.train),
         eval_dataset=_rows(spec, evaluate) if evaluate is not None else None,
         processing_class=spec.tokenizer,
+        peft_config=spec.peft_config,
     )
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from training.errors import TrainingDataError, TrainingModelError, TrainingOptionsError
-from training.runs import RunSpec, last, load_causal_lm, load_model_config, max_positions
+from training.spec import RunSpec, last, load_causal_lm, load_model_config, max_positions
 
 
 def model_defaults(spec: RunSpec) -> dict[str, Any]:
@@ -23,7 +23,7 @@ def model_defaults(spec: RunSpec) -> dict[str, Any]:
 
 
 def _reward_config(path: str) -> Any:
-    config = load_model_config(path)
+    config = load_model_config(path, "reward model")
     architectures = getattr(config, "architectures", None) or []
     if (
         not any(a.endswith("ForSequenceClassification") for a in architectures)
@@ -110,6 +110,7 @@ def build_trainer(spec: RunSpec) -> Any:
         train_dataset=spec.data.train,
         eval_dataset=spec.eval_dataset(["prompt"]),
         processing_class=spec.tokenizer,
+        peft_config=spec.peft_config,
     )
     if spec.ref_model:
         policy.config._name_or_path = spec.model
@@ -123,10 +124,14 @@ def plot_notes(spec: RunSpec) -> dict[str, str]:
 
 
 def extra_metrics(trainer: Any, spec: RunSpec) -> dict[str, Any]:
+    from training.report import validation_figure
+
     history = trainer.state.log_history
     rewards = [e["reward"] for e in history if isinstance(e.get("reward"), (int, float))]
+    final, split = validation_figure(history, "reward")
     return {
-        "initial_reward": rewards[0] if rewards else None,
-        "final_reward": last(history, "reward"),
+        "initial_reward": rewards[0] if rewards else None,  # the first training batch
+        "final_reward": final,  # on the validation prompts when there are any
+        "final_reward_split": split,
         "final_kl": last(history, "kl"),
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from training.runs import RunSpec
+from training.spec import RunSpec
 
 COLUMNS = ["messages"]
 
@@ -46,6 +46,7 @@ def build_trainer(spec: RunSpec) -> Any:
         train_dataset=spec.data.train.select_columns(COLUMNS),
         eval_dataset=spec.eval_dataset(COLUMNS),
         processing_class=spec.tokenizer,
+        peft_config=spec.peft_config,
     )
 
 

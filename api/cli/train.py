@@ -77,6 +77,31 @@ def register(sub: argparse._SubParsersAction) -> None:
                 metavar="DIR",
                 help="reference model (default: the starting model's folder)",
             )
+        p.add_argument(
+            "--resume",
+            action="store_true",
+            help="continue an interrupted run from the last checkpoint in .OUT.partial",
+        )
+        p.add_argument(
+            "--lora",
+            nargs="?",
+            const="",
+            metavar="SPEC",
+            help="train a LoRA adapter (peft): r=16,alpha=32,dropout=0.05,target=all-linear"
+            " (targets joined by +), bits=4|8 (GPU + bitsandbytes), merge=true for full weights",
+        )
+        p.add_argument(
+            "--val-fraction",
+            type=float,
+            metavar="F",
+            help="re-split train + validation by tree with this validation fraction",
+        )
+        p.add_argument(
+            "--val-min",
+            type=int,
+            metavar="N",
+            help="fewest validation rows; a smaller split is topped up by tree (default 16)",
+        )
         p.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
         p.set_defaults(handler=run_training)
 
@@ -90,6 +115,9 @@ def gather_options(args: argparse.Namespace) -> dict[str, Any]:
         options["max_steps"] = args.max_steps
     if getattr(args, "beta", None) is not None:
         options["beta"] = args.beta
+    for flag in ("val_fraction", "val_min"):
+        if getattr(args, flag, None) is not None:
+            options[flag] = getattr(args, flag)
     return options
 
 
@@ -101,38 +129,105 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def summary_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+def _split(metrics: dict[str, Any], key: str) -> str:
+    split = metrics.get(f"{key}_split")
+    return f" ({split})" if split else ""
+
+
+def _data_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
     data = metrics["dataset"]
     rows = [
-        ("kind", metrics["kind"]),
-        ("base model", metrics["base_model"]),
         ("dataset", f"{data['path']} (log position {_fmt(data['log_position'])})"),
         ("rows", f"train {metrics['train_samples']}, validation {metrics['validation_samples']}"),
-        ("steps", _fmt(metrics["global_step"])),
+    ]
+    split = metrics.get("validation") or {}
+    if split.get("source", "build") != "build":
+        rows.append(
+            (
+                "validation split",
+                f"{split['source']}: {split['rows']} rows (the build had {split['build_rows']})",
+            )
+        )
+    too_long = metrics.get("too_long")
+    if too_long:
+        parts = [
+            f"{name} {c['truncated']} truncated, {c['dropped']} dropped"
+            for name in ("train", "validation")
+            if (c := too_long[name])["truncated"] or c["dropped"]
+        ]
+        rows.append((f"over max_length {too_long['max_length']}", "; ".join(parts) or "none"))
+    if metrics.get("prompts_dropped_too_long") is not None:
+        rows.append(
+            (
+                f"prompts over {metrics['max_prompt_length']} tokens",
+                f"{metrics['prompts_dropped_too_long']} left out",
+            )
+        )
+    if "assistant_only_loss" in metrics:
+        rows.append(
+            (
+                "loss on",
+                "assistant turns"
+                if metrics["assistant_only_loss"]
+                else "every token (the chat template has no generation markers)",
+            )
+        )
+    return rows
+
+
+def _figure_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = [
         (
-            "train loss (mean / last)",
-            f"{_fmt(metrics['train_loss'])} / {_fmt(metrics['final_loss'])}",
-        ),
-        ("runtime", f"{_fmt(metrics['train_runtime'])} s on {metrics['device']['type']}"),
+            "loss (train mean / final)",
+            f"{_fmt(metrics['train_loss'])} / {_fmt(metrics['final_loss'])}"
+            + _split(metrics, "final_loss"),
+        )
     ]
     accuracy = metrics.get("pairwise_accuracy")
     if accuracy:
         rows.append(
             (
                 "pairwise accuracy",
-                (f"{_fmt(accuracy['value'])} on {accuracy['pairs']} {accuracy['split']} pairs"),
+                f"{_fmt(accuracy['value'])} on {accuracy['pairs']} {accuracy['split']} pairs",
             )
         )
     if metrics["kind"] == "rlhf":
         rows.append(
             (
                 "reward (first / last)",
-                f"{_fmt(metrics['initial_reward'])} / {_fmt(metrics['final_reward'])}",
+                f"{_fmt(metrics['initial_reward'])} / {_fmt(metrics['final_reward'])}"
+                + _split(metrics, "final_reward"),
             )
         )
         rows.append(("KL (last)", _fmt(metrics["final_kl"]) if metrics["beta"] else "off (beta 0)"))
     if metrics["kind"] == "dpo":
-        rows.append(("implicit reward accuracy", _fmt(metrics["final_reward_accuracy"])))
+        rows.append(
+            (
+                "implicit reward accuracy",
+                _fmt(metrics["final_reward_accuracy"]) + _split(metrics, "final_reward_accuracy"),
+            )
+        )
+    return rows
+
+
+def summary_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    device = metrics["device"]
+    rows = [
+        ("kind", metrics["kind"]),
+        ("base model", metrics["base_model"]),
+        *_data_rows(metrics),
+        ("steps", _fmt(metrics["global_step"])),
+        *_figure_rows(metrics),
+        ("runtime", f"{_fmt(metrics['train_runtime'])} s on {device['type']}"),
+    ]
+    if metrics.get("resumed_from"):
+        rows.append(("resumed from", metrics["resumed_from"]))
+    if metrics.get("lora"):
+        lora = metrics["lora"]
+        merged = "merged into full weights" if lora["merge"] else "adapter only"
+        rows.append(("LoRA", f"r {lora['r']}, alpha {lora['alpha']:g}, {merged}"))
+    if metrics.get("report_to"):
+        rows.append(("tracking", ", ".join(metrics["report_to"]) + f" (in {metrics['out']})"))
     return rows
 
 
@@ -151,6 +246,8 @@ def run_training(args: argparse.Namespace) -> int:
         reward_model=getattr(args, "reward_model", None),
         ref_model=getattr(args, "ref_model", None),
         progress=not args.quiet,
+        resume=args.resume,
+        lora=args.lora,
     )
     from accelerate import PartialState
 
@@ -159,7 +256,7 @@ def run_training(args: argparse.Namespace) -> int:
     table = Table(title=f"train {args.kind} -> {result.out}", show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value")
-    for name, value in summary_rows(result.metrics):
+    for name, value in summary_rows({**result.metrics, "out": str(result.out)}):
         table.add_row(name, value)
     Console().print(table)
     return 0
