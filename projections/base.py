@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from datetime import datetime
+from typing import Any, ClassVar, overload
+from uuid import UUID
 
 from domain.model.catalogue import topics_of
 
@@ -85,12 +87,20 @@ class Projection:
         return getattr(type(self), hook) is not getattr(Projection, hook)
 
 
-def uid(value: Any) -> str | None:
+@overload
+def uid(value: None) -> None: ...
+@overload
+def uid(value: UUID | str) -> str: ...
+def uid(value: UUID | str | None) -> str | None:
     """Ids are stored as canonical UUID text (or NULL)."""
     return None if value is None else str(value)
 
 
-def ts(value: Any) -> float | None:
+@overload
+def ts(value: None) -> None: ...
+@overload
+def ts(value: datetime) -> float: ...
+def ts(value: datetime | None) -> float | None:
     """Times are stored as POSIX seconds: they compare and sort as numbers."""
     return None if value is None else value.timestamp()
 

@@ -82,7 +82,8 @@ def frame_totals(
 ) -> dict[str, dict[str, float]]:
     """user_id -> summed counters over the time frame, for users with any counter there."""
     start = window_start(time_frame, now)
-    where, args = [], []
+    where: list[str] = []
+    args: list[int | str] = []
     if start is not None:
         where.append("hour >= ?")
         args.append(hour_of(start.timestamp()))

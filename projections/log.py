@@ -97,7 +97,8 @@ def views_through(decode: Callable[[Row], Any], view: type) -> Callable[[Row], A
     """Views made from domain events: whatever the mapper does (decryption, decompression,
     upcasting, another encoding) happens in ``decode``, and the view is re-read from its
     result. For logs that only hand out domain events, and stores the fast path cannot read."""
-    encode, decode_view = msgspec.json.Encoder().encode, msgspec.json.Decoder(view).decode
+    encode = msgspec.json.Encoder().encode
+    decode_view: Callable[[bytes], Any] = msgspec.json.Decoder(view).decode
 
     def decoder(row: Row) -> Any:
         return decode_view(encode(vars(decode(row))))
@@ -127,7 +128,7 @@ class _Decoder:
             or getattr(event_class, "class_version", 1) > 1
         ):
             return views_through(self.decode, view)
-        decode = msgspec.json.Decoder(view).decode
+        decode: Callable[[bytes], Any] = msgspec.json.Decoder(view).decode
         known = _KNOWN_IDS
 
         def decoder(row: Row) -> Any:

@@ -57,7 +57,7 @@ class ModelStatsProjection(Projection):
 
     def _ids(self, ids: list[Any]) -> list[tuple[str]]:
         known = self._known if self._known is not None else {}
-        return [(i,) for i in map(uid, ids) if i in known]
+        return [(i,) for i in (uid(i) for i in ids) if i in known]
 
     @handles(ConversationTree.ReplyAdded)
     def on_reply(self, c: sqlite3.Cursor, e: Any) -> None:

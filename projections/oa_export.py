@@ -91,6 +91,12 @@ class TreeExporter:
         self.options = options
         self.ids = Anonymizer(options.anonymize_seed) if options.anonymize_seed else _plain
 
+    def _id(self, collection: str, value: UUID) -> str:
+        """An id that is never missing (a tree's, a message's)."""
+        found = self.ids(collection, value)
+        assert found is not None
+        return found
+
     def wanted(self, tree: ConversationTree) -> bool:
         o = self.options
         if o.state is not None and tree.state.value != o.state:
@@ -120,7 +126,7 @@ class TreeExporter:
 
     def tree(self, tree: ConversationTree) -> ExportMessageTree:
         return ExportMessageTree(
-            message_tree_id=self.ids("message", tree.id),
+            message_tree_id=self._id("message", tree.id),
             tree_state=tree.state.value,
             prompt=self._node(tree, tree.root, nested=True),
             origin=tree.origin,
@@ -147,7 +153,7 @@ class TreeExporter:
         if review_result is False and m.review_count <= 2:
             review_result = None  # OA's tree_export.py does the same (hard-coded 2)
         node = ExportMessageNode(
-            message_id=self.ids("message", m.id),
+            message_id=self._id("message", m.id),
             parent_id=self.ids("message", m.parent_id),
             user_id=self.ids("user", m.user_id),
             created_date=m.created_at.isoformat() if m.created_at else None,

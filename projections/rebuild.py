@@ -174,7 +174,7 @@ def _work(
     """A worker's replay (in a forked process). Its position goes to ``positions[slot]``
     after every batch; a failure's text to ``errors``."""
     try:
-        topics = {t for p in projections for t in p.handlers()}
+        topics = sorted({t for p in projections for t in p.handlers()})
         log = SQLiteLog(events, topics=topics, stop=head)
         runner = ProjectionRunner(log, scratch, projections, batch_size=batch_size, bulk=True)
         try:

@@ -184,8 +184,8 @@ class StatsProjection(Projection):
             self._open.update(self._tasks)
         c.executemany(
             "INSERT OR REPLACE INTO user_streaks VALUES (?, ?, ?, ?)",
-            [(k, *self._streaks[k]) for k in self._dirty_streaks],
-        )  # type: ignore[misc]
+            [(k, *streak) for k in self._dirty_streaks if (streak := self._streaks[k]) is not None],
+        )
         # Every hour row an event touched is written, zero changes too: whether a row
         # exists must not depend on how the log was cut into batches.
         groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
@@ -361,7 +361,7 @@ class StatsProjection(Projection):
         self._pending.clear()
 
     def _set_deleted(self, ids: list[Any], deleted: int) -> None:
-        for message_id in map(uid, ids):
+        for message_id in (uid(i) for i in ids):
             m = self._message(message_id)
             if m is None or m[DELETED] == deleted:
                 continue

@@ -104,7 +104,12 @@ class RowCache:
             self.changed.clear()
         if new:
             cursor.executemany(
-                self._insert, [rows[k] for k in (sorted(new) if self.clustered else new)]
+                self._insert,
+                [
+                    row
+                    for k in (sorted(new) if self.clustered else new)
+                    if (row := rows[k]) is not None
+                ],
             )
             new.clear()
 

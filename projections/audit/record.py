@@ -137,10 +137,12 @@ class AuditStore:
         return (row[0], row[1]) if row else (0, GENESIS)
 
     def checkpoints(self, upto: int | None = None) -> list[tuple[int, bytes]]:
-        sql, params = "SELECT position, digest FROM checkpoints", ()
+        sql = "SELECT position, digest FROM checkpoints"
         if upto is not None:
-            sql, params = sql + " WHERE position <= ?", (upto,)
-        return self.conn.execute(sql + " ORDER BY position", params).fetchall()
+            return self.conn.execute(
+                sql + " WHERE position <= ? ORDER BY position", (upto,)
+            ).fetchall()
+        return self.conn.execute(sql + " ORDER BY position").fetchall()
 
     def checkpoint_before(self, position: int) -> tuple[int, bytes]:
         row = self.conn.execute(
@@ -154,14 +156,14 @@ class AuditStore:
         return self._topic_names.get(topic_id) if topic_id is not None else None
 
     def topic_id(self, topic: object) -> int:
-        found = self._topics.get(topic)  # type: ignore[call-overload]
+        found = self._topics.get(topic) if isinstance(topic, str) else None
         if found is None:
             name = as_text(topic) or ""  # a damaged (undecodable) topic arrives as bytes
             found = self._topics.get(name)
             if found is None:
-                found = self.conn.execute(
-                    "INSERT INTO topics (topic) VALUES (?)", (name,)
-                ).lastrowid
+                inserted = self.conn.execute("INSERT INTO topics (topic) VALUES (?)", (name,))
+                found = inserted.lastrowid
+                assert found is not None  # an INSERT into a rowid table
                 self._topics[name] = found
                 self._topic_names[found] = name
         return found

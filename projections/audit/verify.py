@@ -20,7 +20,6 @@ from bisect import bisect_left
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any
 
 from projections.audit.chain import GENESIS, canonical, chain, fingerprint
 from projections.audit.record import AuditStore, Progress, as_text, holes_in, open_log, scan
@@ -127,8 +126,11 @@ def _check_in_worker(
     return _check(open_log(path), start, link, checkpoints, end)
 
 
-def _tasks(checkpoints: Checkpoints, end: int | None) -> list[tuple[int, bytes, Checkpoints, Any]]:
-    tasks, start, link, group = [], 0, GENESIS, []
+def _tasks(
+    checkpoints: Checkpoints, end: int | None
+) -> list[tuple[int, bytes, Checkpoints, int | None]]:
+    tasks: list[tuple[int, bytes, Checkpoints, int | None]] = []
+    start, link, group = 0, GENESIS, []
     for position, digest in checkpoints:
         group.append((position, digest))
         if position - start >= TASK_EVENTS:

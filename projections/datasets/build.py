@@ -178,7 +178,7 @@ def _audit_digest(folder: Path, position: int) -> dict[str, Any]:
             log.close()
 
 
-class Manifest(dict):  # type: ignore[type-arg]
+class Manifest(dict[str, Any]):
     """The manifest as written, plus where the rows came from (not written: both sources
     give the same bytes)."""
 

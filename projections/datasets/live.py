@@ -132,7 +132,9 @@ class TrainingProjection(Projection):
             return
         dirty, became = self._dirty, self._became_ready
         versions = {tree_id: version for tree_id, (version, _) in dirty.items()}
-        gone, trees, rows = [], [], []
+        gone: list[tuple[str]] = []
+        trees: list[tuple[str, str, float, int, int]] = []
+        rows: list[tuple[str, str, int, bytes]] = []
         for tree in self._load(versions):
             tree_id = str(tree.id)
             if tree.state.value != slim.READY:
@@ -242,7 +244,8 @@ def _load_recorder(app: Any, versions: dict[str, int]) -> Iterator[slim.RowTree]
 
 
 def _group(rows: Any, versions: dict[str, int]) -> Iterator[slim.RowTree]:
-    current, limit, events = None, 0, []
+    current, limit = None, 0
+    events: list[tuple[str, bytes]] = []
     for originator_id, version, topic, state in rows:
         if originator_id != current:
             if events:

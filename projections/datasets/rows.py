@@ -18,15 +18,14 @@ its files and the training projection (projections.datasets.live) keeps them per
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import msgspec
 
 from domain.model.message import Message, Role
-from domain.model.tree import ConversationTree
 
 KINDS = ("sft", "rm", "dpo", "kto", "rl")
 SFT_PATHS = ("best", "top-k", "all")
@@ -83,10 +82,21 @@ def _chat(m: Message) -> dict[str, str]:
     return {"role": "user" if m.role is Role.PROMPTER else "assistant", "content": m.text}
 
 
+class RowSource(Protocol):
+    """What the rows read of a tree: a ConversationTree, or the slim replay's RowTree
+    (projections.datasets.replay), whose messages have the same attribute names."""
+
+    @property
+    def messages(self) -> Mapping[Any, Any]: ...
+
+    @property
+    def root(self) -> Any: ...
+
+
 class TreeRows:
     """The rows of every kind that one tree yields."""
 
-    def __init__(self, tree: ConversationTree, options: BuildOptions):
+    def __init__(self, tree: RowSource, options: BuildOptions):
         self.tree = tree
         self.options = options
         self._children: dict[tuple[Message, bool, bool], list[Message]] = {}
@@ -145,7 +155,7 @@ class TreeRows:
         (computed once: every kind but sft starts from these)."""
         if self._prompters is not None:
             return self._prompters
-        self._prompters = found = []
+        self._prompters = found = list[tuple[Message, Chat]]()
         root = self.tree.root
         if not self.counts(root):
             return found
@@ -175,12 +185,13 @@ class TreeRows:
             ranked = self.ranked(m)
             for i, better in enumerate(ranked):
                 for worse in ranked[i + 1 :]:
+                    assert better.rank is not None and worse.rank is not None  # ranked() has ranks
                     yield {
                         "prompt": path,
                         "chosen": [self.chat(better)],
                         "rejected": [self.chat(worse)],
                         "margin": float(worse.rank - better.rank),
-                    }  # type: ignore[operator]
+                    }
 
     def listwise(self) -> Iterator[dict[str, Any]]:
         for m, path in self.prompters():
@@ -265,7 +276,7 @@ _encoder = msgspec.json.Encoder()
 
 
 def cut(
-    tree: ConversationTree, options: BuildOptions, kinds: tuple[str, ...] = ROW_KINDS
+    tree: RowSource, options: BuildOptions, kinds: tuple[str, ...] = ROW_KINDS
 ) -> dict[str, tuple[int, bytes]]:
     """The tree's rows of each row kind as (count, JSON lines); kinds without rows left out."""
     rows = TreeRows(tree, options)
