@@ -9,7 +9,10 @@ import pytest
 from api.bootstrap import open_app
 from domain.model.actor import Actor
 from domain.model.config import TreeConfig
+from domain.model.topics import MOVED_MODULES
 from domain.service.simulator import run_simulation
+from projections import log_reader
+from projections.datasets.build import replay_trees
 from projections.log import SQLiteLog
 from projections.messages import MessagesProjection
 from projections.rebuild import rebuild
@@ -177,3 +180,35 @@ def test_live_following_has_low_lag(tmp_path):
     assert lags[len(lags) // 2] < 0.05
     conn = runner.readmodel.connect()
     assert conn.execute("SELECT count(*) FROM trees").fetchone()[0] == 20
+
+
+def test_events_under_their_current_topics_project_the_same(simulated, tmp_path):
+    """A log holding the events under their classes' current module path (domain.model.tree:…
+    instead of the stored domain.tree:…) gives the same read models, trees and dataset trees."""
+    folder, runner = simulated
+    stored = folder / "events.sqlite"
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    with sqlite3.connect(stored) as source, sqlite3.connect(moved / "events.sqlite") as conn:
+        source.backup(conn)  # the log's WAL included
+        for old, new in MOVED_MODULES.items():
+            conn.execute(
+                "UPDATE stored_events SET topic = ? || substr(topic, ?) WHERE topic LIKE ?",
+                (new + ":", len(old) + 2, old + ":%"),
+            )
+        left = conn.execute(
+            "SELECT count(*) FROM stored_events WHERE topic NOT LIKE 'domain.model.%'"
+        ).fetchone()[0]
+    assert left == 0
+    again = ProjectionRunner(SQLiteLog(moved / "events.sqlite"), moved / "rm.sqlite")
+    again.run_once()
+    assert dump(again.readmodel.reader()) == dump(runner.readmodel.reader())
+    again.close()
+    head = log_reader.log_position(stored)
+    trees = log_reader.count_trees(stored, head)
+    assert trees > 0 and log_reader.count_trees(moved / "events.sqlite", head) == trees
+    assert [t.as_dict() for t in log_reader.iter_trees(moved / "events.sqlite", head)] == [
+        t.as_dict() for t in log_reader.iter_trees(stored, head)
+    ]
+    ready = [(t.id, t.state) for t in replay_trees(stored, head)]
+    assert ready and [(t.id, t.state) for t in replay_trees(moved / "events.sqlite", head)] == ready
