@@ -225,52 +225,27 @@ def _locate(
         else 0
     )
 
-    def missing(r: tuple) -> Damage:
-        return Damage(
-            r[0], "missing", r[1], r[2], store.topic_name(r[3]), "recorded, but gone from the log"
-        )
-
     for rows in scan(log, after, upto):
         for row in rows:
             pos = row[0]
             while rec is not None and rec[0] < pos:
-                found.append(missing(rec))
+                found.append(_missing(rec, store))
                 rec = next(recorded, None)
-            if pos > expected:
-                named = sum(1 for d in found if d.kind == "missing" and expected <= d.position)
-                if named < pos - expected:  # some of the hole was never recorded
-                    found.append(
-                        Damage(
-                            expected,
-                            "gap",
-                            None,
-                            None,
-                            None,
-                            f"positions {expected}..{pos - 1} absent from the log",
-                        )
-                    )
+            if pos > expected and (gap := _gap(found, expected, pos)) is not None:
+                found.append(gap)
             expected = pos + 1
             if rec is not None and rec[0] == pos:
                 if fingerprint(canonical(*row)) != rec[4]:
                     found.append(_modified(row, rec, store))
                 rec = next(recorded, None)
             elif pos <= last_recorded:
-                found.append(
-                    Damage(
-                        pos,
-                        "inserted",
-                        as_text(row[1]),
-                        row[2],
-                        as_text(row[3]),
-                        "a row where none was recorded",
-                    )
-                )
+                found.append(_inserted(row))
             else:
                 report.appended += 1
             report.position = pos
         report.events += len(rows)
     while rec is not None:
-        found.append(missing(rec))
+        found.append(_missing(rec, store))
         rec = next(recorded, None)
     if not found:
         found.append(
@@ -285,6 +260,39 @@ def _locate(
             )
         )
     return sorted(found, key=lambda d: d.position)
+
+
+def _missing(rec: tuple, store: AuditStore) -> Damage:
+    return Damage(
+        rec[0],
+        "missing",
+        rec[1],
+        rec[2],
+        store.topic_name(rec[3]),
+        "recorded, but gone from the log",
+    )
+
+
+def _gap(found: list[Damage], expected: int, pos: int) -> Damage | None:
+    """Positions expected..pos-1 are absent from the log: a gap unless each was recorded
+    (then each is already named missing)."""
+    named = sum(1 for d in found if d.kind == "missing" and expected <= d.position)
+    if named >= pos - expected:
+        return None
+    return Damage(
+        expected, "gap", None, None, None, f"positions {expected}..{pos - 1} absent from the log"
+    )
+
+
+def _inserted(row: tuple) -> Damage:
+    return Damage(
+        row[0],
+        "inserted",
+        as_text(row[1]),
+        row[2],
+        as_text(row[3]),
+        "a row where none was recorded",
+    )
 
 
 def _modified(row: tuple, rec: tuple, store: AuditStore) -> Damage:
