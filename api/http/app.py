@@ -3,7 +3,7 @@
 The lifespan opens the application on the SQLite store, starts the projection runner's
 live thread on ``<data>/readmodel.sqlite`` and opens the aiosqlite read pools; all stop
 with the server.
-Endpoints are declared in their modules (tasks, users, messages, labels) through
+Endpoints are declared in their modules (tasks, users, messages, labels, ...) through
 ``routing.Api``, which also feeds ``/openapi.json``.
 """
 
@@ -25,10 +25,12 @@ from api.http import (
     labels,
     leaderboards,
     message_lists,
+    message_moderation,
     messages,
     openapi,
     stats,
     tasks,
+    tree_history,
     users,
 )
 from api.http import schemas as s
@@ -107,6 +109,11 @@ def create_app(
         rate_limits=rate_limits,
         process_interval=process_interval,
     )
+    return _starlette(service, build_api(service), folder)
+
+
+def build_api(service: Service) -> Api:
+    """Every endpoint, in the order their routes must be matched."""
     api = Api(service)
     api.add(
         "GET",
@@ -122,10 +129,15 @@ def create_app(
     labels.register(api)
     message_lists.register(api)  # before messages: /messages/cursor is not a message id
     messages.register(api)
+    message_moderation.register(api)
+    tree_history.register(api)
     stats.register(api)
     leaderboards.register(api)
     openapi.register(api)
+    return api
 
+
+def _starlette(service: Service, api: Api, folder: Path) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await service.start()

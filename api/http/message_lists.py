@@ -318,6 +318,11 @@ def register(api: Api) -> None:
         },
         summary="a keyset page of messages by created date",
     )
+    _register_user_lists(api)
+
+
+def _register_user_lists(api: Api) -> None:
+    add = api.add
     u = "/api/v1/users/{user_id}/messages"
     add(
         "GET",

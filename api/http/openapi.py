@@ -40,30 +40,7 @@ def build(endpoints: list[Endpoint]) -> dict[str, Any]:
         op: dict[str, Any] = {"summary": e.summary, "operationId": operation}
         if e.tag:
             op["tags"] = [e.tag]
-        params = [
-            {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
-            for n in _path_params(e.path)
-        ]
-        params += [
-            {
-                "name": n,
-                "in": "query",
-                "required": False,
-                "description": d,
-                "schema": {"type": "string"},
-            }
-            for n, d in e.query.items()
-        ]
-        if e.access not in ("public", "root"):
-            params.append(
-                {
-                    "name": "x-oasst-user",
-                    "in": "header",
-                    "required": False,
-                    "description": "<auth_method>:<id> of the end user",
-                    "schema": {"type": "string"},
-                }
-            )
+        params = _parameters(e)
         if params:
             op["parameters"] = params
         if e.body is not None:
@@ -71,25 +48,7 @@ def build(endpoints: list[Endpoint]) -> dict[str, Any]:
                 "required": True,
                 "content": {"application/json": {"schema": schema_of[id(e.body)]}},
             }
-        ok: dict[str, Any] = {"description": "success"}
-        if e.response is not None and e.status != 204:
-            ok["content"] = {"application/json": {"schema": schema_of[id(e.response)]}}
-        responses = {str(e.status): ok}
-        for status, text in {**_ERRORS, **e.errors}.items():
-            if status == "403" and e.access == "public":
-                continue
-            responses[status] = {
-                "description": text,
-                "content": {"application/json": {"schema": error_ref}},
-            }
-            if status == "429":
-                responses[status]["headers"] = {
-                    "Retry-After": {
-                        "description": "seconds until the request would be admitted",
-                        "schema": {"type": "integer"},
-                    }
-                }
-        op["responses"] = responses
+        op["responses"] = _responses(e, schema_of, error_ref)
         if e.access == "root":
             op["security"] = [{"RootToken": []}]
         elif e.access != "public":
@@ -112,6 +71,56 @@ def build(endpoints: list[Endpoint]) -> dict[str, Any]:
             },
         },
     }
+
+
+def _parameters(e: Endpoint) -> list[dict[str, Any]]:
+    params = [
+        {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+        for n in _path_params(e.path)
+    ]
+    params += [
+        {
+            "name": n,
+            "in": "query",
+            "required": False,
+            "description": d,
+            "schema": {"type": "string"},
+        }
+        for n, d in e.query.items()
+    ]
+    if e.access not in ("public", "root"):
+        params.append(
+            {
+                "name": "x-oasst-user",
+                "in": "header",
+                "required": False,
+                "description": "<auth_method>:<id> of the end user",
+                "schema": {"type": "string"},
+            }
+        )
+    return params
+
+
+def _responses(e: Endpoint, schema_of: dict[int, Any], error_ref: Any) -> dict[str, Any]:
+    ok: dict[str, Any] = {"description": "success"}
+    if e.response is not None and e.status != 204:
+        ok["content"] = {"application/json": {"schema": schema_of[id(e.response)]}}
+    responses = {str(e.status): ok}
+    for status, text in {**_ERRORS, **e.errors}.items():
+        if status == "403" and e.access == "public":
+            continue
+        responses[status] = {
+            "description": text,
+            "content": {"application/json": {"schema": error_ref}},
+        }
+        if status == "429":
+            responses[status]["headers"] = {
+                "Retry-After": {
+                    "description": "seconds until the request would be admitted",
+                    "schema": {"type": "integer"},
+                }
+            }
+    return responses
 
 
 def _path_params(path: str) -> list[str]:

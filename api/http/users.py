@@ -316,37 +316,7 @@ def register(api: Api) -> None:
         summary="a front-end user",
         tag="users",
     )
-    # literal paths before /users/{user_id}, which would take them
-    for key in SORT_KEYS:
-        add(
-            "GET",
-            f"/api/v1/users/by_{key}",
-            _by(key),
-            response=list[s.FrontEndUser],
-            query={
-                f"gte_{key}": "from (inclusive)",
-                "gt_id": "with gte: after this id",
-                f"lte_{key}": "to (inclusive)",
-                "lt_id": "with lte: before this id",
-                **_LIST_QUERY,
-            },
-            summary=f"users ordered by {key}, then id",
-            tag="users",
-        )
-    add(
-        "GET",
-        "/api/v1/users/cursor",
-        users_cursor,
-        response=s.FrontEndUserPage,
-        query={
-            "before": "cursor '<user_id>$<key>': the page before",
-            "after": "cursor: the page after",
-            "sort_key": "username (default) or display_name",
-            **{k: v for k, v in _LIST_QUERY.items() if k != "desc"},
-        },
-        summary="a keyset page of users",
-        tag="users",
-    )
+    _register_lists(api)  # literal paths before /users/{user_id}, which would take them
     add(
         "GET",
         "/api/v1/users/{user_id}",
@@ -381,6 +351,45 @@ def register(api: Api) -> None:
         summary="delete (anonymise) a user: recorded as an event",
         tag="users",
     )
+    _register_admin(api)
+
+
+def _register_lists(api: Api) -> None:
+    add = api.add
+    for key in SORT_KEYS:
+        add(
+            "GET",
+            f"/api/v1/users/by_{key}",
+            _by(key),
+            response=list[s.FrontEndUser],
+            query={
+                f"gte_{key}": "from (inclusive)",
+                "gt_id": "with gte: after this id",
+                f"lte_{key}": "to (inclusive)",
+                "lt_id": "with lte: before this id",
+                **_LIST_QUERY,
+            },
+            summary=f"users ordered by {key}, then id",
+            tag="users",
+        )
+    add(
+        "GET",
+        "/api/v1/users/cursor",
+        users_cursor,
+        response=s.FrontEndUserPage,
+        query={
+            "before": "cursor '<user_id>$<key>': the page before",
+            "after": "cursor: the page after",
+            "sort_key": "username (default) or display_name",
+            **{k: v for k, v in _LIST_QUERY.items() if k != "desc"},
+        },
+        summary="a keyset page of users",
+        tag="users",
+    )
+
+
+def _register_admin(api: Api) -> None:
+    add = api.add
     add(
         "POST",
         "/api/v1/admin/api_client",

@@ -168,6 +168,33 @@ def _conversation(messages: dict[str, tuple], last_id: str) -> list[dict[str, An
     return path[::-1]
 
 
+def _ranking_payload(
+    messages: dict[str, tuple], choice: Choice, kind: TaskType, rng: random.Random
+) -> dict[str, Any]:
+    """The replies to rank, shuffled (the order shown is the task's display order)."""
+    role = "prompter" if kind is T.RANK_PROMPTER_REPLIES else "assistant"
+    replies = sorted(
+        (
+            m
+            for m in messages.values()
+            if m[1] == choice.message_id and m[2] == role and m[7] == 1 and not m[8]
+        ),
+        key=lambda m: m[0],
+    )
+    rng.shuffle(replies)
+    reply_messages = [_message_dict(m) for m in replies]
+    human = any(not m[5] for m in replies)
+    if human:  # OA hides which replies are synthetic when any was written by a person
+        for m in reply_messages:
+            m["synthetic"] = None
+    return dict(
+        ranking_parent_id=choice.message_id,
+        replies=[m[3] for m in replies],
+        reply_messages=reply_messages,
+        reveal_synthetic=not human,
+    )
+
+
 def payload_for(
     conn: sqlite3.Connection, config: Any, choice: Choice, rng: random.Random
 ) -> dict[str, Any]:
@@ -186,27 +213,7 @@ def payload_for(
         payload["parent_message_id"] = choice.message_id
         return payload
     if kind in (T.RANK_ASSISTANT_REPLIES, T.RANK_PROMPTER_REPLIES):
-        role = "prompter" if kind is T.RANK_PROMPTER_REPLIES else "assistant"
-        replies = sorted(
-            (
-                m
-                for m in messages.values()
-                if m[1] == choice.message_id and m[2] == role and m[7] == 1 and not m[8]
-            ),
-            key=lambda m: m[0],
-        )
-        rng.shuffle(replies)
-        reply_messages = [_message_dict(m) for m in replies]
-        human = any(not m[5] for m in replies)
-        if human:  # OA hides which replies are synthetic when any was written by a person
-            for m in reply_messages:
-                m["synthetic"] = None
-        payload.update(
-            ranking_parent_id=choice.message_id,
-            replies=[m[3] for m in replies],
-            reply_messages=reply_messages,
-            reveal_synthetic=not human,
-        )
+        payload.update(_ranking_payload(messages, choice, kind, rng))
         return payload
     label_kind = {
         T.LABEL_INITIAL_PROMPT: MessageKind.INITIAL_PROMPT,

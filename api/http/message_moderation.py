@@ -1,0 +1,124 @@
+"""Moderation of messages and trees through DataEngine commands: halt/resume a tree,
+delete, undelete, edit, emojis.
+
+A command runs in the threadpool and the answer waits until the read models include
+its log position, so a following read shows its effect. The target is found as the
+reads find it (api.http.messages), so an untrusted client only acts on its own messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from api.http import schemas as s
+from api.http.messages import _message, _rows, _target, _tree_state
+from api.http.routing import Api, Call
+from domain.model.actor import Actor
+
+
+def _actor(call: Call) -> Actor:
+    return call.header_actor(required=False) or Actor(None, call.api_client.id)
+
+
+async def put_tree_state(call: Call) -> Any:
+    row = await _target(call)
+    halt = call.flag("halt", True)
+    tree_id, app = UUID(row[1]), call.service.app
+    command = app.halt_tree if halt else app.resume_tree
+    await call.service.catch_up_async(
+        await call.blocking(command, tree_id=tree_id, actor=_actor(call))
+    )
+    return await _tree_state(call, row[1])
+
+
+async def _moderate(call: Call, command: str, actor: Actor, **kwargs: Any) -> tuple:
+    row = await _target(call)
+    position = await call.blocking(
+        getattr(call.service.app, command),
+        tree_id=UUID(row[1]),
+        message_id=UUID(row[0]),
+        actor=actor,
+        **kwargs,
+    )
+    await call.service.catch_up_async(position)
+    return row
+
+
+async def delete(call: Call) -> None:
+    await _moderate(call, "delete_message", _actor(call))
+
+
+async def undelete(call: Call) -> None:
+    await _moderate(call, "undelete_message", _actor(call))
+
+
+async def edit(call: Call) -> None:
+    body: s.MessageEditRequest = call.json(s.MessageEditRequest)
+    await _moderate(
+        call, "edit_message", await call.blocking(call.user, body.user), text=body.new_content
+    )
+
+
+async def emoji(call: Call) -> Any:
+    body: s.MessageEmojiRequest = call.json(s.MessageEmojiRequest)
+    actor = await call.blocking(call.user, body.user)
+    row = await _moderate(call, "toggle_emoji", actor, emoji=body.emoji, op=body.op)
+    found = await _rows(call, "message_id = ?", (row[0],))
+    mine = [
+        e
+        for (e,) in await call.rows(
+            "SELECT emoji FROM message_emojis WHERE message_id = ? AND user_id = ?",
+            (row[0], str(actor.user_id)),
+        )
+    ]
+    return _message(found[0], actor.user_id, {row[0]: mine})
+
+
+def register(api: Api) -> None:
+    m = "/api/v1/messages/{message_id}"
+    trusted: dict[str, Any] = {"access": "trusted", "tag": "messages"}
+    api.add(
+        "PUT",
+        m + "/tree/state",
+        put_tree_state,
+        response=s.MessageTreeState,
+        query={"halt": "true halts, false resumes"},
+        summary="halt or resume a tree",
+        **trusted,
+    )
+    api.add(
+        "DELETE",
+        m,
+        delete,
+        status=204,
+        summary="soft-delete the message and its descendants",
+        **trusted,
+    )
+    api.add(
+        "PUT",
+        m + "/undelete",
+        undelete,
+        status=204,
+        summary="undelete the message and its ancestors",
+        **trusted,
+    )
+    api.add(
+        "POST",
+        m + "/edit",
+        edit,
+        body=s.MessageEditRequest,
+        status=204,
+        summary="edit a message's text (revisions are kept)",
+        **trusted,
+    )
+    api.add(
+        "POST",
+        m + "/emoji",
+        emoji,
+        body=s.MessageEmojiRequest,
+        response=s.Message,
+        status=202,
+        summary="add, remove or toggle an emoji",
+        tag="messages",
+    )

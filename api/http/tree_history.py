@@ -1,0 +1,130 @@
+"""Beyond OA: a tree's event history, a message's revisions, and a tree as it was at a
+version or a moment, all read from the log (the event store), never from a read model."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+
+from api.http import schemas as s
+from api.http.errors import validation
+from api.http.messages import _target
+from api.http.routing import Api, Call
+from domain.model.as_of import parse_as_of
+from domain.model.errors import ErrorCode, TreeNotFoundError
+
+
+async def _tree_events(call: Call, tree_id: UUID) -> list[tuple[int, Any]]:
+    """(log position, decoded event) for every event of the tree, oldest first."""
+    rows = await call.log_rows(
+        "SELECT rowid, originator_version, topic, state FROM stored_events"
+        " WHERE originator_id = ? ORDER BY originator_version",
+        (tree_id.hex,),
+    )
+    mapper = call.service.app.mapper
+    return [
+        (
+            r[0],
+            mapper.to_domain_event(
+                StoredEvent(originator_id=tree_id, originator_version=r[1], topic=r[2], state=r[3])
+            ),
+        )
+        for r in rows
+    ]
+
+
+async def history(call: Call) -> Any:
+    row = await _target(call)
+    message_id = UUID(row[0])
+    revisions = []
+    for _, event in await _tree_events(call, UUID(row[1])):
+        name = type(event).__name__
+        if (name == "TreeStarted" and event.originator_id == message_id) or (
+            name == "ReplyAdded" and event.message_id == message_id
+        ):
+            revisions.append(
+                s.MessageRevision(
+                    message_id=message_id,
+                    revision=0,
+                    text=event.text,
+                    user_id=event.user_id,
+                    created_date=event.timestamp,
+                )
+            )
+        elif name == "MessageEdited" and event.message_id == message_id:
+            revisions.append(
+                s.MessageRevision(
+                    message_id=message_id,
+                    revision=event.revision,
+                    text=event.text,
+                    user_id=event.user_id,
+                    created_date=event.timestamp,
+                )
+            )
+    return revisions
+
+
+_OWN = ("originator_id", "originator_version", "timestamp", "user_id", "client_id")
+
+
+async def tree_events(call: Call) -> Any:
+    tree_id = call.path_id("tree_id", ErrorCode.NO_MESSAGE_TREE_FOUND, "tree")
+    found = await _tree_events(call, tree_id)
+    if not found:
+        raise TreeNotFoundError(f"tree {tree_id} not found")
+    return [
+        s.TreeEvent(
+            position=position,
+            version=e.originator_version,
+            type=type(e).__name__,
+            timestamp=e.timestamp,
+            user_id=e.user_id,
+            client_id=e.client_id,
+            data={k: v for k, v in vars(e).items() if k not in _OWN},
+        )
+        for position, e in found
+    ]
+
+
+def tree_at(call: Call) -> Any:
+    tree_id = call.path_id("tree_id", ErrorCode.NO_MESSAGE_TREE_FOUND, "tree")
+    raw = call.query("as_of")
+    app = call.service.app
+    if raw is None:
+        return app.get_tree(tree_id).as_dict()
+    try:
+        version, moment = parse_as_of(raw)
+    except ValueError:
+        raise validation(f"as_of must be a version number or an ISO time, not {raw!r}") from None
+    return app.get_tree(tree_id, version=version, as_of=moment).as_dict()
+
+
+def register(api: Api) -> None:
+    api.add(
+        "GET",
+        "/api/v1/messages/{message_id}/history",
+        history,
+        access="trusted",
+        response=list[s.MessageRevision],
+        summary="a message's revisions",
+        tag="messages",
+    )
+    api.add(
+        "GET",
+        "/api/v1/trees/{tree_id}",
+        tree_at,
+        response=dict,
+        tag="trees",
+        query={"as_of": "a version number or an ISO time"},
+        summary="the tree now or as it was (beyond OA)",
+    )
+    api.add(
+        "GET",
+        "/api/v1/trees/{tree_id}/events",
+        tree_events,
+        response=list[s.TreeEvent],
+        tag="trees",
+        summary="the tree's event history with log positions (beyond OA)",
+    )
