@@ -15,6 +15,7 @@ from domain.model.labels import (
     LABELS,
     REPORT_LABELS,
     MessageKind,
+    TextLabel,
     all_labels_without_message,
     full_labels,
 )
@@ -24,10 +25,10 @@ def describe(names: Iterable[str]) -> s.ValidLabelsResponse:
     return s.ValidLabelsResponse(
         valid_labels=[
             s.LabelDescription(
-                name=LABELS[n].name.value,
-                widget=LABELS[n].widget.value,
-                display_text=LABELS[n].display_text,
-                help_text=LABELS[n].help_text or None,
+                name=LABELS[TextLabel(n)].name.value,
+                widget=LABELS[TextLabel(n)].widget.value,
+                display_text=LABELS[TextLabel(n)].display_text,
+                help_text=LABELS[TextLabel(n)].help_text or None,
             )
             for n in names
         ]

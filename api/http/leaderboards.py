@@ -72,8 +72,8 @@ async def model_arena(call: Call) -> Any:
 
 
 async def annotator_agreement(call: Call) -> Any:
-    raw = call.query("min_rankings", "1")
-    if not (raw or "").isdigit():
+    raw = call.query("min_rankings") or "1"
+    if not raw.isdigit():
         from api.http.errors import validation
 
         raise validation(f"min_rankings must be a positive integer, not {raw!r}")

@@ -89,10 +89,8 @@ async def _target(call: Call) -> tuple:
     by the id the calling client gave it, so it can only name that client's messages."""
     frontend_id = call.request.path_params.get("frontend_id")
     if frontend_id is not None:
-        where, params = (
-            "client_id = ? AND frontend_message_id = ?",
-            (str(call.api_client.id), frontend_id),
-        )
+        where = "client_id = ? AND frontend_message_id = ?"
+        params: tuple[str, ...] = (str(call.api_client.id), frontend_id)
         what = f"message with frontend id {frontend_id!r}"
     else:
         message_id = call.path_id("message_id", MESSAGE_ID, "message")

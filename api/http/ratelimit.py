@@ -23,9 +23,9 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from api.http.errors import HttpError
 from domain.model.errors import ConfigError, ErrorCode
@@ -75,7 +75,7 @@ class RateLimits:
         raw = environ.get(ENV, "true").strip().lower()
         if raw not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
             raise ConfigError(f"{ENV} must be true or false, not {raw!r}")
-        rules = {}
+        rules: dict[str, Any] = {}
         for name in cls.RULES:
             key = f"{ENV}_{name.upper()}"
             if environ.get(key):
@@ -97,7 +97,7 @@ class SlidingWindowLimiter:
         self._lock = threading.Lock()
         self._admitted = 0
 
-    def admit(self, checks: list[tuple[Hashable, Rule]]) -> float:
+    def admit(self, checks: Sequence[tuple[Hashable, Rule]]) -> float:
         """Record one request under every (key, rule) and return 0, or, when any rule is
         exhausted, record nothing and return the seconds until all would admit it."""
         with self._lock:

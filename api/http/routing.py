@@ -83,7 +83,7 @@ class Call:
         return await self.service.blocking(fn, *args, **kwargs)
 
     # ------------------------------------------------------------ request details
-    def json(self, schema: type, *, strict: bool = True) -> Any:
+    def json(self, schema: Any, *, strict: bool = True) -> Any:
         return decode(self.body, schema, strict=strict)
 
     def path_id(self, name: str, code: ErrorCode, what: str) -> UUID:
@@ -152,11 +152,13 @@ class Call:
 
     def user(self, user: User, **profile: Any) -> Actor:
         """The body's user as an actor; created on first sight, display name kept current."""
-        client = self.api_client
-        user_id = self.service.ensure_user(
-            client, user.auth_method, user.id, user.display_name, **profile
+        return Actor(self.user_id(user, **profile), self.api_client.id)
+
+    def user_id(self, user: User, **profile: Any) -> UUID:
+        """The body's user, created on first sight, display name kept current."""
+        return self.service.ensure_user(
+            self.api_client, user.auth_method, user.id, user.display_name, **profile
         )
-        return Actor(user_id, client.id)
 
     def header_actor(self, required: bool = True) -> Actor | None:
         found = (

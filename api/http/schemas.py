@@ -15,6 +15,7 @@ from uuid import UUID
 from msgspec import Struct
 
 AuthMethod = Literal["discord", "google", "local", "system"]
+UserSortKey = Literal["username", "display_name"]
 TaskRequestType = Literal[
     "random",
     "summarize_story",
@@ -263,7 +264,7 @@ class FrontEndUserPage(Struct, kw_only=True):
 
     prev: str | None
     next: str | None
-    sort_key: Literal["username", "display_name"]
+    sort_key: UserSortKey
     order: Literal["asc", "desc"]
     items: list[FrontEndUser]
 

@@ -9,7 +9,7 @@ with the same front-end ids record nothing new and get the same answer.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 from uuid import UUID
 
 import msgspec
@@ -59,7 +59,7 @@ def task_body(call: Call, handed: HandedOut, user_id: UUID) -> Any:
 def _request_user(call: Call, user: s.User | None, header: tuple[str, str] | None = None) -> UUID:
     """The requesting user, created on first sight from the body or the header."""
     if user is not None:
-        return call.user(user).user_id
+        return call.user_id(user)
     if header is None:
         raise HttpError(
             "a task request needs a user (body 'user' or x-oasst-user header)",
@@ -105,7 +105,7 @@ async def availability(call: Call) -> Any:
     service = call.service
 
     def first_sight_and_lottery() -> UUID:  # commands: in the threadpool
-        user_id = call.user(user).user_id
+        user_id = call.user_id(user)
         service.run_lottery()
         return user_id
 
@@ -160,8 +160,7 @@ def interaction(call: Call) -> Any:
         elif kind in REPLY_TASKS:
             outcome = app.add_reply(
                 actor=actor,
-                tree_id=task.tree_id,
-                parent_id=task.message_id,
+                **_parent(task),
                 text=body.text,
                 lang=lang,
                 task_id=task.id,
@@ -174,14 +173,24 @@ def interaction(call: Call) -> Any:
             raise TaskTypeMismatchError(f"task {task.id} is a {task.type} task, not a ranking task")
         outcome = app.submit_ranking(
             actor=actor,
-            tree_id=task.tree_id,
-            parent_id=task.message_id,
+            **_parent(task),
             ranked_message_ids=_ranked_ids(task, body.ranking),
             not_rankable=body.not_rankable,
             task_id=task.id,
         )
     call.catch_up(outcome.position)
     return s.TaskDone(id=task.id)
+
+
+class _Parent(TypedDict):
+    tree_id: UUID
+    parent_id: UUID
+
+
+def _parent(task: Task) -> _Parent:
+    """The tree and parent message a reply or ranking task is about (set when issued)."""
+    assert task.tree_id is not None and task.message_id is not None, task.type
+    return _Parent(tree_id=task.tree_id, parent_id=task.message_id)
 
 
 def _ranked_ids(task: Task, ranking: list[int]) -> list[UUID]:

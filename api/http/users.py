@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from api.http import schemas as s
@@ -45,7 +45,7 @@ def frontend_user(user: User) -> s.FrontEndUser:
     return s.FrontEndUser(
         id=f"{DELETED_PREFIX}{user.id}" if user.deleted else user.username,
         display_name=user.display_name,
-        auth_method=user.auth_method,
+        auth_method=cast(s.AuthMethod, user.auth_method),
         user_id=user.id,
         enabled=user.enabled,
         deleted=user.deleted,
@@ -244,7 +244,9 @@ async def users_cursor(call: Call) -> Any:
             next_ = f"{items[-1].user_id}${getattr(items[-1], 'id' if key == 'username' else key)}"
     else:
         prev, next_ = (after if gte else None), (before if lte else None)
-    return s.FrontEndUserPage(prev=prev, next=next_, sort_key=key, order="asc", items=items)
+    return s.FrontEndUserPage(
+        prev=prev, next=next_, sort_key=cast(s.UserSortKey, key), order="asc", items=items
+    )
 
 
 # ---------------------------------------------------------------- one user

@@ -83,7 +83,7 @@ class ReadPool:
 
     async def rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[tuple]:
         async with self.connection() as conn:
-            return list(await conn.execute_fetchall(sql, params))
+            return [tuple(r) for r in await conn.execute_fetchall(sql, params)]
 
     async def row(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> tuple | None:
         found = await self.rows(sql, params)

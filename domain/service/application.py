@@ -18,6 +18,7 @@ Its commands are grouped by concern, one class each, and DataEngine inherits the
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
@@ -53,7 +54,7 @@ class DataEngine(
         if version is None:
             return self._read(ConversationTree, tree_id)
         try:
-            tree = self.repository.get(tree_id, version=version)
+            tree: Any = self.repository.get(tree_id, version=version)
         except AggregateNotFoundError:
             raise TreeNotFoundError(f"tree {tree_id} has no version {version}") from None
         if not isinstance(tree, ConversationTree):
@@ -63,6 +64,7 @@ class DataEngine(
     def version_at(self, tree_id: UUID, moment: datetime) -> int:
         version = 0
         for event in self.events.get(tree_id):
+            assert isinstance(event, ConversationTree.Event)
             if event.timestamp > moment:
                 break
             version = event.originator_version

@@ -31,6 +31,7 @@ from domain.model.labels import (
     LABELS,
     LabelMode,
     MessageKind,
+    TextLabel,
     disposition,
     mandatory_labels,
     valid_labels,
@@ -232,9 +233,9 @@ def payload_for(
         labels=[
             {
                 "name": n,
-                "widget": LABELS[n].widget.value,
-                "display_text": LABELS[n].display_text,
-                "help_text": LABELS[n].help_text,
+                "widget": LABELS[TextLabel(n)].widget.value,
+                "display_text": LABELS[TextLabel(n)].display_text,
+                "help_text": LABELS[TextLabel(n)].help_text,
             }
             for n in valid
         ],

@@ -9,6 +9,7 @@ once when the application is opened (``index_messages``, idempotent).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -81,15 +82,15 @@ class MessageIndexCommands(ServiceBase):
 
         The first tree of the log is indexed last, so "the first tree is indexed" means
         every tree is, even after an interrupted run: that one read is the check."""
-        created = self.recorder.select_notifications(
-            start=None, limit=1_000_000_000, topics=_TREE_CREATED
-        )
-        if not created or self._peek(MessageIndex, index_id_for(created[0].originator_id)):
+        select = self.recorder.select_notifications
+        first = select(start=None, limit=1, topics=_TREE_CREATED)
+        if not first or self._peek(MessageIndex, index_id_for(UUID(str(first[0].originator_id)))):
             return 0
-        tree_ids = [n.originator_id for n in created]
+        created = select(start=None, limit=1_000_000_000, topics=_TREE_CREATED)
+        tree_ids = [UUID(str(n.originator_id)) for n in created]
         tree_ids = tree_ids[1:] + tree_ids[:1]
         for start in range(0, len(tree_ids), batch_size):
-            self.run((), lambda uow, ids=tree_ids[start : start + batch_size]: _index(uow, ids))
+            self.run((), partial(_index, tree_ids=tree_ids[start : start + batch_size]))
         return len(tree_ids)
 
 

@@ -150,7 +150,7 @@ class ImportCommands(MessageIndexCommands):
 
 def _check_unclaimed(uow: UnitOfWork, tree: ConversationTree) -> None:
     for message_id in tree.messages:
-        entry = uow.find(MessageIndex, index_id_for(message_id))
+        entry: Any = uow.find(MessageIndex, index_id_for(message_id))
         if entry is None:
             entry = next(
                 (

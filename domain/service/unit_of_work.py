@@ -63,7 +63,7 @@ class UnitOfWork:
     def get(self, cls: type[A], aggregate_id: UUID) -> A:
         if aggregate_id not in self.loaded:
             try:
-                aggregate = self.repository.get(aggregate_id, deepcopy_from_cache=False)
+                aggregate: Any = self.repository.get(aggregate_id, deepcopy_from_cache=False)
             except AggregateNotFoundError:
                 raise not_found(cls, aggregate_id) from None
             if not isinstance(aggregate, cls):
