@@ -17,13 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "flywheel", help="one turn: datasets -> sft -> rm -> rlhf -> register", description=__doc__
     )
     add_data_option(p)
-    p.add_argument(
-        "action",
-        nargs="?",
-        default="run",
-        choices=("run", "status"),
-        help="run a turn (default), or list the registered turns with their figures",
-    )
+    _add_vote_options(p)
     p.add_argument(
         "--base-model",
         default=None,
@@ -33,19 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out", default=None, metavar="DIR", help="folder for everything this turn writes"
     )
-    p.add_argument(
-        "--no-sft-model-replies",
-        dest="sft_model_replies",
-        action="store_false",
-        help="keep model-written replies out of sft (by default sft may take one that "
-        "people ranked best; rm, dpo and kto always take ranked ones)",
-    )
-    p.add_argument(
-        "--previous",
-        default=None,
-        metavar="DIR",
-        help="the turn to count new rows against (default: the latest registered turn)",
-    )
+
     p.add_argument(
         "--name",
         default=None,
@@ -91,6 +73,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prelabel-limit", type=int, default=None, metavar="K")
     p.add_argument("--quiet", action="store_true", help="no trainer progress bars")
     p.set_defaults(handler=run_flywheel)
+
+
+def _add_vote_options(p: argparse.ArgumentParser) -> None:
+    """`status`, and how votes on model candidates enter the turn (issue 12)."""
+    p.add_argument(
+        "action",
+        nargs="?",
+        default="run",
+        choices=("run", "status"),
+        help="run a turn (default), or list the registered turns with their figures",
+    )
+    p.add_argument(
+        "--no-sft-model-replies",
+        dest="sft_model_replies",
+        action="store_false",
+        help="keep model-written replies out of sft (by default sft may take one that "
+        "people ranked best; rm, dpo and kto always take ranked ones)",
+    )
+    p.add_argument(
+        "--previous",
+        default=None,
+        metavar="DIR",
+        help="the turn to count new rows against (default: the latest registered turn)",
+    )
 
 
 def step_options(config: str | None, sets: list[str]) -> dict[str, dict[str, Any]]:
