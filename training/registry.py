@@ -153,9 +153,10 @@ def register(
         if metrics
         else {}
     )
-    return app.register_model(
+    resolved = local_or_hub(str(path), kind)
+    outcome = app.register_model(
         name=name,
-        path=local_or_hub(str(path), kind),
+        path=resolved,
         kind=kind,
         base_model=base_model,
         dataset_position=position,
@@ -163,3 +164,24 @@ def register(
         metrics=numbers,
         actor=actor,
     )
+    mark_registered(resolved, name)
+    return outcome
+
+
+REGISTERED = "registered.json"  # training.runs refuses to train into such a folder
+
+
+def mark_registered(path: str, name: str) -> None:
+    """A registered model's folder says so, so `train --out` there is refused instead of
+    silently replacing the weights the registry points at."""
+    folder = Path(path)
+    if folder.is_dir():
+        marker = folder / REGISTERED
+        names = set()
+        if marker.is_file():
+            try:
+                names = set(json.loads(marker.read_text()).get("names", []))
+            except (ValueError, AttributeError):
+                names = set()
+        names.add(name)
+        marker.write_text(json.dumps({"name": name, "names": sorted(names)}, indent=2) + "\n")
