@@ -132,6 +132,8 @@ def test_tensorboard_writes_event_files_and_a_missing_tracker_is_named(
     train("sft", out=out, options={**FAST, "max_steps": 2, "report_to": "tensorboard"}, **kw)
     events = list((out / "runs").rglob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["report_to"] == ["tensorboard"] and metrics["device"]["world_size"] == 1
     monkeypatch.setattr(tracking.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(TrainingOptionsError, match="needs the tensorboard package"):
         train("sft", out=tmp_path / "none", options={"report_to": ["tensorboard"]}, **kw)
@@ -274,3 +276,13 @@ def test_set_values_are_typed_by_the_config_field(tmp_path: Path) -> None:
     assert options == {"save_strategy": "no", "packing": "yes", "run_name": 2024}
     args = resolve("sft", options, tmp_path, gpu=False).args
     assert args.save_strategy == "no" and args.packing is True and args.run_name == "2024"
+
+
+def test_the_gpu_launch_configs_parse() -> None:
+    import yaml
+
+    folder = ROOT / "training" / "configs"
+    ddp = yaml.safe_load((folder / "accelerate_ddp.yaml").read_text())
+    zero3 = yaml.safe_load((folder / "accelerate_zero3.yaml").read_text())
+    assert ddp["distributed_type"] == "MULTI_GPU"
+    assert zero3["distributed_type"] == "DEEPSPEED" and zero3["deepspeed_config"]["zero_stage"] == 3

@@ -61,10 +61,10 @@ def staging_path(out: Path) -> Path:
     return out.parent / f".{out.name}.partial"
 
 
-def check_out(out: Path, data: Path) -> None:
+def check_out(out: Path, data: Path, replace_registered: bool = False) -> None:
     if out.exists() and not out.is_dir():
         raise TrainingOptionsError(f"--out {out} is a file")
-    if (out / REGISTERED).is_file():
+    if (out / REGISTERED).is_file() and not replace_registered:
         name = json.loads((out / REGISTERED).read_text()).get("name", "?")
         raise TrainingOptionsError(
             f"--out {out} holds the registered model {name!r}; training there would replace "
@@ -84,6 +84,8 @@ def publish(staging: Path, out: Path) -> None:
     for leftover in ckpt.checkpoints(staging) + [staging / CACHE]:
         shutil.rmtree(leftover, ignore_errors=True)
     (staging / ckpt.RUN_FILE).unlink(missing_ok=True)
+    if (out / REGISTERED).is_file():  # a replaced registered model stays marked
+        shutil.copyfile(out / REGISTERED, staging / REGISTERED)
     old = out.parent / f".{out.name}.old"
     shutil.rmtree(old, ignore_errors=True)
     if out.exists():
@@ -119,10 +121,11 @@ def prepare(
     progress: bool,
     resume: bool | str,
     lora: str | dict[str, Any] | None,
+    replace_registered: bool = False,
 ) -> Prepared:
     """Every check a run makes before it writes anything."""
     module = _check_kind(kind)
-    check_out(out, data)
+    check_out(out, data, replace_registered)
     staging = staging_path(out)
     options = dict(options or {})
     explicit = options.pop("resume_from_checkpoint", None)  # the Trainer ignores it: we pass it
@@ -262,17 +265,22 @@ def train(
     progress: bool = True,
     resume: bool | str = False,
     lora: str | dict[str, Any] | None = None,
+    replace_registered: bool = False,
 ) -> RunResult:
     """Train ``model`` on the ``kind`` rows of the dataset build ``data``; write the run
     folder ``out`` (model or adapter, tokenizer, metrics.json, dataset_manifest.json,
     curves.png). ``resume``: True continues an interrupted run from its last checkpoint,
-    "auto" does when there is one; ``lora``: a `--lora` spec (training.lora)."""
+    "auto" does when there is one; ``lora``: a `--lora` spec (training.lora);
+    ``replace_registered``: the caller owns the registered model in ``out`` (the flywheel
+    redoing its own step), else such a folder is refused."""
     out, model = Path(out), str(model)
     models = {
         "reward_model": str(reward_model) if reward_model else None,
         "ref_model": str(ref_model) if ref_model else None,
     }
-    prepared = prepare(kind, Path(data), model, out, options, models, progress, resume, lora)
+    prepared = prepare(
+        kind, Path(data), model, out, options, models, progress, resume, lora, replace_registered
+    )
     from accelerate import PartialState
 
     main = PartialState().is_main_process

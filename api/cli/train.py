@@ -77,33 +77,43 @@ def register(sub: argparse._SubParsersAction) -> None:
                 metavar="DIR",
                 help="reference model (default: the starting model's folder)",
             )
-        p.add_argument(
-            "--resume",
-            action="store_true",
-            help="continue an interrupted run from the last checkpoint in .OUT.partial",
-        )
-        p.add_argument(
-            "--lora",
-            nargs="?",
-            const="",
-            metavar="SPEC",
-            help="train a LoRA adapter (peft): r=16,alpha=32,dropout=0.05,target=all-linear"
-            " (targets joined by +), bits=4|8 (GPU + bitsandbytes), merge=true for full weights",
-        )
-        p.add_argument(
-            "--val-fraction",
-            type=float,
-            metavar="F",
-            help="re-split train + validation by tree with this validation fraction",
-        )
-        p.add_argument(
-            "--val-min",
-            type=int,
-            metavar="N",
-            help="fewest validation rows; a smaller split is topped up by tree (default 16)",
-        )
+        add_run_options(p)
         p.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
         p.set_defaults(handler=run_training)
+
+
+def add_lora_option(p: argparse.ArgumentParser, merged: bool = False) -> None:
+    p.add_argument(
+        "--lora",
+        nargs="?",
+        const="",
+        metavar="SPEC",
+        help="train LoRA adapters (peft): r=16,alpha=32,dropout=0.05,target=all-linear"
+        " (targets joined by +), bits=4|8 (GPU + bitsandbytes), "
+        + ("always merged into full weights" if merged else "merge=true for full weights"),
+    )
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """Resume, LoRA and the validation split."""
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from the last checkpoint in .OUT.partial",
+    )
+    add_lora_option(p)
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        metavar="F",
+        help="re-split train + validation by tree with this validation fraction",
+    )
+    p.add_argument(
+        "--val-min",
+        type=int,
+        metavar="N",
+        help="fewest validation rows; a smaller split is topped up by tree (default 16)",
+    )
 
 
 def gather_options(args: argparse.Namespace) -> dict[str, Any]:
