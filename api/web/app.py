@@ -8,7 +8,7 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from api.http.service import Service
-from api.web import accounts, dashboard, moderation, people, tasks
+from api.web import accounts, dashboard, moderation, people, render, tasks
 from api.web.site import HERE, SIGNUP_ENV, Site
 
 
@@ -25,6 +25,13 @@ def web_routes(site: Site) -> list[BaseRoute]:
         *dashboard.routes(site),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
+
+
+def drop_caches() -> None:
+    """Forget what the pages cache (rendered markdown, the training status), so that a
+    benchmark can time a page as its first view."""
+    render.markdown_cache_clear()
+    dashboard.drop_cached()
 
 
 def create_site(service: Service, *, signup: bool | None = None) -> Site:

@@ -15,7 +15,7 @@ from api.web.site import Ctx, Site, redirect
 from domain.model.errors import MessageNotFoundError, TreeNotFoundError
 from domain.model.states import TreeState
 from projections import leaderboard
-from projections.audit.history import history, tree_as_of
+from projections.audit.history import history, tree_as_of, tree_view
 
 _BROWSE = """
 SELECT t.tree_id, t.state, t.lang, t.message_count, t.created_at, m.text, u.username
@@ -57,17 +57,44 @@ def _tree_id(ctx: Ctx) -> UUID:
         raise TreeNotFoundError(f"tree {raw} not found") from None
 
 
+def _tree_now(service: Any, tree_id: UUID) -> dict[str, Any]:
+    """``tree_as_of`` for the current version: the view is built under the tree's lock
+    from the cached aggregate (no copy of it: the copy cost more than the page)."""
+    view = service.app.view_tree(tree_id, tree_view)
+    view["current_version"] = view["version"]
+    view["position"] = None
+    return view
+
+
+def _names(conn: sqlite3.Connection, user_ids: set[str]) -> dict[str, str]:
+    """Display names of these users only (a tree has a few authors, the site many users)."""
+    ids = sorted(user_ids)
+    if not ids:
+        return {}
+    rows = conn.execute(
+        f"SELECT user_id, display_name FROM users WHERE user_id IN ({','.join('?' * len(ids))})",
+        ids,
+    ).fetchall()
+    return dict(rows)
+
+
 def _tree_page(ctx: Ctx, tree_id: UUID, version: int | None) -> dict[str, Any]:
     """In the threadpool: the tree as of a version and its whole history."""
     service = ctx.site.service
-    names = dict(service.reader().execute("SELECT user_id, display_name FROM users").fetchall())
-
-    def name(user_id: Any, kind: str) -> str | None:
-        return names.get(str(user_id)) if kind == "user" else None
-
     log = service.events_reader()
-    view = tree_as_of(service.app, log, tree_id, version=version)
-    events = history(log, service.app.mapper, tree_id, name)
+    if version is None:
+        view = _tree_now(service, tree_id)
+    else:
+        view = tree_as_of(service.app, log, tree_id, version=version)
+    events = history(log, service.app.mapper, tree_id)
+    if view["position"] is None:  # the current version's position, from its history
+        view["position"] = next(
+            (e["position"] for e in events if e["version"] == view["version"]), None
+        )
+    ids = {m["user_id"] for m in view["messages"] if m["user_id"]}
+    names = _names(service.reader(), ids | {e["user_id"] for e in events if e["user_id"]})
+    for e in events:
+        e["user"] = names.get(e["user_id"]) if e["user_id"] else None
     by_parent: dict[str | None, list[dict[str, Any]]] = {}
     for m in view["messages"]:
         m["author"] = names.get(m["user_id"] or "", "")

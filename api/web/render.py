@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from html import escape
 
 from markdown_it import MarkdownIt
@@ -18,8 +19,20 @@ from markupsafe import Markup
 _md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
 
 
+@lru_cache(maxsize=4096)
+def _render_markdown(text: str) -> str:
+    return _md.render(text)
+
+
+def markdown_cache_clear() -> None:
+    _render_markdown.cache_clear()
+
+
 def markdown(text: str | None) -> Markup:
-    return Markup(_md.render(text or ""))
+    """A message's text as HTML. Cached by text: a message is shown on many pages (a tree
+    view, each ranking task of its siblings) and markdown-it costs about a millisecond
+    per message; the same text always gives the same HTML."""
+    return Markup(_render_markdown(text or ""))
 
 
 def ago(moment: float | str | datetime | None) -> str:
@@ -27,13 +40,15 @@ def ago(moment: float | str | datetime | None) -> str:
     if moment is None:
         return ""
     if isinstance(moment, (int, float)):
-        moment = datetime.fromtimestamp(moment, UTC)
+        when = datetime.fromtimestamp(moment, UTC)
     elif isinstance(moment, str):
         try:
-            moment = datetime.fromisoformat(moment)
+            when = datetime.fromisoformat(moment)
         except ValueError:
             return moment
-    return moment.strftime("%Y-%m-%d %H:%M")
+    else:
+        when = moment
+    return when.strftime("%Y-%m-%d %H:%M")
 
 
 def bar_chart(

@@ -68,6 +68,21 @@ class Ctx:
         self.dirty = True
 
 
+class _Environment(Environment):
+    """Jinja with a dict's key looked up first when no dict attribute has its name: the
+    pages' views are plain dicts, and the default lookup tries ``getattr(dict, key)``
+    before the key, so every ``m.text`` raised and caught an AttributeError (a third of a
+    tree view's rendering). Same answers: ``x.items`` is still the method."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) is dict and not hasattr(dict, attribute):
+            try:
+                return obj[attribute]
+            except KeyError:
+                pass
+        return super().getattr(obj, attribute)
+
+
 class Site:
     def __init__(self, service: Service, *, signup: bool = True, secure: bool | None = None):
         self.service = service
@@ -78,11 +93,12 @@ class Site:
         self.client_key = derived_key(secret, "dataengine web client")
         self.client_id: UUID | None = None
         self.throttle = SignInThrottle()
-        self.env = Environment(
+        self.env = _Environment(
             loader=FileSystemLoader(HERE / "templates"),
             autoescape=select_autoescape(default=True, default_for_string=True),
             trim_blocks=True,
             lstrip_blocks=True,
+            auto_reload=False,  # compiled once per process: no stat of each template per page
         )
         self.env.filters["md"] = render.markdown
         self.env.filters["ago"] = render.ago

@@ -9,7 +9,6 @@ next task of the same kind is handed out straight away ("next task" flow).
 
 from __future__ import annotations
 
-import inspect
 import random
 from typing import Any
 from uuid import UUID
@@ -138,6 +137,7 @@ def _answer(ctx: Ctx, task: Task) -> int | None:
             actor=ctx.actor, text=text, lang=lang, task_id=task.id, frontend_message_id=frontend_id
         ).position
     if kind in REPLY_TASKS:
+        assert task.tree_id is not None and task.message_id is not None
         return app.add_reply(
             actor=ctx.actor,
             tree_id=task.tree_id,
@@ -176,18 +176,15 @@ def _rank(ctx: Ctx, task: Task) -> int | None:
             raise InvalidRankingError("give every candidate a different rank, 1 to the best")
     if not not_rankable and sorted(ranking) != sorted(shown):
         raise InvalidRankingError(f"rank all {len(shown)} candidates")
-    app = ctx.site.service.app
-    extra: dict[str, Any] = {}
-    if "display_order" in inspect.signature(app.submit_ranking).parameters:
-        extra["display_order"] = [UUID(i) for i in shown]
-    return app.submit_ranking(
+    assert task.tree_id is not None and task.message_id is not None
+    return ctx.site.service.app.submit_ranking(
         actor=ctx.actor,
         tree_id=task.tree_id,
         parent_id=task.message_id,
         ranked_message_ids=[UUID(i) for i in (shown if not_rankable else ranking)],
         not_rankable=not_rankable,
         task_id=task.id,
-        **extra,
+        display_order=[UUID(i) for i in shown],
     ).position
 
 

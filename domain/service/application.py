@@ -17,8 +17,9 @@ Its commands are grouped by concern, one class each, and DataEngine inherits the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
@@ -34,6 +35,8 @@ from domain.service.task_commands import TaskCommands
 from domain.service.tree_commands import TreeCommands
 from domain.service.unit_of_work import Outcome, UnitOfWork, message_id_for
 from domain.service.user_commands import ClientCommands, UserCommands
+
+V = TypeVar("V")
 
 
 class DataEngine(
@@ -60,6 +63,13 @@ class DataEngine(
         if not isinstance(tree, ConversationTree):
             raise TreeNotFoundError(f"tree {tree_id} not found")
         return tree
+
+    def view_tree(self, tree_id: UUID, view: Callable[[ConversationTree], V]) -> V:
+        """``view(tree)`` of the tree now, under the tree's lock and without a copy: for a
+        read that builds its own plain data (a page), where get_tree's deepcopy is most of
+        the cost. ``view`` must not change the tree nor keep a reference to it."""
+        with self._locked((tree_id,)):
+            return view(UnitOfWork(self.repository).get(ConversationTree, tree_id))
 
     def version_at(self, tree_id: UUID, moment: datetime) -> int:
         version = 0
