@@ -75,13 +75,13 @@ def table(jsonl: Path, schema: Any) -> Any:
 
 
 def write_kind(
-    folder: Path, kind: str, splits: dict[str, bytes | Sequence[bytes]], hf: bool = True
+    folder: Path, dataset_kind: str, splits: dict[str, bytes | Sequence[bytes]], hf: bool = True
 ) -> dict[Path, str]:
-    """Write one kind's splits from their JSON lines (bytes, or parts to concatenate);
-    returns the files written with their sha256."""
+    """Write one dataset kind's splits (sft, rm, rm_listwise, ...) from their JSON lines
+    (bytes, or parts to concatenate); returns the files written with their sha256."""
     import pyarrow.parquet as pq
 
-    schema = _schemas()[kind]
+    schema = _schemas()[dataset_kind]
     folder.mkdir(parents=True, exist_ok=True)
     written: dict[Path, str] = {}
     tables = {}
