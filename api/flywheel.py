@@ -52,6 +52,7 @@ class FlywheelPlan:
     prelabel_n: int = 0  # candidates per prompt written by the new policy; 0 skips the step
     prelabel_limit: int | None = None
     prelabel_max_new_tokens: int = 128
+    lora: str | None = None  # a `--lora` spec for every training step (merged: see _train)
     # SFT may take a model-written reply people ranked best (plain builds leave it out).
     sft_model_replies: bool = True
     previous: Path | None = None  # the turn to count new rows against (default: the latest)
@@ -202,6 +203,9 @@ class Flywheel:
             out=self.out / kind,
             options=self.plan.training_options(kind),
             progress=self.progress,
+            resume="auto",  # a step interrupted mid-training continues from its checkpoint
+            lora=self._lora(),
+            replace_registered=True,  # this turn's own models (registered by its register step)
             **models,
         )
         return {
@@ -217,6 +221,12 @@ class Flywheel:
             )
             if k in result.metrics
         }
+
+    def _lora(self) -> str | None:
+        """The next step loads this one's folder as a full model: adapters are merged."""
+        if self.plan.lora is None:
+            return None
+        return f"{self.plan.lora},merge=true" if self.plan.lora else "merge=true"
 
     def _step_sft(self) -> dict[str, Any]:
         from training.registry import resolve

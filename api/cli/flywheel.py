@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from api.cli import add_data_option, fail
+from api.cli.train import add_lora_option
 
 STEP_HELP = "comma-separated subset of datasets,sft,rm,rlhf,register,prelabel"
 
@@ -71,6 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "prompt (the next turn's pre-labeler; default 0: skip)",
     )
     p.add_argument("--prelabel-limit", type=int, default=None, metavar="K")
+    add_lora_option(p, merged=True)
     p.add_argument("--quiet", action="store_true", help="no trainer progress bars")
     p.set_defaults(handler=run_flywheel)
 
@@ -162,6 +164,7 @@ def run_flywheel(args: argparse.Namespace) -> int:
         lang=args.lang,
         prelabel_n=args.prelabel,
         prelabel_limit=args.prelabel_limit,
+        lora=args.lora,
         sft_model_replies=args.sft_model_replies,
         previous=Path(args.previous) if args.previous else None,
     )
