@@ -118,7 +118,9 @@ def test_concurrent_commands_on_distinct_trees_all_land(app: Any, tmp_path: Any)
     assert not [r for r in results if isinstance(r, BaseException)]
     positions = [p for r in results for p in r]
     rows = _rows(tmp_path)
-    assert len(rows) - before == len(positions) == 16 * 5 * 2  # one event per command here
+    assert len(positions) == 16 * 5 * 2
+    # one event per command, plus the new prompt's message-index entry (saved first)
+    assert len(rows) - before == 16 * 5 * 3
     by_rowid = {rowid: o for (o, _), rowid in rows.items()}
     assert len({p for _, p in positions}) == len(positions)
     assert all(by_rowid[p] == tree_id.hex for tree_id, p in positions)

@@ -117,6 +117,12 @@ def register(api: Api) -> None:
         tag="leaderboards",
         summary="users by troll score",
     )
+    _register_models(api)
+
+
+def _register_models(api: Api) -> None:
+    """Beyond OA: models against people, and the annotators' agreement."""
+    add = api.add
     add(
         "GET",
         "/api/v1/models/leaderboard",
