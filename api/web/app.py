@@ -8,7 +8,7 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from api.http.service import Service
-from api.web import accounts, dashboard, moderation, people, render, tasks
+from api.web import accounts, admin, dashboard, moderation, people, render, tasks
 from api.web.site import HERE, SIGNUP_ENV, Site
 
 
@@ -19,6 +19,7 @@ def signup_from_env() -> bool:
 def web_routes(site: Site) -> list[BaseRoute]:
     return [
         *accounts.routes(site),
+        *admin.routes(site),
         *tasks.routes(site),
         *people.routes(site),
         *moderation.routes(site),

@@ -2,7 +2,12 @@
 
 Trees per state and language, task availability, votes per hour over the last two
 days, annotator agreement, the model leaderboard, the training projection's status and
-the registered models with their metrics (a loss curve when the run logged one)."""
+the registered models with their metrics (a loss curve when the run logged one) and the
+training curves picture their run wrote.
+
+A curves picture is served only as ``curves.png`` inside the folder a registered model
+names, and only when it is a PNG file there (not a link out of the folder): the request
+chooses a model name, never a path."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import asyncio
 import json
 import sqlite3
 import time
+from pathlib import Path
 from typing import Any
 from weakref import WeakSet
 
@@ -18,12 +24,16 @@ from starlette.routing import Route
 
 from api.web import render
 from api.web.site import Ctx, Site
+from domain.model.errors import ModelNotFoundError
 from projections import agreement, model_stats
 from projections import availability as av
 from projections.datasets.live import NAME as TRAINING
 from projections.datasets.precut import status as training_status
 
 HOURS = 48
+CURVES = "curves.png"  # what training.runs writes into a run folder
+PNG = b"\x89PNG\r\n\x1a\n"
+MAX_PICTURE = 5_000_000
 
 
 def _trees(conn: sqlite3.Connection) -> dict[str, Any]:
@@ -56,11 +66,11 @@ def _votes_per_hour(conn: sqlite3.Connection, now: float) -> list[tuple[str, flo
 
 def _models(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     rows = conn.execute(
-        "SELECT name, kind, base_model, dataset_position, metrics, registered_at FROM models"
-        " ORDER BY registered_at DESC LIMIT 50"
+        "SELECT name, kind, base_model, dataset_position, metrics, registered_at, path"
+        " FROM models ORDER BY registered_at DESC LIMIT 50"
     ).fetchall()
     out = []
-    for name, kind, base, position, metrics, registered in rows:
+    for name, kind, base, position, metrics, registered, path in rows:
         m = json.loads(metrics or "{}")
         curve = m.get("loss_history") or m.get("losses") or []
         scalars = {
@@ -77,6 +87,7 @@ def _models(conn: sqlite3.Connection) -> list[dict[str, Any]]:
                 "curve": render.line_chart(
                     [float(x) for x in curve if isinstance(x, (int, float))]
                 ),
+                "picture": curves_file(path) is not None,
             }
         )
     return out
@@ -164,10 +175,39 @@ async def dashboard(ctx: Ctx, training_status: TrainingStatus) -> Response:
     )
 
 
+def curves_file(folder: str) -> Path | None:
+    """``folder``/curves.png when it is a PNG file inside that folder, else None."""
+    base = Path(folder)
+    if not base.is_absolute() or not base.is_dir():
+        return None  # a hub name, or a folder that is gone
+    picture = (base / CURVES).resolve()
+    if picture.parent != base.resolve() or not picture.is_file():
+        return None
+    if picture.stat().st_size > MAX_PICTURE:
+        return None
+    with picture.open("rb") as f:
+        return picture if f.read(len(PNG)) == PNG else None
+
+
+async def curves(ctx: Ctx) -> Response:
+    name = ctx.request.query_params.get("model", "")
+    row = await ctx.site.read(
+        lambda c: c.execute("SELECT path FROM models WHERE name = ?", (name,)).fetchone()
+    )
+    picture = await ctx.site.blocking(curves_file, row[0]) if row else None
+    if picture is None:
+        raise ModelNotFoundError(f"no training curves for model {name!r}")
+    body = await ctx.site.blocking(picture.read_bytes)
+    return Response(body, media_type="image/png", headers={"Cache-Control": "private, max-age=60"})
+
+
 def routes(site: Site) -> list[Route]:
     training = TrainingStatus()
 
     async def page(ctx: Ctx) -> Response:
         return await dashboard(ctx, training)
 
-    return [Route("/dashboard", site.page(page, "moderator"), methods=["GET"])]
+    return [
+        Route("/dashboard", site.page(page, "moderator"), methods=["GET"]),
+        Route("/dashboard/curves", site.page(curves, "moderator"), methods=["GET"]),
+    ]
