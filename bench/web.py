@@ -6,15 +6,21 @@ next hand-out; the bytes a first task page transfers (goal: p99 < 20 ms, < 200 K
 
 The store is made of generated OA-export trees (bench.datasets.generated_trees: ~10
 messages, ranked and reviewed) loaded by the tree import, plus one 30-message ready tree
-and --growing trees still growing (unreviewed replies, unranked siblings, open leaves) so
-that the hand-out gives every kind of task. It is cached in .bench-cache/web-N and copied
-to a temporary folder for each run, so runs start from the same log.
+and --growing trees still growing (unreviewed replies) or waiting for rankings, so that
+the hand-out gives every kind of task. It is cached with its read models in
+.bench-cache/web-N-G and copied to a temporary folder for each run, so every run starts
+from the same log (--data: another store, copied too).
 
 Server time is measured inside the process: an ASGI wrapper around the composed app
 records the time from the request to the last body byte (the test client's own cost is
-left out). Pages are requested interleaved (one of each per step), --n steps per round;
-each figure is the median over --rounds rounds of that round's p50 / p99. The machine is
-shared: read the ratios, not the third digit.
+left out), and the process's CPU time over the same span (not inflated by other
+processes on a shared machine). Pages are requested interleaved, each twice per step:
+again, and as a first view (the app's caches dropped just before: rendered markdown,
+the training status); --n steps per round, and each figure is the median over --rounds
+rounds of that round's p50 / p99. Read the ratios, not the third digit.
+
+To compare with an older commit: ``git archive COMMIT | tar -x -C DIR``, copy this file
+into DIR/bench and run it there with ``--data .bench-cache/web-1000-60`` (same store).
 """
 
 from __future__ import annotations
