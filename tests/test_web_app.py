@@ -218,8 +218,12 @@ def test_change_password(client: TestClient) -> None:
     short = {**form, "password": "short", "password2": "short"}
     assert client.post("/account/password", data=short).status_code == 400
     assert _head(client) == before  # refused: nothing recorded
+    elsewhere = dict(client.cookies)  # the same account signed in on another device
     r = client.post("/account/password", data={**form, "password2": "new secret 22"})
     assert r.status_code == 303 and _head(client) > before
+    assert client.get("/me").status_code == 200  # this session goes on
+    client.cookies = elsewhere
+    assert client.get("/me").status_code == 303  # the other one ended
     client.cookies.clear()
     token = _csrf(client.get("/signin").text)
     old = {"csrf": token, "username": "gina", "password": "long enough 1"}

@@ -34,7 +34,7 @@ async def signup(ctx: Ctx) -> Response:
         if password != ctx.field("password2"):
             raise AccountError("the two passwords differ")
         assert site.client_id is not None
-        await site.blocking(
+        account = await site.blocking(
             accounts.register_account,
             site.service.app,
             client_id=site.client_id,
@@ -44,7 +44,7 @@ async def signup(ctx: Ctx) -> Response:
         )
     except AccountError as e:
         return ctx.render("signup.html", e.http_status, username=username, error=e.message)
-    ctx.sign_in(username)
+    ctx.sign_in(account)
     return redirect("/terms")
 
 
@@ -82,7 +82,7 @@ async def signin(ctx: Ctx) -> Response:
             error="Wrong username or password.",
         )
     site.throttle.succeeded(keys[0])
-    ctx.sign_in(account.username)
+    ctx.sign_in(account)
     return redirect(_next(ctx))
 
 

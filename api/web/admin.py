@@ -45,7 +45,8 @@ async def change_password(ctx: Ctx) -> Response:
         username=account.username,
         password_hash=password_hash,
     )
-    ctx.sign_in(account.username)  # a fresh session and CSRF token
+    changed = await site.blocking(accounts.find_account, site.service.app, account.username)
+    ctx.sign_in(changed)  # a fresh session and CSRF token, marked with the new password
     return redirect("/me", "Your password is changed.")
 
 

@@ -68,6 +68,12 @@ class Sessions:
     def __init__(self, secret: bytes, max_age: int = SESSION_SECONDS):
         self.serializer = URLSafeTimedSerializer(secret, salt="dataengine-web-session")
         self.max_age = max_age
+        self._mark_key = derived_key(secret, "session password mark").encode()
+
+    def mark(self, password_hash: str) -> str:
+        """What a session keeps of the password it was opened with: a keyed digest of the
+        hash (the cookie is signed, not secret). A changed password ends other sessions."""
+        return hmac.new(self._mark_key, password_hash.encode(), hashlib.sha256).hexdigest()[:24]
 
     def load(self, cookie: str | None) -> dict[str, Any] | None:
         if not cookie:

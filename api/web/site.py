@@ -62,9 +62,12 @@ class Ctx:
     def render(self, template: str, status: int = 200, **values: Any) -> HTMLResponse:
         return self.site.render(self, template, status, **values)
 
-    def sign_in(self, username: str | None) -> None:
-        """A fresh session (and CSRF token) at every sign-in and sign-out."""
-        self.session = Sessions.new(username)
+    def sign_in(self, account: Account | None) -> None:
+        """A fresh session (and CSRF token) at every sign-in and sign-out; it keeps a mark
+        of the account's password, so a password change ends the other sessions."""
+        self.session = Sessions.new(account.username if account else None)
+        if account is not None:
+            self.session["p"] = self.site.sessions.mark(account.password_hash)
         self.dirty = True
 
 
@@ -159,8 +162,11 @@ class Site:
         username = ctx.session.get("u")
         if username:
             account = await self.service.blocking(accounts.find_account, self.service.app, username)
-            if account is None:  # the account is gone: sign out
+            if account is None or ctx.session.get("p") != self.sessions.mark(
+                account.password_hash
+            ):  # the account is gone, or its password changed since: sign out
                 ctx.sign_in(None)
+                account = None
             ctx.account = account
         return ctx
 
