@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from api.http.routing import Api, Call
+from api.http.users import visible_user
 from domain.model.errors import ErrorCode
 from projections import agreement, arena, leaderboard
 
@@ -23,6 +24,7 @@ def _count(call: Call, default: int = 100) -> int:
 
 async def user_stats(call: Call) -> Any:
     user_id = call.path_id("user_id", ErrorCode.USER_NOT_FOUND, "user")
+    await visible_user(call, user_id)  # another client's user is not found (no name leaks)
     return await call.read(leaderboard.user_stats, user_id, call.service.app.now())
 
 

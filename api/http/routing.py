@@ -55,6 +55,7 @@ class Call:
     client: ApiClient | None
     body: bytes
     wait: int | None = None  # a log position the answer waits for (off the threadpool)
+    deferring: bool = False  # a command handler: first-seen users ride with its command
 
     def catch_up(self, position: int | None) -> None:
         """Answer only once the read models include ``position`` (read-your-writes): the
@@ -156,8 +157,26 @@ class Call:
 
     def user_id(self, user: User, **profile: Any) -> UUID:
         """The body's user, created on first sight, display name kept current."""
+        return self.named_user(user.auth_method, user.id, user.display_name, **profile)
+
+    def named_user(
+        self, auth_method: str, username: str, display_name: str | None, **profile: Any
+    ) -> UUID:
+        """A user of the calling client, created on first sight. In a command handler the
+        registration rides with the request's command, so a refused request records
+        nothing (DataEngine.deferring_user)."""
+        if self.deferring:
+            found = self.service.app.defer_user(
+                client_id=self.api_client.id,
+                auth_method=auth_method,
+                username=username,
+                display_name=display_name,
+                **profile,
+            )
+            if found is not None:
+                return found
         return self.service.ensure_user(
-            self.api_client, user.auth_method, user.id, user.display_name, **profile
+            self.api_client, auth_method, username, display_name, **profile
         )
 
     def header_actor(self, required: bool = True) -> Actor | None:
@@ -206,7 +225,9 @@ class Api:
             elif access != "public":
                 call.client = service.authenticate(auth.api_key(call.request))
                 auth.check_client(call.client, access)
-            return handler(call)
+            with service.app.deferring_user():
+                call.deferring = True
+                return handler(call)
 
         async def run_on_loop(call: Call) -> Any:
             if access == "root":

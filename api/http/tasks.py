@@ -66,7 +66,7 @@ def _request_user(call: Call, user: s.User | None, header: tuple[str, str] | Non
             ErrorCode.USER_NOT_SPECIFIED,
             400,
         )
-    return call.service.ensure_user(call.api_client, *header, None)
+    return call.named_user(*header, None)
 
 
 def _user(actor: Actor) -> UUID:
@@ -75,10 +75,17 @@ def _user(actor: Actor) -> UUID:
 
 
 def _task_owner(call: Call, task_id: UUID) -> UUID:
+    """The user the task was handed to, who must be one of the calling client's users
+    (a user named in the header is by construction): another client's task is not
+    found, so a client can neither touch it nor learn that it exists."""
     actor = call.header_actor(required=False)
     if actor is not None and actor.user_id is not None:
         return actor.user_id
-    return call.service.task_owner(task_id)
+    owner = call.service.task_owner(task_id)
+    user = call.service.find_user(owner)
+    if user is None or user.client_id != call.api_client.id:
+        raise HttpError(f"task {task_id} not found", ErrorCode.TASK_NOT_FOUND, 404)
+    return owner
 
 
 # ---------------------------------------------------------------- endpoints
@@ -205,12 +212,14 @@ def _ranked_ids(task: Task, ranking: list[int]) -> list[UUID]:
 def submit_labels(call: Call, actor: Any, body: s.TextLabels | s.FreeTextLabels) -> s.TaskDone:
     kind = "task" if body.task_id is not None else "report" if body.is_report else "free"
     # the message's tree comes from the log's message index, not from a read model
+    client = call.api_client
     outcome = call.service.app.submit_labels(
         actor=actor,
         message_id=body.message_id,
         labels=body.labels,
         kind=kind,
         task_id=body.task_id,
+        client_scope=None if client.trusted else client.id,
     )
     call.catch_up(outcome.position)
     return s.TaskDone(id=body.task_id or body.message_id)

@@ -8,6 +8,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
+from api.http import auth
 from api.http import schemas as s
 from api.http.errors import validation
 from api.http.messages import _target
@@ -74,6 +75,8 @@ async def tree_events(call: Call) -> Any:
     found = await _tree_events(call, tree_id)
     if not found:
         raise TreeNotFoundError(f"tree {tree_id} not found")
+    # the owner rule of /messages/{id}, applied to the tree's prompt (its first event)
+    auth.check_owner(call.api_client, getattr(found[0][1], "client_id", None))
     return [
         s.TreeEvent(
             position=position,
@@ -92,12 +95,20 @@ def tree_at(call: Call) -> Any:
     tree_id = call.path_id("tree_id", ErrorCode.NO_MESSAGE_TREE_FOUND, "tree")
     raw = call.query("as_of")
     app = call.service.app
+    version, moment = None, None
+    if raw is not None:
+        try:
+            version, moment = parse_as_of(raw)
+        except ValueError:
+            raise validation(
+                f"as_of must be a version number or an ISO time, not {raw!r}"
+            ) from None
+    # the prompt's owner decides (it never changes): read from the tree's first version,
+    # before any other version is looked for
+    first = app.get_tree(tree_id, version=1) if raw is not None else app.get_tree(tree_id)
+    auth.check_owner(call.api_client, first.root.client_id)
     if raw is None:
-        return app.get_tree(tree_id).as_dict()
-    try:
-        version, moment = parse_as_of(raw)
-    except ValueError:
-        raise validation(f"as_of must be a version number or an ISO time, not {raw!r}") from None
+        return first.as_dict()
     return app.get_tree(tree_id, version=version, as_of=moment).as_dict()
 
 

@@ -14,6 +14,7 @@ import copy
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID
@@ -23,7 +24,8 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Recording
 
 from domain.model.config import TreeConfig
-from domain.model.errors import ConcurrencyError, DomainError
+from domain.model.errors import ConcurrencyError, DomainError, ErrorCode
+from domain.model.user import User, user_id_for
 from domain.service.unit_of_work import A, UnitOfWork
 
 T = TypeVar("T")
@@ -31,6 +33,47 @@ T = TypeVar("T")
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class UserDeletedError(DomainError):
+    """A deleted (anonymised) user named again: refused as a client error (OA's 503 is
+    for a disabled user, which a moderator may enable again; a deletion is final)."""
+
+    error_code = ErrorCode.USER_DISABLED
+    http_status = 403
+
+
+@dataclass
+class FirstSight:
+    """A user a request names, registered (or its profile updated) only together with the
+    request's first successful command: a refused request records nothing, not even the
+    user it introduced (``ServiceBase.deferring_user``)."""
+
+    user_id: UUID
+    client_id: UUID
+    auth_method: str
+    username: str
+    display_name: str | None
+    profile: dict[str, Any] = field(default_factory=dict)
+    done: bool = False
+
+    def apply(self, uow: UnitOfWork, now: datetime) -> User:
+        user = uow.find(User, self.user_id)
+        if user is None:
+            user = User.register(
+                client_id=self.client_id,
+                auth_method=self.auth_method,
+                username=self.username,
+                display_name=self.display_name or self.username,
+            )
+            uow.add(user)
+        elif user.deleted:
+            raise UserDeletedError(f"user {self.auth_method}:{self.username} was deleted")
+        profile = dict(self.profile)
+        if profile.pop("tos_acceptance", False) and user.tos_accepted_at is None:
+            profile["tos_accepted_at"] = now
+        user.update_profile(display_name=self.display_name, **profile)
+        return user
 
 
 class ServiceBase(Application):
@@ -60,6 +103,7 @@ class ServiceBase(Application):
         self.config = config or TreeConfig()
         self.clock = clock
         self._locks = [threading.RLock() for _ in range(self.lock_stripes)]
+        self._pending = threading.local()  # this thread's request's FirstSight, if any
 
     def now(self) -> datetime:
         return self.clock()
@@ -95,12 +139,18 @@ class ServiceBase(Application):
         (None when nothing was recorded). Only the command groups call this: callers
         outside domain.service use their methods.
         """
+        # a deferred user rides with the first command on that user (one that locks it)
+        sight: FirstSight | None = getattr(self._pending, "user", None)
+        if sight is not None and (sight.done or sight.user_id not in lock_ids):
+            sight = None
         locks = self._stripes(lock_ids)
         for attempt in range(self.max_attempts):
             uow = UnitOfWork(self.repository, attempt)
             for lock in locks:  # always in stripe order, so two commands never deadlock
                 lock.acquire()
             try:
+                if sight is not None:
+                    sight.apply(uow, self.now())
                 result = command(uow)
                 # what the hook adds is saved first, so the position a command reports
                 # stays the last event of the aggregates the command itself changed
@@ -113,6 +163,8 @@ class ServiceBase(Application):
                 if changed:
                     recordings = self.save(*changed)
                     position = recordings[-1].notification.id if recordings else None
+                if sight is not None:
+                    sight.done = True
                 return result, position
             except IntegrityError:
                 for aggregate_id in uow.loaded:
@@ -131,6 +183,43 @@ class ServiceBase(Application):
                 for lock in reversed(locks):
                     lock.release()
         raise ConcurrencyError("too many concurrent changes; try again")
+
+    # ------------------------------------------------------------------ first sight
+    @contextmanager
+    def deferring_user(self) -> Iterator[None]:
+        """Within this block (one request, on one thread), ``defer_user`` names a user whose
+        registration rides with the first command that succeeds; at the end of a block that
+        raised nothing, a user no command took is registered on its own."""
+        self._pending.user, self._pending.active = None, True
+        try:
+            yield
+            sight: FirstSight | None = self._pending.user
+            if sight is not None and not sight.done:
+                self.run((sight.user_id,), lambda uow: None)
+        finally:
+            self._pending.user, self._pending.active = None, False
+
+    def defer_user(
+        self,
+        *,
+        client_id: UUID,
+        auth_method: str,
+        username: str,
+        display_name: str | None = None,
+        **profile: Any,
+    ) -> UUID | None:
+        """The user's id, its registration deferred (``deferring_user``); None outside a
+        deferring block (the caller then registers it at once)."""
+        if not getattr(self._pending, "active", False):
+            return None
+        user_id = user_id_for(client_id, auth_method, username)
+        current: FirstSight | None = self._pending.user
+        if current is not None and current.user_id != user_id:
+            return None  # one deferred user per request; a second one is registered at once
+        self._pending.user = FirstSight(
+            user_id, client_id, auth_method, username, display_name, dict(profile)
+        )
+        return user_id
 
     def _before_save(self, uow: UnitOfWork) -> list[Any]:
         """A hook for what must be saved with any command's changes (the message index):

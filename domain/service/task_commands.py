@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
-from uuid import UUID, uuid5
+from uuid import UUID, uuid4
 
 from domain.model.actor import Actor
 from domain.model.message import SKIP_LABELING, SKIP_RANKING, SKIP_REPLY
@@ -35,7 +35,9 @@ class TaskCommands(ServiceBase):
 
         def command(uow: UnitOfWork) -> Task:
             user = uow.get(User, user_id)
-            task_id = uuid5(user_id, f"task/{len(user.tasks)}")
+            # random, not derived from the user: a task id must not be guessable by another
+            # client (the id recorded in the event is what a retry or replay reads back)
+            task_id = uuid4()
             return user.issue_task(
                 task_id=task_id,
                 task_type=TaskType(task_type).value,

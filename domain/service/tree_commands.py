@@ -26,6 +26,7 @@ from domain.model.task_types import (
 from domain.model.tree import ConversationTree
 from domain.model.user import Task, User
 from domain.service.message_index import MessageIndexCommands
+from domain.service.refusals import check_free_label, check_same_labels, check_same_ranking
 from domain.service.unit_of_work import Outcome, UnitOfWork, message_id_for
 
 
@@ -177,18 +178,26 @@ class TreeCommands(MessageIndexCommands):
         task_id: UUID | None = None,
         valid_labels: Iterable[str] | None = None,
         mandatory_labels: Iterable[str] | None = None,
+        client_scope: UUID | None = None,
     ) -> Outcome:
-        """Labels on a message; without ``tree_id`` its tree comes from the message index."""
+        """Labels on a message; without ``tree_id`` its tree comes from the message index.
+
+        ``client_scope``: free labels and reports only on this client's messages (an
+        untrusted API client's users must not moderate another client's data)."""
         tree = tree_id or self.tree_of_message(message_id)
         config = self.config
 
         def command(uow: UnitOfWork) -> UUID:
             now = self.now()
             user, task = task_for(uow, now, actor, task_id if kind == "task" else None, LABEL_TASKS)
+            target = uow.get(ConversationTree, tree).messages.get(message_id)
             if kind == "task":
                 if task is not None and task.done:
+                    check_same_labels(target, actor, labels, task.id)
                     return message_id
                 _check_target(task, message_id)
+            elif target is not None:
+                check_free_label(target, actor, client_scope)
             valid, mandatory = valid_labels, mandatory_labels
             if task is not None:
                 valid = task.payload.get("valid_labels", valid)
@@ -228,6 +237,8 @@ class TreeCommands(MessageIndexCommands):
             now = self.now()
             user, task = task_for(uow, now, actor, task_id, RANKING_TASKS)
             if task is not None and task.done:
+                parent = uow.get(ConversationTree, tree_id).messages.get(parent_id)
+                check_same_ranking(parent, actor, ranked_message_ids, not_rankable, task.id)
                 return parent_id
             _check_target(task, parent_id)
             uow.get(ConversationTree, tree_id).submit_ranking(

@@ -6,9 +6,9 @@ from typing import Any
 from uuid import UUID
 
 from domain.model.api_client import ApiClient, client_id_for_key, new_api_key
-from domain.model.errors import ApiClientNotFoundError, UserDisabledError, UserNotFoundError
+from domain.model.errors import ApiClientNotFoundError, UserNotFoundError
 from domain.model.user import User, user_id_for
-from domain.service.base import ServiceBase
+from domain.service.base import FirstSight, ServiceBase
 from domain.service.unit_of_work import Outcome, UnitOfWork
 
 # What a deleted user shows as (OA's anonymisation): the id stays in the log.
@@ -102,22 +102,17 @@ class UserCommands(ServiceBase):
         A deleted (anonymised) user stays deleted: its front end naming it again must not
         put its display name back. ``tos_acceptance`` records the first acceptance only."""
         user_id = user_id_for(client_id, auth_method, username)
+        sight = FirstSight(
+            user_id,
+            client_id,
+            auth_method,
+            username,
+            display_name,
+            {**profile, "tos_acceptance": tos_acceptance},
+        )
 
         def command(uow: UnitOfWork) -> UUID:
-            user = uow.find(User, user_id)
-            if user is None:
-                user = User.register(
-                    client_id=client_id,
-                    auth_method=auth_method,
-                    username=username,
-                    display_name=display_name or username,
-                )
-                uow.add(user)
-            elif user.deleted:
-                raise UserDisabledError(f"user {auth_method}:{username} was deleted")
-            if tos_acceptance and user.tos_accepted_at is None:
-                profile["tos_accepted_at"] = self.now()
-            user.update_profile(display_name=display_name, **profile)
+            sight.apply(uow, self.now())
             return user_id
 
         return Outcome.of(*self.run((user_id,), command))
