@@ -32,38 +32,41 @@ async def put_tree_state(call: Call) -> Any:
     return await _tree_state(call, row[1])
 
 
-async def _moderate(call: Call, command: str, actor: Actor, **kwargs: Any) -> tuple:
+async def _moderate(
+    call: Call, command: str, user: s.User | None, **kwargs: Any
+) -> tuple[tuple, Actor]:
+    """The command on the path's message, by the body's user (registered with the command:
+    a refused request records nothing) or the header's."""
     row = await _target(call)
-    position = await call.blocking(
-        getattr(call.service.app, command),
-        tree_id=UUID(row[1]),
-        message_id=UUID(row[0]),
-        actor=actor,
-        **kwargs,
-    )
+
+    def act() -> tuple[Actor, int | None]:
+        with call.deferred():
+            actor = call.user(user) if user is not None else _actor(call)
+            return actor, getattr(call.service.app, command)(
+                tree_id=UUID(row[1]), message_id=UUID(row[0]), actor=actor, **kwargs
+            )
+
+    actor, position = await call.blocking(act)
     await call.service.catch_up_async(position)
-    return row
+    return row, actor
 
 
 async def delete(call: Call) -> None:
-    await _moderate(call, "delete_message", _actor(call))
+    await _moderate(call, "delete_message", None)
 
 
 async def undelete(call: Call) -> None:
-    await _moderate(call, "undelete_message", _actor(call))
+    await _moderate(call, "undelete_message", None)
 
 
 async def edit(call: Call) -> None:
     body: s.MessageEditRequest = call.json(s.MessageEditRequest)
-    await _moderate(
-        call, "edit_message", await call.blocking(call.user, body.user), text=body.new_content
-    )
+    await _moderate(call, "edit_message", body.user, text=body.new_content)
 
 
 async def emoji(call: Call) -> Any:
     body: s.MessageEmojiRequest = call.json(s.MessageEmojiRequest)
-    actor = await call.blocking(call.user, body.user)
-    row = await _moderate(call, "toggle_emoji", actor, emoji=body.emoji, op=body.op)
+    row, actor = await _moderate(call, "toggle_emoji", body.user, emoji=body.emoji, op=body.op)
     found = await _rows(call, "message_id = ?", (row[0],))
     mine = [
         e

@@ -17,7 +17,8 @@ the OpenAPI document.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -62,6 +63,17 @@ class Call:
         wait happens on the event loop after the handler, off the threadpool."""
         if position is not None:
             self.wait = max(self.wait or 0, position)
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        """On a command thread: users this request names are registered with its first
+        command on them, or, once the block ends without an error, on their own."""
+        with self.service.app.deferring_user():
+            self.deferring = True
+            try:
+                yield
+            finally:
+                self.deferring = False
 
     # ------------------------------------------------------------ on the event loop
     async def rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[tuple]:
@@ -225,8 +237,7 @@ class Api:
             elif access != "public":
                 call.client = service.authenticate(auth.api_key(call.request))
                 auth.check_client(call.client, access)
-            with service.app.deferring_user():
-                call.deferring = True
+            with call.deferred():
                 return handler(call)
 
         async def run_on_loop(call: Call) -> Any:
