@@ -1,4 +1,4 @@
-"""One turn of the data flywheel: datasets → SFT → RM → RLHF → register (→ pre-label).
+"""One turn of the data flywheel: datasets → SFT → RM → RLHF → register (→ pre-label) → report.
 
 This is a use case that composes the other layers (the dataset builder from projections,
 the trainers from training, the registry through the DataEngine service), so it lives at
@@ -9,10 +9,11 @@ Everything a turn produces goes under one folder::
     OUT/flywheel.json      what was asked and which steps finished, with their summaries
     OUT/datasets/          `datasets build` output at the log position of this turn
     OUT/sft/ OUT/rm/ OUT/rlhf/   training runs (model, tokenizer, metrics.json, curves.png)
+    OUT/report.png         the report step's panels (api.flywheel_report, api.flywheel_plot)
 
 A step counts as done when its output is complete: the builder's manifest.json, a run's
 metrics.json (runs are published by an atomic rename, so a crash never leaves one behind),
-or a mark in flywheel.json for register and prelabel. A re-run therefore resumes after the
+or a mark in flywheel.json for register, prelabel and report. A re-run therefore resumes after the
 last finished step; `only` runs chosen steps alone (their inputs must exist) and `force`
 redoes them. A folder started for another base model or store is refused rather than mixed.
 """
@@ -28,9 +29,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from api.flywheel_report import RM_VAL_MIN
 from domain.model.errors import DomainError, ErrorCode
 
-STEPS = ("datasets", "sft", "rm", "rlhf", "register", "prelabel")
+STEPS = ("datasets", "sft", "rm", "rlhf", "register", "prelabel", "report")
 TRAINING_STEPS = ("sft", "rm", "rlhf")
 STATE_FILE = "flywheel.json"
 
@@ -75,6 +77,8 @@ class FlywheelPlan:
         options = dict(self.options.get(step, {}))
         if self.max_steps is not None:
             options["max_steps"] = self.max_steps
+        if step == "rm":  # a validation set big enough to mean something (api.flywheel_report)
+            options.setdefault("val_min", RM_VAL_MIN)
         return options
 
 
@@ -158,6 +162,7 @@ class Flywheel:
             "rlhf": ["datasets", "sft", "rm"],
             "register": ["datasets", "sft", "rm", "rlhf"],
             "prelabel": ["register"],
+            "report": ["datasets", "sft", "rm", "rlhf", "register"],
         }
         missing = [n for n in needs.get(step, []) if not self.done(n)]
         if missing:
@@ -312,6 +317,25 @@ class Flywheel:
             if k in ("model_name", "prompts_seen", "added", "refused", "tokens_per_second")
         }
 
+    def _step_report(self) -> dict[str, Any]:
+        from api.flywheel_report import turn_report
+        from training.registry import resolve
+
+        app = self._app()
+        try:
+            previous = resolve(app, self.plan.base_model)
+        finally:
+            app.close()
+        return turn_report(
+            self.plan.store,
+            self.out,
+            self.plan.model_name("rlhf"),
+            (previous.model_name, previous.path),
+            self.plan.training_options("rlhf"),
+            self.plan.prelabel_max_new_tokens,
+            self.state["steps"].get("datasets", {}).get("summary", {}).get("from_votes"),
+        )
+
     # ------------------------------------------------------------------ results
     def summary(self) -> dict[str, Any]:
         steps = self.state["steps"]
@@ -320,68 +344,3 @@ class Flywheel:
             **self.plan.identity(),
             "steps": {s: steps[s]["summary"] for s in STEPS if s in steps},
         }
-
-
-def accuracy(value: Any) -> float | None:
-    """pairwise_accuracy is a number or {"value": ..., "pairs": ...}."""
-    if isinstance(value, dict):
-        value = value.get("value")
-    return value if isinstance(value, (int, float)) else None
-
-
-def table_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
-    """What the turn produced, as (what, figure) rows for the CLI table."""
-    steps = summary["steps"]
-    rows: list[tuple[str, str]] = []
-
-    def fmt(v: Any) -> str:
-        return "-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
-
-    if "datasets" in steps:
-        d = steps["datasets"]
-        rows.append(("log position", fmt(d["log_position"])))
-        rows.append(("ready trees", fmt(d["ready_trees"])))
-        for kind, counts in d["rows"].items():
-            rows.append(
-                (f"rows {kind}", f"train {counts['train']}, validation {counts['validation']}")
-            )
-        rows.extend(vote_table_rows(d))
-    if "sft" in steps:
-        rows.append(("sft final loss", fmt(steps["sft"].get("final_loss"))))
-    if "rm" in steps:
-        rows.append(("rm pairwise accuracy", fmt(accuracy(steps["rm"].get("pairwise_accuracy")))))
-    if "rlhf" in steps:
-        s = steps["rlhf"]
-        rows.append(
-            (
-                "rlhf reward (first → last)",
-                f"{fmt(s.get('initial_reward'))} → {fmt(s.get('final_reward'))}",
-            )
-        )
-        rows.append(("rlhf final KL", fmt(s.get("final_kl"))))
-    if "register" in steps:
-        rows.append(("registered", ", ".join(steps["register"]["models"])))
-    if "prelabel" in steps:
-        p = steps["prelabel"]
-        rows.append(("pre-labelled replies", f"{p['added']} on {p['prompts_seen']} prompts"))
-    return rows
-
-
-def vote_table_rows(datasets: dict[str, Any]) -> list[tuple[str, str]]:
-    """The datasets step's new rows and rows from votes on model candidates, per model."""
-    rows = []
-    if datasets.get("new_rows") is not None:
-        new = ", ".join(f"{k} {v:+d}" for k, v in datasets["new_rows"].items())
-        rows.append((f"new since {Path(datasets['previous_turn']).name}", new))
-    votes = datasets.get("from_votes")
-    if votes:
-        rows.append(
-            (
-                "rows from votes on candidates",
-                f"pairs {votes['pairs']}, kto {votes['kto']}, sft {votes['sft']}",
-            )
-        )
-        for model, counts in votes["models"].items():
-            figures = ", ".join(f"{k} {v}" for k, v in counts.items())
-            rows.append((f"  by {model}", figures))
-    return rows

@@ -102,13 +102,25 @@ def test_one_turn_end_to_end_then_resume(
         "rlhf reward",
         "registered",
         "pre-labelled replies",
+        "rm validation accuracy",
+        "held-out mean reward",
+        "policy strength vs",
     ):
         assert line in table
     for step in ("sft", "rm", "rlhf"):
         for name in ("metrics.json", "curves.png", "dataset_manifest.json", "config.json"):
             assert (out / step / name).exists(), (step, name)
     state = json.loads((out / "flywheel.json").read_text())
-    assert list(state["steps"]) == ["datasets", "sft", "rm", "rlhf", "register", "prelabel"]
+    assert list(state["steps"]) == [
+        "datasets",
+        "sft",
+        "rm",
+        "rlhf",
+        "register",
+        "prelabel",
+        "report",
+    ]
+    check_report(out, state["steps"]["report"]["summary"])
     manifest = json.loads((out / "datasets" / "manifest.json").read_text())
     assert state["steps"]["datasets"]["summary"]["log_position"] == manifest["log_position"]
     rm_metrics = json.loads((out / "rm" / "metrics.json").read_text())
@@ -135,6 +147,26 @@ def test_one_turn_end_to_end_then_resume(
     assert main(args[:-3] + ["--only", "rm", "--force", "--quiet"]) == 0
     assert (out / "rm" / "metrics.json").stat().st_mtime_ns != rm_mtime
     assert (out / "sft" / "metrics.json").stat().st_mtime_ns == mtime
+
+
+def check_report(out: Path, report: dict) -> None:
+    """The report step's held-out figures and its picture."""
+    png = out / "report.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rm = report["rm_validation"]
+    rm_metrics = json.loads((out / "rm" / "metrics.json").read_text())
+    assert rm_metrics["own_options"]["val_min"] == 200  # the flywheel asks for 200 pairs
+    assert rm["split"] == "validation" and rm["pairs"] + rm["skipped_too_long"] > 0
+    assert 0.0 <= rm["accuracy"] <= 1.0
+    rewards = report["held_out_reward"]
+    assert rewards["prompts"] > 0
+    for side in ("policy", "previous"):
+        assert rewards[side]["scored"] + rewards[side]["too_long"] == rewards["prompts"]
+    assert rewards["gain"] == pytest.approx(rewards["policy"]["mean"] - rewards["previous"]["mean"])
+    # Nobody ranked the new policy's candidates yet: no strength, the turn is still listed.
+    assert report["strength"]["policy"] is None
+    assert [t["turn"] for t in report["turns"]] == [out.name]
+    assert report["turns"][0]["rm_accuracy"] == rm["accuracy"]
 
 
 def test_refusals_change_nothing(

@@ -14,7 +14,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from api.bootstrap import open_app  # noqa: E402
-from api.flywheel import Flywheel, FlywheelPlan, table_rows  # noqa: E402
+from api.flywheel import Flywheel, FlywheelPlan  # noqa: E402
+from api.flywheel_table import table_rows  # noqa: E402
 from api.http.app import create_app  # noqa: E402
 from api.http.ratelimit import RateLimits  # noqa: E402
 from domain.model.actor import Actor  # noqa: E402

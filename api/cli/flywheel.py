@@ -10,7 +10,7 @@ from typing import Any
 from api.cli import add_data_option, fail
 from api.cli.train import add_lora_option
 
-STEP_HELP = "comma-separated subset of datasets,sft,rm,rlhf,register,prelabel"
+STEP_HELP = "comma-separated subset of datasets,sft,rm,rlhf,register,prelabel,report"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -131,11 +131,12 @@ def run_flywheel(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from api.bootstrap import data_dir
-    from api.flywheel import Flywheel, FlywheelPlan, table_rows
-    from api.storage.events import EVENTS_FILE
+    from api.flywheel import Flywheel, FlywheelPlan
+    from api.flywheel_table import table_rows
+    from api.storage.logdb import log_exists, log_location
 
     folder = data_dir(args.data)
-    if not (folder / EVENTS_FILE).exists():
+    if not log_exists(log_location(folder)):
         return fail(f"no event store in {folder}")
     if args.action == "status":
         from api.cli.flywheel_status import show_status
