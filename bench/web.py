@@ -14,9 +14,9 @@ from the same log (--data: another store, copied too).
 Server time is measured inside the process: an ASGI wrapper around the composed app
 records the time from the request to the last body byte (the test client's own cost is
 left out), and the process's CPU time over the same span (not inflated by other
-processes on a shared machine). Pages are requested interleaved, each twice per step:
-again, and as a first view (the app's caches dropped just before: rendered markdown,
-the training status); --n steps per round, and each figure is the median over --rounds
+processes on a shared machine). Pages are requested interleaved, each twice in a row
+per step: as a first view (the app's caches dropped just before: rendered markdown, the
+training status), then again; --n steps per round, and each figure is the median over --rounds
 rounds of that round's p50 / p99. Read the ratios, not the third digit.
 
 To compare with an older commit: ``git archive COMMIT | tar -x -C DIR``, copy this file
@@ -244,18 +244,18 @@ Times = dict[str, list[tuple[float, float]]]
 
 
 def _round(c: Any, timed: Timed, pages: Pages, n: int) -> Times:
-    """n steps; each requests every page twice: again (caches warm), then as a first view
-    (the app's caches dropped just before)."""
+    """n steps; each requests every page twice in a row: as a first view (the app's
+    caches dropped just before), then again (what the first one cached is warm)."""
     times: Times = {}
     for _ in range(n):
-        for first_view in (False, True):
-            for name, (url, cookies) in pages.items():
+        for name, (url, cookies) in pages.items():
+            c.cookies = cookies
+            for first_view in (True, False):
                 if first_view:
                     _drop_caches()
-                c.cookies = cookies
                 r = c.get(url)
                 assert r.status_code == 200, (name, r.status_code, r.text[:300])
-                key = f"{name}, first view" if first_view else name
+                key = f"{name}, first view" if first_view else f"{name}, again"
                 times.setdefault(key, []).append((timed.last, timed.cpu))
     return times
 
