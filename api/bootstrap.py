@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from api.storage.events import EVENTS_FILE, GroupCommitSQLiteRecorder
+from api.storage.logdb import describe, log_exists, log_location, store_url
+from api.storage.pg_url import postgres_env
 from domain.model.config import TreeConfig
 from domain.model.errors import ConfigError
 from domain.service.application import DataEngine
@@ -23,7 +25,19 @@ def data_dir(path: str | os.PathLike[str] | None = None) -> Path:
     return folder
 
 
-def store_env(folder: Path) -> dict[str, str]:
+def store_env(folder: Path, store: str | None = None) -> dict[str, str]:
+    """eventsourcing's settings for the log: the PostgreSQL store named by ``store`` or
+    $DATAENGINE_STORE (``postgresql://user:pass@host:port/db?schema=s``), else the SQLite
+    file in the data folder (read models stay in the folder either way)."""
+    try:
+        url = store or store_url()
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if url:
+        try:
+            return postgres_env(url)
+        except Exception as e:  # noqa: BLE001 - psycopg's parse errors, reported as config
+            raise ConfigError(f"cannot use the store {describe(url)}: {e}") from None
     return {
         "PERSISTENCE_MODULE": "eventsourcing.sqlite",
         "SQLITE_DBNAME": str(folder / EVENTS_FILE),
@@ -39,9 +53,11 @@ def open_app(
     folder: str | os.PathLike[str] | None = None,
     config: TreeConfig | None = None,
     synchronous: str | None = None,
+    store: str | None = None,
     **kwargs: Any,
 ) -> DataEngine:
-    """The application on the SQLite store in the data folder (created if missing).
+    """The application on the store (``store_env``): by default the SQLite file in the
+    data folder (created if missing).
 
     synchronous (default $DATAENGINE_SYNCHRONOUS, else FULL): FULL fsyncs the WAL at every
     commit, so an acknowledged command survives power loss. NORMAL is opt-in and weaker:
@@ -56,7 +72,7 @@ def open_app(
         raise ConfigError(
             f"DATAENGINE_SYNCHRONOUS must be one of {', '.join(SYNCHRONOUS_LEVELS)}, not {level!r}"
         )
-    app = DataEngine(env=store_env(data_dir(folder)), config=config, **kwargs)
+    app = DataEngine(env=store_env(data_dir(folder), store), config=config, **kwargs)
     if isinstance(app.recorder, GroupCommitSQLiteRecorder):
         app.recorder.synchronous = level
     try:
@@ -82,14 +98,15 @@ def caught_up_runner(data: str) -> Any:
     """A connection to the read model, caught up with the whole log."""
     from tqdm import tqdm
 
-    from projections.log import SQLiteLog
+    from projections.log import StoreLog
     from projections.runner import ProjectionRunner
     from projections.store import READMODEL_FILE
 
     folder = data_dir(data)
-    if not (folder / EVENTS_FILE).exists():
-        raise FileNotFoundError(f"no event store in {folder}")
-    runner = ProjectionRunner(SQLiteLog(folder / EVENTS_FILE), folder / READMODEL_FILE)
+    location = log_location(folder)
+    if not log_exists(location):
+        raise FileNotFoundError(f"no event store in {describe(location)}")
+    runner = ProjectionRunner(StoreLog(location), folder / READMODEL_FILE)
     behind = runner.log.head() - runner.position
     with tqdm(
         total=behind,

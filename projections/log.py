@@ -1,7 +1,8 @@
 """Sources of the notification log a projection follows.
 
-``SQLiteLog`` reads the event store's table directly (one indexed range scan per batch,
-rows decoded only when a projection handles their topic); ``AppLog`` goes through the
+``StoreLog`` reads the event store's table directly (one indexed range scan per batch,
+rows decoded only when a projection handles their topic), on SQLite or PostgreSQL
+(api.storage.logdb: the same SQL, rows and positions on both); ``AppLog`` goes through the
 application's recorder, so it also follows the in-memory store used in unit tests.
 Both hand out raw rows: (position, originator_id, originator_version, topic, state).
 
@@ -28,6 +29,8 @@ import msgspec
 from eventsourcing.persistence import JSONTranscoder, StoredEvent
 
 from api.storage.codec import MsgspecMapper
+from api.storage.logdb import Location, connect_log
+from api.storage.pg_url import is_postgres
 
 Row = tuple[int, Any, int, str, bytes]
 _ORIGINATOR = ("originator_id", "originator_version")
@@ -140,8 +143,8 @@ class _Decoder:
         return decoder
 
 
-def max_position(conn: sqlite3.Connection | None) -> int:
-    """The last log position in an events.sqlite connection (0 before the first write)."""
+def max_position(conn: Any) -> int:
+    """The last log position on a ``connect_log`` connection (0 before the first write)."""
     if conn is None:
         return 0
     try:
@@ -152,20 +155,21 @@ def max_position(conn: sqlite3.Connection | None) -> int:
         raise
 
 
-class SQLiteLog(_Decoder):
-    """The `stored_events` table of an events.sqlite file, read-only.
+class StoreLog(_Decoder):
+    """The events table of a log location (an events.sqlite file or a PostgreSQL URL),
+    read-only.
 
     ``topics``: hand out only events of these topics, and ``stop``: none after that
-    position (a rebuild's worker skips, in SQLite, the rows none of its projections
+    position (a rebuild's worker skips, in SQL, the rows none of its projections
     handles; their state is never read).
     """
 
     def __init__(
-        self, path: str | Path, *, topics: Sequence[str] | None = None, stop: int | None = None
+        self, path: Location, *, topics: Sequence[str] | None = None, stop: int | None = None
     ):
-        self.path = Path(path)
+        self.path: Location = path if is_postgres(path) else Path(path)
         self.mapper = MsgspecMapper(transcoder=JSONTranscoder())
-        self._conn: sqlite3.Connection | None = None
+        self._conn: Any = None
         self._query = (
             "SELECT rowid, originator_id, originator_version, topic, state"
             " FROM stored_events WHERE rowid > ?"
@@ -179,15 +183,9 @@ class SQLiteLog(_Decoder):
             self._params += tuple(sorted(topics))
         self._query += " ORDER BY rowid LIMIT ?"
 
-    def _connection(self) -> sqlite3.Connection | None:
+    def _connection(self) -> Any:
         if self._conn is None:
-            if not self.path.exists():
-                return None
-            # A read-only connection never takes the writer's lock; WAL lets it read
-            # while the application commits.
-            self._conn = sqlite3.connect(
-                f"file:{self.path}?mode=ro", uri=True, check_same_thread=False
-            )
+            self._conn = connect_log(self.path)
         return self._conn
 
     def read(self, after: int, limit: int) -> Sequence[Row]:
@@ -208,6 +206,9 @@ class SQLiteLog(_Decoder):
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+SQLiteLog = StoreLog  # the name existing callers use; it reads PostgreSQL stores too
 
 
 class AppLog(_Decoder):

@@ -1,22 +1,27 @@
 """Conversation trees as they stood at a log position, read straight from the event log.
 
-Exports and dataset builds pin a log position P and replay only events with rowid <= P,
+Exports and dataset builds pin a log position P and replay only events with position <= P,
 so a rebuild at P sees the same trees whatever was appended later. The scan walks the
 primary-key index (tree id, version), which yields each tree's events together: one
 tree is finished before the next begins, so memory stays at one tree however big the
 log, and trees come out in tree-id order, which makes outputs deterministic.
+
+The log is an events.sqlite file or a PostgreSQL store (api.storage.logdb): ``events_db``
+gives its location, and every function here reads either with the same results.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 from eventsourcing.persistence import JSONTranscoder, StoredEvent
 
 from api.storage.codec import MsgspecMapper
 from api.storage.events import EVENTS_FILE
+from api.storage.logdb import Location, connect_log, describe, log_exists, log_location
 from domain.model.catalogue import topics_of
 from domain.model.errors import DomainError, ErrorCode
 from domain.model.tree import ConversationTree
@@ -34,24 +39,35 @@ class LogPositionError(DomainError):
     http_status = 422
 
 
-def events_db(folder: str | Path) -> Path:
-    path = Path(folder) / EVENTS_FILE
-    if not path.exists():
-        raise LogPositionError(f"no event log at {path}")
-    return path
+__all__ = ["EVENTS_FILE", "events_db", "connect", "log_position", "iter_trees"]
 
 
-def _connect(db: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+def events_db(folder: str | Path) -> Location:
+    """The location of the folder's log (its events.sqlite, or the configured store)."""
+    location = log_location(folder)
+    if not log_exists(location):
+        raise LogPositionError(f"no event log at {describe(location)}")
+    return location
 
 
-def log_position(db: Path) -> int:
+def connect(db: Location) -> Any:
+    """A read-only connection to the log at ``db`` (sqlite3's, or its PostgreSQL twin)."""
+    conn = connect_log(db)
+    if conn is None:
+        raise LogPositionError(f"no event log at {describe(db)}")
+    return conn
+
+
+_connect = connect
+
+
+def log_position(db: Location) -> int:
     """The position of the last event written (0 for an empty log)."""
-    with _connect(db) as conn:
+    with closing(_connect(db)) as conn:
         return conn.execute("SELECT coalesce(max(rowid), 0) FROM stored_events").fetchone()[0]
 
 
-def resolve_position(db: Path, as_of: int | None) -> int:
+def resolve_position(db: Location, as_of: int | None) -> int:
     end = log_position(db)
     if as_of is None:
         return end
@@ -60,9 +76,9 @@ def resolve_position(db: Path, as_of: int | None) -> int:
     return as_of
 
 
-def count_trees(db: Path, position: int) -> int:
+def count_trees(db: Location, position: int) -> int:
     """Trees started at or before the position (for progress bars)."""
-    with _connect(db) as conn:
+    with closing(_connect(db)) as conn:
         row = conn.execute(
             "SELECT count(*) FROM stored_events WHERE rowid <= ?"
             f" AND topic IN ({','.join('?' * len(_STARTED))})",
@@ -71,7 +87,7 @@ def count_trees(db: Path, position: int) -> int:
     return row[0]
 
 
-def iter_trees(db: Path, position: int) -> Iterator[ConversationTree]:
+def iter_trees(db: Location, position: int) -> Iterator[ConversationTree]:
     """Every tree as of the position, replayed from its events, in tree-id order."""
     mapper = MsgspecMapper(transcoder=JSONTranscoder())
     conn = _connect(db)

@@ -24,6 +24,10 @@ from domain.model.states import TreeState
 from domain.model.tree import ConversationTree
 from domain.service.application import DataEngine
 
+# A real PostgreSQL for the store tests (started on first use; fixtures postgres, pg_url,
+# each_store).
+pytest_plugins = ["pg_fixture"]
+
 START = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
 
 # Goal 3: the root plus two accepted replies ends growth, so a ranking tree is cheap to build.

@@ -15,6 +15,7 @@ GROUPS = [
     "api.cli.clients",
     "api.cli.trees",
     "api.cli.serve",
+    "api.cli.store",
     "api.cli.projections",
     "api.cli.simulate",
     "api.cli.export",
@@ -36,6 +37,13 @@ def add_data_option(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="folder holding the event store and read models (default: $DATAENGINE_DATA or ./data)",
     )
+    parser.add_argument(
+        "--store",
+        default=None,
+        metavar="URL",
+        help="the event log: postgresql://user:pass@host:port/db[?schema=s] "
+        "(default: $DATAENGINE_STORE, else events.sqlite in --data)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,12 +63,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int | None] = args.handler
+    before = os.environ.get("DATAENGINE_STORE")
+    if getattr(args, "store", None):  # every reader of the log looks here (api.storage.logdb)
+        os.environ["DATAENGINE_STORE"] = args.store
     try:
         return int(handler(args) or 0)
     except DomainError as e:
         return fail(f"{e.message} (error_code {int(e.error_code)})")
     except KeyboardInterrupt:
         return 130
+    finally:
+        if before is None:
+            os.environ.pop("DATAENGINE_STORE", None)
+        else:
+            os.environ["DATAENGINE_STORE"] = before
 
 
 if __name__ == "__main__":

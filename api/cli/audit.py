@@ -19,6 +19,7 @@ from uuid import UUID
 
 from api.cli import add_data_option, fail
 from api.storage.events import EVENTS_FILE
+from api.storage.logdb import describe, log_exists, log_location
 
 # Read models `audit replay` rebuilds and compares: "module:attribute", the attribute being a
 # projections.audit.history.ReadModelRebuilder or a function of no arguments returning one.
@@ -95,11 +96,14 @@ def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
 # ---------------------------------------------------------------------------- plumbing
 def _folder(args: argparse.Namespace) -> Path | None:
     folder = Path(args.data)
-    return folder if (folder / EVENTS_FILE).exists() else None
+    return folder if log_exists(log_location(folder)) else None
 
 
 def _no_store(args: argparse.Namespace) -> int:
-    return fail(f"no event store in {args.data} (expected {Path(args.data) / EVENTS_FILE})")
+    location = log_location(args.data)
+    if isinstance(location, Path):
+        return fail(f"no event store in {args.data} (expected {Path(args.data) / EVENTS_FILE})")
+    return fail(f"no event store in {describe(location)}")
 
 
 @contextmanager
@@ -166,7 +170,7 @@ def show_history(args: argparse.Namespace) -> int:
     if folder is None:
         return _no_store(args)
     app = _app(folder)
-    entries = history(open_log(folder / EVENTS_FILE), app.mapper, tree_id, _names(app))
+    entries = history(open_log(log_location(folder)), app.mapper, tree_id, _names(app))
     if args.json:
         _print_json({"tree_id": str(tree_id), "events": entries})
     else:
@@ -192,7 +196,7 @@ def show_as_of(args: argparse.Namespace) -> int:
     folder = _folder(args)
     if folder is None:
         return _no_store(args)
-    view = tree_as_of(_app(folder), open_log(folder / EVENTS_FILE), tree_id, version, moment)
+    view = tree_as_of(_app(folder), open_log(log_location(folder)), tree_id, version, moment)
     if args.json:
         _print_json(view)
         return 0
@@ -223,7 +227,7 @@ def show_as_of(args: argparse.Namespace) -> int:
 def _open(folder: Path) -> tuple[Any, Any]:
     from projections.audit.record import AUDIT_FILE, AuditStore, open_log
 
-    return open_log(folder / EVENTS_FILE), AuditStore(folder / AUDIT_FILE)
+    return open_log(log_location(folder)), AuditStore(folder / AUDIT_FILE)
 
 
 def show_digest(args: argparse.Namespace) -> int:

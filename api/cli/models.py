@@ -138,9 +138,9 @@ def _app(data: str) -> Any:
 
 def show_model(args: argparse.Namespace) -> int:
     from api.bootstrap import data_dir
-    from api.storage.events import EVENTS_FILE
+    from api.storage.logdb import log_exists, log_location
 
-    if not (data_dir(args.data) / EVENTS_FILE).exists():
+    if not log_exists(log_location(data_dir(args.data))):
         return fail(f"no event store in {data_dir(args.data)}")
     app = _app(args.data)
     try:

@@ -52,12 +52,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def show_status(args: argparse.Namespace) -> int:
     from api.bootstrap import data_dir
-    from api.storage.events import EVENTS_FILE
-    from projections.log import SQLiteLog
+    from api.storage.logdb import log_location
+    from projections.log import StoreLog
     from projections.store import READMODEL_FILE, ReadModel
 
     folder = data_dir(args.data)
-    head = SQLiteLog(folder / EVENTS_FILE).head()
+    head = StoreLog(log_location(folder)).head()
     path = folder / READMODEL_FILE
     positions = ReadModel(path).positions() if path.exists() else {}
     print(f"log position: {head}")
@@ -72,13 +72,13 @@ def run_rebuild(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from api.bootstrap import data_dir
-    from api.storage.events import EVENTS_FILE
-    from projections.log import SQLiteLog
+    from api.storage.logdb import log_location
+    from projections.log import StoreLog
     from projections.rebuild import rebuild
     from projections.store import READMODEL_FILE
 
     folder = data_dir(args.data)
-    log = SQLiteLog(folder / EVENTS_FILE)
+    log = StoreLog(log_location(folder))
     with tqdm(total=log.head(), unit="ev", unit_scale=True, desc="rebuild") as bar:
         events, seconds = rebuild(
             log,
@@ -103,9 +103,9 @@ def run_processes(args: argparse.Namespace) -> int:
 
     from api.bootstrap import data_dir, load_config, open_app
     from api.cli import fail
-    from api.storage.events import EVENTS_FILE
+    from api.storage.logdb import log_location
     from domain.service.processes import ProcessLoop, Sweep
-    from projections.log import SQLiteLog
+    from projections.log import StoreLog
     from projections.runner import ProjectionRunner
     from projections.store import READMODEL_FILE
 
@@ -113,7 +113,7 @@ def run_processes(args: argparse.Namespace) -> int:
         return fail("--interval must be positive")
     folder = data_dir(args.data)
     app = open_app(folder, load_config(folder))
-    runner = ProjectionRunner(SQLiteLog(folder / EVENTS_FILE), folder / READMODEL_FILE)
+    runner = ProjectionRunner(StoreLog(log_location(folder)), folder / READMODEL_FILE)
     loop = ProcessLoop(app, runner, interval=args.interval, rng=random.Random(args.seed))
 
     def report(sweep: Sweep, quiet: bool = False) -> None:

@@ -31,9 +31,9 @@ def simulate(args: argparse.Namespace) -> int:
 
     from api.bootstrap import data_dir, load_config, open_app
     from api.cli import fail
-    from api.storage.events import EVENTS_FILE
+    from api.storage.logdb import log_location
     from domain.service.simulator import run_simulation
-    from projections.log import SQLiteLog
+    from projections.log import StoreLog
     from projections.runner import ProjectionRunner
     from projections.store import READMODEL_FILE
 
@@ -47,7 +47,7 @@ def simulate(args: argparse.Namespace) -> int:
             config, goal_tree_size=size, min_goal_tree_size=min(size, config.min_goal_tree_size)
         )
     app = open_app(folder, config)
-    runner = ProjectionRunner(SQLiteLog(folder / EVENTS_FILE), folder / READMODEL_FILE)
+    runner = ProjectionRunner(StoreLog(log_location(folder)), folder / READMODEL_FILE)
     try:
         with tqdm(total=args.trees, unit="tree", desc="ready_for_export") as bar:
             sim, stats, seconds = run_simulation(

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.storage.events import EVENTS_FILE
+from api.storage.logdb import log_location
 from domain.model.errors import ErrorCode
 from projections.audit.record import (
     AUDIT_FILE,
@@ -39,10 +39,10 @@ def digest_endpoint(folder: Path) -> Callable[[Request], Awaitable[Response]]:
     def compute(position: int | None) -> tuple[int, bytes]:
         with lock:  # one connection pair per app, used by one request at a time
             if not opened:
-                opened["log"] = open_log(folder / EVENTS_FILE)
+                opened["log"] = open_log(log_location(folder))
                 opened["store"] = AuditStore(folder / AUDIT_FILE)
             if opened["log"] is None:  # the store did not exist when first asked
-                opened["log"] = open_log(folder / EVENTS_FILE)
+                opened["log"] = open_log(log_location(folder))
             log, store = opened["log"], opened["store"]
             head, digest = record(log, store)[:2]
             if position is None:

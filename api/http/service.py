@@ -34,7 +34,8 @@ from uuid import UUID
 from api.bootstrap import load_config, open_app
 from api.http.errors import HttpError, log
 from api.http.ratelimit import RateLimits, TaskRequestLimits
-from api.storage.events import EVENTS_FILE
+from api.storage.log_reads import PostgresReadPool, open_log_reads
+from api.storage.logdb import connect_log, log_location
 from api.storage.positions import last_position
 from api.storage.reads import ReadPool, connect_reader
 from domain.model.api_client import ApiClient
@@ -44,7 +45,7 @@ from domain.model.user import User, user_id_for
 from domain.service.application import DataEngine
 from domain.service.handout import Handout
 from domain.service.processes import Lottery, ProcessLoop
-from projections.log import SQLiteLog
+from projections.log import StoreLog
 from projections.runner import ProjectionError, ProjectionRunner
 from projections.store import READMODEL_FILE
 from projections.task_queries import task_owner
@@ -124,7 +125,7 @@ class Service:
         self.readers = _count_from_env(READERS_ENV, 2)
         self._executor: ThreadPoolExecutor | None = None
         self._reads: ReadPool | None = None
-        self._log_reads: ReadPool | None = None
+        self._log_reads: ReadPool | PostgresReadPool | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> Service:
@@ -134,7 +135,7 @@ class Service:
             await self.blocking(self.open)
             # after open: the runner has created the read model and set it to WAL
             self._reads = await ReadPool(self.folder / READMODEL_FILE, self.readers).open()
-            self._log_reads = await ReadPool(self.folder / EVENTS_FILE, 2).open()
+            self._log_reads = await open_log_reads(log_location(self.folder), 2)
         except BaseException:
             await self.stop()
             raise
@@ -168,7 +169,7 @@ class Service:
         return self._reads
 
     @property
-    def log_reads(self) -> ReadPool:
+    def log_reads(self) -> ReadPool | PostgresReadPool:
         assert self._log_reads is not None, "the service is not started"
         return self._log_reads
 
@@ -182,9 +183,7 @@ class Service:
                 trusted=True,
                 frontend_type="web",
             )
-        runner = ProjectionRunner(
-            SQLiteLog(self.folder / EVENTS_FILE), self.folder / READMODEL_FILE
-        )
+        runner = ProjectionRunner(StoreLog(log_location(self.folder)), self.folder / READMODEL_FILE)
         runner.run_once()  # catch up before serving, so the first reads are current
         runner.start()
         self.engine, self.runner = engine, runner
@@ -257,13 +256,12 @@ class Service:
         with after a command that does not report its position."""
         return last_position(self.events_reader(), aggregate_ids)
 
-    def events_reader(self) -> sqlite3.Connection:
-        """This thread's read-only connection to the event store (WAL: never blocks writers)."""
+    def events_reader(self) -> Any:
+        """This thread's read-only connection to the event store (SQLite WAL: never blocks
+        writers; or the PostgreSQL store, api.storage.logdb)."""
         conn = getattr(self._local, "events", None)
         if conn is None:
-            conn = self._local.events = sqlite3.connect(
-                f"file:{self.folder / EVENTS_FILE}?mode=ro", uri=True, check_same_thread=False
-            )
+            conn = self._local.events = connect_log(log_location(self.folder))
         return conn
 
     def reader(self) -> sqlite3.Connection:

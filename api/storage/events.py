@@ -1,10 +1,8 @@
 """Where the event log lives: the SQLite store with group commit, and the data folder.
 
-Group commit: every commit of the log pays one fsync (WAL, synchronous=FULL: nothing
-acknowledged is lost, even on power failure). Concurrent requests therefore share
-commits: the first writer to find no commit in progress becomes the committer and
-writes every pending request at once, then the next committer takes what queued
-meanwhile. A lone writer commits at once.
+Group commit (api.storage.group_commit): every commit of the log pays one fsync (WAL,
+synchronous=FULL: nothing acknowledged is lost, even on power failure). Concurrent
+requests therefore share commits.
 
 The committer writes a batch as ONE multi-row INSERT in autocommit mode: one statement
 is one transaction and one fsync, and it hands the GIL to other threads only once. (A
@@ -22,11 +20,8 @@ the prepared INSERT of each batch size (the pool's connections keep only one).
 from __future__ import annotations
 
 import sqlite3
-import threading
 import weakref
-from collections.abc import Sequence
 from typing import Any
-from uuid import UUID
 
 from eventsourcing.persistence import (
     DatabaseError,
@@ -38,9 +33,10 @@ from eventsourcing.persistence import (
     OperationalError,
     PersistenceError,
     ProgrammingError,
-    StoredEvent,
 )
 from eventsourcing.sqlite import SQLiteApplicationRecorder
+
+from api.storage.group_commit import GroupCommit, Pending
 
 EVENTS_FILE = "events.sqlite"
 
@@ -70,63 +66,14 @@ def _converted(error: BaseException) -> BaseException:
     return error
 
 
-class _Pending:
-    """One save waiting for a commit. wake is released when it is done, or when its
-    thread is to commit the queue (lead): only those threads wake, never the others."""
-
-    __slots__ = ("rows", "ids", "error", "lead", "wake")
-
-    def __init__(self, rows: list[Row]):
-        self.rows = rows
-        self.ids: list[int] | None = None
-        self.error: BaseException | None = None
-        self.lead = False
-        self.wake = threading.Lock()
-        self.wake.acquire()
-
-
-class GroupCommitSQLiteRecorder(SQLiteApplicationRecorder):
-    max_batch = 512  # requests per commit
-
+class GroupCommitSQLiteRecorder(GroupCommit, SQLiteApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self._mutex = threading.Lock()
-        self._queue: list[_Pending] = []
-        self._committing = False
+        self._init_group_commit()
         self.synchronous = "FULL"  # open_app sets it before the first commit
         self._conn: sqlite3.Connection | None = None
         self._statements: dict[int, str] = {}
         self._max_rows = 249  # rows per INSERT; raised to the connection's variable limit
-        # commits and the requests they carried: requests / commits is the mean batch size
-        self.stats = {"commits": 0, "requests": 0, "max_batch": 0}
-
-    def insert_events(
-        self, stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> Sequence[int] | None:
-        request = _Pending(
-            [
-                (
-                    s.originator_id.hex if isinstance(s.originator_id, UUID) else s.originator_id,
-                    s.originator_version,
-                    s.topic,
-                    s.state,
-                )
-                for s in stored_events
-            ]
-        )
-        if not request.rows:
-            return []
-        with self._mutex:
-            self._queue.append(request)
-            request.lead = not self._committing
-            self._committing = True
-        if not request.lead:
-            request.wake.acquire()  # until a committer stored it, or made this thread lead
-        if request.lead:  # its request is first in the queue, so in the batch
-            self._lead()
-        if request.error is not None:
-            raise request.error
-        return request.ids
 
     def close(self) -> None:
         with self._mutex:
@@ -134,32 +81,7 @@ class GroupCommitSQLiteRecorder(SQLiteApplicationRecorder):
                 self._conn.close()
                 self._conn = None
 
-    def _lead(self) -> None:
-        with self._mutex:
-            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
-        successor = None
-        try:
-            self._commit(batch)
-        finally:
-            with self._mutex:
-                if self._queue:
-                    successor = self._queue[0]
-                    successor.lead = True
-                else:
-                    self._committing = False
-            for item in batch:
-                if item.ids is None and item.error is None:
-                    item.error = RuntimeError("the commit was interrupted")
-                if not item.lead:
-                    item.wake.release()
-            if successor is not None:
-                successor.wake.release()
-
-    def _commit(self, batch: list[_Pending]) -> None:
-        stats = self.stats
-        stats["commits"] += 1
-        stats["requests"] += len(batch)
-        stats["max_batch"] = max(stats["max_batch"], len(batch))
+    def _commit(self, batch: list[Pending]) -> None:
         try:
             if self.datastore.pool.db_name == ":memory:":  # private to the pool's connection
                 with self.datastore.get_connection(commit=True) as conn:
@@ -172,7 +94,7 @@ class GroupCommitSQLiteRecorder(SQLiteApplicationRecorder):
                 if item.ids is None and item.error is None:
                     item.error = error
 
-    def _write_batch(self, cursor: Any, batch: list[_Pending]) -> None:
+    def _write_batch(self, cursor: Any, batch: list[Pending]) -> None:
         try:
             self._write(cursor, batch)
         except sqlite3.Error:
@@ -207,7 +129,7 @@ class GroupCommitSQLiteRecorder(SQLiteApplicationRecorder):
             weakref.finalize(self, conn.close)
         return self._conn.cursor()
 
-    def _write(self, cursor: Any, items: list[_Pending]) -> None:
+    def _write(self, cursor: Any, items: list[Pending]) -> None:
         """Store the items' rows atomically and give each item its rows' positions."""
         rows = [row for item in items for row in item.rows]
         if len(rows) <= self._max_rows:

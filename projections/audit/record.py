@@ -10,8 +10,11 @@
   and a deleted row is still named by aggregate id and version.
 
 ``record`` extends the record from its last checkpoint (only new events are hashed);
-``projections.audit.verify`` checks the log against it. Positions are SQLite rowids, which the
-store never skips: a hole is a deleted row.
+``projections.audit.verify`` checks the log against it. Positions are the store's
+notification ids (SQLite rowids; on PostgreSQL, api.storage.postgres assigns them gapless
+too), which the store never skips: a hole is a deleted row. The log is read through
+api.storage.logdb, so a PostgreSQL log gives the same rows, and the same digests, as its
+SQLite copy.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from api.storage.logdb import Location, connect_log
 from projections.audit.chain import (
     GENESIS,
     SCHEME,
@@ -55,17 +60,13 @@ def as_text(value: object) -> str | None:
 
 
 # ---------------------------------------------------------------------------- the log
-def open_log(path: str | Path) -> sqlite3.Connection | None:
-    """A read-only connection to events.sqlite (None when there is no store yet)."""
-    path = Path(path)
-    if not path.exists():
-        return None
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+def open_log(path: Location) -> Any:
+    """A read-only connection to the log: an events.sqlite file or a PostgreSQL URL
+    (None when there is no SQLite store yet)."""
+    return connect_log(path)
 
 
-def scan(
-    log: sqlite3.Connection | None, after: int, upto: int | None = None
-) -> Iterator[list[tuple]]:
+def scan(log: Any, after: int, upto: int | None = None) -> Iterator[list[tuple]]:
     """Batches of (position, originator_id, version, topic, state) in position order.
 
     TEXT arrives as str; should a TEXT value not be UTF-8 (a damaged row), the connection
@@ -92,11 +93,11 @@ def scan(
             log.text_factory = Text
 
 
-def log_head(log: sqlite3.Connection | None) -> int:
+def log_head(log: Any) -> int:
     return max_position(log)
 
 
-def log_row(log: sqlite3.Connection | None, position: int) -> tuple | None:
+def log_row(log: Any, position: int) -> tuple | None:
     for rows in scan(log, position - 1, position):
         return rows[0]
     return None
@@ -208,7 +209,7 @@ def holes_in(rows: list[tuple], expected: int) -> list[tuple[int, int]]:
 
 
 def record(
-    log: sqlite3.Connection | None, store: AuditStore, progress: Progress | None = None
+    log: Any, store: AuditStore, progress: Progress | None = None
 ) -> tuple[int, bytes, int, list[tuple[int, int]]]:
     """Extend the record to the log's head; (position, digest, events added, holes seen).
 
@@ -250,7 +251,7 @@ def record(
     return last, link, added, holes
 
 
-def _check_last(log: sqlite3.Connection | None, store: AuditStore, position: int) -> None:
+def _check_last(log: Any, store: AuditStore, position: int) -> None:
     row = log_row(log, position)
     recorded = store.event(position)
     if row is None:
@@ -265,7 +266,7 @@ def _check_last(log: sqlite3.Connection | None, store: AuditStore, position: int
         )
 
 
-def digest_at(log: sqlite3.Connection | None, store: AuditStore, position: int) -> bytes:
+def digest_at(log: Any, store: AuditStore, position: int) -> bytes:
     """The chain link at ``position`` (recorded as a checkpoint, e.g. for a manifest)."""
     head, link = record(log, store)[:2]
     if position == head:

@@ -15,12 +15,13 @@ event that was changed, removed or inserted.
 from __future__ import annotations
 
 import os
-import sqlite3
 from bisect import bisect_left
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from operator import itemgetter
+from typing import Any
 
+from api.storage.logdb import Location, location_of
 from projections.audit.chain import GENESIS, canonical, chain, fingerprint
 from projections.audit.record import AuditStore, Progress, as_text, holes_in, open_log, scan
 
@@ -90,7 +91,7 @@ class _Run:
 
 
 def _check(
-    log: sqlite3.Connection | None,
+    log: Any,
     start: int,
     link: bytes,
     checkpoints: Checkpoints,
@@ -121,7 +122,7 @@ def _check(
 
 
 def _check_in_worker(
-    path: str, start: int, link: bytes, checkpoints: Checkpoints, end: int | None
+    path: Location, start: int, link: bytes, checkpoints: Checkpoints, end: int | None
 ) -> _Run:
     return _check(open_log(path), start, link, checkpoints, end)
 
@@ -141,7 +142,7 @@ def _tasks(
 
 
 def _check_all(
-    log: sqlite3.Connection | None,
+    log: Any,
     checkpoints: Checkpoints,
     end: int | None,
     workers: int,
@@ -151,7 +152,7 @@ def _check_all(
     tasks = _tasks(checkpoints, end)
     if workers <= 1 or len(tasks) < 2 or log is None:
         return _check(log, 0, GENESIS, checkpoints, end, progress)
-    path = log.execute("PRAGMA database_list").fetchone()[2]
+    path = location_of(log)  # each worker opens its own connection
     with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
         futures = [pool.submit(_check_in_worker, path, *task) for task in tasks]
         total = _Run(0, False, GENESIS, 0, 0, [])
@@ -171,7 +172,7 @@ def _check_all(
 
 
 def verify(
-    log: sqlite3.Connection | None,
+    log: Any,
     store: AuditStore,
     upto: int | None = None,
     progress: Progress | None = None,
@@ -211,7 +212,7 @@ def verify(
 
 
 def _locate(
-    log: sqlite3.Connection | None, store: AuditStore, after: int, upto: int | None, report: Report
+    log: Any, store: AuditStore, after: int, upto: int | None, report: Report
 ) -> list[Damage]:
     """Merge the log and the record from the last good checkpoint on, naming each difference."""
     found: list[Damage] = []
@@ -306,7 +307,7 @@ def _modified(row: tuple, rec: tuple, store: AuditStore) -> Damage:
 
 
 def verify_digest(
-    log: sqlite3.Connection | None,
+    log: Any,
     store: AuditStore,
     digest: bytes,
     position: int,

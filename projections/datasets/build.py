@@ -15,7 +15,6 @@ depends on nothing but the log prefix and the options (see the reproducibility t
 from __future__ import annotations
 
 import shutil
-import sqlite3
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -125,7 +124,7 @@ def replay_trees(
 ) -> Iterable[slim.RowTree]:
     """Ready trees as of the position, slim, in tree-id order (the primary-key index walk
     hands each tree's events over together, so memory stays at one tree)."""
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    conn = log_reader.connect(db)  # SQLite or PostgreSQL
     bar = progress("replay", log_reader.count_trees(db, position)) if progress else None
     topics = slim.CONTENT_TOPICS
     try:
@@ -164,7 +163,7 @@ def _audit_digest(folder: Path, position: int) -> dict[str, Any]:
     from projections.audit.chain import SCHEME
     from projections.audit.record import AUDIT_FILE, AuditStore, digest_at, open_log
 
-    log = open_log(Path(folder) / log_reader.EVENTS_FILE)
+    log = open_log(log_reader.events_db(folder))
     store = AuditStore(Path(folder) / AUDIT_FILE)
     try:
         return {

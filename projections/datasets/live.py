@@ -42,6 +42,7 @@ from uuid import UUID
 import msgspec
 
 from domain.model.tree import ConversationTree
+from projections import log_reader
 from projections.base import Projection, handles
 from projections.datasets import replay as slim
 from projections.datasets import rows as rows_module
@@ -199,16 +200,17 @@ class TrainingProjection(Projection):
         """The trees as of the given versions, from the log the runner follows."""
         path = getattr(self._log, "path", None)
         if path is not None:
-            yield from _load_sqlite(Path(path), versions)
+            yield from _load_sqlite(path, versions)
         elif hasattr(self._log, "app"):
             yield from _load_recorder(self._log.app, versions)
         else:
             raise TypeError(f"{NAME} projection cannot load trees from {self._log!r}")
 
 
-def _load_sqlite(db: Path, versions: dict[str, int]) -> Iterator[slim.RowTree]:
-    """Batched: one indexed query per chunk of trees, rows of a tree together."""
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+def _load_sqlite(db: Any, versions: dict[str, int]) -> Iterator[slim.RowTree]:
+    """Batched: one indexed query per chunk of trees, rows of a tree together (from the
+    events table of either store: ``db`` is a log location)."""
+    conn = log_reader.connect(db)
     topics = slim.CONTENT_TOPICS
     try:
         ids = sorted(UUID(t).hex for t in versions)
