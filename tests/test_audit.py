@@ -301,8 +301,7 @@ def test_bad_input_is_refused_without_traceback(store: Store, capsys) -> None:
         ["audit", "show", str(store.tree_a), "--as-of", "2001-01-01T00:00:00"],
         ["audit", "verify", "--digest", "abc", "--position", "3"],
         ["audit", "verify", "--digest", "00" * 32],
-        ["audit", "verify"],
-    ):  # nothing recorded yet
+    ):  # nothing recorded yet (a plain `audit verify` records first: tests/test_audit_live.py)
         code, _, err = cli(capsys, store.folder, *argv)
         assert code == 2, argv
         assert err.startswith("error: "), argv

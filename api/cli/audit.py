@@ -1,4 +1,4 @@
-"""`dataengine audit history|show|digest|verify|replay`: who did what, when, and proof of it.
+"""`dataengine audit history|show|digest|verify|replay|keygen`: who did what, when, and proof of it.
 
 Exit codes: 0 checked and intact, 1 checked and damaged (or different), 2 nothing could be
 checked (bad input, no event store, nothing recorded to compare with).
@@ -18,6 +18,7 @@ from typing import Any
 from uuid import UUID
 
 from api.cli import add_data_option, fail
+from api.cli.audit_keys import check_signatures, run_keygen
 from api.storage.events import EVENTS_FILE
 from api.storage.logdb import describe, log_exists, log_location
 
@@ -62,14 +63,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="processes checking blocks of the log in parallel (default: the CPU count, at most 8)",
     )
+    verify.add_argument(
+        "--public-key",
+        default=None,
+        help="also check the signed checkpoints against this ed25519 public key (hex or file)",
+    )
     verify.set_defaults(handler=run_verify)
+
+    keygen = group.add_parser("keygen", help="create the key that signs audit checkpoints")
+    keygen.add_argument("--force", action="store_true", help="replace an existing key")
+    keygen.set_defaults(handler=run_keygen)
 
     replay = group.add_parser(
         "replay", help="rebuild every read model and compare it with the live one"
     )
     replay.set_defaults(handler=run_replay)
 
-    for parser in (history, show, digest, verify, replay):
+    for parser in (history, show, digest, verify, replay, keygen):
         add_data_option(parser)
         parser.add_argument("--json", action="store_true", help="print JSON")
         parser.set_defaults(handler=_guarded(parser.get_default("handler")))
@@ -263,7 +273,7 @@ def show_digest(args: argparse.Namespace) -> int:
 
 def run_verify(args: argparse.Namespace) -> int:
     from projections.audit.chain import parse_digest
-    from projections.audit.record import log_head
+    from projections.audit.record import log_head, record
     from projections.audit.verify import default_workers, verify, verify_digest
 
     if (args.digest is None) != (args.position is None):
@@ -284,13 +294,16 @@ def run_verify(args: argparse.Namespace) -> int:
             report = verify_digest(log, store, expected, args.position, advance, workers)
     else:
         if not store.checkpoints():
-            return fail(
-                "nothing recorded to verify against yet: run `dataengine audit digest` "
-                "first, or pass --digest/--position"
-            )
+            # no server has followed this log yet (the live chain records as events commit):
+            # record it now, so later changes are caught; nothing earlier can be vouched for
+            print("nothing was recorded yet: recording the chain now", file=sys.stderr)
+            record(log, store)
         with _progress(log_head(log), "verifying") as advance:
             report = verify(log, store, progress=advance, workers=workers)
-    return _report(args, report)
+    code = _report(args, report)
+    if args.public_key is not None:
+        code = max(code, check_signatures(args, store, report))
+    return code
 
 
 def _report(args: argparse.Namespace, report: Any) -> int:

@@ -45,6 +45,7 @@ from domain.model.user import User, user_id_for
 from domain.service.application import DataEngine
 from domain.service.handout import Handout
 from domain.service.processes import Lottery, ProcessLoop
+from projections.audit.live import AuditFollower
 from projections.log import StoreLog
 from projections.runner import ProjectionError, ProjectionRunner
 from projections.store import READMODEL_FILE
@@ -119,6 +120,7 @@ class Service:
         self._local = threading.local()
         self.engine: DataEngine | None = None
         self.runner: ProjectionRunner | None = None
+        self.audit: AuditFollower | None = None  # the live audit chain (projections.audit.live)
         self.handout: Handout | None = None
         self.processes: ProcessLoop | None = None
         self.threads = _count_from_env(THREADS_ENV, 16)
@@ -186,6 +188,7 @@ class Service:
         runner = ProjectionRunner(StoreLog(log_location(self.folder)), self.folder / READMODEL_FILE)
         runner.run_once()  # catch up before serving, so the first reads are current
         runner.start()
+        self.audit = AuditFollower(self.folder, log_location(self.folder)).start()
         self.engine, self.runner = engine, runner
         self.handout = Handout(engine, self.reader, self.rng, position=lambda: runner.position)
         self.lottery = Lottery(engine, self.rng)
@@ -207,6 +210,9 @@ class Service:
                 self.processes = None
             if self.runner is not None:
                 self.runner.close()
+            if self.audit is not None:
+                self.audit.close()
+                self.audit = None
         except ProjectionError:  # already reported by /health; the store must still close
             log.error("the projection runner had stopped", exc_info=True)
         finally:

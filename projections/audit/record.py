@@ -162,9 +162,12 @@ class AuditStore:
             name = as_text(topic) or ""  # a damaged (undecodable) topic arrives as bytes
             found = self._topics.get(name)
             if found is None:
-                inserted = self.conn.execute("INSERT INTO topics (topic) VALUES (?)", (name,))
-                found = inserted.lastrowid
-                assert found is not None  # an INSERT into a rowid table
+                # another AuditStore (the live follower, a digest request) may have added it
+                self.conn.execute("INSERT OR IGNORE INTO topics (topic) VALUES (?)", (name,))
+                found = self.conn.execute(
+                    "SELECT id FROM topics WHERE topic = ?", (name,)
+                ).fetchone()[0]
+                assert found is not None
                 self._topics[name] = found
                 self._topic_names[found] = name
         return found
