@@ -76,6 +76,7 @@ OA_DEFAULTS = {
     "message_size_limit": 2000,
     "task_validity_minutes": 2880,
     "duplicate_message_filter_window_minutes": 120,
+    "max_images_per_message": 4,  # ours, not OA's: images on messages
 }
 
 THRESHOLD_FIELDS = [

@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from api.http import (
     auth,
+    images,
     labels,
     leaderboards,
     message_lists,
@@ -129,6 +130,7 @@ def build_api(service: Service) -> Api:
     labels.register(api)
     message_lists.register(api)  # before messages: /messages/cursor is not a message id
     messages.register(api)
+    images.register(api)
     message_moderation.register(api)
     tree_history.register(api)
     stats.register(api)

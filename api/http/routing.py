@@ -30,6 +30,7 @@ from starlette.routing import Route
 
 from api.http import auth
 from api.http.errors import (
+    MAX_BODY_BYTES,
     HttpError,
     decode,
     error_response,
@@ -214,6 +215,7 @@ class Endpoint:
     query: dict[str, str] = field(default_factory=dict)
     tag: str = ""
     errors: dict[str, str] = field(default_factory=dict)  # statuses beyond the common ones
+    max_body: int = MAX_BODY_BYTES  # larger for uploads (api.http.images)
 
 
 class Api:
@@ -250,7 +252,11 @@ class Api:
 
         async def asgi_endpoint(request: Request) -> Response:
             try:
-                body = await read_body(request) if request.method in ("POST", "PUT") else b""
+                body = (
+                    await read_body(request, endpoint.max_body)
+                    if request.method in ("POST", "PUT")
+                    else b""
+                )
                 call = Call(request, service, None, body)
                 if on_loop:
                     result = await run_on_loop(call)

@@ -89,6 +89,8 @@ class TextReplyToMessage(Interaction, tag="text_reply_to_message", kw_only=True)
     user_message_id: str  # the frontend id of the new message
     text: str
     lang: str | None = None
+    # uploads (POST /api/v1/images) a prompt or prompter reply carries; OA clients omit it
+    image_ids: list[UUID] = []
 
 
 class MessageRanking(Interaction, tag="message_ranking", kw_only=True):
@@ -118,6 +120,18 @@ class TaskDone(Struct, tag="task_done", tag_field="type"):
 
 
 # ---------------------------------------------------------------- tasks
+class ImageInfo(Struct, kw_only=True):
+    """An image a message carries; ``url`` fetches it (signed for the task's client)."""
+
+    id: UUID
+    sha256: str
+    media_type: str
+    width: int
+    height: int
+    size: int
+    url: str
+
+
 class ConversationMessage(Struct, kw_only=True):
     id: UUID | None
     user_id: UUID | None = None
@@ -129,6 +143,8 @@ class ConversationMessage(Struct, kw_only=True):
     user_emojis: list[str] = []
     user_is_author: bool | None = None
     synthetic: bool | None = None
+    # in task conversations: the message's images (None: not looked up, as in message reads)
+    images: list[ImageInfo] | None = None
 
 
 class Conversation(Struct, kw_only=True):

@@ -17,6 +17,7 @@ import msgspec
 from api.http import auth
 from api.http import schemas as s
 from api.http.errors import HttpError
+from api.http.images import add_image_urls, image_refs
 from api.http.routing import Api, Call
 from domain.model.actor import Actor
 from domain.model.errors import (
@@ -52,6 +53,7 @@ def task_body(call: Call, handed: HandedOut, user_id: UUID) -> Any:
         body.setdefault("message_tree_id", str(handed.task.tree_id))
     if handed.type in (TaskType.INITIAL_PROMPT, TaskType.PROMPTER_REPLY):
         body.setdefault("hint", None)  # the text front end reads task["hint"]
+    add_image_urls(call.service, call.api_client.id, handed.task.tree_id, body)
     return msgspec.convert(body, s.AnyTask)
 
 
@@ -156,6 +158,7 @@ def interaction(call: Call) -> Any:
     kind = TaskType(task.type)
     if isinstance(body, s.TextReplyToMessage):
         lang = body.lang or task.lang or "en"
+        images = image_refs(call.service, call.api_client.id, body.image_ids)
         if kind in PROMPT_TASKS:
             outcome = app.create_prompt(
                 actor=actor,
@@ -163,6 +166,7 @@ def interaction(call: Call) -> Any:
                 lang=lang,
                 task_id=task.id,
                 frontend_message_id=body.user_message_id,
+                images=images,
             )
         elif kind in REPLY_TASKS:
             outcome = app.add_reply(
@@ -172,6 +176,7 @@ def interaction(call: Call) -> Any:
                 lang=lang,
                 task_id=task.id,
                 frontend_message_id=body.user_message_id,
+                images=images,
             )
         else:
             raise TaskTypeMismatchError(f"task {task.id} is a {task.type} task, not a reply task")

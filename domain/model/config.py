@@ -140,6 +140,8 @@ class TreeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     message_size_limit: int = 2000
     task_validity_minutes: int = 2880
     duplicate_message_filter_window_minutes: int = 120
+    # Images a prompt or prompter reply may carry (domain.model.images).
+    max_images_per_message: int = 4
 
     # ------------------------------------------------------------------------------------------
     _PROBABILITY_FIELDS: ClassVar[tuple[str, ...]] = (
@@ -170,6 +172,7 @@ class TreeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         "task_validity_minutes",
     )
     _NON_NEGATIVE_FIELDS: ClassVar[tuple[str, ...]] = (
+        "max_images_per_message",
         "max_initial_prompt_review",
         "max_prompt_lottery_waiting",
         "min_active_rankings_per_lang",

@@ -87,6 +87,12 @@ class ErrorCode(IntEnum):
     MODEL_ALREADY_REGISTERED = 7001
     INVALID_MODEL = 7002
 
+    # ours: images on messages (a range OA does not use)
+    IMAGE_INVALID = 7100
+    IMAGE_TOO_LARGE = 7101
+    IMAGE_NOT_FOUND = 7102
+    IMAGE_UNSUPPORTED_TYPE = 7103
+
 
 class DomainError(Exception):
     """A rule was violated; nothing was recorded."""
@@ -165,4 +171,6 @@ ModelAlreadyRegisteredError = _error(
     "ModelAlreadyRegisteredError", ErrorCode.MODEL_ALREADY_REGISTERED, 409
 )
 InvalidModelError = _error("InvalidModelError", ErrorCode.INVALID_MODEL)
+ImageNotFoundError = _error("ImageNotFoundError", ErrorCode.IMAGE_NOT_FOUND, 404)
+InvalidImageError = _error("InvalidImageError", ErrorCode.IMAGE_INVALID)
 ConcurrencyError = _error("ConcurrencyError", ErrorCode.DATABASE_MAX_RETRIES_EXHAUSTED, 503)

@@ -7,9 +7,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from domain.model.errors import TextEmptyError, TextTooLongError
+
+if TYPE_CHECKING:
+    from domain.model.images import ImageRef
 
 
 class Role(StrEnum):
@@ -74,6 +78,7 @@ class Message:
         "ranking_count",
         "rank",
         "review_score",
+        "images",
     )
 
     def __init__(
@@ -114,6 +119,8 @@ class Message:
         # Free and report labels: the latest per user (OA overwrites them too).
         self.free_labels: dict[UUID | None, dict[str, float]] = {}
         self.deleted = False
+        # Images attached to it (ConversationTree.ImagesAttached), in attachment order.
+        self.images: list[ImageRef] = []
         self.edited = False
         self.revision = 0
         self.emojis: dict[str, set[UUID | None]] = {}

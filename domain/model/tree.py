@@ -22,6 +22,7 @@ from eventsourcing.domain import Aggregate
 
 from domain.model.actor import SYSTEM, Actor
 from domain.model.config import TreeConfig
+from domain.model.images import ImageRef, TreeImages
 from domain.model.labels import LabelKind
 from domain.model.message import Message, Role, check_text
 from domain.model.states import TreeState
@@ -30,7 +31,7 @@ from domain.model.tree_commands import TreeCommands
 from domain.model.tree_import import IMPORT_REASON, ImportedMessage, plan_import
 
 
-class ConversationTree(TreeCommands, Aggregate):
+class ConversationTree(TreeCommands, TreeImages, Aggregate):
     class Event(Aggregate.Event):
         user_id: UUID | None
         client_id: UUID | None
@@ -201,6 +202,16 @@ class ConversationTree(TreeCommands, Aggregate):
 
         def apply(self, tree: ConversationTree) -> None:
             pass
+
+    class ImagesAttached(Event):
+        """Images on a prompter message: references to stored blobs (domain.model.images)."""
+
+        message_id: UUID
+        images: list[ImageRef]
+
+        def apply(self, tree: ConversationTree) -> None:
+            message = tree.messages[self.message_id]
+            message.images = [*message.images, *self.images]
 
     class MessageDeleted(Event):
         """message_ids: the message and every descendant that was not deleted yet."""

@@ -8,12 +8,14 @@ message index is saved in the same transaction (domain.service.message_index).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from uuid import UUID
 
 from domain.model.actor import Actor
+from domain.model.config import TreeConfig
 from domain.model.errors import InvalidMessageError, MessageAlreadyExistsError
+from domain.model.images import ImageRef
 from domain.model.message import Role
 from domain.model.task_types import (
     LABEL_TASKS,
@@ -64,6 +66,19 @@ def _check_target(task: Task | None, expected: UUID) -> None:
         )
 
 
+def _attach(
+    tree: ConversationTree,
+    message_id: UUID,
+    images: Sequence[ImageRef],
+    actor: Actor,
+    config: TreeConfig,
+) -> None:
+    """A new prompter message's images, recorded right after it (one transaction)."""
+    if images:
+        limit = config.max_images_per_message
+        tree.attach_images(message_id=message_id, images=images, actor=actor, limit=limit)
+
+
 class TreeCommands(MessageIndexCommands):
     def create_prompt(
         self,
@@ -78,7 +93,9 @@ class TreeCommands(MessageIndexCommands):
         model_name: str | None = None,
         origin: str | None = None,
         goal_tree_size: int | None = None,
+        images: Sequence[ImageRef] = (),
     ) -> Outcome:
+        """``images``: stored uploads the prompt carries (ImagesAttached, same transaction)."""
         tree_id = message_id or message_id_for(actor.client_id, frontend_message_id)
         config = self.config
 
@@ -97,20 +114,20 @@ class TreeCommands(MessageIndexCommands):
                     return tree_id  # the same request again
                 raise MessageAlreadyExistsError(f"message {tree_id} already exists")
             digest = user.check_not_duplicate_text(text, now, config) if user else None
-            uow.add(
-                ConversationTree.start(
-                    message_id=tree_id,
-                    text=text,
-                    lang=lang,
-                    actor=actor,
-                    config=config,
-                    goal_tree_size=goal_tree_size,
-                    frontend_message_id=frontend_message_id,
-                    synthetic=synthetic,
-                    model_name=model_name,
-                    origin=origin,
-                )
+            tree = ConversationTree.start(
+                message_id=tree_id,
+                text=text,
+                lang=lang,
+                actor=actor,
+                config=config,
+                goal_tree_size=goal_tree_size,
+                frontend_message_id=frontend_message_id,
+                synthetic=synthetic,
+                model_name=model_name,
+                origin=origin,
             )
+            _attach(tree, tree_id, images, actor, config)
+            uow.add(tree)
             if user is not None and task is not None:
                 user.complete_task(task_id=task.id, result_id=tree_id, now=now, text_digest=digest)
             return tree_id
@@ -131,6 +148,7 @@ class TreeCommands(MessageIndexCommands):
         message_id: UUID | None = None,
         synthetic: bool = False,
         model_name: str | None = None,
+        images: Sequence[ImageRef] = (),
     ) -> Outcome:
         new_id = message_id or message_id_for(actor.client_id, frontend_message_id)
         config = self.config
@@ -161,6 +179,7 @@ class TreeCommands(MessageIndexCommands):
                 synthetic=synthetic,
                 model_name=model_name,
             )
+            _attach(tree, new_id, images, actor, config)
             if user is not None and task is not None:
                 user.complete_task(task_id=task.id, result_id=new_id, now=now, text_digest=digest)
             return new_id

@@ -99,6 +99,9 @@ SUMMARIES: dict[type, Callable[[Any], str]] = {
         f"edited {short(e.message_id)} (revision {e.revision}): {_quote(e.text)}"
     ),
     ConversationTree.EmojiToggled: _emoji,
+    ConversationTree.ImagesAttached: lambda e: (
+        f"images on {short(e.message_id)}: {', '.join(i.sha256[:12] for i in e.images)}"
+    ),
 }
 
 

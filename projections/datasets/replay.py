@@ -196,6 +196,7 @@ NO_ROW_FACTS: tuple[type, ...] = (
     ConversationTree.RankingSubmitted,
     ConversationTree.ScoringFailed,
     ConversationTree.EmojiToggled,
+    ConversationTree.ImagesAttached,  # rows carry no images yet (issue 17, step 3)
 )
 # topic (stored and current) -> (decode, apply).
 APPLY: dict[str, tuple[Callable[[bytes], Any], Apply]] = {

@@ -1,0 +1,81 @@
+"""A content-addressed blob store: image bytes beside the log, named by their sha256.
+
+Layout: ``<data>/blobs/sha256/<first two hex digits>/<64 hex digits>``. A blob is written
+to a temporary file in its folder, flushed to disk and renamed into place, so a reader
+never sees half a file and a crash leaves at most a stray ``.tmp``. Writing the same
+bytes twice stores them once. The log names a blob only by its hash (an ``ImageRef``),
+so ``check`` can tell a missing file from an altered one.
+
+Extension point: another store (an S3-compatible bucket, say) implements ``BlobStore``:
+``put`` returns the hex digest of what it stored under that name, ``read`` returns the
+bytes or raises ``FileNotFoundError``, ``check`` re-hashes. Keys would be the same
+``sha256/<hex>`` names (boto3's ``put_object(Key=..., ChecksumSHA256=...)`` checks the
+upload server-side). Nothing else in the system touches the files directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Literal, Protocol
+
+BLOBS_FOLDER = "blobs"
+_HEX = re.compile(r"[0-9a-f]{64}")
+Check = Literal["ok", "missing", "altered"]
+
+
+class BlobStore(Protocol):
+    def put(self, data: bytes) -> str: ...
+    def read(self, sha256: str) -> bytes: ...
+    def check(self, sha256: str) -> Check: ...
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class FileBlobStore:
+    """Blobs as files under ``root`` (normally ``<data>/blobs``)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def path(self, sha256: str) -> Path:
+        if not _HEX.fullmatch(sha256):
+            raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+        return self.root / "sha256" / sha256[:2] / sha256
+
+    def put(self, data: bytes) -> str:
+        digest = sha256_hex(data)
+        target = self.path(digest)
+        if target.exists() and self.check(digest) == "ok":
+            return digest
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f"{digest}.{os.getpid()}.tmp")
+        with open(temporary, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, target)
+        return digest
+
+    def read(self, sha256: str) -> bytes:
+        return self.path(sha256).read_bytes()
+
+    def check(self, sha256: str) -> Check:
+        """Re-hash the stored file: ok, missing, or altered (its bytes hash otherwise)."""
+        path = self.path(sha256)
+        if not path.is_file():
+            return "missing"
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        return "ok" if digest.hexdigest() == sha256 else "altered"
+
+
+def blob_store(data_folder: Path) -> FileBlobStore:
+    """The store beside a data folder's log."""
+    return FileBlobStore(Path(data_folder) / BLOBS_FOLDER)
