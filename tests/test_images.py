@@ -251,3 +251,34 @@ async def test_attach_refusals_record_nothing(env: Env):
     }
     error(await env.post("/api/v1/tasks/interaction", body), 400, 7100)
     assert log_size(env) == before
+
+
+# ---------------------------------------------------------------- audit verify --blobs
+def test_audit_verify_blobs_names_missing_and_altered(tmp_path: Path, capsys):
+    from api.bootstrap import open_app
+    from api.cli import main
+    from api.storage.uploads import ImageUploads
+    from domain.model.actor import Actor
+
+    app = open_app(tmp_path, SMALL, synchronous="NORMAL")
+    store = ImageUploads(tmp_path)
+    client = UUID(int=7)
+    refs = [store.upload(picture("PNG", (10 + i, 10)), client).ref() for i in range(3)]
+    actor = Actor(None, client)
+    first = app.create_prompt(actor=actor, text="Which is larger?", images=refs[:2]).id
+    app.create_prompt(actor=actor, text="And this one?", images=refs[2:])
+    app.close()
+
+    def verify() -> tuple[int, str]:
+        code = main(["audit", "verify", "--blobs", "--data", str(tmp_path)])
+        return code, capsys.readouterr().out
+
+    code, out = verify()
+    assert code == 0 and "blobs intact: 3 files behind 3 image references" in out, out
+    store.blobs.path(refs[0].sha256).write_bytes(b"not the image")
+    store.blobs.path(refs[2].sha256).unlink()
+    code, out = verify()
+    assert code == 1, out
+    assert f"BLOB ALTERED: {refs[0].sha256} (image {refs[0].id} of message {first}" in out
+    assert f"BLOB MISSING: {refs[2].sha256}" in out
+    assert refs[1].sha256 not in out

@@ -68,6 +68,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="also check the signed checkpoints against this ed25519 public key (hex or file)",
     )
+    verify.add_argument(
+        "--blobs", action="store_true", help="also re-hash the image files the log names"
+    )
     verify.set_defaults(handler=run_verify)
 
     keygen = group.add_parser("keygen", help="create the key that signs audit checkpoints")
@@ -303,6 +306,10 @@ def run_verify(args: argparse.Namespace) -> int:
     code = _report(args, report)
     if args.public_key is not None:
         code = max(code, check_signatures(args, store, report))
+    if args.blobs:
+        from api.cli.audit_blobs import check_blobs
+
+        code = max(code, check_blobs(folder, args.json))
     return code
 
 
