@@ -283,6 +283,7 @@ def trollboard(
         }
         for name in ("red_flags", "upvotes", "downvotes", "spam_prompts") + TROLL_LABELS:
             row[name] = int(s[name])
+        row["lang_mismach"] = row["lang_mismatch"]  # OA's TrollScore spells it so
         for name in MEAN_LABELS:
             n = s[f"{name}_n"]
             row[name] = s[f"{name}_sum"] / LABEL_SCALE / n if n else None

@@ -355,6 +355,15 @@ class MessagesProjection(Projection):
     def on_undeleted(self, c: sqlite3.Cursor, e: Any) -> None:
         self._set_deleted(e, 0)
 
+    @handles(ConversationTree.MessagesPurged)
+    def on_purged(self, c: sqlite3.Cursor, e: Any) -> None:
+        """Deleted for good, and the text is gone from the read model (the log keeps it)."""
+        self._set_deleted(e, 1)
+        for message_id in e.message_ids:
+            row = self._rows.get(message_id)
+            if row is not None:
+                row[TEXT] = ""
+
     def _set_deleted(self, e: Any, deleted: int) -> None:
         at = e.timestamp.timestamp()
         for message_id in e.message_ids:

@@ -78,7 +78,7 @@ class ModelStatsProjection(Projection):
                 (int(e.accepted), i),
             )
 
-    @handles(ConversationTree.MessageDeleted)
+    @handles(ConversationTree.MessageDeleted, ConversationTree.MessagesPurged)
     def on_deleted(self, c: sqlite3.Cursor, e: Any) -> None:
         c.executemany(
             "UPDATE model_replies SET deleted = 1 WHERE message_id = ?", self._ids(e.message_ids)

@@ -324,7 +324,7 @@ class StatsProjection(Projection):
             self._dirty.add(message_id)
             self._add(m[USER], m[HOUR_], self._counted(m), -1 if deleted else 1)
 
-    @handles(ConversationTree.MessageDeleted)
+    @handles(ConversationTree.MessageDeleted, ConversationTree.MessagesPurged)
     def on_deleted(self, c: sqlite3.Cursor, e: Any) -> None:
         self._set_deleted(e.message_ids, 1)
 

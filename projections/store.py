@@ -29,6 +29,7 @@ def default_projections() -> list[Projection]:
     from projections.messages import MessagesProjection
     from projections.model_stats import ModelStatsProjection
     from projections.models import ModelsProjection
+    from projections.moderation import ModerationProjection
     from projections.stats import StatsProjection
     from projections.trees import TreesProjection
     from projections.users import UsersProjection
@@ -42,6 +43,7 @@ def default_projections() -> list[Projection]:
         ArenaProjection(),
         AgreementProjection(),
         ModelsProjection(),
+        ModerationProjection(),
         TrainingProjection(),
     ]
 

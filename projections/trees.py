@@ -170,7 +170,7 @@ class TreesProjection(Projection):
     def on_review(self, c: sqlite3.Cursor, e: Any) -> None:
         self._change(e, e.message_id, M_RESULT, int(e.accepted))
 
-    @handles(ConversationTree.MessageDeleted)
+    @handles(ConversationTree.MessageDeleted, ConversationTree.MessagesPurged)
     def on_deleted(self, c: sqlite3.Cursor, e: Any) -> None:
         for message_id in e.message_ids:
             self._change(e, message_id, M_DELETED, 1)

@@ -28,15 +28,21 @@ from api.http import (
     message_lists,
     message_moderation,
     messages,
+    oa_admin,
+    oa_extras,
+    oa_stats,
     openapi,
     stats,
     tasks,
+    toxicity,
     tree_history,
     users,
 )
+from api.http import metrics as metrics_endpoint
 from api.http import schemas as s
 from api.http.audit import digest_endpoint
 from api.http.errors import error_response, internal_error, json_response
+from api.http.metrics import Metrics
 from api.http.ratelimit import RateLimits
 from api.http.routing import Api, Call
 from api.http.service import Service
@@ -110,10 +116,11 @@ def create_app(
         rate_limits=rate_limits,
         process_interval=process_interval,
     )
-    return _starlette(service, build_api(service), folder)
+    metrics = Metrics(service)
+    return _starlette(service, build_api(service, metrics), folder, metrics)
 
 
-def build_api(service: Service) -> Api:
+def build_api(service: Service, metrics: Metrics | None = None) -> Api:
     """Every endpoint, in the order their routes must be matched."""
     api = Api(service)
     api.add(
@@ -135,11 +142,19 @@ def build_api(service: Service) -> Api:
     tree_history.register(api)
     stats.register(api)
     leaderboards.register(api)
+    # OA's admin, statistics and remaining operations (issue 16)
+    oa_admin.register(api)
+    oa_stats.register(api)
+    oa_extras.register(api)
+    toxicity.register(api)
+    metrics_endpoint.register(api, metrics or Metrics(service))
     openapi.register(api)
     return api
 
 
-def _starlette(service: Service, api: Api, folder: Path) -> Starlette:
+def _starlette(
+    service: Service, api: Api, folder: Path, metrics: Metrics | None = None
+) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await service.start()
@@ -148,7 +163,7 @@ def _starlette(service: Service, api: Api, folder: Path) -> Starlette:
         finally:
             await service.stop()
 
-    routes = api.routes() + [
+    routes = (metrics.instrument(api.routes()) if metrics else api.routes()) + [
         Route("/api/v1/audit/digest", _guarded(service, digest_endpoint(folder)), methods=["GET"]),
     ]
     app = Starlette(

@@ -70,11 +70,19 @@ def no_content() -> Response:
 
 
 def error_response(error: DomainError) -> Response:
-    return json_response(
-        {"message": error.message, "error_code": int(error.error_code)},
-        error.http_status,
-        getattr(error, "headers", None),
-    )
+    body: dict[str, Any] = {"message": error.message, "error_code": int(error.error_code)}
+    if error.http_status == 422:
+        body["detail"] = validation_detail(error.message)
+    return json_response(body, error.http_status, getattr(error, "headers", None))
+
+
+def validation_detail(message: str) -> list[dict[str, Any]]:
+    """FastAPI's 422 ``detail`` list, which OA's clients read: one entry naming where the
+    problem is (a query parameter when the message names one, else the body)."""
+    loc: list[str] = ["body"]
+    if message.startswith("query parameter "):
+        loc = ["query", message.split()[2]]
+    return [{"loc": loc, "msg": message, "type": "value_error"}]
 
 
 def internal_error(exc: BaseException) -> Response:

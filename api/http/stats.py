@@ -6,6 +6,7 @@ from typing import Any
 
 from api.http.routing import Api, Call
 from domain.model.states import TreeState
+from projections import oa_queries
 
 
 async def state_counts(call: Call) -> Any:
@@ -14,17 +15,8 @@ async def state_counts(call: Call) -> Any:
 
 
 async def message_counts(call: Call) -> Any:
-    only_active = call.flag("only_active", True)
-    where = " WHERE t.active = 1" if only_active else ""
-    rows = await call.rows(
-        "SELECT t.tree_id, t.state, t.goal_tree_size, count(m.message_id) FROM trees t"
-        " JOIN messages m ON m.tree_id = t.tree_id AND m.deleted = 0"
-        f"{where} GROUP BY t.tree_id ORDER BY t.tree_id"
-    )
-    return [
-        {"message_tree_id": r[0], "state": r[1], "goal_tree_size": r[2], "message_count": r[3]}
-        for r in rows
-    ]
+    """OA's TreeMessageCountStats per tree (projections.oa_queries)."""
+    return await call.read(oa_queries.message_counts, call.flag("only_active", True))
 
 
 def register(api: Api) -> None:
@@ -42,6 +34,6 @@ def register(api: Api) -> None:
         message_counts,
         response=list[dict[str, Any]],
         query={"only_active": "default true"},
-        summary="undeleted messages per tree",
+        summary="undeleted messages per tree: count, depth, oldest, youngest",
         tag="stats",
     )

@@ -80,6 +80,7 @@ class ErrorCode(IntEnum):
     USER_HAS_NOT_ACCEPTED_TOS = 4003
     API_CLIENT_NOT_FOUND = 4010
 
+    HUGGINGFACE_API_ERROR = 3001  # OA: an external classifier failed (or none is set)
     EMOJI_OP_UNSUPPORTED = 5000
 
     # ours: the models registry (a range OA does not use)

@@ -78,6 +78,7 @@ class Message:
         "ranking_count",
         "rank",
         "review_score",
+        "purged",
         "images",
     )
 
@@ -119,6 +120,8 @@ class Message:
         # Free and report labels: the latest per user (OA overwrites them too).
         self.free_labels: dict[UUID | None, dict[str, float]] = {}
         self.deleted = False
+        # Purged by a moderator (ConversationTree.MessagesPurged): deleted for good, text gone.
+        self.purged = False
         # Images attached to it (ConversationTree.ImagesAttached), in attachment order.
         self.images: list[ImageRef] = []
         self.edited = False

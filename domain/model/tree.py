@@ -29,9 +29,10 @@ from domain.model.states import TreeState
 from domain.model.topics import keep_stored_topics
 from domain.model.tree_commands import TreeCommands
 from domain.model.tree_import import IMPORT_REASON, ImportedMessage, plan_import
+from domain.model.tree_purge import TreePurge
 
 
-class ConversationTree(TreeCommands, TreeImages, Aggregate):
+class ConversationTree(TreeCommands, TreePurge, TreeImages, Aggregate):
     class Event(Aggregate.Event):
         user_id: UUID | None
         client_id: UUID | None
@@ -231,6 +232,27 @@ class ConversationTree(TreeCommands, TreeImages, Aggregate):
         def apply(self, tree: ConversationTree) -> None:
             for message_id in self.message_ids:
                 tree.messages[message_id].deleted = False
+
+    class MessagesPurged(Event):
+        """A moderator's purge (OA's purge_user): the messages and their replies are gone
+        for good. The log keeps what was written; every read model and dataset hides it."""
+
+        message_ids: list[UUID]
+        reason: str
+
+        def apply(self, tree: ConversationTree) -> None:
+            for message_id in self.message_ids:
+                message = tree.messages[message_id]
+                message.deleted = message.purged = True
+                message.text = ""
+
+    class ReportsProcessed(Event):
+        """A moderator has dealt with the reports on a message (OA's flagged message)."""
+
+        message_id: UUID
+
+        def apply(self, tree: ConversationTree) -> None:
+            pass
 
     class MessageEdited(Event):
         message_id: UUID

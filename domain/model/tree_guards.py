@@ -170,8 +170,11 @@ def check_resume(tree: TreeData) -> None:
 
 
 def check_undelete(tree: TreeData, revived: list[Message], config: TreeConfig) -> None:
-    """A restored reply counts again: its parent may have taken other replies since."""
+    """A restored reply counts again: its parent may have taken other replies since.
+    A purged message stays gone: a purge is not a deletion to take back."""
     for message in revived:
+        if message.purged:
+            raise MessageDeletedError(f"message {message.id} was purged; it cannot be restored")
         if message.parent_id is None or message.review_result is False:
             continue
         parent = tree.messages[message.parent_id]

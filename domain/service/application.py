@@ -11,6 +11,7 @@ Its commands are grouped by concern, one class each, and DataEngine inherits the
 - domain.service.oa_import: importing Open-Assistant export trees;
 - domain.service.task_commands: issuing, acknowledging, skipping, expiring tasks;
 - domain.service.moderation: activation, halting, deletion, edits, emojis;
+- domain.service.purges: moderators' purges and flagged messages;
 - domain.service.user_commands: API clients and users;
 - domain.service.model_commands: the models registry.
 """
@@ -31,6 +32,7 @@ from domain.model.tree import ConversationTree
 from domain.service.model_commands import ModelCommands
 from domain.service.moderation import ModerationCommands
 from domain.service.oa_import import ImportCommands
+from domain.service.purges import PurgeCommands
 from domain.service.task_commands import TaskCommands
 from domain.service.tree_commands import TreeCommands
 from domain.service.unit_of_work import Outcome, UnitOfWork, message_id_for
@@ -44,6 +46,7 @@ class DataEngine(
     ImportCommands,
     TaskCommands,
     ModerationCommands,
+    PurgeCommands,
     ClientCommands,
     UserCommands,
     ModelCommands,

@@ -92,6 +92,10 @@ SUMMARIES: dict[type, Callable[[Any], str]] = {
     ConversationTree.MessageDeleted: lambda e: (
         f"deleted {', '.join(short(i) for i in e.message_ids)} ({e.reason})"
     ),
+    ConversationTree.MessagesPurged: lambda e: (
+        f"purged {', '.join(short(i) for i in e.message_ids)} ({e.reason})"
+    ),
+    ConversationTree.ReportsProcessed: lambda e: f"reports on {short(e.message_id)} processed",
     ConversationTree.MessageUndeleted: lambda e: (
         f"undeleted {', '.join(short(i) for i in e.message_ids)}"
     ),

@@ -177,6 +177,13 @@ def _deleted(tree: RowTree, e: _Ids) -> None:
         tree.messages[message_id].deleted = True
 
 
+@_applies(_Ids, ConversationTree.MessagesPurged)
+def _purged(tree: RowTree, e: _Ids) -> None:
+    for message_id in e.message_ids:
+        message = tree.messages[message_id]
+        message.deleted, message.text = True, ""
+
+
 @_applies(_Ids, ConversationTree.MessageUndeleted)
 def _undeleted(tree: RowTree, e: _Ids) -> None:
     for message_id in e.message_ids:
@@ -196,6 +203,7 @@ NO_ROW_FACTS: tuple[type, ...] = (
     ConversationTree.RankingSubmitted,
     ConversationTree.ScoringFailed,
     ConversationTree.EmojiToggled,
+    ConversationTree.ReportsProcessed,
     ConversationTree.ImagesAttached,  # rows carry no images yet (issue 17, step 3)
 )
 # topic (stored and current) -> (decode, apply).
