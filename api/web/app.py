@@ -8,7 +8,7 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from api.http.service import Service
-from api.web import accounts, admin, dashboard, moderation, people, render, tasks
+from api.web import accounts, admin, dashboard, images, moderation, people, render, tasks
 from api.web.site import HERE, SIGNUP_ENV, Site
 
 
@@ -21,6 +21,7 @@ def web_routes(site: Site) -> list[BaseRoute]:
         *accounts.routes(site),
         *admin.routes(site),
         *tasks.routes(site),
+        *images.routes(site),
         *people.routes(site),
         *moderation.routes(site),
         *dashboard.routes(site),

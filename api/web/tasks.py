@@ -16,6 +16,7 @@ from uuid import UUID
 from starlette.responses import Response
 from starlette.routing import Route
 
+from api.web import images as web_images
 from api.web import labels_form
 from api.web.site import Ctx, Site, redirect
 from domain.model.errors import DomainError, InvalidRankingError, TaskTypeMismatchError
@@ -108,6 +109,7 @@ def _view(ctx: Ctx, task: Task) -> dict[str, Any]:
         "conversation": p.get("conversation", {}).get("messages", []),
         "want": ctx.request.query_params.get("want") or ctx.field("want") or "random",
         "lang": ctx.request.query_params.get("lang") or ctx.field("lang") or task.lang,
+        "max_images": ctx.site.service.app.config.max_images_per_message,
     }
     if task.type in RANKING_TASKS:
         by_id = {m["message_id"]: m for m in p.get("reply_messages", [])}
@@ -124,7 +126,8 @@ async def show_task(ctx: Ctx) -> Response:
     task = await _task(ctx)
     if not task.open:
         return redirect("/", "That task is finished.")
-    return ctx.render("task.html", **_view(ctx, task))
+    images = await web_images.for_task(ctx, task.tree_id)
+    return ctx.render("task.html", images=images, **_view(ctx, task))
 
 
 def _answer(ctx: Ctx, task: Task) -> int | None:
@@ -134,7 +137,12 @@ def _answer(ctx: Ctx, task: Task) -> int | None:
     frontend_id = f"web:{task.id}:answer"
     if kind in PROMPT_TASKS:
         return app.create_prompt(
-            actor=ctx.actor, text=text, lang=lang, task_id=task.id, frontend_message_id=frontend_id
+            actor=ctx.actor,
+            text=text,
+            lang=lang,
+            task_id=task.id,
+            frontend_message_id=frontend_id,
+            images=web_images.from_form(ctx),
         ).position
     if kind in REPLY_TASKS:
         assert task.tree_id is not None and task.message_id is not None
@@ -146,6 +154,7 @@ def _answer(ctx: Ctx, task: Task) -> int | None:
             lang=lang,
             task_id=task.id,
             frontend_message_id=frontend_id,
+            images=web_images.from_form(ctx),
         ).position
     if kind in LABEL_TASKS:
         assert task.message_id is not None and task.tree_id is not None
@@ -205,7 +214,9 @@ async def answer(ctx: Ctx) -> Response:
     try:
         position = await ctx.site.blocking(_answer, ctx, task)
     except DomainError as e:
-        return ctx.render("task.html", e.http_status, error=e.message, **_view(ctx, task))
+        images = await web_images.for_task(ctx, task.tree_id)
+        view = _view(ctx, task)
+        return ctx.render("task.html", e.http_status, error=e.message, images=images, **view)
     await ctx.site.catch_up(position)
     return await _then_next(ctx, "Thanks, recorded.")
 

@@ -214,6 +214,10 @@ def tree_view(tree: ConversationTree) -> dict[str, Any]:
             client_id=str(m.client_id) if m.client_id else None,
             revision=m.revision,
             review_score=m.review_score,
+            images=[
+                {"id": str(i.id), "sha256": i.sha256, "width": i.width, "height": i.height}
+                for i in m.images
+            ],
             reviews=[
                 {"user_id": str(u) if u else None, "labels": labels}
                 for u, labels in m.reviews.items()
