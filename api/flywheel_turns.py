@@ -45,6 +45,7 @@ def turns(store: Path, rounds: int = 200) -> list[dict[str, Any]]:
         if not isinstance(state, dict):
             continue
         data = state.get("steps", {}).get("datasets", {}).get("summary", {})
+        report = state.get("steps", {}).get("report", {}).get("summary", {})
         found.append(
             {
                 "turn": state.get("name"),
@@ -57,6 +58,10 @@ def turns(store: Path, rounds: int = 200) -> list[dict[str, Any]]:
                 "strength": model["strength"],
                 "strength_interval": model["strength_interval"],
                 "votes": model["votes"],
+                # the report step's held-out figures (None before it ran)
+                "rm_accuracy": (report.get("rm_validation") or {}).get("accuracy"),
+                "rm_pairs": (report.get("rm_validation") or {}).get("pairs"),
+                "held_out_gain": (report.get("held_out_reward") or {}).get("gain"),
             }
         )
     return found

@@ -131,6 +131,16 @@ def test_one_turn_end_to_end_then_resume(
     shown = capsys.readouterr().out
     assert str(out / "rlhf") in shown and str(manifest["log_position"]) in shown
 
+    # `flywheel status` lists the turn with its report's figures.
+    assert main(["flywheel", "status", "--data", str(store), "--json"]) == 0
+    (listed,) = json.loads(capsys.readouterr().out)
+    report = state["steps"]["report"]["summary"]
+    assert listed["policy"] == "turn1-rlhf" and listed["folder"] == str(out)
+    assert listed["rm_accuracy"] == report["rm_validation"]["accuracy"]
+    assert listed["held_out_gain"] == report["held_out_reward"]["gain"]
+    assert main(["flywheel", "status", "--data", str(store)]) == 0
+    assert "flywheel turns" in capsys.readouterr().out
+
     # The new policy pre-labelled: its replies are in the store under its registry name.
     added = state["steps"]["prelabel"]["summary"]["added"]
     assert added == 4  # 2 candidates on each of the 2 open prompts

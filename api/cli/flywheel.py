@@ -86,6 +86,7 @@ def _add_vote_options(p: argparse.ArgumentParser) -> None:
         choices=("run", "status"),
         help="run a turn (default), or list the registered turns with their figures",
     )
+    p.add_argument("--json", action="store_true", help="status: print the turns as JSON")
     p.add_argument(
         "--no-sft-model-replies",
         dest="sft_model_replies",

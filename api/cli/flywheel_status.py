@@ -15,6 +15,10 @@ def _strength(turn: dict[str, Any]) -> str:
     return f"{turn['strength']:+.2f} [{low:+.2f}, {high:+.2f}]"
 
 
+def _figure(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
 def show_status(folder: Path, args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -29,7 +33,8 @@ def show_status(folder: Path, args: argparse.Namespace) -> int:
         print("no flywheel turns registered yet")
         return 0
     table = Table(title="flywheel turns (strength: Bradley-Terry vs people's replies, 95%)")
-    for column in ("turn", "log position", "rows sft/rm/kto", "from votes", "policy", "strength"):
+    columns = ("turn", "log position", "rows sft/rm/kto", "from votes", "rm val acc (pairs)")
+    for column in (*columns, "held-out reward gain", "policy", "strength"):
         table.add_column(column)
     for t in found:
         rows, votes = t["rows"], t["rows_from_votes"] or {}
@@ -38,6 +43,8 @@ def show_status(folder: Path, args: argparse.Namespace) -> int:
             str(t["log_position"]),
             f"{rows.get('sft', 0)}/{rows.get('rm', 0)}/{rows.get('kto', 0)}",
             f"pairs {votes.get('pairs', 0)}, sft {votes.get('sft', 0)}",
+            _figure(t["rm_accuracy"], ".3f") + f" ({t['rm_pairs'] or 0})",
+            _figure(t["held_out_gain"], "+.3f"),
             t["policy"],
             f"{_strength(t)} ({t['votes']} votes)",
         )
