@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from api.cli import add_data_option, fail, import_data
+from api.cli import add_data_option, fail, import_data, oa_seed
 from domain.model.states import TreeState
 
 
@@ -66,6 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ioa.add_argument("--origin", default=None, help="origin recorded for trees that name none")
     ioa.set_defaults(handler=import_oa)
     import_data.register_import(imp)
+    oa_seed.register_import(imp)
 
 
 @contextmanager

@@ -20,10 +20,12 @@ from uuid import UUID
 
 import msgspec
 
+from domain.model.actor import Actor
 from domain.model.errors import DomainError, InvalidMessageError, MessageAlreadyExistsError
 from domain.model.message_index import MessageIndex, index_id_for
 from domain.model.states import TreeState
 from domain.model.tree import ConversationTree
+from domain.model.tree_seed import SeedTree, record_seed
 from domain.service.message_index import MessageIndexCommands
 from domain.service.unit_of_work import UnitOfWork
 
@@ -122,6 +124,33 @@ class ImportCommands(MessageIndexCommands):
         report.imported, report.skipped = done.imported, done.skipped
         report.failed.extend(done.failed)
         return report
+
+    def import_seed_batch(self, batch: list[SeedTree], *, actor: Actor) -> ImportReport:
+        """Record OA seed trees (domain.model.tree_seed) in one transaction as ``actor``'s
+        messages; trees already in the log are skipped."""
+
+        def command(uow: UnitOfWork) -> ImportReport:
+            done = ImportReport()
+            for seed in batch:
+                if uow.find(ConversationTree, seed.id) is not None:
+                    done.skipped += 1
+                    continue
+                try:
+                    tree = record_seed(ConversationTree, seed, actor, self.config)
+                    if uow.attempt > 0:
+                        _check_unclaimed(uow, tree)
+                except DomainError as e:
+                    done.failed.append(
+                        (str(seed.id), f"{e.message} (error_code {int(e.error_code)})")
+                    )
+                    continue
+                uow.add(tree)
+                done.imported += 1
+            return done
+
+        done, position = self.run(tuple(seed.id for seed in batch), command)
+        done.position = position
+        return done
 
     def _import_one(
         self,
