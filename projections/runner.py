@@ -34,6 +34,7 @@ from typing import Any
 
 from eventsourcing.utils import resolve_topic
 
+from projections import identity
 from projections.base import Handler, Projection
 from projections.log import LogSource, Row, event_view, views_through
 from projections.store import ReadModel
@@ -66,6 +67,9 @@ class ProjectionRunner:
         bulk: bool = False,
     ):
         self.log = log
+        # a read model that is not this log's (restored backup, another store, corrupt) is
+        # set aside and rebuilt; the reason stays for /health (projections.identity)
+        self.set_aside = None if bulk else identity.ensure_own(Path(path), log)
         self.readmodel = ReadModel(path, projections)
         self.batch_size = batch_size
         self.poll_interval = poll_interval
@@ -218,6 +222,7 @@ class ProjectionRunner:
                                 handler(cursor, event)
             for projection in self._batched:
                 projection.end_batch(cursor)
+            identity.record(cursor, rows)
             cursor.executemany(
                 "UPDATE tracking SET position = ? WHERE projection = ? AND position < ?",
                 [(last, n, last) for n in self._names],

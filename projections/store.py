@@ -14,6 +14,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from projections import identity
 from projections.base import Projection
 
 READMODEL_FILE = "readmodel.sqlite"
@@ -104,6 +105,7 @@ class ReadModel:
         conn.execute(
             "CREATE TABLE IF NOT EXISTS schemas (projection TEXT PRIMARY KEY, digest TEXT NOT NULL)"
         )
+        conn.execute(identity.DDL)  # which log this file projects (projections.identity)
         known = dict(conn.execute("SELECT projection, digest FROM schemas"))
         tracked = {name for (name,) in conn.execute("SELECT projection FROM tracking")}
         for projection in self.projections:
@@ -127,6 +129,7 @@ class ReadModel:
                 conn.execute(f"DROP TABLE IF EXISTS {table}")
             conn.execute("DELETE FROM tracking WHERE projection = ?", (projection.name,))
         conn.execute("DROP TABLE IF EXISTS schemas")  # nothing left to describe
+        conn.execute("DROP TABLE IF EXISTS log_identity")  # nothing projected any more
         conn.execute("COMMIT")
 
     def positions(self, conn: sqlite3.Connection | None = None) -> dict[str, int]:

@@ -69,4 +69,5 @@ def dump(conn: sqlite3.Connection) -> dict[str, list[tuple]]:
             "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
         )
     ]
+    tables = [t for t in tables if t != "log_identity"]  # which log, not what it holds
     return {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in tables}

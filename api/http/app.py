@@ -53,15 +53,21 @@ __all__ = ["create_app", "from_env", "json_response", "error_response"]
 
 
 async def health(call: Call) -> Any:
-    """200 while the read models follow the log; 503 once the runner has stopped on an error."""
-    runner = call.service.runner
-    failed = runner is None or runner.error is not None
+    """200 while the read models follow the log and are its projection; 503 with the reason
+    once the runner has stopped or the read model is not the log's (projections.identity)."""
+    service = call.service
+    runner = service.runner
+    head = await service.head_async()
+    reason = await service.blocking(service.readmodel_problem)
+    position = runner.position if runner else 0
     body = s.Health(
-        status="read models stopped" if failed else "ok",
-        log_position=await call.service.head_async(),
-        readmodel_position=runner.position if runner else 0,
+        status="ok" if reason is None else "read models not ready",
+        log_position=head,
+        readmodel_position=position,
+        lag=max(0, head - position),
+        reason=reason,
     )
-    return json_response(body, 503 if failed else 200)
+    return json_response(body, 503 if reason is not None else 200)
 
 
 def _guarded(service: Service, handler: Any) -> Any:

@@ -344,3 +344,5 @@ class Health(Struct, kw_only=True):
     status: str
     log_position: int
     readmodel_position: int
+    lag: int = 0  # events the read models have still to apply
+    reason: str | None = None  # why not ready: a stopped runner, a read model not the log's

@@ -45,6 +45,7 @@ from domain.model.user import User, user_id_for
 from domain.service.application import DataEngine
 from domain.service.handout import Handout
 from domain.service.processes import Lottery, ProcessLoop
+from projections import identity
 from projections.audit.live import AuditFollower
 from projections.log import StoreLog
 from projections.runner import ProjectionError, ProjectionRunner
@@ -226,6 +227,20 @@ class Service:
         return self.engine
 
     # ------------------------------------------------------------------ consistency
+    def readmodel_problem(self) -> str | None:
+        """Why the read models cannot be served (None: they can): a stopped runner, or a
+        read model whose recorded log position and fingerprint are not the log's."""
+        runner = self.runner
+        if runner is None:
+            return "the read models are not open"
+        if runner.error is not None:
+            return f"the projection runner stopped: {runner.error}"
+        source = StoreLog(log_location(self.folder))
+        try:
+            return identity.mismatch(self.reader(), source, quick_check=False)
+        finally:
+            source.close()
+
     def head(self) -> int:
         return self.app.recorder.max_notification_id() or 0
 

@@ -21,8 +21,17 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from projections.audit.record import AUDIT_FILE, AuditStore, ChainBroken, open_log, record
+from projections.audit.chain import canonical, fingerprint
+from projections.audit.record import (
+    AUDIT_FILE,
+    AuditStore,
+    ChainBroken,
+    log_row,
+    open_log,
+    record,
+)
 from projections.audit.signing import Signatures, load_signer
+from projections.identity import set_aside
 from projections.log import max_position
 
 log = logging.getLogger("dataengine.audit")
@@ -36,6 +45,7 @@ class AuditFollower:
         self.position = 0
         self.error: str | None = None
         self.signed = 0
+        self.closed = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._log: Any = None
@@ -47,11 +57,40 @@ class AuditFollower:
         if self._log is None:
             self._log = open_log(self.location)
         if self._store is None:
+            self._set_aside_if_foreign()
             self._store = AuditStore(self.folder / AUDIT_FILE)
             self.position = self._store.head()[0]
             if self._signer is not None:
                 self._signatures = Signatures(self._store.conn)
         return self._log is not None
+
+    def _set_aside_if_foreign(self) -> None:
+        """A corrupt audit.sqlite, or one recording another store's log (its first event
+        is not ours), is set aside and recorded afresh. One whose later events differ
+        from the log is kept: that is the tampering it exists to show (ChainBroken)."""
+        path = self.folder / AUDIT_FILE
+        if not path.exists() or self._log is None:
+            return
+        reason = None
+        try:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                found = conn.execute("PRAGMA quick_check").fetchone()[0]
+                if found != "ok":
+                    reason = f"it is corrupt (quick_check: {found})"
+                else:
+                    first = conn.execute(
+                        "SELECT position, fingerprint FROM events ORDER BY position LIMIT 1"
+                    ).fetchone()
+                    row = log_row(self._log, first[0]) if first else None
+                    if first and row is not None and fingerprint(canonical(*row)) != first[1]:
+                        reason = f"its first event (position {first[0]}) is another store's"
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError as e:
+            reason = f"it cannot be read ({e})"
+        if reason is not None:
+            set_aside(path, reason)
 
     def step(self) -> int:
         """Extend the record to the log's head; the number of events added."""
@@ -88,6 +127,7 @@ class AuditFollower:
 
     def close(self) -> None:
         """Stop after a last step, so everything committed before the close is covered."""
+        self.closed = True
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
