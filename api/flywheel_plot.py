@@ -16,6 +16,8 @@ from typing import Any
 
 def _empty(ax: Any, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
 
 
 def _leaderboard(ax: Any, strengths: dict[str, Any]) -> None:
@@ -85,7 +87,8 @@ def plot_report(
         {"rm_accuracy": "RM validation accuracy"},
         "reward model: pairwise accuracy on validation pairs",
     )
-    axes[0][1].axhline(0.5, color="grey", lw=0.8, ls="--")
+    axes[0][1].axhline(0.5, color="grey", lw=0.8, ls="--")  # chance
+    axes[0][1].set_ylim(0.0, 1.0)
     _per_turn(
         axes[1][0],
         turns,

@@ -120,3 +120,27 @@ def test_not_rankable_is_a_tie_and_position_bias_uses_the_display_order() -> Non
         "synthetic": 2,
         "human": 1,
     }
+
+
+def test_stats_models_prints_the_arena_with_position_bias(capsys) -> None:
+    from api.cli.stats import _render_arena
+
+    p, c = handler_db()
+    a, b, h = (str(uuid4()) for _ in range(3))
+    p.on_reply(c, SimpleNamespace(message_id=a, synthetic=True, model_name="alpha"))
+    p.on_reply(c, SimpleNamespace(message_id=b, synthetic=True, model_name="beta"))
+    p.on_ranking(c, ranking([b, a, h], shown=[a, b, h]))
+    p.on_ranking(c, ranking([a, b], shown=[b, a], user="u2"))
+    _render_arena(arena_leaderboard(c.connection, rounds=20))
+    out = capsys.readouterr().out
+    assert "Bradley-Terry strengths (log-odds, relative to human" in out
+    assert "win rate of the row's player against the column's" in out
+    bias = out.split("position bias")[1].splitlines()[2:]
+    # (shown, position, comparisons, win rate): 2 shown, the second won; 3 shown: 1, 2, 0 wins.
+    assert [line.split() for line in bias if line.strip()] == [
+        ["2", "0", "1", "0.000"],
+        ["2", "1", "1", "1.000"],
+        ["3", "0", "2", "0.500"],
+        ["3", "1", "2", "1.000"],
+        ["3", "2", "2", "0.000"],
+    ]
