@@ -63,6 +63,18 @@ async def test_purge_preview_records_nothing_and_a_purge_hides_the_text(world):
     assert gone["deleted"] is True and gone["text"] == ""
     tree = await env.get(f"/api/v1/messages/{ids['root']}/tree", include_deleted="true")
     assert [m["text"] for m in tree.json()["messages"] if m["id"] == ids["reply"]] == [""]
+    # nothing that reads the log for people shows the text: history, events, a past view
+    events = (await env.get(f"/api/v1/trees/{ids['root']}/events")).json()
+    purge = next(e["version"] for e in events if e["type"] == "MessagesPurged")
+    for path, params in (
+        (f"/api/v1/messages/{ids['reply']}/history", {}),
+        (f"/api/v1/trees/{ids['root']}/events", {}),
+        (f"/api/v1/trees/{ids['root']}", {"as_of": str(purge - 1)}),
+    ):
+        r = await env.get(path, **params)
+        assert r.status_code == 200 and "Paris" not in r.text, (path, r.text)
+    before_purge = await env.get(f"/api/v1/trees/{ids['root']}", as_of=str(purge - 1))
+    assert [m["deleted"] for m in before_purge.json()["messages"]] == [False, False]
     # a purge is not a deletion to take back
     r = await env.client.put(f"/api/v1/messages/{ids['reply']}/undelete", headers=env.h)
     error(r, 400, 2023)

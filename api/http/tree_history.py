@@ -15,6 +15,7 @@ from api.http.messages import _target
 from api.http.routing import Api, Call
 from domain.model.as_of import parse_as_of
 from domain.model.errors import ErrorCode, TreeNotFoundError
+from domain.model.tree_purge import hide_purged, purged_in
 
 
 async def _tree_events(call: Call, tree_id: UUID) -> list[tuple[int, Any]]:
@@ -40,7 +41,9 @@ async def history(call: Call) -> Any:
     row = await _target(call)
     message_id = UUID(row[0])
     revisions = []
-    for _, event in await _tree_events(call, UUID(row[1])):
+    events = await _tree_events(call, UUID(row[1]))
+    hidden = message_id in purged_in(e for _, e in events)  # purged: no text to show
+    for _, event in events:
         name = type(event).__name__
         if (name == "TreeStarted" and event.originator_id == message_id) or (
             name == "ReplyAdded" and event.message_id == message_id
@@ -49,7 +52,7 @@ async def history(call: Call) -> Any:
                 s.MessageRevision(
                     message_id=message_id,
                     revision=0,
-                    text=event.text,
+                    text="" if hidden else event.text,
                     user_id=event.user_id,
                     created_date=event.timestamp,
                 )
@@ -59,7 +62,7 @@ async def history(call: Call) -> Any:
                 s.MessageRevision(
                     message_id=message_id,
                     revision=event.revision,
-                    text=event.text,
+                    text="" if hidden else event.text,
                     user_id=event.user_id,
                     created_date=event.timestamp,
                 )
@@ -77,6 +80,7 @@ async def tree_events(call: Call) -> Any:
         raise TreeNotFoundError(f"tree {tree_id} not found")
     # the owner rule of /messages/{id}, applied to the tree's prompt (its first event)
     auth.check_owner(call.api_client, getattr(found[0][1], "client_id", None))
+    purged = purged_in(e for _, e in found)
     return [
         s.TreeEvent(
             position=position,
@@ -85,7 +89,7 @@ async def tree_events(call: Call) -> Any:
             timestamp=e.timestamp,
             user_id=e.user_id,
             client_id=e.client_id,
-            data={k: v for k, v in vars(e).items() if k not in _OWN},
+            data=hide_purged(e, {k: v for k, v in vars(e).items() if k not in _OWN}, purged),
         )
         for position, e in found
     ]
@@ -109,7 +113,13 @@ def tree_at(call: Call) -> Any:
     auth.check_owner(call.api_client, first.root.client_id)
     if raw is None:
         return first.as_dict()
-    return app.get_tree(tree_id, version=version, as_of=moment).as_dict()
+    # as it was, less the text of messages purged since (the log keeps it; views do not)
+    purged = {m.id for m in app.get_tree(tree_id).messages.values() if m.purged}
+    view = app.get_tree(tree_id, version=version, as_of=moment).as_dict()
+    for message in view["messages"]:
+        if UUID(message["id"]) in purged:
+            message["text"] = ""
+    return view
 
 
 def register(api: Api) -> None:

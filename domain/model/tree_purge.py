@@ -12,8 +12,9 @@ aggregate method records the purge and what follows from it, as a deletion does.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import UUID
 
 from domain.model import tree_rules as rules
@@ -96,3 +97,29 @@ class TreePurge(TreeFollowUps):
         """A moderator has dealt with the message's reports (OA's flagged message)."""
         self.message(message_id)  # MessageNotFoundError for a message of another tree
         self._record(self.ReportsProcessed, actor, message_id=message_id)
+
+
+# ------------------------------------------------------------------ reading the log
+# The log keeps a purged message's text; what reads the log for people (history, events,
+# a tree as it was) hides it with these.
+_TEXT_OF = {
+    "TreeStarted": "originator_id",
+    "ReplyAdded": "message_id",
+    "MessageEdited": "message_id",
+}
+
+
+def purged_in(events: Iterable[Any]) -> set[UUID]:
+    """The messages a tree's events purge (MessagesPurged, by name: views or events)."""
+    return {
+        UUID(str(i)) for e in events if type(e).__name__ == "MessagesPurged" for i in e.message_ids
+    }
+
+
+def hide_purged(event: Any, data: dict[str, Any], purged: set[UUID]) -> dict[str, Any]:
+    """``data`` (the event's fields, as shown) with the text blanked when the event wrote
+    a purged message's text."""
+    key = _TEXT_OF.get(type(event).__name__)
+    if key is not None and "text" in data and UUID(str(getattr(event, key))) in purged:
+        return {**data, "text": ""}
+    return data
