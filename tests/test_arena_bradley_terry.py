@@ -95,3 +95,18 @@ def test_bootstrap_resamples_whole_groups() -> None:
     diffs = np.round(samples[:, 0] - samples[:, 1], 6)
     # a resample holds tree 0 twice, tree 1 twice, or each once: three strengths only
     assert len(set(diffs)) == 3 and 0.0 in diffs
+
+
+def test_fit_many_is_fit_per_matrix() -> None:
+    rng = np.random.default_rng(7)
+    wins = rng.poisson(3.0, size=(40, 4, 4)).astype(float)
+    wins[:, np.arange(4), np.arange(4)] = 0
+    wins[:5, 0, :] += wins[:5, :, 0]  # some matrices with an unbeaten player
+    wins[:5, :, 0] = 0
+    wins[5] = 0  # and one with no outcomes at all: the prior's zero
+    many = bt.fit_many(wins)
+    one_by_one = np.stack([bt.fit(w) for w in wins])
+    np.testing.assert_allclose(many, one_by_one, atol=1e-9, rtol=0)
+    assert np.all(many[5] == 0)
+    with pytest.raises(ValueError):
+        bt.fit_many(wins, prior=0.0)
