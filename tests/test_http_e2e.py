@@ -11,7 +11,8 @@ from api.http.app import create_app
 from api.http.ratelimit import RateLimits
 from tests.http_helpers import ROOT, SMALL, WEB_KEY, Crowd, in_process, new_client_key, server
 
-pytestmark = pytest.mark.anyio
+# Both stores: the server on SQLite, and on a fresh PostgreSQL schema (tests/pg_fixture.py).
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("each_store")]
 
 
 @pytest.fixture

@@ -255,3 +255,29 @@ def test_two_processes_conflicts_are_retried_never_lost_nor_duplicated(
     finally:
         for app in apps:
             app.close()
+
+
+def test_threads_sharing_a_log_connection_see_every_row(copied: str) -> None:
+    """The runner's thread scans while another thread asks for the head on the same
+    connection (as the process loop does): the scan still hands out every row once."""
+    log = connect_log(copied)
+    head = log.execute("SELECT max(rowid) FROM stored_events").fetchone()[0]
+    stop = threading.Event()
+
+    def heads() -> None:
+        while not stop.is_set():
+            assert log.execute("SELECT max(rowid) FROM stored_events").fetchone()[0] == head
+
+    other = threading.Thread(target=heads)
+    other.start()
+    try:
+        for _ in range(5):
+            cursor = log.execute("SELECT rowid FROM stored_events ORDER BY rowid")
+            seen: list[int] = []
+            while batch := cursor.fetchmany(7):
+                seen += [p for (p,) in batch]
+            assert seen == list(range(1, head + 1))
+    finally:
+        stop.set()
+        other.join()
+        log.close()

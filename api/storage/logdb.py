@@ -16,9 +16,11 @@ folder's events.sqlite (``log_location``).
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -101,10 +103,12 @@ class _Cursor:
 
     A connection streams one statement at a time; when another statement starts before
     this one is read to the end, ``detach`` buffers the rest, so interleaved cursors
-    still see every row (as with sqlite3)."""
+    still see every row (as with sqlite3). Threads may share the connection (sqlite3's
+    ``check_same_thread=False``): every fetch and the detach hold the connection's lock."""
 
-    def __init__(self, first: tuple | None, stream: Iterator[Any]):
-        self._stream: Iterator[Any] | None = stream
+    def __init__(self, first: tuple | None, stream: Iterator[Any], lock: threading.RLock):
+        self._lock = lock
+        self._detached = False
         self._rows = self._iterate(first, stream)
 
     @staticmethod
@@ -116,26 +120,26 @@ class _Cursor:
             yield _plain(row)
 
     def detach(self) -> None:
-        if self._stream is not None:
-            self._rows = iter(list(self._rows))
-            self._stream = None
+        with self._lock:
+            if not self._detached:
+                self._rows = iter(list(self._rows))
+                self._detached = True
 
     def __iter__(self) -> Iterator[tuple]:
-        return self._rows
+        while rows := self.fetchmany(STREAM_ROWS):
+            yield from rows
 
     def fetchone(self) -> tuple | None:
-        return next(self._rows, None)
+        with self._lock:
+            return next(self._rows, None)
 
     def fetchmany(self, size: int = 1) -> list[tuple]:
-        out = []
-        for row in self._rows:
-            out.append(row)
-            if len(out) >= size:
-                break
-        return out
+        with self._lock:
+            return list(itertools.islice(self._rows, size))
 
     def fetchall(self) -> list[tuple]:
-        return list(self._rows)
+        with self._lock:
+            return list(self._rows)
 
 
 class LogConnection:
@@ -150,20 +154,23 @@ class LogConnection:
         self._psycopg = psycopg
         self._conn = psycopg.connect(libpq, autocommit=True)
         self._active: _Cursor | None = None
+        self._lock = threading.RLock()
         self.text_factory: Any = str  # accepted for sqlite3 compatibility; text is valid UTF-8
 
         self.translate = log_translator(self.schema)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> _Cursor:
-        self._finish()
         psycopg = self._psycopg
-        try:
-            stream = self._conn.cursor().stream(self.translate(sql), list(params), size=STREAM_ROWS)
-            first = next(stream, None)  # errors (a missing table) surface here
-        except psycopg.errors.UndefinedTable as e:
-            raise sqlite3.OperationalError(f"no such table: stored_events ({e})") from e
-        self._active = _Cursor(first, stream)
-        return self._active
+        with self._lock:
+            self._finish()
+            try:
+                query = self.translate(sql)
+                stream = self._conn.cursor().stream(query, list(params), size=STREAM_ROWS)
+                first = next(stream, None)  # errors (a missing table) surface here
+            except psycopg.errors.UndefinedTable as e:
+                raise sqlite3.OperationalError(f"no such table: stored_events ({e})") from e
+            self._active = _Cursor(first, stream, self._lock)
+            return self._active
 
     def _finish(self) -> None:
         """Buffer what the previous statement has left (one stream per connection)."""
@@ -172,15 +179,17 @@ class LogConnection:
             self._active = None
 
     def table_exists(self) -> bool:
-        self._finish()
-        row = self._conn.execute(
-            "SELECT to_regclass(%s) IS NOT NULL", (f"{self.schema}.{EVENTS_TABLE}",)
-        ).fetchone()
+        with self._lock:
+            self._finish()
+            row = self._conn.execute(
+                "SELECT to_regclass(%s) IS NOT NULL", (f"{self.schema}.{EVENTS_TABLE}",)
+            ).fetchone()
         return bool(row and row[0])
 
     def close(self) -> None:
-        self._active = None  # an unread rest is dropped with the connection
-        self._conn.close()
+        with self._lock:
+            self._active = None  # an unread rest is dropped with the connection
+            self._conn.close()
 
     def __enter__(self) -> LogConnection:
         return self
