@@ -29,14 +29,15 @@ from domain.model.errors import DomainError
 from domain.model.message import Role
 from domain.model.states import TreeState
 from domain.model.tree import ConversationTree
-from domain.model.tree_rules import active_children, path_to_root, reply_limit
+from domain.model.tree_rules import active_children, reply_limit
 from domain.service.application import DataEngine, message_id_for
+from training.prelabel_vision import TEXT_MODEL_SKIP, VisionGenerator, job_chat
 from training.registry import ResolvedModel, resolve
+from training.tiny_vlm import is_vision_model as _vision
 
 # The internal client the model users belong to. Its key is public (it is in this file), so
 # the client is disabled as soon as it is registered: the key can never authenticate.
 PRELABEL_CLIENT_KEY = "dataengine-internal-prelabel-client"
-CHAT_ROLES = {Role.PROMPTER: "user", Role.ASSISTANT: "assistant"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,11 +132,6 @@ def room(tree: ConversationTree, parent_id: UUID, config: Any) -> tuple[int, str
     if children <= size:
         return max(0, children), "max_children"
     return max(0, size), "tree_full"
-
-
-def conversation(tree: ConversationTree, parent_id: UUID) -> list[dict[str, str]]:
-    path = reversed(path_to_root(tree, tree.messages[parent_id]))
-    return [{"role": CHAT_ROLES[m.role], "content": m.text} for m in path]
 
 
 # ---------------------------------------------------------------- sampling
@@ -253,7 +249,12 @@ class _Job:
 
 
 def _plan(
-    app: DataEngine, submit: _Submitter, target: Target, n: int, summary: PrelabelSummary
+    app: DataEngine,
+    submit: _Submitter,
+    target: Target,
+    n: int,
+    summary: PrelabelSummary,
+    vision: bool = False,
 ) -> _Job | None:
     try:
         tree = app.get_tree(target.tree_id)
@@ -267,7 +268,11 @@ def _plan(
         summary.refused[reason] += len(missing) - fit
     if not missing[:fit]:
         return None
-    return _Job(target, conversation(tree, target.parent_id), missing[:fit])
+    chat = job_chat(tree, target.parent_id, vision)  # None: images a text model cannot see
+    if chat is None:
+        summary.skipped[TEXT_MODEL_SKIP] += len(missing[:fit])
+        return None
+    return _Job(target, chat, missing[:fit])
 
 
 def _pick(candidates: list[str], slots: int, summary: PrelabelSummary) -> list[str]:
@@ -328,22 +333,28 @@ def prelabel(
     generator: Generator | None = None,
     progress: Callable[[int], Any] | None = None,
     caps: Mapping[Target, int] | None = None,
+    blobs: Any = None,
 ) -> PrelabelSummary:
     """Sample ``options.n`` candidates per target (``caps[target]`` where given: several
-    models share a prompt's room, training.prelabel_models) and submit those that fit."""
+    models share a prompt's room, training.prelabel_models) and submit those that fit.
+    An image-text-to-text model sees the prompts' images (read from ``blobs``, the blob
+    store); a text-only model skips prompts with images (training.prelabel_vision)."""
     resolved = model if isinstance(model, ResolvedModel) else resolve(app, model)
     summary = PrelabelSummary(resolved.model_name, resolved.path)
     submit = _Submitter(app, resolved.model_name)
     targets = list(targets)
     seeded = False
+    vision = _vision(resolved.path) if generator is None else hasattr(generator, "processor")
     for start in range(0, len(targets), options.batch_size):
         chunk = targets[start : start + options.batch_size]
         summary.prompts_seen += len(chunk)
         wanted = [(t, options.n if caps is None else caps.get(t, 0)) for t in chunk]
-        jobs = [j for j in (_plan(app, submit, t, n, summary) for t, n in wanted) if j]
+        jobs = [j for j in (_plan(app, submit, t, n, summary, vision) for t, n in wanted) if j]
         if jobs:
             if generator is None:  # loaded only once there is something to write
-                generator = Generator(resolved.path)
+                generator = (
+                    VisionGenerator(resolved.path, blobs) if vision else Generator(resolved.path)
+                )
             if not seeded:
                 from transformers import set_seed
 

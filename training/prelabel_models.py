@@ -61,6 +61,7 @@ def prelabel_models(
     *,
     generators: Sequence[Generator | None] | None = None,
     progress: Callable[[int], Any] | None = None,
+    blobs: Any = None,
 ) -> list[PrelabelSummary]:
     """Every model writes its share of ``options.n`` candidates per target; one summary per
     model. With one model this is training.prelabel.prelabel."""
@@ -76,6 +77,8 @@ def prelabel_models(
         caps = list(shares(app, targets, len(resolved), options.n))
     loaded = list(generators or [None] * len(resolved))
     return [
-        prelabel(app, targets, model, options, generator=gen, progress=progress, caps=cap)
+        prelabel(
+            app, targets, model, options, generator=gen, progress=progress, caps=cap, blobs=blobs
+        )
         for model, gen, cap in zip(resolved, loaded, caps)
     ]

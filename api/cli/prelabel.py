@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from api.cli import add_data_option, fail
+from api.storage.blobs import blob_store  # the prompts' images, for vision-language models
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -89,7 +90,9 @@ def run_prelabel(args: argparse.Namespace) -> int:
             disable=not targets,
         ) as bar:
             try:
-                summaries = prelabel_models(app, targets, models, options, progress=bar.update)
+                summaries = prelabel_models(
+                    app, targets, models, options, progress=bar.update, blobs=blob_store(folder)
+                )
             except OSError as e:  # transformers: no such folder / hub id offline
                 return fail(f"cannot load model: {e}")
     finally:
