@@ -123,6 +123,21 @@ class PreferringCrowd(Crowd):
         return body
 
 
+def dashboard(store: Path) -> str:
+    """The web dashboard as a moderator sees it."""
+    from starlette.testclient import TestClient
+
+    from api.server import create_server
+    from tests.test_web_app import _staff
+
+    server = create_server(store, CONFIG, process_interval=0, rate_limits=RateLimits(False))
+    with TestClient(server, follow_redirects=False) as web:
+        _staff(web, "moira", "moderator")
+        r = web.get("/dashboard")
+        assert r.status_code == 200, r.text[:300]
+        return r.text
+
+
 def turn(store: Path, out: Path, previous: Path | None = None) -> dict[str, Any]:
     plan = FlywheelPlan(store=store, out=out, base_model="tiny", name=out.name, previous=previous)
     return Flywheel(plan, report=lambda _: None, progress=False).run(only=["datasets"])
@@ -180,6 +195,12 @@ async def test_http_votes_on_model_candidates_reach_the_next_turn(tmp_path) -> N
     assert win["win_rates"][other] == 1.0 and "replies" in win  # old fields kept
     assert [p["player"] for p in arena["players"]] == [preferred, other]
     assert arena["groups"] == PROMPTS and arena["matrix"][preferred][other] == 1.0
+
+    # The dashboard's model leaderboard shows the same strengths with their intervals.
+    page = dashboard(store)
+    assert "strength [95%] (votes)" in page
+    low, high = win["strength_interval"]
+    assert f"{win['strength']:+.2f} [{low:+.2f}, {high:+.2f}] ({win['votes']})" in page
 
     # The next turn's data: the old rows plus a pair per voted prompt, from both models.
     after = turn(store, tmp_path / "turn2", tmp_path / "turn1")["steps"]["datasets"]

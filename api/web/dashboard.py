@@ -25,7 +25,7 @@ from starlette.routing import Route
 from api.web import render
 from api.web.site import Ctx, Site
 from domain.model.errors import ModelNotFoundError
-from projections import agreement, model_stats
+from projections import agreement, arena
 from projections import availability as av
 from projections.datasets.live import NAME as TRAINING
 from projections.datasets.precut import status as training_status
@@ -100,7 +100,7 @@ def _all(conn: sqlite3.Connection, config: Any, now: Any, user_id: Any) -> dict[
         "available": {t.value: n for t, n in counts.items() if n},
         "votes": _votes_per_hour(conn, now.timestamp()),
         "agreement": agreement.agreement(conn),
-        "model_board": model_stats.model_leaderboard(conn),
+        "model_board": arena.model_leaderboard(conn),  # + Bradley-Terry strengths
         "models": _models(conn),
     }
 
