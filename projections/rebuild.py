@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from api.storage.logdb import Location
 from projections.base import Projection
 from projections.log import LogSource, SQLiteLog
 from projections.runner import ProjectionError, ProjectionRunner
@@ -162,7 +163,7 @@ def _serial(
 
 # ---------------------------------------------------------------- in parallel
 def _work(
-    events: Path,
+    events: Location,
     scratch: Path,
     projections: list[Projection],
     head: int,
@@ -193,7 +194,7 @@ def _work(
 
 
 def _parallel(
-    events: Path,
+    events: Location,
     path: Path,
     projections: list[Projection],
     groups: list[list[Projection]],

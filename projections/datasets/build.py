@@ -120,7 +120,10 @@ def collect(trees: Iterable[Any], options: BuildOptions) -> Collected:
 
 
 def replay_trees(
-    db: Path, position: int, lang: str | None = None, progress: Progress | None = None
+    db: log_reader.Location,
+    position: int,
+    lang: str | None = None,
+    progress: Progress | None = None,
 ) -> Iterable[slim.RowTree]:
     """Ready trees as of the position, slim, in tree-id order (the primary-key index walk
     hands each tree's events over together, so memory stays at one tree)."""
