@@ -105,6 +105,13 @@ READS: list[tuple[str, str, Any, tuple[int, int, int]]] = [
     ("GET", "/api/v1/messages/{m}/history", None, (403, 403, 200)),
     ("GET", "/api/v1/leaderboards/total", None, (200, 200, 200)),
     ("GET", "/api/v1/trollboards/total", None, (403, 403, 200)),
+    # OA's remaining operations (issue 16)
+    ("GET", "/api/v1/messages/{m}/longest_conversation_in_tree", None, (200, 403, 200)),
+    ("GET", "/api/v1/messages/{m}/max_children_in_tree", None, (200, 403, 200)),
+    ("GET", "/api/v1/frontend_messages/mpa/longest_conversation_in_tree", None, (200, 404, 404)),
+    ("GET", "/api/v1/frontend_messages/mpa/max_children_in_tree", None, (200, 404, 404)),
+    ("GET", "/api/v1/users/{u}/stats/total/window", None, (200, 404, 200)),
+    ("GET", "/api/v1/stats/cached/human_messages_by_lang", None, (200, 200, 200)),
 ]
 
 # Commands: each client's own user acts (a2 for A, b1 for B, t1 for T). Refusals first;
@@ -128,6 +135,14 @@ WRITES: list[tuple[str, str, Any, tuple[int, int, int]]] = [
     ("POST", "/api/v1/messages/{m}/edit", {"new_content": "edited", "user": None}, (403, 403, 204)),
     ("DELETE", "/api/v1/messages/{m}", None, (403, 403, 204)),
     ("PUT", "/api/v1/messages/{m}/undelete", None, (403, 403, 204)),
+    # OA's admin operations (issue 16): trusted clients only; a purge preview records nothing
+    ("POST", "/api/v1/admin/purge_user/{u}", None, (403, 403, 200)),
+    ("POST", "/api/v1/admin/purge_user/{u}/messages", None, (403, 403, 200)),
+    ("POST", "/api/v1/admin/admin/flagged_messages/{m}/processed", None, (403, 403, 200)),
+    ("POST", "/api/v1/admin/flagged_messages/{m}/processed", None, (403, 403, 200)),
+    ("POST", "/api/v1/leaderboards/update/total", None, (403, 403, 204)),
+    ("DELETE", "/api/v1/frontend_users/local/a1/messages", None, (403, 403, 404)),
+    ("DELETE", "/api/v1/users/{u}/messages", None, (403, 403, 204)),
     ("DELETE", "/api/v1/users/{u}", None, (403, 403, 204)),
 ]
 ACTOR = {"A": "a2", "B": "b1", "T": "t1"}
@@ -169,6 +184,8 @@ def test_every_endpoint_taking_an_id_is_in_the_matrix(tmp_path: Path) -> None:
         "/api/v1/trees/{message_id}": "/api/v1/trees/{tree_id}",
         "/stats/total": "/stats/{time_frame}",
         "boards/total": "boards/{time_frame}",
+        "update/total": "update/{time_frame}",
+        "cached/human_messages_by_lang": "cached/{name}",
     }
     for short, long in path_names.items():
         covered = {(m, p.replace(short, long)) for m, p in covered}

@@ -12,6 +12,7 @@ from typing import Any
 
 from api.http.errors import HttpError
 from api.http.routing import Api, Call
+from api.http.users import visible_user
 from domain.model.errors import ErrorCode
 from projections import leaderboard
 from projections import oa_queries as q
@@ -67,6 +68,7 @@ def _no_update(name: str) -> Any:
 
 async def stats_window(call: Call) -> Any:
     user_id = call.path_id("user_id", ErrorCode.USER_NOT_FOUND, "user")
+    await visible_user(call, user_id)  # another client's user is not found
     time_frame = leaderboard.check_time_frame(call.request.path_params["time_frame"])
     window = call.count("window_size", 5, 100)
     return await call.read(q.stats_window, user_id, time_frame, call.service.app.now(), window)
