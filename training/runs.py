@@ -38,6 +38,7 @@ from training.spec import (  # noqa: F401 (re-exported for the kind modules' use
     max_positions,
     reference_trainer,
 )
+from training.vision import text_tokenizer
 
 KIND_MODULES = {
     "sft": "training.sft",
@@ -153,7 +154,7 @@ def prepare(
     module.check(spec)
     spec.notes["validation"] = split
     spec.notes["too_long"] = validation.too_long(
-        kind, spec.tokenizer, dataset, getattr(spec.args, "max_length", None)
+        kind, text_tokenizer(spec.tokenizer), dataset, getattr(spec.args, "max_length", None)
     )
     spec.notes["report_to"] = tracking.trackers(spec.args.report_to)
     ident = ckpt.identity(kind, model, dataset)

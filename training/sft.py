@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from training.spec import RunSpec
+from training.vision import is_processor, with_images
 
 COLUMNS = ["messages"]
 
@@ -28,7 +29,9 @@ def assistant_mask_supported(tokenizer: Any) -> bool:
 def model_defaults(spec: RunSpec) -> dict[str, Any]:
     return {
         **spec.length_defaults(),
-        "assistant_only_loss": assistant_mask_supported(spec.tokenizer),
+        # TRL masks assistant turns of text chats only, not of vision-language rows
+        "assistant_only_loss": not is_processor(spec.tokenizer)
+        and assistant_mask_supported(spec.tokenizer),
     }
 
 
@@ -43,8 +46,8 @@ def build_trainer(spec: RunSpec) -> Any:
     return SFTTrainer(
         model=spec.model,
         args=spec.args,
-        train_dataset=spec.data.train.select_columns(COLUMNS),
-        eval_dataset=spec.eval_dataset(COLUMNS),
+        train_dataset=spec.data.train.select_columns(with_images(spec.data.train, COLUMNS)),
+        eval_dataset=spec.eval_dataset(with_images(spec.data.train, COLUMNS)),
         processing_class=spec.tokenizer,
         peft_config=spec.peft_config,
     )

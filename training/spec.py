@@ -14,6 +14,8 @@ from typing import Any
 
 from training.data import TrainingData
 from training.errors import TrainingModelError, TrainingOptionsError
+from training.tiny_vlm import is_vision_model
+from training.vision import load_processor, with_images
 
 
 @dataclass
@@ -76,6 +78,8 @@ def load_tokenizer(model: str) -> Any:
     from transformers import AutoTokenizer
 
     check_model_folder(model)
+    if is_vision_model(model):  # an image-text-to-text model trains with its processor
+        return load_processor(model)
     try:
         tokenizer = AutoTokenizer.from_pretrained(model)
     except (OSError, ValueError) as e:
@@ -123,8 +127,8 @@ def reference_trainer(trainer_class: Any, spec: RunSpec, columns: list[str]) -> 
         model=spec.model,
         ref_model=ref,
         args=spec.args,
-        train_dataset=spec.data.train.select_columns(columns),
-        eval_dataset=spec.eval_dataset(columns),
+        train_dataset=spec.data.train.select_columns(with_images(spec.data.train, columns)),
+        eval_dataset=spec.eval_dataset(with_images(spec.data.train, columns)),
         processing_class=spec.tokenizer,
         peft_config=spec.peft_config,
     )

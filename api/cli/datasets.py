@@ -52,6 +52,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(auto), always from a replay of the log, or only the projection; "
         "the files are the same either way",
     )
+    build.add_argument(
+        "--images",
+        action="store_true",
+        help="vision-language datasets: content as parts, an images column (embedded in the "
+        "HF folders), every image hashed in the manifest (projections.datasets.images)",
+    )
     build.set_defaults(handler=build_datasets)
     status = group.add_parser("status", help="the training projection: lag, ready trees, rows")
     add_data_option(status)
@@ -91,6 +97,10 @@ def build_datasets(args: argparse.Namespace) -> int:
         include_synthetic=args.include_synthetic,
         sft_model_replies=args.sft_model_replies,
     )
+    if args.images:
+        from api.cli.datasets_images import build_with_images
+
+        return build_with_images(args, options, _bar)
     manifest = build(
         data_dir(args.data),
         Path(args.out),

@@ -46,6 +46,7 @@ class RowMessage:
         "deleted",
         "rank",
         "children",
+        "images",
     )
 
     def __init__(self, id: str, role: Role, text: str, lang: str, synthetic: bool):
@@ -59,6 +60,7 @@ class RowMessage:
         self.deleted = False
         self.rank: int | None = None
         self.children: list[str] = []
+        self.images: list[str] = []  # sha256 of the images it carries (ImagesAttached)
 
 
 class RowTree:
@@ -114,6 +116,15 @@ class _Ids(msgspec.Struct):
 class _Edited(msgspec.Struct):
     message_id: str
     text: str
+
+
+class _Image(msgspec.Struct):
+    sha256: str
+
+
+class _Attached(msgspec.Struct):
+    message_id: str
+    images: list[_Image]
 
 
 Apply = Callable[[RowTree, Any], None]
@@ -195,6 +206,12 @@ def _edited(tree: RowTree, e: _Edited) -> None:
     tree.messages[e.message_id].text = e.text
 
 
+@_applies(_Attached, ConversationTree.ImagesAttached)
+def _attached(tree: RowTree, e: _Attached) -> None:
+    message = tree.messages[e.message_id]
+    message.images = [*message.images, *(i.sha256 for i in e.images)]
+
+
 # The tree events that change nothing a row holds (labels, individual rankings, emojis,
 # scoring failures); tests/test_datasets_live.py checks that every tree event of the
 # catalogue is either applied above or listed here.
@@ -204,7 +221,6 @@ NO_ROW_FACTS: tuple[type, ...] = (
     ConversationTree.ScoringFailed,
     ConversationTree.EmojiToggled,
     ConversationTree.ReportsProcessed,
-    ConversationTree.ImagesAttached,  # rows carry no images yet (issue 17, step 3)
 )
 # topic (stored and current) -> (decode, apply).
 APPLY: dict[str, tuple[Callable[[bytes], Any], Apply]] = {
