@@ -103,6 +103,12 @@ READS: list[tuple[str, str, Any, tuple[int, int, int]]] = [
     ("GET", "/api/v1/frontend_users/local/a1/messages", None, (200, 404, 404)),
     ("GET", "/api/v1/frontend_users/local/a1/messages/cursor", None, (200, 404, 404)),
     ("GET", "/api/v1/messages/{m}/history", None, (403, 403, 200)),
+    (
+        "GET",
+        "/api/v1/messages/{m}/images/" + "0" * 8 + "-0000-4000-8000-" + "0" * 12,
+        None,
+        (404, 404, 404),  # no such image: images.py's own rule decides for real ones
+    ),
     ("GET", "/api/v1/leaderboards/total", None, (200, 200, 200)),
     ("GET", "/api/v1/trollboards/total", None, (403, 403, 200)),
     # OA's remaining operations (issue 16)
@@ -175,6 +181,8 @@ async def call(w: World, who: str, method: str, path: str, body: Any) -> Any:
 def test_every_endpoint_taking_an_id_is_in_the_matrix(tmp_path: Path) -> None:
     covered = {(m, p.split("?")[0]) for m, p, _, _ in READS + WRITES}
     covered = {(m, p.replace("{m}", "{message_id}")) for m, p in covered}
+    image = "/images/" + "0" * 8 + "-0000-4000-8000-" + "0" * 12
+    covered = {(m, p.replace(image, "/images/{image_id}")) for m, p in covered}
     names = {"{u}": "{user_id}", "{ack}": "{task_id}", "{nack}": "{task_id}"}
     for short, long in names.items():
         covered = {(m, p.replace(short, long)) for m, p in covered}

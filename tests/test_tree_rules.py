@@ -12,6 +12,7 @@ import domain.model.tree_rules
 from domain.model.actor import Actor
 from domain.model.consensus import consensus
 from domain.model.errors import ErrorCode as E
+from domain.model.errors import SelfLabelingError
 from domain.model.states import TreeState as S
 from domain.model.tree import ConversationTree as CT
 from tests.conftest import names, of, small_config, state_moves
@@ -305,10 +306,14 @@ def test_free_and_report_labels_are_not_reviews(kit):
     author = kit.user()
     t = kit.prompt(author)
     reporter = kit.user()
-    kit.app.submit_labels(actor=author, tree_id=t, message_id=t, labels={"spam": 1.0}, kind="free")
-    kit.app.submit_labels(
-        actor=kit.user(), tree_id=t, message_id=t, labels={"spam": 1.0}, kind="free"
-    )
+    with pytest.raises(SelfLabelingError):  # one's own message, free or not (issue 13)
+        kit.app.submit_labels(
+            actor=author, tree_id=t, message_id=t, labels={"spam": 1.0}, kind="free"
+        )
+    for _ in range(2):
+        kit.app.submit_labels(
+            actor=kit.user(), tree_id=t, message_id=t, labels={"spam": 1.0}, kind="free"
+        )
     v = kit.version(t)
     kit.app.submit_labels(
         actor=reporter, tree_id=t, message_id=t, labels={"pii": 1.0}, kind="report"

@@ -342,6 +342,8 @@ class TreeMachine(RuleBasedStateMachine):
                         E.MandatoryLabelMissingError: bool(mandatory and mandatory - set(labels)),
                     }
                 )
+            if kind == "free":  # one's own message is refused free too (issue 13)
+                checks[E.SelfLabelingError] = m.user_id == actor.user_id
             errors = {error for error, broken in checks.items() if broken}
         expect = [(tree_id, Tree.LabelsSubmitted, {"message_id": message_id, "kind": kind})]
         self.send(

@@ -27,11 +27,11 @@ class ForeignMessageError(DomainError):
     http_status = 403
 
 
-def check_free_label(message: Message, actor: Actor, client_scope: UUID | None) -> None:
+def check_free_label(message: Message, actor: Actor, kind: str, client_scope: UUID | None) -> None:
     """Free labels are refused on one's own message (as task labels are); with a scope,
     free labels and reports only on that client's messages (or on ones no client owns:
     imports, models)."""
-    if actor.user_id is not None and message.user_id == actor.user_id:
+    if kind == "free" and actor.user_id is not None and message.user_id == actor.user_id:
         raise SelfLabelingError("users cannot label their own messages")
     if (
         client_scope is not None

@@ -215,8 +215,8 @@ class TreeCommands(MessageIndexCommands):
                     check_same_labels(target, actor, labels, task.id)
                     return message_id
                 _check_target(task, message_id)
-            elif target is not None:
-                check_free_label(target, actor, client_scope)
+            elif kind in ("free", "report") and target is not None:
+                check_free_label(target, actor, kind, client_scope)
             valid, mandatory = valid_labels, mandatory_labels
             if task is not None:
                 valid = task.payload.get("valid_labels", valid)
