@@ -26,6 +26,7 @@ on projections.base.Projection; handlers get the batch's cursor and the domain e
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -34,14 +35,21 @@ from typing import Any
 
 from eventsourcing.utils import resolve_topic
 
+from api.storage.space import disk_full
 from projections import identity
 from projections.base import Handler, Projection
 from projections.log import LogSource, Row, event_view, views_through
 from projections.store import ReadModel
 
+log = logging.getLogger("dataengine.readmodel")
+
+# Waits between tries while the disk is full: short first, so a freed disk is seen quickly.
+SPACE_RETRY = (0.05, 2.0)
+
 
 class ProjectionError(RuntimeError):
-    """A handler failed; the batch was rolled back and following stopped."""
+    """A handler failed; the batch was rolled back and following stopped (or, for a full
+    disk, paused: the live thread tries the batch again until space returns)."""
 
 
 def _positioned(decode: Callable[[Row], Any]) -> Callable[[Row], Any]:
@@ -104,6 +112,7 @@ class ProjectionRunner:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
+        self.waiting_for_space = False  # a full disk paused following; it resumes by itself
 
     def _route(
         self, projections: Sequence[Projection]
@@ -230,7 +239,8 @@ class ProjectionRunner:
             if not self._bulk:
                 cursor.execute("COMMIT")
         except BaseException as e:
-            cursor.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite may have rolled back itself (SQLITE_FULL)
+                cursor.execute("ROLLBACK")
             for projection in self._batched:
                 projection.abort_batch()
             if self._bulk:  # earlier batches were rolled back too
@@ -302,14 +312,35 @@ class ProjectionRunner:
         return self
 
     def _follow(self) -> None:
-        try:
-            while not self._stop.is_set():
-                if self.run_once() == 0:
-                    self._stop.wait(self.poll_interval)
-        except BaseException as e:  # noqa: BLE001 - reported to whoever waits or stops
-            self.error = e
-            with self._cond:
-                self._cond.notify_all()
+        retry = SPACE_RETRY[0]
+        while not self._stop.is_set():
+            try:
+                applied = self.run_once()
+            except BaseException as e:  # noqa: BLE001 - reported to whoever waits or stops
+                self._failed(e)
+                if not self.waiting_for_space:
+                    return
+                self._stop.wait(retry)
+                retry = min(retry * 2, SPACE_RETRY[1])
+                continue
+            if self.waiting_for_space:
+                log.warning("disk space is back: the read model follows the log again")
+                self.error, self.waiting_for_space = None, False
+            retry = SPACE_RETRY[0]
+            if applied == 0:
+                self._stop.wait(self.poll_interval)
+
+    def _failed(self, error: BaseException) -> None:
+        """A batch failed (rolled back, nothing applied). A full disk pauses following and
+        the batch is tried again (the error stays for /health meanwhile); anything else
+        stops it."""
+        if disk_full(error):
+            if not self.waiting_for_space:
+                log.error("the read model waits for disk space (retrying): %s", error)
+            self.waiting_for_space = True
+        self.error = error
+        with self._cond:
+            self._cond.notify_all()
 
     def catch_up(self, position: int | None, timeout: float = 5.0) -> bool:
         """Block until the read models include ``position``; False on timeout. None: nothing
@@ -326,7 +357,11 @@ class ProjectionRunner:
         with self._cond:
             while self._position < position:
                 if self.error is not None:
-                    raise ProjectionError("the projection runner stopped") from self.error
+                    raise ProjectionError(
+                        "the read model waits for disk space"
+                        if self.waiting_for_space
+                        else "the projection runner stopped"
+                    ) from self.error
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False

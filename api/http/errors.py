@@ -16,6 +16,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from api.storage.space import disk_full
 from domain.model.errors import DomainError, ErrorCode
 
 log = logging.getLogger("dataengine.http")
@@ -85,18 +86,8 @@ def validation_detail(message: str) -> list[dict[str, Any]]:
     return [{"loc": loc, "msg": message, "type": "value_error"}]
 
 
-def _disk_full(exc: BaseException | None) -> bool:
-    """SQLITE_FULL (or ENOSPC) anywhere in the chain: eventsourcing wraps sqlite3's errors."""
-    while exc is not None:
-        text = str(exc).lower()
-        if "database or disk is full" in text or "no space left on device" in text:
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
 def internal_error(exc: BaseException) -> Response:
-    if _disk_full(exc):  # nothing was committed (the transaction rolled back): say so, not 500
+    if disk_full(exc):  # nothing was committed (the transaction rolled back): say so, not 500
         log.error("a write failed for lack of disk space: %s", exc)
         return json_response(
             {

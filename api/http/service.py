@@ -233,6 +233,8 @@ class Service:
         runner = self.runner
         if runner is None:
             return "the read models are not open"
+        if runner.error is not None and runner.waiting_for_space:
+            return f"the read model waits for disk space (it resumes by itself): {runner.error}"
         if runner.error is not None:
             return f"the projection runner stopped: {runner.error}"
         source = StoreLog(log_location(self.folder))

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from api.storage.space import disk_full
 from domain.model.catalogue import event_classes, topics_of
 from domain.model.errors import DomainError
 from domain.model.states import ACTIVE_STATES, TreeState
@@ -351,10 +352,16 @@ class ProcessLoop:
         while not self._stop.is_set():
             try:
                 self.run_once()
+                if self.error is not None and disk_full(self.error):
+                    log.warning("disk space is back: process rounds run again")
                 self.error = None
             except Exception as e:  # noqa: BLE001 - reported, and the next round tries again
+                if not disk_full(e):
+                    log.error("a process round failed", exc_info=True)
+                elif self.error is None or not disk_full(self.error):
+                    # one line, not a traceback every round, while the disk stays full
+                    log.error("process rounds wait for disk space (retrying): %s", e)
                 self.error = e
-                log.error("a process round failed", exc_info=True)
             self._stop.wait(self.interval)
 
     def stop(self) -> None:
