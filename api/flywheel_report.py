@@ -83,8 +83,9 @@ def mean_reward(
     for start in range(0, len(prompts), 16):
         texts, _ = generator.sample(prompts[start : start + 16], 1, options)
         replies.extend(t[0] for t in texts)
-    del generator
-    rm = AutoModelForSequenceClassification.from_pretrained(reward_model)
+    device = generator.device
+    del generator  # one model in memory at a time
+    rm = AutoModelForSequenceClassification.from_pretrained(reward_model).to(device)
     limit = getattr(rm.config, "max_position_embeddings", None)
     scores = score(
         rm,
