@@ -6,6 +6,7 @@ application here, so the choice of store adapter and its settings live in one pl
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from pathlib import Path
@@ -23,6 +24,47 @@ def data_dir(path: str | os.PathLike[str] | None = None) -> Path:
     folder = Path(path or os.environ.get("DATAENGINE_DATA") or "data")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def check_storage(folder: str | os.PathLike[str]) -> Path:
+    """Stop a server's start-up, naming the file and the cause, when the data folder or a
+    store in it cannot be written: otherwise a read-only or unwritable folder opens (SQLite
+    reads fine) and fails later, at the first command or projected batch.
+
+    The folder must take new files (SQLite's -wal/-shm/-journal, read models set aside, image
+    blobs) and every SQLite file there must open for writing. The OS is asked by doing it
+    (a probe file; ``O_RDWR``), not by permission bits, which root and read-only mounts defeat.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(
+            f"cannot start: cannot create the data folder {folder}: {_cause(e)}"
+        ) from None
+    probe = folder / f".write-probe-{os.getpid()}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, b"probe")
+        finally:
+            os.close(fd)
+            probe.unlink()
+    except OSError as e:
+        if e.errno != errno.ENOSPC:  # a full disk is transient: writes answer 507 meanwhile
+            raise ConfigError(
+                f"cannot start: the data folder {folder} does not take new files: {_cause(e)}"
+            ) from None
+    for path in sorted(folder.glob("*.sqlite")) + sorted(folder.glob("*.sqlite-[ws][ah][lm]")):
+        try:
+            os.close(os.open(path, os.O_RDWR))
+        except OSError as e:
+            raise ConfigError(f"cannot start: {path} is not writable: {_cause(e)}") from None
+    return folder
+
+
+def _cause(error: OSError) -> str:
+    return error.strerror or str(error)
 
 
 def store_env(folder: Path, store: str | None = None) -> dict[str, str]:

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from api.bootstrap import check_storage
 from api.http.app import create_app as create_api
 from api.http.errors import internal_error, json_response
 from api.web.app import create_site, web_routes
@@ -67,6 +68,7 @@ def create_server(
 ) -> Starlette:
     """The composed app on the store in ``folder``; ``api_options`` go to the API's
     create_app (root tokens, rate limits, process interval ...)."""
+    check_storage(folder)  # before uvicorn: `dataengine serve` says why and exits non-zero
     api = create_api(folder, config, **api_options)
     service = api.state.service
     site = create_site(service, signup=signup)

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
 
-from api.bootstrap import load_config, open_app
+from api.bootstrap import check_storage, load_config, open_app
 from api.http.errors import HttpError, log
 from api.http.ratelimit import RateLimits, TaskRequestLimits
 from api.storage.log_reads import PostgresReadPool, open_log_reads
@@ -177,7 +177,7 @@ class Service:
         return self._log_reads
 
     def open(self) -> Service:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        check_storage(self.folder)  # a read-only folder stops start-up, naming file and cause
         engine = open_app(self.folder, self.config or load_config(self.folder))
         if self.web_api_key:
             engine.register_client(
