@@ -1,4 +1,4 @@
-"""`dataengine flywheel`: one turn of datasets → SFT → RM → RLHF → register (→ prelabel)."""
+"""`dataengine flywheel`: one turn of datasets → SFT → RM → RLHF → register (→ prelabel) → report."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ STEP_HELP = "comma-separated subset of datasets,sft,rm,rlhf,register,prelabel,re
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "flywheel", help="one turn: datasets -> sft -> rm -> rlhf -> register", description=__doc__
+        "flywheel",
+        help="one turn: datasets -> sft -> rm -> rlhf -> register -> report",
+        description=__doc__,
     )
     add_data_option(p)
     _add_vote_options(p)
