@@ -16,12 +16,14 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from api.bootstrap import check_storage
 from api.http.app import create_app as create_api
 from api.http.errors import internal_error, json_response
+from api.http.log_position import LogPositionMiddleware
 from api.web.app import create_site, web_routes
 from domain.model.config import TreeConfig
 from domain.model.errors import ErrorCode
@@ -86,6 +88,8 @@ def create_server(
         routes=[*web_routes(site), *api.router.routes],
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _unhandled},
+        # several processes on one store: read-your-writes on any of them
+        middleware=[Middleware(LogPositionMiddleware, service=service)] if service.shared else [],
     )
     app.state.service = service
     app.state.api = api.state.api

@@ -151,9 +151,11 @@ def too_many_requests(wait: float) -> HttpError:
 class TaskRequestLimits:
     """The limits of ``POST /tasks/``: which rules a request is under, and their log."""
 
-    def __init__(self, limits: RateLimits):
+    def __init__(self, limits: RateLimits, limiter: Any = None):
         self.limits = limits
-        self.limiter = SlidingWindowLimiter(limits.clock)
+        # ``limiter``: a log shared by several server processes (api.storage.rate_log),
+        # with the same ``admit``; by default this process's own memory
+        self.limiter = limiter or SlidingWindowLimiter(limits.clock)
 
     def check(self, client_id: object, user: tuple[str, str] | None, task_type: str) -> None:
         """Admit the request or raise 429 (with Retry-After); ``user`` is (auth_method, id)."""

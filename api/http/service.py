@@ -34,6 +34,7 @@ from uuid import UUID
 from api.bootstrap import check_storage, load_config, open_app
 from api.http.errors import HttpError, log
 from api.http.ratelimit import RateLimits, TaskRequestLimits
+from api.http.scaleout import ScaleOut, shared_from_env
 from api.storage.log_reads import PostgresReadPool, open_log_reads
 from api.storage.logdb import connect_log, log_location
 from api.storage.positions import last_position
@@ -129,6 +130,10 @@ class Service:
         self._executor: ThreadPoolExecutor | None = None
         self._reads: ReadPool | None = None
         self._log_reads: ReadPool | PostgresReadPool | None = None
+        # Other server processes on this store (api.http.scaleout): set up by ``open``.
+        self.shared = shared_from_env()
+        self.scaleout: ScaleOut | None = None
+        self.readmodel_path = self.folder / READMODEL_FILE
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> Service:
@@ -137,7 +142,7 @@ class Service:
         try:
             await self.blocking(self.open)
             # after open: the runner has created the read model and set it to WAL
-            self._reads = await ReadPool(self.folder / READMODEL_FILE, self.readers).open()
+            self._reads = await ReadPool(self.readmodel_path, self.readers).open()
             self._log_reads = await open_log_reads(log_location(self.folder), 2)
         except BaseException:
             await self.stop()
@@ -178,6 +183,7 @@ class Service:
 
     def open(self) -> Service:
         check_storage(self.folder)  # a read-only folder stops start-up, naming file and cause
+        scaleout = self._open_scaleout() if self.shared else None  # before the app: its cache
         engine = open_app(self.folder, self.config or load_config(self.folder))
         if self.web_api_key:
             engine.register_client(
@@ -186,13 +192,23 @@ class Service:
                 trusted=True,
                 frontend_type="web",
             )
-        runner = ProjectionRunner(StoreLog(log_location(self.folder)), self.folder / READMODEL_FILE)
+        runner = ProjectionRunner(StoreLog(log_location(self.folder)), self.readmodel_path)
         runner.run_once()  # catch up before serving, so the first reads are current
         runner.start()
-        self.audit = AuditFollower(self.folder, log_location(self.folder)).start()
+        if scaleout is None:
+            self.audit = AuditFollower(self.folder, log_location(self.folder)).start()
+        else:  # one live audit chain among the processes
+            scaleout.follow_audit(
+                lambda: AuditFollower(self.folder, log_location(self.folder)).start()
+            )
         self.engine, self.runner = engine, runner
         self.handout = Handout(engine, self.reader, self.rng, position=lambda: runner.position)
-        self.lottery = Lottery(engine, self.rng)
+        self.lottery = Lottery(
+            engine,
+            self.rng,
+            lease=scaleout and scaleout.lottery_lease,
+            head=self.head if scaleout else None,
+        )
         if self.process_interval > 0:
             # Its own random source: background draws must not shift a seeded hand-out sequence.
             self.processes = ProcessLoop(
@@ -201,8 +217,15 @@ class Service:
                 interval=self.process_interval,
                 rng=self.process_rng,
                 lottery=self.run_lottery,
+                lease=scaleout and scaleout.process_lease,
             ).start()
         return self
+
+    def _open_scaleout(self) -> ScaleOut:
+        scaleout = self.scaleout = ScaleOut(self.folder, log_location(self.folder))
+        self.readmodel_path = scaleout.readmodel
+        self.task_limits = TaskRequestLimits(self.task_limits.limits, scaleout.rate_log)
+        return scaleout
 
     def close(self) -> None:
         try:
@@ -214,6 +237,9 @@ class Service:
             if self.audit is not None:
                 self.audit.close()
                 self.audit = None
+            if self.scaleout is not None:
+                self.scaleout.close()
+                self.scaleout = None
         except ProjectionError:  # already reported by /health; the store must still close
             log.error("the projection runner had stopped", exc_info=True)
         finally:
@@ -292,7 +318,7 @@ class Service:
         assert self.runner is not None, "the service is not open"
         conn = getattr(self._local, "readmodel", None)
         if conn is None:
-            conn = self._local.readmodel = connect_reader(self.folder / READMODEL_FILE)
+            conn = self._local.readmodel = connect_reader(self.readmodel_path)
         return conn
 
     def run_lottery(self) -> None:

@@ -59,9 +59,12 @@ class Lottery:
     month (tens of ms on a large read model), and prompts usually wait while every
     language is full."""
 
-    def __init__(self, app: Any, rng: random.Random):
+    def __init__(self, app: Any, rng: random.Random, *, lease: Any = None, head: Any = None):
         self.app, self.rng = app, rng
         self._lock = threading.Lock()
+        # Several server processes: one draw at a time among them too (``lease``, taken
+        # per draw), each on a read model caught up with the log's ``head`` first.
+        self.lease, self.head = lease, head
 
     def draw(
         self, conn: sqlite3.Connection, catch_up: Callable[[int | None], Any]
@@ -71,11 +74,18 @@ class Lottery:
         if room is None or not self._lock.acquire(blocking=False):
             return []
         try:
+            if self.lease is not None:
+                if not self.lease.held():
+                    return []  # another process draws now
+                if self.head is not None:
+                    catch_up(self.head())
             drawn = prompt_lottery(self.app, conn, self.rng)
             for _, position in drawn:
                 catch_up(position)
             return drawn
         finally:
+            if self.lease is not None:
+                self.lease.release()
             self._lock.release()
 
 
@@ -305,8 +315,12 @@ class ProcessLoop:
         rng: random.Random | None = None,
         lottery: Callable[[], Any] | None = None,
         timeout: float = 5.0,
+        lease: Any = None,
     ):
         self.app, self.runner = app, runner
+        # Several server processes on one store: only the holder of ``lease``
+        # (api.storage.leases) runs rounds; another takes it over when its holder dies.
+        self.lease = lease
         self.interval = interval
         self.rng = rng or random.Random()
         self.lottery = lottery
@@ -322,6 +336,11 @@ class ProcessLoop:
 
     def run_once(self) -> Sweep:
         runner = self.runner
+        if self.lease is not None and not self.lease.held():
+            # not ours: keep the backlog's mark at the head, so a takeover never draws
+            # again for transitions the holder has already drawn for
+            self.backlog.mark = self.backlog.log.head()
+            return Sweep()
         if not runner.catch_up(runner.log.head(), self.timeout):
             return Sweep()  # the read model lags: deciding on it could act twice
         conn = runner.readmodel.reader()
@@ -369,5 +388,7 @@ class ProcessLoop:
             self._stop.set()
             self._thread.join()
             self._thread = None
+        if self.lease is not None:  # a stopped loop leaves the rounds to another process
+            self.lease.release()
         if self.backlog.log is not self.runner.log and isinstance(self.backlog.log, SQLiteLog):
             self.backlog.log.close()  # opened again if the loop runs another round
