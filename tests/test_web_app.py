@@ -343,3 +343,18 @@ def test_tree_view_and_dashboard_follow_changes(client: TestClient) -> None:
     assert "<em>new</em>" in page and page.count("<strong>bold</strong>") == 3
     old = client.get(f"/mod/trees/{tree_id}?version=1").text
     assert "<em>new</em>" not in old and "version 1 of" in old
+
+
+def test_markdown_cache_gives_the_same_inert_html() -> None:
+    from api.web import render
+
+    render.markdown_cache_clear()
+    xss = "<script>alert(1)</script><img onerror=alert(2)> **x** [a](javascript:alert(3))"
+    first, again = render.markdown(xss), render.markdown(xss)
+    assert first == again == render.markdown_once(xss)
+    assert "<script" not in first and "<img" not in first and "href" not in first
+    assert "&lt;script&gt;" in first and "<strong>x</strong>" in first
+    assert render._render_markdown.cache_info().hits == 1
+    long = "word " * (render.CACHED_TEXT // 5 + 1)
+    assert render.markdown(long) == render.markdown_once(long)
+    assert render._render_markdown.cache_info().currsize == 1  # a long text is not kept

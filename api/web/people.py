@@ -81,7 +81,7 @@ async def report(ctx: Ctx) -> Response:
 
 async def preview(ctx: Ctx) -> Response:
     """The markdown preview of a draft (same renderer as the pages: raw HTML stays text)."""
-    return HTMLResponse(render.markdown(ctx.field("text")[:20000]))
+    return HTMLResponse(render.markdown_once(ctx.field("text")[:20000]))
 
 
 def _my_messages(conn: sqlite3.Connection, user_id: str) -> list[dict[str, Any]]:
