@@ -202,7 +202,14 @@ class Service:
                 lambda: AuditFollower(self.folder, log_location(self.folder)).start()
             )
         self.engine, self.runner = engine, runner
-        self.handout = Handout(engine, self.reader, self.rng, position=lambda: runner.position)
+        self.handout = Handout(
+            engine,
+            self.reader,
+            self.rng,
+            # other processes hand out too: their tasks in the read model before choosing
+            before_read=(lambda: self.catch_up(self.head())) if scaleout else None,
+            position=lambda: runner.position,
+        )
         self.lottery = Lottery(
             engine,
             self.rng,
