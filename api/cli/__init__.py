@@ -25,6 +25,7 @@ GROUPS = [
     "api.cli.train",
     "api.cli.models",
     "api.cli.prelabel",
+    "api.cli.images_demo",
     "api.cli.flywheel",
     "api.cli.users",
 ]
