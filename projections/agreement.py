@@ -41,6 +41,7 @@ from domain.model.consensus import kendall_tau
 from domain.model.labels import LABELS, LabelKind, TextLabel
 from domain.model.tree import ConversationTree
 from projections.base import Projection, handles, uid
+from projections.user_merge import AgreementMerge
 
 SCALE = 10_000  # label values are compared at a resolution of 1e-4 (likert steps are exact)
 _CACHE_LIMIT = 200_000
@@ -49,7 +50,7 @@ _decode = msgspec.json.Decoder(dict[str, list[int]]).decode
 _decode_ids = msgspec.json.Decoder(list[str]).decode
 
 
-class AgreementProjection(Projection):
+class AgreementProjection(AgreementMerge, Projection):
     name = "agreement"
     replay_indexes = ()  # handlers look rows up by key (prefix) only
     replay_cost = 1.5

@@ -31,12 +31,13 @@ import numpy as np
 from domain.model.tree import ConversationTree as T
 from projections import bradley_terry
 from projections.base import Projection, handles, uid
+from projections.user_merge import ArenaMerge
 
 HUMAN = "human"
 UNNAMED = "synthetic"
 
 
-class ArenaProjection(Projection):
+class ArenaProjection(ArenaMerge, Projection):
     name = "arena"
     views = True  # handlers take ids as text: log views and domain events both do
     replay_cost = 0.3

@@ -26,6 +26,7 @@ import msgspec
 from domain.model.labels import LabelKind
 from domain.model.tree import ConversationTree
 from projections.base import Projection, handles
+from projections.user_merge import MessagesMerge
 from projections.writeback import RowCache
 
 COLUMNS = (
@@ -96,7 +97,7 @@ Submission = tuple[str, str]  # (user_id, label kind): one labels row of a messa
 _encode = msgspec.json.Encoder(order="sorted").encode
 
 
-class MessagesProjection(Projection):
+class MessagesProjection(MessagesMerge, Projection):
     name = "messages"
     views = True
     replay_indexes = ("messages_children",)  # on_scored: the children of a parent

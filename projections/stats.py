@@ -35,6 +35,7 @@ from domain.model.user import User
 from projections.base import Projection, handles, ts, uid
 from projections.stats_rules import hour_of, label_votes, next_streak
 from projections.stats_tables import DDL, TABLES, hours_upsert
+from projections.user_merge import StatsMerge
 from projections.users import TaskIssuedView
 
 _EMOJI_FIELDS = {"+1": "upvotes", "-1": "downvotes", "red_flag": "red_flags"}
@@ -50,7 +51,7 @@ _CACHE_LIMIT = 200_000
 _UNKNOWN: Any = object()
 
 
-class StatsProjection(Projection):
+class StatsProjection(StatsMerge, Projection):
     """Handlers work on dicts (message facts cached across batches, the batch's counter
     deltas); ``end_batch`` writes them with a few executemany calls. The runner calls
     begin_batch / end_batch (abort_batch on failure) around every batch."""

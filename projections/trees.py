@@ -17,6 +17,7 @@ from typing import Any
 from domain.model.states import ACTIVE_STATES, TreeState
 from domain.model.tree import ConversationTree
 from projections.base import Projection, handles
+from projections.user_merge import TreesMerge
 from projections.writeback import RowCache
 
 _ACTIVE = frozenset(s.value for s in ACTIVE_STATES)
@@ -67,7 +68,7 @@ def _counts(member: list[Any]) -> tuple[int, int]:
     return int(result == 1), int(result == 1 or (result is None and member[M_REPLY] == 1))
 
 
-class TreesProjection(Projection):
+class TreesProjection(TreesMerge, Projection):
     name = "trees"
     views = True
     replay_indexes = ()  # handlers look rows up by key only

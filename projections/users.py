@@ -144,6 +144,20 @@ class UsersProjection(Projection):
                 f"UPDATE users SET {name} = ? WHERE user_id = ?", (value, uid(e.originator_id))
             )
 
+    @handles(User.MergedInto)
+    def on_merged_into(self, c: sqlite3.Cursor, e: User.MergedInto) -> None:
+        """The source is disabled and deleted; its tasks are the destination's (cached
+        task rows still name the source: written, then forgotten)."""
+        source, dest = uid(e.originator_id), uid(e.destination_user_id)
+        c.execute(
+            "UPDATE users SET enabled = 0, deleted = 1, show_on_leaderboard = 0 WHERE user_id = ?",
+            (source,),
+        )
+        self._tasks.flush()
+        self._tasks.discard()
+        self._tasks.begin(c)
+        c.execute("UPDATE tasks SET user_id = ? WHERE user_id = ?", (dest, source))
+
     @handles(User.TaskIssued)
     def on_issued(self, c: sqlite3.Cursor, e: TaskIssuedView) -> None:
         issued = e.issued_at.timestamp()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from uuid import UUID
 
 import msgspec
 
@@ -113,6 +114,30 @@ async def purge_user_messages(call: Call) -> Any:
     )
 
 
+class MergeUsersRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """OA's body: the users to merge into ``destination_user_id``."""
+
+    destination_user_id: UUID
+    source_user_ids: list[UUID]
+
+
+async def merge_users(call: Call) -> None:
+    """OA's merge: the sources' messages, labels, reactions and tasks become the
+    destination's; the sources are disabled and deleted. Recorded as User.UsersMerged and
+    User.MergedInto; an unknown user (404), an empty list, the destination among the
+    sources or a user merged before (422) record nothing."""
+    body = call.json(MergeUsersRequest)
+    if not body.source_user_ids:
+        raise validation("source_user_ids must name at least one user")
+    position = await call.blocking(
+        call.service.app.merge_users,
+        destination_user_id=body.destination_user_id,
+        source_user_ids=body.source_user_ids,
+        actor=_moderator(call),
+    )
+    await call.service.catch_up_async(position)
+
+
 def _max_count(call: Call) -> int:
     raw = call.query("max_count")
     if raw is None:
@@ -196,6 +221,16 @@ def register(api: Api) -> None:
             "max_date": "ISO 8601",
         },
         summary="purge a user's messages, in a date range, prompts on request",
+        tag="admin",
+    )
+    add(
+        "POST",
+        "/api/v1/admin/merge_users",
+        merge_users,
+        access="trusted",
+        body=MergeUsersRequest,
+        status=204,
+        summary="merge users into one (recorded as UsersMerged and MergedInto events)",
         tag="admin",
     )
     _register_flagged(api)

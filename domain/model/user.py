@@ -15,9 +15,11 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
+from domain.model.actor import Actor
 from domain.model.config import TreeConfig
 from domain.model.errors import (
     DuplicateTextError,
+    InvalidInputError,
     TaskAlreadyDoneError,
     TaskAlreadyUpdatedError,
     TaskExpiredError,
@@ -89,6 +91,8 @@ class User(Aggregate):
     frontend_index: dict[str, UUID] = field(init=False)
     # (when, digest) of the texts the user sent, for the duplicate-text window
     recent_texts: list[tuple[datetime, str]] = field(init=False)
+    # The user this one was merged into (MergedInto), or None
+    merged_into: UUID | None = field(init=False)
 
     class Event(Aggregate.Event):
         client_id: UUID | None
@@ -111,6 +115,7 @@ class User(Aggregate):
             user.tasks = {}
             user.frontend_index = {}
             user.recent_texts = []
+            user.merged_into = None
 
     class ProfileUpdated(Event):
         """Only the fields that changed are set; None means unchanged."""
@@ -183,6 +188,33 @@ class User(Aggregate):
         def apply(self, user: User) -> None:
             user.tasks[self.task_id].expired = True
 
+    class UsersMerged(Event):
+        """Other users were merged into this one by a moderator (OA's merge_users).
+
+        What they wrote, labelled, reacted to and were handed counts as this user's from
+        here on; their own events stay in the log as they were."""
+
+        source_user_ids: list[UUID]
+        actor_user_id: UUID | None
+        actor_client_id: UUID | None
+
+        def apply(self, user: User) -> None:
+            pass
+
+    class MergedInto(Event):
+        """This user was merged into another: disabled, deleted, off the leaderboard.
+
+        OA deletes the row; here the user stays in the log and in the users list."""
+
+        destination_user_id: UUID
+        actor_user_id: UUID | None
+        actor_client_id: UUID | None
+
+        def apply(self, user: User) -> None:
+            user.enabled = user.show_on_leaderboard = False
+            user.deleted = True
+            user.merged_into = self.destination_user_id
+
     # ------------------------------------------------------------------ commands
     @classmethod
     def register(
@@ -217,6 +249,21 @@ class User(Aggregate):
             self.ProfileUpdated, client_id=self.client_id, **{k: changed.get(k) for k in fields}
         )
         return True
+
+    def absorb(self, sources: list[User], actor: Actor) -> None:
+        """Merge ``sources`` into this user; each source records where it went."""
+        ids = [s.id for s in sources]
+        if not ids or self.id in ids or len(set(ids)) != len(ids):
+            raise InvalidInputError("source users must be other users, each named once")
+        for user in (self, *sources):
+            if getattr(user, "merged_into", None) is not None:  # older cached copies lack it
+                raise InvalidInputError(f"user {user.id} was merged into another user")
+        who = {"actor_user_id": actor.user_id, "actor_client_id": actor.client_id}
+        self.trigger_event(self.UsersMerged, client_id=self.client_id, source_user_ids=ids, **who)
+        for source in sources:
+            source.trigger_event(
+                source.MergedInto, client_id=source.client_id, destination_user_id=self.id, **who
+            )
 
     def check_enabled(self) -> None:
         if not self.enabled or self.deleted:

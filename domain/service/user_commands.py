@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+from domain.model.actor import Actor
 from domain.model.api_client import ApiClient, client_id_for_key, new_api_key
 from domain.model.errors import ApiClientNotFoundError, UserNotFoundError
 from domain.model.user import User, user_id_for
@@ -127,6 +128,20 @@ class UserCommands(ServiceBase):
         return self.update_user(
             user_id, deleted=True, display_name=DELETED_DISPLAY_NAME, show_on_leaderboard=False
         )
+
+    def merge_users(
+        self, *, destination_user_id: UUID, source_user_ids: list[UUID], actor: Actor
+    ) -> int | None:
+        """OA's /admin/merge_users, as events: the destination records UsersMerged, each
+        source MergedInto (disabled, deleted); the read models attribute the sources'
+        rows to the destination from there on. The log position of the merge."""
+        ids = (destination_user_id, *source_user_ids)
+
+        def command(uow: UnitOfWork) -> None:
+            users = [uow.get(User, i) for i in dict.fromkeys(ids)]  # UserNotFoundError
+            users[0].absorb([uow.get(User, i) for i in source_user_ids], actor)
+
+        return self.run(ids, command)[1]
 
     def get_user(self, user_id: UUID) -> User:
         """A private copy of the user (UserNotFoundError when there is none)."""
