@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -87,9 +87,15 @@ def _plain(collection: str, value: UUID | None) -> str | None:
 
 
 class TreeExporter:
-    def __init__(self, options: ExportOptions):
+    def __init__(self, options: ExportOptions, merged: Mapping[UUID, UUID] | None = None):
+        """``merged``: merged user -> the user it went into (projections.user_merge)."""
         self.options = options
         self.ids = Anonymizer(options.anonymize_seed) if options.anonymize_seed else _plain
+        self.merged = merged or {}
+
+    def _user(self, user_id: UUID | None) -> str | None:
+        """A user's id as exported: a merged user's rows are its destination's."""
+        return self.ids("user", self.merged.get(user_id, user_id) if user_id else None)
 
     def _id(self, collection: str, value: UUID) -> str:
         """An id that is never missing (a tree's, a message's)."""
@@ -155,7 +161,7 @@ class TreeExporter:
         node = ExportMessageNode(
             message_id=self._id("message", m.id),
             parent_id=self.ids("message", m.parent_id),
-            user_id=self.ids("user", m.user_id),
+            user_id=self._user(m.user_id),
             created_date=m.created_at.isoformat() if m.created_at else None,
             text=m.text,
             role=m.role.value,
@@ -179,7 +185,7 @@ class TreeExporter:
     def _events(self, tree: ConversationTree, m: Message) -> dict[str, list[dict[str, Any]]]:
         events: dict[str, list[dict[str, Any]]] = {}
         emoji = [
-            {"user_id": self.ids("user", u), "emoji": name}
+            {"user_id": self._user(u), "emoji": name}
             for name, users in sorted(m.emojis.items())
             for u in sorted(users, key=str)
         ]
@@ -191,7 +197,7 @@ class TreeExporter:
             index = {c: i for i, c in enumerate(m.children)}
             events["ranking"] = [
                 {
-                    "user_id": self.ids("user", user),
+                    "user_id": self._user(user),
                     "ranking": [index[i] for i in ids],
                     "ranked_message_ids": [self.ids("message", i) for i in ids],
                     "ranking_parent_id": self.ids("message", m.id),

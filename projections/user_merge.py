@@ -16,9 +16,17 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from contextlib import closing
 from typing import Any
+from uuid import UUID
 
+from eventsourcing.persistence import JSONTranscoder, StoredEvent
+
+from api.storage.codec import MsgspecMapper
+from api.storage.logdb import Location
+from domain.model.catalogue import topics_of
 from domain.model.user import User
+from projections import log_reader
 from projections.base import handles, uid
 from projections.stats_rules import FIELDS
 
@@ -145,3 +153,31 @@ class ArenaMerge:
             (dest, source),
         )
         c.execute("DELETE FROM arena_voters WHERE user_id = ?", (source,))
+
+
+def merged_users(db: Location, position: int) -> dict[UUID, UUID]:
+    """Each user merged at or before ``position`` -> the user that holds its rows now (a
+    destination merged later into a third user leads there), for readers of the log that
+    attribute rows to users (the OA export)."""
+    topics = topics_of(User.MergedInto)
+    with closing(log_reader.connect(db)) as conn:
+        rows = conn.execute(
+            "SELECT originator_id, originator_version, topic, state FROM stored_events"
+            " WHERE rowid <= ?"
+            f" AND topic IN ({','.join('?' * len(topics))}) ORDER BY rowid",
+            (position, *topics),
+        ).fetchall()
+    mapper = MsgspecMapper(transcoder=JSONTranscoder())
+    into: dict[UUID, UUID] = {}
+    for originator_id, version, topic, state in rows:
+        stored = StoredEvent(
+            originator_id=originator_id, originator_version=version, topic=topic, state=state
+        )
+        e = mapper.to_domain_event(stored)
+        into[e.originator_id] = e.destination_user_id
+    for source in into:
+        seen = {source}
+        while into[source] in into and into[source] not in seen:  # no cycle: merged users stay
+            seen.add(into[source])
+            into[source] = into[into[source]]
+    return into

@@ -20,10 +20,13 @@ from domain.model.config import TreeConfig
 from domain.model.errors import InvalidInputError, UserNotFoundError
 from domain.model.user import User
 from domain.service.simulator import run_simulation
+from projections import log_reader
 from projections.log import SQLiteLog
+from projections.oa_export import ExportOptions, TreeExporter
 from projections.rebuild import rebuild
 from projections.runner import ProjectionRunner
 from projections.stats_rules import FIELDS
+from projections.user_merge import merged_users
 from tests.http_helpers import ROOT, SMALL, WEB_KEY, Env, error, in_process, new_client_key
 from tests.projection_helpers import dump
 
@@ -105,6 +108,14 @@ def test_merge_moves_every_attributed_row_and_a_rebuild_equals_live(tmp_path: Pa
         assert isinstance(merged, User) and merged.merged_into is None
         source = app.repository.get(UUID(sources[0]))
         assert source.merged_into == UUID(dest) and source.deleted and not source.enabled
+        # the OA export (a reader of the log) attributes the sources' rows as well
+        exported = b"".join(
+            TreeExporter(
+                ExportOptions(state=None, events=True, include_spam=True, include_deleted=True),
+                merged=merged_users(log_reader.events_db(tmp_path), log.head()),
+            ).lines(log_reader.iter_trees(log_reader.events_db(tmp_path), log.head()))
+        ).decode()
+        assert dest in exported and not any(s in exported for s in sources)
         # the log goes on after the merge (others label and answer the sources' messages)
         run_simulation(app, runner, trees=2, users=6, seed=8)
         runner.catch_up(log.head())
@@ -145,6 +156,10 @@ def test_refused_merges_record_nothing(tmp_path: Path) -> None:
         with pytest.raises(InvalidInputError):
             app.merge_users(destination_user_id=dest, source_user_ids=sources, actor=actor)
     assert app.recorder.max_notification_id() == head
+    # a destination may be merged on: its sources' rows lead to the last one
+    app.merge_users(destination_user_id=c, source_user_ids=[a], actor=actor)
+    head = app.recorder.max_notification_id()
+    assert merged_users(log_reader.events_db(tmp_path), head) == {b: c, a: c}
 
 
 # ---------------------------------------------------------------------------- over HTTP

@@ -91,6 +91,7 @@ def export_oa(args: argparse.Namespace) -> int:
     from api.bootstrap import data_dir
     from projections import log_reader
     from projections.oa_export import ExportOptions, TreeExporter
+    from projections.user_merge import merged_users
 
     db = log_reader.events_db(data_dir(args.data))
     position = log_reader.resolve_position(db, args.as_of)
@@ -105,7 +106,7 @@ def export_oa(args: argparse.Namespace) -> int:
         anonymize_seed=args.anonymize,
         messages=args.messages,
     )
-    exporter = TreeExporter(options)
+    exporter = TreeExporter(options, merged=merged_users(db, position))
     lines = 0
     trees = tqdm(
         log_reader.iter_trees(db, position),
