@@ -24,6 +24,18 @@ from domain.model.states import TreeState
 from domain.model.tree import ConversationTree
 
 
+class ExportImage(msgspec.Struct, kw_only=True):
+    """An image a prompter message carries: its blob by hash (``path`` under the data folder)."""
+
+    id: str
+    sha256: str
+    path: str
+    media_type: str
+    size: int
+    width: int
+    height: int
+
+
 class ExportMessageNode(msgspec.Struct, kw_only=True, omit_defaults=True):
     message_id: str
     parent_id: str | None = None
@@ -42,6 +54,7 @@ class ExportMessageNode(msgspec.Struct, kw_only=True, omit_defaults=True):
     replies: list[ExportMessageNode] | None = None
     labels: dict[str, dict[str, float | int]] | None = None
     events: dict[str, list[dict[str, Any]]] | None = None
+    images: list[ExportImage] | None = None  # ours: absent for a message without images
     message_tree_id: str | None = None
     tree_state: str | None = None
 
@@ -174,6 +187,8 @@ class TreeExporter:
             model_name=m.model_name,
             emojis=m.emoji_counts() or None,
         )
+        if m.images and not m.deleted:  # a deleted message's images are hidden everywhere
+            node.images = [_image(i) for i in m.images]
         if nested:
             node.replies = [self._node(tree, c, True) for c in self._children(tree, m)]
         if self.options.labels:
@@ -207,6 +222,18 @@ class TreeExporter:
                 for user, ids, not_rankable in m.rankings
             ]
         return events
+
+
+def _image(ref: Any) -> ExportImage:
+    return ExportImage(
+        id=str(ref.id),
+        sha256=ref.sha256,
+        path=f"blobs/sha256/{ref.sha256[:2]}/{ref.sha256}",
+        media_type=ref.media_type,
+        size=ref.size,
+        width=ref.width,
+        height=ref.height,
+    )
 
 
 def aggregate_labels(m: Message) -> dict[str, dict[str, float | int]]:

@@ -282,3 +282,42 @@ def test_audit_verify_blobs_names_missing_and_altered(tmp_path: Path, capsys):
     assert f"BLOB ALTERED: {refs[0].sha256} (image {refs[0].id} of message {first}" in out
     assert f"BLOB MISSING: {refs[2].sha256}" in out
     assert refs[1].sha256 not in out
+
+
+# ---------------------------------------------------------------- OA export and import
+def test_oa_export_names_images_and_import_reads_them_back(tmp_path: Path):
+    import json
+
+    from api.bootstrap import open_app
+    from api.storage.uploads import ImageUploads
+    from domain.model.actor import Actor
+    from domain.service.oa_import import import_trees
+    from projections.oa_export import ExportOptions, TreeExporter
+
+    app = open_app(tmp_path / "a", SMALL, synchronous="NORMAL")
+    client = UUID(int=9)
+    refs = [ImageUploads(tmp_path / "a").upload(picture(f), client).ref() for f in ("PNG", "WEBP")]
+    tree_id = app.create_prompt(actor=Actor(None, client), text="Which is which?", images=refs).id
+    plain = app.create_prompt(actor=Actor(None, client), text="No pictures here.").id
+    exporter = TreeExporter(ExportOptions(state=None, include_spam=True))
+    lines = list(exporter.lines([app.get_tree(tree_id), app.get_tree(plain)]))
+    app.close()
+    exported = [json.loads(line) for line in lines]
+    images = exported[0]["prompt"]["images"]
+    assert [i["sha256"] for i in images] == [r.sha256 for r in refs]
+    assert images[0]["path"] == f"blobs/sha256/{refs[0].sha256[:2]}/{refs[0].sha256}"
+    assert "images" not in exported[1]["prompt"]  # unchanged for text-only messages
+
+    other = open_app(tmp_path / "b", SMALL, synchronous="NORMAL")
+    try:
+        assert import_trees(other, exported).imported == 2
+        assert other.get_tree(tree_id).root.images == refs
+        bad = json.loads(lines[0])
+        bad["message_tree_id"] = bad["prompt"]["message_id"] = str(UUID(int=5))
+        bad["prompt"]["images"][0]["sha256"] = "../../etc/passwd"
+        before = other.recorder.max_notification_id()
+        report = import_trees(other, [bad])
+        assert report.imported == 0 and report.failed
+        assert other.recorder.max_notification_id() == before
+    finally:
+        other.close()

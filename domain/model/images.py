@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
-from uuid import UUID
+from uuid import UUID, uuid5
 
 from domain.model.actor import Actor
 from domain.model.errors import InvalidImageError
@@ -55,10 +55,17 @@ def check_images(message: Message, images: Sequence[ImageRef], limit: int) -> No
     if len(set(ids)) != len(ids):
         raise InvalidImageError("an image is attached to a message once")
     for image in images:
-        if image.media_type not in MEDIA_TYPES:
-            raise InvalidImageError(f"unsupported image type {image.media_type!r}")
-        if len(image.sha256) != 64 or image.size <= 0 or image.width <= 0 or image.height <= 0:
+        if not well_formed(image):
             raise InvalidImageError(f"malformed image reference {image.id}")
+
+
+def well_formed(image: ImageRef) -> bool:
+    return (
+        image.media_type in MEDIA_TYPES
+        and len(image.sha256) == 64
+        and all(c in "0123456789abcdef" for c in image.sha256)
+        and min(image.size, image.width, image.height) > 0
+    )
 
 
 class TreeImages(TreeFollowUps):
@@ -71,3 +78,34 @@ class TreeImages(TreeFollowUps):
         message = self.message(message_id)
         check_images(message, images, limit)
         self._record(self.ImagesAttached, actor, message_id=message.id, images=list(images))
+
+
+def imported_images(message_id: UUID, role: Role, raw: object) -> list[ImageRef]:
+    """The ``images`` of an exported node (projections.oa_export writes them): one dict per
+    image with sha256, media_type, size, width, height and optionally its id (else one is
+    derived from the message and hash, so a re-import names the same image)."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not all(isinstance(i, dict) for i in raw):
+        raise InvalidImageError(f"message {message_id}: images must be a list of objects")
+    if raw and role is not Role.PROMPTER:
+        raise InvalidImageError(f"message {message_id}: only prompter messages carry images")
+    found = []
+    for item in raw:
+        try:
+            ref = ImageRef(
+                id=UUID(str(item["id"])) if item.get("id") else uuid5(message_id, item["sha256"]),
+                sha256=str(item["sha256"]),
+                media_type=str(item["media_type"]),
+                size=int(item["size"]),
+                width=int(item["width"]),
+                height=int(item["height"]),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise InvalidImageError(
+                f"message {message_id}: malformed image {item!r}: {e}"
+            ) from None
+        if not well_formed(ref):
+            raise InvalidImageError(f"message {message_id}: malformed image {item!r}")
+        found.append(ref)
+    return found

@@ -378,6 +378,13 @@ class ConversationTree(TreeCommands, TreePurge, TreeImages, Aggregate):
                 score=1.0 if accepted else 0.0,
                 review_count=review_count,
             )
+        if imported.images:
+            self._record(
+                self.ImagesAttached,
+                Actor(imported.user_id),
+                message_id=imported.id,
+                images=imported.images,
+            )
         for emoji, clicker in imported.clicks:
             self._record(
                 self.EmojiToggled, Actor(clicker), message_id=imported.id, emoji=emoji, added=True

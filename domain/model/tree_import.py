@@ -18,6 +18,7 @@ from typing import Any
 from uuid import UUID, uuid5
 
 from domain.model.errors import InvalidMessageError
+from domain.model.images import ImageRef, imported_images
 from domain.model.message import SYSTEM_EMOJIS, USER_EMOJIS, Role, check_text
 from domain.model.states import ALLOWED_TRANSITIONS, TreeState, is_allowed
 
@@ -43,6 +44,7 @@ class ImportedMessage:
     # same clickers.
     clicks: list[tuple[str, UUID]] = field(default_factory=list)
     deleted: bool = False
+    images: list[ImageRef] = field(default_factory=list)  # the node's images (by hash)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +151,7 @@ def _message(
         review=None if result is None else (bool(result), int(node.get("review_count") or 0)),
         clicks=clicks,
         deleted=bool(node.get("deleted")),
+        images=imported_images(message_id, role, node.get("images")),
     )
 
 
