@@ -146,6 +146,13 @@ WRITES: list[tuple[str, str, Any, tuple[int, int, int]]] = [
     ("POST", "/api/v1/admin/purge_user/{u}/messages", None, (403, 403, 200)),
     ("POST", "/api/v1/admin/admin/flagged_messages/{m}/processed", None, (403, 403, 200)),
     ("POST", "/api/v1/admin/flagged_messages/{m}/processed", None, (403, 403, 200)),
+    # merge_users takes ids in its body: untrusted clients 403, an unknown source 404
+    (
+        "POST",
+        "/api/v1/admin/merge_users",
+        {"destination_user_id": "{u}", "source_user_ids": ["00000000-0000-4000-8000-" + "0" * 12]},
+        (403, 403, 404),
+    ),
     ("POST", "/api/v1/leaderboards/update/total", None, (403, 403, 204)),
     ("DELETE", "/api/v1/frontend_users/local/a1/messages", None, (403, 403, 404)),
     ("DELETE", "/api/v1/users/{u}/messages", None, (403, 403, 204)),
