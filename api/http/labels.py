@@ -19,6 +19,7 @@ from domain.model.labels import (
     all_labels_without_message,
     full_labels,
 )
+from projections.queries import messages as q
 
 
 def describe(names: Iterable[str]) -> s.ValidLabelsResponse:
@@ -48,9 +49,7 @@ async def valid_labels(call: Call) -> Any:
         message_id = UUID(raw)
     except ValueError:
         raise HttpError(f"message {raw!r} not found", ErrorCode.MESSAGE_NOT_FOUND, 404) from None
-    row = await call.row(
-        "SELECT parent_id IS NULL, role FROM messages WHERE message_id = ?", (str(message_id),)
-    )
+    row = await call.read(q.shape, str(message_id))
     if row is None:
         raise MessageNotFoundError(f"message {message_id} not found")
     kind = (

@@ -20,10 +20,11 @@ from uuid import UUID
 
 from api.http import schemas as s
 from api.http.errors import HttpError, validation
-from api.http.messages import COLUMNS, to_messages
+from api.http.messages import to_messages
 from api.http.routing import Api, Call
 from api.http.users import SPLIT_UUID, client_scope, frontend_user_id, users_by_id, visible_user
 from domain.model.errors import ErrorCode
+from projections.queries import messages as q
 
 # Times are stored as POSIX seconds (a double); one written as an ISO time in a cursor
 # and read back may differ in the last bit, so "the same time" is within half a microsecond
@@ -31,12 +32,8 @@ from domain.model.errors import ErrorCode
 _SAME = 5e-7
 
 
-def _like(term: str) -> str:
-    return "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
 class Filter:
-    """A WHERE clause over the messages read model, built from OA's query parameters."""
+    """OA's list parameters, checked, as a projections.queries.messages.MessageFilter."""
 
     def __init__(
         self,
@@ -51,39 +48,28 @@ class Filter:
         auth_method: str | None = None,
         username: str | None = None,
     ):
-        self.where: list[str] = []
-        self.params: list[Any] = []
+        self.query = found = q.MessageFilter()
         scope = client_scope(call, api_client_id)
         if scope is not None:
-            self.add("client_id = ?", scope)
+            found.client(scope)
         if user_id is not None:
-            self.add("user_id = ?", str(user_id))
+            found.user(str(user_id))
         if username or auth_method:
             if not (username and auth_method):
                 raise HttpError(
                     "Auth method or username missing.", ErrorCode.AUTH_AND_USERNAME_REQUIRED, 400
                 )
-            self.add(
-                "user_id IN (SELECT user_id FROM users WHERE auth_method = ?"
-                " AND username = ? AND deleted = 0)",
-                auth_method,
-                username,
-            )
+            found.named_user(auth_method, username)
         if only_roots:
-            self.add("parent_id IS NULL")
+            found.roots()
         if deleted is not None:
-            self.add("deleted = ?", int(deleted))
+            found.deleted(deleted)
         if lang:
-            self.add("lang = ?", lang)
+            found.lang(lang)
         if search:
             if not lang:
                 raise validation("search_query needs lang")
-            for term in search.split():
-                self.add("text LIKE ? ESCAPE '\\'", _like(term))
-
-    def add(self, condition: str, *params: Any) -> None:
-        self.where.append(condition)
-        self.params.extend(params)
+            found.search(search)
 
     def between(
         self,
@@ -93,34 +79,26 @@ class Filter:
         lt_id: UUID | None = None,
     ) -> None:
         """From (gte, gt_id) to (lte, lt_id): with an id, strictly after/before it."""
-        for bound, ident, op in ((gte, gt_id, ">"), (lte, lt_id, "<")):
-            if bound is None:
-                if ident is not None:
-                    raise HttpError(
-                        "Need id and date for keyset pagination", ErrorCode.GENERIC_ERROR, 400
-                    )
-                continue
-            t = bound.timestamp()
-            near, far = (t - _SAME, t + _SAME) if op == ">" else (t + _SAME, t - _SAME)
-            inclusive = ">=" if op == ">" else "<="
-            if ident is None:
-                self.add(f"created_at {inclusive} ?", near)
-            else:
-                self.add(
-                    f"created_at {inclusive} ? AND (created_at {op} ? OR message_id {op} ?)",
-                    near,
-                    far,
-                    str(ident),
+        for bound, ident in ((gte, gt_id), (lte, lt_id)):
+            if bound is None and ident is not None:
+                raise HttpError(
+                    "Need id and date for keyset pagination", ErrorCode.GENERIC_ERROR, 400
                 )
+        if gte is not None:
+            t = gte.timestamp()
+            if gt_id is None:
+                self.query.since(t - _SAME)
+            else:
+                self.query.after(t - _SAME, t + _SAME, str(gt_id))
+        if lte is not None:
+            t = lte.timestamp()
+            if lt_id is None:
+                self.query.until(t + _SAME)
+            else:
+                self.query.before(t + _SAME, t - _SAME, str(lt_id))
 
     async def rows(self, call: Call, *, desc: bool, limit: int) -> list[tuple]:
-        order = "DESC" if desc else "ASC"
-        where = f" WHERE {' AND '.join(self.where)}" if self.where else ""
-        return await call.rows(
-            f"SELECT {COLUMNS} FROM messages{where} ORDER BY created_at {order},"
-            f" message_id {order} LIMIT ?",
-            [*self.params, limit],
-        )
+        return await call.read(q.filtered, self.query, desc, limit)
 
 
 async def _items(call: Call, rows: list[tuple]) -> list[s.Message]:

@@ -15,6 +15,7 @@ from api.http import schemas as s
 from api.http.messages import _message, _rows, _target, _tree_state
 from api.http.routing import Api, Call
 from domain.model.actor import Actor
+from projections.queries import messages as q
 
 
 def _actor(call: Call) -> Actor:
@@ -67,14 +68,8 @@ async def edit(call: Call) -> None:
 async def emoji(call: Call) -> Any:
     body: s.MessageEmojiRequest = call.json(s.MessageEmojiRequest)
     row, actor = await _moderate(call, "toggle_emoji", body.user, emoji=body.emoji, op=body.op)
-    found = await _rows(call, "message_id = ?", (row[0],))
-    mine = [
-        e
-        for (e,) in await call.rows(
-            "SELECT emoji FROM message_emojis WHERE message_id = ? AND user_id = ?",
-            (row[0], str(actor.user_id)),
-        )
-    ]
+    found = await _rows(call, "message", (row[0],))
+    mine = await call.read(q.emojis_of, row[0], str(actor.user_id))
     return _message(found[0], actor.user_id, {row[0]: mine})
 
 

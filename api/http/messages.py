@@ -17,13 +17,11 @@ from api.http import schemas as s
 from api.http.routing import Api, Call
 from domain.model.errors import ErrorCode, MessageNotFoundError, TreeNotFoundError
 from domain.model.states import ACTIVE_STATES
+from projections.queries import messages as q
+from projections.queries import trees as tq
+from projections.queries.messages import COLUMNS as COLUMNS  # api.http.oa_extras uses it
 
 MESSAGE_ID = ErrorCode.MESSAGE_NOT_FOUND
-COLUMNS = (
-    "message_id, tree_id, parent_id, role, lang, text, user_id, client_id,"
-    " frontend_message_id, created_at, synthetic, model_name, review_count, review_result,"
-    " ranking_count, rank, emojis, deleted, edited"
-)
 _ACTIVE = frozenset(state.value for state in ACTIVE_STATES)
 
 
@@ -62,10 +60,9 @@ def _viewer(call: Call) -> UUID | None:
     return actor.user_id if actor is not None else None
 
 
-async def _rows(call: Call, where: str, params: tuple) -> list[tuple]:
-    return await call.rows(
-        f"SELECT {COLUMNS} FROM messages WHERE {where} ORDER BY created_at, message_id", params
-    )
+async def _rows(call: Call, which: str, params: tuple) -> list[tuple]:
+    """Message rows under one of projections.queries.messages.WHERE's conditions."""
+    return await call.read(q.rows_where, which, params)
 
 
 async def to_messages(call: Call, rows: list[tuple]) -> list[s.Message]:
@@ -73,11 +70,7 @@ async def to_messages(call: Call, rows: list[tuple]) -> list[s.Message]:
     mine: dict[str, list[str]] = {}
     if viewer is not None and rows:
         ids = [r[0] for r in rows]
-        for message_id, emoji in await call.rows(
-            f"SELECT message_id, emoji FROM message_emojis WHERE user_id = ? AND message_id IN"
-            f" ({','.join('?' * len(ids))})",
-            [str(viewer), *ids],
-        ):
+        for message_id, emoji in await call.read(q.user_emojis, str(viewer), ids):
             mine.setdefault(message_id, []).append(emoji)
     return [_message(r, viewer, mine) for r in rows]
 
@@ -89,12 +82,12 @@ async def _target(call: Call) -> tuple:
     by the id the calling client gave it, so it can only name that client's messages."""
     frontend_id = call.request.path_params.get("frontend_id")
     if frontend_id is not None:
-        where = "client_id = ? AND frontend_message_id = ?"
+        where = "frontend"
         params: tuple[str, ...] = (str(call.api_client.id), frontend_id)
         what = f"message with frontend id {frontend_id!r}"
     else:
         message_id = call.path_id("message_id", MESSAGE_ID, "message")
-        where, params, what = "message_id = ?", (str(message_id),), f"message {message_id}"
+        where, params, what = "message", (str(message_id),), f"message {message_id}"
     rows = await _rows(call, where, params)
     if not rows:
         await call.service.catch_up_async(await call.service.head_async())
@@ -111,7 +104,7 @@ async def get_message(call: Call) -> Any:
 
 async def conversation(call: Call) -> Any:
     row = await _target(call)
-    by_id = {r[0]: r for r in await _rows(call, "tree_id = ?", (row[1],))}
+    by_id = {r[0]: r for r in await _rows(call, "tree", (row[1],))}
     path, current = [], row[0]
     while current is not None:
         path.append(by_id[current])
@@ -142,25 +135,19 @@ async def tree(call: Call) -> Any:
         call.flag("include_spam", True),
         call.flag("include_deleted", False),
     )
-    where = (
-        "tree_id = ?"
-        + ("" if include_deleted else " AND deleted = 0")
-        + ("" if include_spam else " AND (review_result IS NULL OR review_result = 1)")
-    )
-    return s.MessageTree(
-        id=UUID(row[1]), messages=await to_messages(call, await _rows(call, where, (row[1],)))
-    )
+    rows = await call.read(q.tree_rows, row[1], include_deleted, include_spam)
+    return s.MessageTree(id=UUID(row[1]), messages=await to_messages(call, rows))
 
 
 async def children(call: Call) -> Any:
     row = await _target(call)
-    return await to_messages(call, await _rows(call, "parent_id = ?", (row[0],)))
+    return await to_messages(call, await _rows(call, "children", (row[0],)))
 
 
 async def descendants(call: Call) -> Any:
     row = await _target(call)
     by_parent: dict[str | None, list[tuple]] = {}
-    for r in await _rows(call, "tree_id = ? AND deleted = 0", (row[1],)):
+    for r in await _rows(call, "tree_undeleted", (row[1],)):
         by_parent.setdefault(r[2], []).append(r)
     found, todo = [], [row[0]]
     while todo:
@@ -171,11 +158,7 @@ async def descendants(call: Call) -> Any:
 
 
 async def _tree_state(call: Call, tree_id: str) -> s.MessageTreeState:
-    row = await call.row(
-        "SELECT state, goal_tree_size, max_depth, max_children_count, origin FROM trees"
-        " WHERE tree_id = ?",
-        (tree_id,),
-    )
+    row = await call.read(tq.tree_shape, tree_id)
     if row is None:
         raise TreeNotFoundError(f"tree {tree_id} not found")
     return s.MessageTreeState(

@@ -7,10 +7,11 @@ from typing import Any
 from api.http.routing import Api, Call
 from domain.model.states import TreeState
 from projections import oa_queries
+from projections.queries import trees
 
 
 async def state_counts(call: Call) -> Any:
-    found = dict(await call.rows("SELECT state, count(*) FROM trees GROUP BY state"))
+    found = await call.read(trees.count_by_state)
     return {state.value: found.get(state.value, 0) for state in TreeState}
 
 

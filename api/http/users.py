@@ -25,20 +25,13 @@ from api.http.errors import HttpError, not_authorized
 from api.http.routing import Api, Call
 from domain.model.errors import ErrorCode, UserNotFoundError
 from domain.model.user import User, user_id_for
+from projections.queries import users as q
+from projections.queries.users import DELETED_PREFIX, SORT_KEYS
 
-DELETED_PREFIX = "deleted_"
 SPLIT_UUID = re.compile(
     r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
     r"[0-9a-fA-F]{12})\$(.*)$"
 )
-# The users read model as answers show it: a deleted user's name is masked.
-_USERS = (
-    "SELECT user_id, client_id, auth_method,"
-    f" CASE WHEN deleted THEN '{DELETED_PREFIX}' || user_id ELSE username END AS username,"
-    " display_name, enabled, deleted, show_on_leaderboard, tos_accepted_at, notes,"
-    " created_at FROM users"
-)
-SORT_KEYS = ("username", "display_name")
 
 
 def frontend_user(user: User) -> s.FrontEndUser:
@@ -79,9 +72,7 @@ def user_from_row(row: tuple) -> s.FrontEndUser:
 async def users_by_id(call: Call, ids: list[str]) -> dict[str, s.FrontEndUser]:
     if not ids:
         return {}
-    rows = await call.rows(
-        f"SELECT * FROM ({_USERS}) WHERE user_id IN ({','.join('?' * len(ids))})", ids
-    )
+    rows = await call.read(q.by_ids, ids)
     return {row[0]: user_from_row(row) for row in rows}
 
 
@@ -99,11 +90,10 @@ def client_scope(call: Call, api_client_id: UUID | None) -> str | None:
 async def visible_user(call: Call, user_id: UUID) -> s.FrontEndUser:
     """The user as the caller may see it; 404 when unknown or another client's."""
     scope = client_scope(call, call.uuid_query("api_client_id"))
-    sql = f"SELECT * FROM ({_USERS}) WHERE user_id = ?"
-    row = await call.row(sql, (str(user_id),))
+    row = await call.read(q.by_id, str(user_id))
     if row is None:  # maybe registered a moment ago
         await call.service.catch_up_async(await call.service.head_async())
-        row = await call.row(sql, (str(user_id),))
+        row = await call.read(q.by_id, str(user_id))
     if row is None or (scope is not None and row[1] != scope):
         raise UserNotFoundError(f"user {user_id} not found")
     return user_from_row(row)
@@ -159,38 +149,22 @@ async def ordered(
     desc: bool,
 ) -> list[s.FrontEndUser]:
     """Users ordered by ``key`` then id, from (gte, gt_id) to (lte, lt_id) (OA's keyset)."""
-    assert key in SORT_KEYS
-    where = []
-    params: list[Any] = []
     scope = client_scope(call, call.uuid_query("api_client_id"))
-    if scope is not None:
-        where.append("client_id = ?")
-        params.append(scope)
-    for bound, ident, op in ((gte, gt_id, ">"), (lte, lt_id, "<")):
-        if bound is not None:
-            if ident is not None:
-                where.append(f"({key} {op} ? OR ({key} = ? AND user_id {op} ?))")
-                params += [bound, bound, str(ident)]
-            else:
-                where.append(f"{key} {op}= ?")
-                params.append(bound)
-        elif ident is not None:
+    for bound, ident in ((gte, gt_id), (lte, lt_id)):
+        if bound is None and ident is not None:
             raise HttpError("Need id and name for keyset pagination", ErrorCode.GENERIC_ERROR, 400)
-    auth_method = call.query("auth_method")
-    if auth_method:
-        where.append("auth_method = ?")
-        params.append(auth_method)
-    search = call.query("search_text")
-    if search:
-        where.append(f"instr({key}, ?) > 0")  # a plain substring (OA: LIKE '%text%')
-        params.append(search)
-    direction = "DESC" if desc else "ASC"
-    sql = (
-        f"SELECT * FROM ({_USERS})"
-        + (f" WHERE {' AND '.join(where)}" if where else "")
-        + f" ORDER BY {key} {direction}, user_id {direction} LIMIT ?"
+    rows = await call.read(
+        q.ordered,
+        key,
+        scope=scope,
+        gte=None if gte is None else (gte, None if gt_id is None else str(gt_id)),
+        lte=None if lte is None else (lte, None if lt_id is None else str(lt_id)),
+        auth_method=call.query("auth_method") or None,
+        search=call.query("search_text") or None,
+        desc=desc,
+        limit=limit,
     )
-    return [user_from_row(r) for r in await call.rows(sql, [*params, limit])]
+    return [user_from_row(r) for r in rows]
 
 
 def _by(key: str) -> Callable[[Call], Any]:
