@@ -39,6 +39,7 @@ from api.storage.log_reads import PostgresReadPool, open_log_reads
 from api.storage.logdb import connect_log, log_location
 from api.storage.positions import last_position
 from api.storage.reads import ReadPool, connect_reader
+from api.storage.unreachable import store_unreachable
 from domain.model.api_client import ApiClient
 from domain.model.config import TreeConfig
 from domain.model.errors import ConfigError, ErrorCode
@@ -49,6 +50,7 @@ from domain.service.processes import Lottery, ProcessLoop
 from projections import identity
 from projections.audit.live import AuditFollower
 from projections.log import StoreLog
+from projections.queries import log as log_queries
 from projections.runner import ProjectionError, ProjectionRunner
 from projections.store import READMODEL_FILE
 from projections.task_queries import task_owner
@@ -267,7 +269,8 @@ class Service:
         if runner is None:
             return "the read models are not open"
         if runner.error is not None and runner.waiting_for_space:
-            return f"the read model waits for disk space (it resumes by itself): {runner.error}"
+            what = "the event store" if store_unreachable(runner.error) else "disk space"
+            return f"the read model waits for {what} (it resumes by itself): {runner.error}"
         if runner.error is not None:
             return f"the projection runner stopped: {runner.error}"
         source = StoreLog(log_location(self.folder))
@@ -280,8 +283,7 @@ class Service:
         return self.app.recorder.max_notification_id() or 0
 
     async def head_async(self) -> int:
-        row = await self.log_reads.row("SELECT max(rowid) FROM stored_events")
-        return (row[0] if row else None) or 0
+        return await log_queries.head(self.log_reads.rows)
 
     def catch_up(self, position: int | None) -> None:
         """Wait until the read models include ``position`` (bounded; late is still correct);

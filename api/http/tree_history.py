@@ -6,8 +6,6 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
-
 from api.http import auth
 from api.http import schemas as s
 from api.http.errors import validation
@@ -16,25 +14,14 @@ from api.http.routing import Api, Call
 from domain.model.as_of import parse_as_of
 from domain.model.errors import ErrorCode, TreeNotFoundError
 from domain.model.tree_purge import hide_purged, purged_in
+from projections.queries import log as log_queries
 
 
 async def _tree_events(call: Call, tree_id: UUID) -> list[tuple[int, Any]]:
     """(log position, decoded event) for every event of the tree, oldest first."""
-    rows = await call.log_rows(
-        "SELECT rowid, originator_version, topic, state FROM stored_events"
-        " WHERE originator_id = ? ORDER BY originator_version",
-        (tree_id.hex,),
-    )
+    stored = await log_queries.stored_events(call.log_rows, tree_id)
     mapper = call.service.app.mapper
-    return [
-        (
-            r[0],
-            mapper.to_domain_event(
-                StoredEvent(originator_id=tree_id, originator_version=r[1], topic=r[2], state=r[3])
-            ),
-        )
-        for r in rows
-    ]
+    return [(position, mapper.to_domain_event(event)) for position, event in stored]
 
 
 async def history(call: Call) -> Any:
