@@ -50,10 +50,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if _is_api(request):
         code = ErrorCode.VALIDATION_ERROR if exc.status_code == 422 else ErrorCode.GENERIC_ERROR
-        return json_response({"message": str(exc.detail), "error_code": int(code)}, exc.status_code)
-    return _page(
+        body = {"message": str(exc.detail), "error_code": int(code)}
+        return json_response(body, exc.status_code, exc.headers)  # a 405 keeps its Allow
+    page = _page(
         exc.status_code, "There is no such page." if exc.status_code == 404 else str(exc.detail)
     )
+    page.headers.update(exc.headers or {})
+    return page
 
 
 async def _unhandled(request: Request, exc: Exception) -> Response:

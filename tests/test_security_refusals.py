@@ -116,7 +116,8 @@ async def test_every_refusal_leaves_the_log_unchanged(setup: Any) -> None:
         (a, "POST", "/api/v1/tasks/", {"type": "rank_assistant_replies", "user": person("n9")}, {}),
         (a, "POST", "/api/v1/tasks/", {"type": "no_such_type", "user": person("n10")}, {}),
         (a, "POST", "/api/v1/tasks/", {"type": "random", "user": person("gone")}, {}),
-        (a, "POST", "/api/v1/text_labels/", b"{not json", {}),
+        (a, "POST", "/api/v1/text_labels/", b"{not json", {"Content-Type": "application/json"}),
+        (a, "POST", "/api/v1/text_labels/", b"labels=1", {"Content-Type": "text/plain"}),
         (a, "POST", "/api/v1/text_labels/", b"x" * (2 << 20), {}),
         (a, "GET", f"/api/v1/trees/{unknown}", None, {}),
         (
@@ -153,6 +154,7 @@ async def test_every_refusal_leaves_the_log_unchanged(setup: Any) -> None:
         (503, 1006),  # requested task type not available
         (422, 422),  # invalid body, unknown task type
         (413, 422),  # body too large
+        (415, 422),  # not application/json
         (403, 4001),  # deleted user
         (404, 2006),  # tree not found
     }

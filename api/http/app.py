@@ -18,10 +18,9 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from api.http import (
-    auth,
+    access_log,
     images,
     labels,
     leaderboards,
@@ -44,10 +43,10 @@ from api.http.audit import digest_endpoint
 from api.http.errors import error_response, internal_error, json_response
 from api.http.metrics import Metrics
 from api.http.ratelimit import RateLimits
-from api.http.routing import Api, Call
+from api.http.routing import Api, Call, literal_paths_first
 from api.http.service import Service
 from domain.model.config import TreeConfig
-from domain.model.errors import DomainError, ErrorCode
+from domain.model.errors import ErrorCode
 
 __all__ = ["create_app", "from_env", "json_response", "error_response"]
 
@@ -70,24 +69,11 @@ async def health(call: Call) -> Any:
     return json_response(body, 503 if reason is not None else 200)
 
 
-def _guarded(service: Service, handler: Any) -> Any:
-    """An async handler from elsewhere behind the API-key check."""
-
-    async def guarded(request: Request) -> Response:
-        try:
-            client = await service.authenticate_async(auth.api_key(request))
-            auth.check_client(client, "client")
-        except DomainError as e:
-            return error_response(e)
-        return await handler(request)
-
-    return guarded
-
-
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = ErrorCode.VALIDATION_ERROR if exc.status_code == 422 else ErrorCode.GENERIC_ERROR
-    return json_response({"message": str(exc.detail), "error_code": int(code)}, exc.status_code)
+    body = {"message": str(exc.detail), "error_code": int(code)}
+    return json_response(body, exc.status_code, exc.headers)  # a 405 keeps its Allow
 
 
 async def _unhandled(request: Request, exc: Exception) -> Response:
@@ -112,6 +98,7 @@ def create_app(
     OA's, configured by $DATAENGINE_RATE_LIMIT* (api.http.ratelimit).
     """
     folder = Path(folder)
+    access_log.install()  # keys never reach the access log, even in a refused URL
     service = Service(
         folder,
         config,
@@ -124,6 +111,24 @@ def create_app(
     )
     metrics = Metrics(service)
     return _starlette(service, build_api(service, metrics), folder, metrics)
+
+
+def _audit(api: Api, service: Service) -> None:
+    digest = digest_endpoint(service.folder)
+
+    async def audit_digest(call: Call) -> Any:
+        return await digest(call.request)
+
+    api.add(
+        "GET",
+        "/api/v1/audit/digest",
+        audit_digest,
+        response=s.AuditDigest,
+        query={"position": "a log position (default: the head); the digest up to it"},
+        summary="the audit chain's digest at a log position (projections.audit)",
+        tag="audit",
+        errors={"409": "the log changed under the audit record: not blessed"},
+    )
 
 
 def build_api(service: Service, metrics: Metrics | None = None) -> Api:
@@ -153,6 +158,7 @@ def build_api(service: Service, metrics: Metrics | None = None) -> Api:
     oa_stats.register(api)
     oa_extras.register(api)
     toxicity.register(api)
+    _audit(api, service)
     metrics_endpoint.register(api, metrics or Metrics(service))
     openapi.register(api)
     return api
@@ -169,9 +175,7 @@ def _starlette(
         finally:
             await service.stop()
 
-    routes = (metrics.instrument(api.routes()) if metrics else api.routes()) + [
-        Route("/api/v1/audit/digest", _guarded(service, digest_endpoint(folder)), methods=["GET"]),
-    ]
+    routes = literal_paths_first(metrics.instrument(api.routes()) if metrics else api.routes())
     app = Starlette(
         routes=routes,
         lifespan=lifespan,

@@ -17,13 +17,20 @@ from starlette.requests import Request
 from api.http.errors import HttpError, not_authorized, root_not_authorized, validation
 from domain.model.api_client import ApiClient
 from domain.model.errors import ErrorCode
+from domain.model.input_rules import check_username
 
 Access = Literal["public", "client", "trusted", "root"]
 AUTH_METHODS = ("discord", "google", "local", "system")
 
 
 def api_key(request: Request) -> str | None:
-    return request.headers.get("x-api-key") or request.query_params.get("api_key")
+    """The key from ``X-API-Key`` only. OA also read ``?api_key=``; a key in the URL is
+    written into access logs, proxies' logs and browser histories, so it is refused."""
+    if "api_key" in request.query_params:
+        raise not_authorized(
+            "send the API key in the X-API-Key header, never in the URL (api_key= is refused)"
+        )
+    return request.headers.get("x-api-key")
 
 
 def check_client(client: ApiClient | None, access: Access) -> None:
@@ -49,9 +56,12 @@ def check_root(request: Request, tokens: frozenset[str]) -> None:
 
 
 def header_user(request: Request) -> tuple[str, str] | None:
-    """``(auth_method, username)`` from ``x-oasst-user`` (or query ``oasst_user``)."""
-    raw = request.headers.get("x-oasst-user") or request.query_params.get("oasst_user")
-    if not raw:
+    """``(auth_method, username)`` from ``x-oasst-user`` (or query ``oasst_user``); a header
+    that is there must be valid, even empty (the username follows domain.model.input_rules)."""
+    raw = request.headers.get("x-oasst-user")
+    if raw is None:
+        raw = request.query_params.get("oasst_user")
+    if raw is None:
         return None
     auth_method, sep, username = raw.partition(":")
     if not sep or not username or auth_method not in AUTH_METHODS:
@@ -59,6 +69,7 @@ def header_user(request: Request) -> tuple[str, str] | None:
             f"x-oasst-user must be '<auth_method>:<id>' with auth_method one of "
             f"{', '.join(AUTH_METHODS)}, not {raw!r}"
         )
+    check_username(username)
     return auth_method, username
 
 

@@ -10,6 +10,7 @@ it is logged and answered 500 with error_code 0, never a stack trace.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any, TypeVar
 
 import msgspec
@@ -17,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api.storage.space import disk_full
+from api.storage.unreachable import store_unreachable
 from domain.model.errors import DomainError, ErrorCode
 
 log = logging.getLogger("dataengine.http")
@@ -96,10 +98,44 @@ def internal_error(exc: BaseException) -> Response:
             },
             507,
         )
+    if store_unreachable(exc):  # PostgreSQL down or restarting: the pools reconnect by themselves
+        log.error("the event store is unreachable: %s", exc)
+        message = "the event store is unreachable; try again shortly (retries are idempotent)"
+        body = {"message": message, "error_code": int(ErrorCode.GENERIC_ERROR)}
+        return json_response(body, 503, {"Retry-After": "1"})
     log.error("unhandled error", exc_info=exc)
     return json_response(
         {"message": "internal server error", "error_code": int(ErrorCode.GENERIC_ERROR)}, 500
     )
+
+
+JSON = "application/json"
+# an escaped NUL in a JSON string: an odd number of backslashes before u0000
+_ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def unsupported_media_type(found: str) -> HttpError:
+    return HttpError(
+        f"the request body must be {JSON}, not {found or 'without a Content-Type'}",
+        ErrorCode.VALIDATION_ERROR,
+        415,
+    )
+
+
+def require_json(request: Request, body: bytes) -> None:
+    """A JSON endpoint takes ``application/json`` bodies only (415 otherwise): a form or
+    text body posted by a browser page on another site must not pass as a command."""
+    if not body:
+        return  # nothing to misread; decode() says the body is required
+    found = request.headers.get("content-type", "")
+    if found.split(";", 1)[0].strip().lower() != JSON:
+        raise unsupported_media_type(found)
+
+
+def refuse_nul(request: Request) -> None:
+    """NUL is refused everywhere (domain.model.input_rules): in the path and the query too."""
+    if "\x00" in request.url.path or b"%00" in request.scope.get("query_string", b""):
+        raise validation("the request's path or query contains a NUL character")
 
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
@@ -134,8 +170,11 @@ def decode(body: bytes, schema: type[S], *, strict: bool = True) -> S:
     if not body.strip():
         raise validation("a JSON request body is required")
     try:
-        return msgspec.json.decode(body, type=schema, strict=strict)
+        decoded = msgspec.json.decode(body, type=schema, strict=strict)
     except msgspec.ValidationError as e:
         raise validation(f"invalid request body: {e}") from None
     except msgspec.DecodeError as e:
         raise validation(f"malformed JSON body: {e}") from None
+    if _ESCAPED_NUL.search(body):  # NUL is refused in every field (domain.model.input_rules)
+        raise validation("the request body contains a NUL character (\\u0000)")
+    return decoded

@@ -10,7 +10,7 @@ clients: a deliberate difference from OA, which answers them in full.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
@@ -118,7 +118,7 @@ class MergeUsersRequest(msgspec.Struct, forbid_unknown_fields=True):
     """OA's body: the users to merge into ``destination_user_id``."""
 
     destination_user_id: UUID
-    source_user_ids: list[UUID]
+    source_user_ids: Annotated[list[UUID], msgspec.Meta(min_length=1)]  # documented, checked
 
 
 async def merge_users(call: Call) -> None:

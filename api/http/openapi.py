@@ -10,17 +10,30 @@ import msgspec
 from starlette.responses import HTMLResponse, Response
 
 from api.http import schemas as s
+from api.http.auth import AUTH_METHODS
 from api.http.errors import json_response
+from api.http.params import path_schema, query_schema
 from api.http.routing import Api, Call, Endpoint
 
 REF = "#/components/schemas/{name}"
+# What any operation may answer (api.http.errors, domain.model.errors): documented on every
+# operation so a client (and schemathesis' status_code_conformance) knows them all.
 _ERRORS = {
-    "403": "API key missing, unknown or not trusted (error_code 2)",
-    "404": "unknown id",
-    "413": "body too large",
-    "422": "invalid body or parameter",
+    "400": "a rule of the protocol refused the request (OA's error_code)",
+    "403": "API key missing, unknown, not trusted or sent in the URL (error_code 2); "
+    "or the user is deleted or disabled",
+    "404": "unknown id (or another client's, for an untrusted client)",
+    "409": "conflicts with what was recorded (a task answered otherwise, an edited message)",
+    "422": "invalid body or parameter (a name with control characters, a NUL, ...)",
+    "429": "too many requests; try again after Retry-After seconds",
     "500": "internal error (error_code 0)",
+    "503": "not available now (no task of that type; read models not ready)",
+    "507": "the server's storage is full: nothing was recorded, try again later",
 }
+_BODY_ERRORS = {  # operations that read a body (POST, PUT)
+    "413": "body too large",
+}
+_JSON_BODY_ERRORS = {"415": "the body is not application/json"}
 
 
 def build(endpoints: list[Endpoint]) -> dict[str, Any]:
@@ -75,16 +88,16 @@ def build(endpoints: list[Endpoint]) -> dict[str, Any]:
 
 def _parameters(e: Endpoint) -> list[dict[str, Any]]:
     params = [
-        {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+        {"name": n, "in": "path", "required": True, "schema": path_schema(n)}
         for n in _path_params(e.path)
     ]
     params += [
         {
             "name": n,
             "in": "query",
-            "required": False,
+            "required": d == "required" or d.endswith("(required)"),
             "description": d,
-            "schema": {"type": "string"},
+            "schema": query_schema(e.path, n),
         }
         for n, d in e.query.items()
     ]
@@ -95,7 +108,12 @@ def _parameters(e: Endpoint) -> list[dict[str, Any]]:
                 "in": "header",
                 "required": False,
                 "description": "<auth_method>:<id> of the end user",
-                "schema": {"type": "string"},
+                "schema": {
+                    "type": "string",
+                    # header values are printable ASCII; the username 1..128 characters
+                    "pattern": f"^({'|'.join(AUTH_METHODS)}):[!-~][ -~]*$",
+                    "maxLength": len("discord:") + 128,
+                },
             }
         )
     return params
@@ -106,9 +124,12 @@ def _responses(e: Endpoint, schema_of: dict[int, Any], error_ref: Any) -> dict[s
     if e.response is not None and e.status != 204:
         ok["content"] = {"application/json": {"schema": schema_of[id(e.response)]}}
     responses = {str(e.status): ok}
-    for status, text in {**_ERRORS, **e.errors}.items():
-        if status == "403" and e.access == "public":
-            continue
+    errors = dict(_ERRORS)
+    if e.method in ("POST", "PUT"):
+        errors |= _BODY_ERRORS
+    if e.body is not None:
+        errors |= _JSON_BODY_ERRORS
+    for status, text in sorted({**errors, **e.errors}.items()):
         responses[status] = {
             "description": text,
             "content": {"application/json": {"schema": error_ref}},

@@ -26,7 +26,7 @@ from uuid import UUID
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 from api.http import auth
 from api.http.errors import (
@@ -38,8 +38,11 @@ from api.http.errors import (
     json_response,
     no_content,
     read_body,
+    refuse_nul,
+    require_json,
     validation,
 )
+from api.http.params import check_query
 from api.http.schemas import User
 from api.http.service import Service
 from domain.model.actor import Actor
@@ -139,7 +142,7 @@ class Call:
 
     def uuid_query(self, name: str) -> UUID | None:
         raw = self.request.query_params.get(name)
-        if not raw:
+        if raw is None:
             return None
         try:
             return UUID(raw)
@@ -227,7 +230,16 @@ class Api:
         self.endpoints.append(Endpoint(method, path, handler, **options))
 
     def routes(self) -> list[Route]:
-        return [Route(e.path, self._wrap(e), methods=[e.method]) for e in self.endpoints]
+        """One route per path, answering each of its methods: a method the path does not
+        take is answered 405 with ``Allow`` naming all those it takes (one route per
+        endpoint would name only the first route's method)."""
+        by_path: dict[str, dict[str, Callable[[Request], Any]]] = {}
+        for e in self.endpoints:
+            by_path.setdefault(e.path, {})[e.method] = self._wrap(e)
+        return [
+            Route(path, _by_method(handlers), methods=list(handlers))
+            for path, handlers in by_path.items()
+        ]
 
     def _wrap(self, endpoint: Endpoint) -> Callable[[Request], Any]:
         service, handler, access = self.service, endpoint.handler, endpoint.access
@@ -239,6 +251,7 @@ class Api:
             elif access != "public":
                 call.client = service.authenticate(auth.api_key(call.request))
                 auth.check_client(call.client, access)
+                auth.header_user(call.request)  # when sent, valid (whether read or not)
             with call.deferred():
                 return handler(call)
 
@@ -248,15 +261,20 @@ class Api:
             elif access != "public":
                 call.client = await service.authenticate_async(auth.api_key(call.request))
                 auth.check_client(call.client, access)
+                auth.header_user(call.request)  # when sent, valid (whether read or not)
             return await handler(call)
 
         async def asgi_endpoint(request: Request) -> Response:
             try:
+                refuse_nul(request)
+                check_query(endpoint.path, endpoint.query, request)
                 body = (
                     await read_body(request, endpoint.max_body)
                     if request.method in ("POST", "PUT")
                     else b""
                 )
+                if endpoint.body is not None:
+                    require_json(request, body)
                 call = Call(request, service, None, body)
                 if on_loop:
                     result = await run_on_loop(call)
@@ -275,3 +293,45 @@ class Api:
 
         asgi_endpoint.__name__ = getattr(handler, "__name__", "endpoint")
         return asgi_endpoint
+
+
+class _Route(Route):
+    """A route with a path parameter that leaves the paths other routes spell out alone:
+    ``DELETE /messages/cursor`` is 405 (``/messages/cursor`` takes GET), not a lookup of a
+    message called "cursor" that ``/messages/{message_id}`` would answer 404."""
+
+    def __init__(self, path: str, endpoint: Any, *, methods: list[str], literals: frozenset[str]):
+        super().__init__(path, endpoint, methods=methods)
+        self.literals = literals
+
+    def matches(self, scope: Any) -> tuple[Match, Any]:
+        if scope.get("type") == "http" and scope.get("path") in self.literals:
+            return Match.NONE, {}
+        return super().matches(scope)
+
+
+def literal_paths_first(routes: list[Route]) -> list[Route]:
+    """``routes`` with each templated route made to skip the literal paths of the others."""
+    literals = frozenset(r.path for r in routes if "{" not in r.path)
+    return [
+        _Route(r.path, r.endpoint, methods=sorted(r.methods or ()), literals=literals)
+        if "{" in r.path
+        else r
+        for r in routes
+    ]
+
+
+def _by_method(handlers: dict[str, Callable[[Request], Any]]) -> Callable[[Request], Any]:
+    if len(handlers) == 1:
+        (only,) = handlers.values()
+        return only
+    get = handlers.get("GET")
+
+    async def dispatch(request: Request) -> Response:
+        # Starlette answered the methods the route does not take (405 + Allow); HEAD is GET's
+        handler = handlers.get(request.method) or get
+        assert handler is not None
+        return await handler(request)
+
+    dispatch.__name__ = "_".join(getattr(h, "__name__", "endpoint") for h in handlers.values())
+    return dispatch

@@ -9,10 +9,12 @@ text front end sends an extra ``task_id`` with replies).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal, Union
+from typing import Annotated, Literal, Union
 from uuid import UUID
 
-from msgspec import Struct
+from msgspec import Meta, Struct
+
+from domain.model.input_rules import MAX_DISPLAY_NAME_LENGTH, MAX_USERNAME_LENGTH
 
 AuthMethod = Literal["discord", "google", "local", "system"]
 UserSortKey = Literal["username", "display_name"]
@@ -38,9 +40,19 @@ class Error(Struct):
 
 
 # ---------------------------------------------------------------- users
+# domain.model.input_rules, stated for the document and checked at decoding: no control
+# character, not blank, OA's column lengths
+_TEXT = r"[^\x00-\x1f\x7f-\x9f\u2028\u2029]"
+_NAME_PATTERN = rf"^{_TEXT}*[^\s\x00-\x1f\x7f-\x9f\u2028\u2029]{_TEXT}*$"
+Username = Annotated[str, Meta(min_length=1, max_length=MAX_USERNAME_LENGTH, pattern=_NAME_PATTERN)]
+DisplayName = Annotated[
+    str, Meta(min_length=1, max_length=MAX_DISPLAY_NAME_LENGTH, pattern=_NAME_PATTERN)
+]
+
+
 class User(Struct, kw_only=True):
-    id: str
-    display_name: str
+    id: Username
+    display_name: DisplayName
     auth_method: AuthMethod
 
 
@@ -346,3 +358,10 @@ class Health(Struct, kw_only=True):
     readmodel_position: int
     lag: int = 0  # events the read models have still to apply
     reason: str | None = None  # why not ready: a stopped runner, a read model not the log's
+
+
+class AuditDigest(Struct, kw_only=True):
+    """The audit chain's digest (sha256 hex) covering the log up to ``position``."""
+
+    position: int
+    digest: str

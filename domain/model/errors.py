@@ -165,6 +165,8 @@ TaskAlreadyDoneError = _error("TaskAlreadyDoneError", ErrorCode.TASK_ALREADY_DON
 TaskNotAssignedError = _error("TaskNotAssignedError", ErrorCode.TASK_NOT_ASSIGNED_TO_USER, 403)
 UserDisabledError = _error("UserDisabledError", ErrorCode.USER_DISABLED, 503)
 UserNotFoundError = _error("UserNotFoundError", ErrorCode.USER_NOT_FOUND, 404)
+# a user id, username or display name (or a NUL in any text) the input rules refuse
+InvalidInputError = _error("InvalidInputError", ErrorCode.VALIDATION_ERROR, 422)
 ApiClientNotFoundError = _error("ApiClientNotFoundError", ErrorCode.API_CLIENT_NOT_FOUND, 404)
 EmojiOpUnsupportedError = _error("EmojiOpUnsupportedError", ErrorCode.EMOJI_OP_UNSUPPORTED)
 ModelNotFoundError = _error("ModelNotFoundError", ErrorCode.MODEL_NOT_FOUND, 404)

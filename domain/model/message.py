@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from uuid import UUID
 
 from domain.model.errors import TextEmptyError, TextTooLongError
+from domain.model.input_rules import check_no_nul
 
 if TYPE_CHECKING:
     from domain.model.images import ImageRef
@@ -49,6 +50,7 @@ def check_text(text: str, limit: int) -> None:
         raise TextEmptyError("message text is empty")
     if len(text) > limit:
         raise TextTooLongError(f"message text is {len(text)} characters long, the limit is {limit}")
+    check_no_nul(text, "the message text")
 
 
 class Message:

@@ -29,6 +29,7 @@ from domain.model.errors import (
     TooManyPendingTasksError,
     UserDisabledError,
 )
+from domain.model.input_rules import check_display_name, check_username
 from domain.model.topics import keep_stored_topics
 
 
@@ -220,6 +221,8 @@ class User(Aggregate):
     def register(
         cls, *, client_id: UUID, auth_method: str, username: str, display_name: str
     ) -> User:
+        check_username(username)
+        check_display_name(display_name or username)
         return cls._create(
             cls.Registered,
             id=user_id_for(client_id, auth_method, username),
@@ -245,6 +248,8 @@ class User(Aggregate):
         }
         if not changed:
             return False
+        if "display_name" in changed:
+            check_display_name(changed["display_name"])
         self.trigger_event(
             self.ProfileUpdated, client_id=self.client_id, **{k: changed.get(k) for k in fields}
         )

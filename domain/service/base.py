@@ -25,6 +25,7 @@ from eventsourcing.persistence import IntegrityError, Recording
 
 from domain.model.config import TreeConfig
 from domain.model.errors import ConcurrencyError, DomainError, ErrorCode
+from domain.model.input_rules import check_display_name
 from domain.model.user import User, user_id_for
 from domain.service.unit_of_work import A, UnitOfWork
 
@@ -58,6 +59,8 @@ class FirstSight:
     done: bool = False
 
     def apply(self, uow: UnitOfWork, now: datetime) -> User:
+        if self.display_name is not None:  # given, even empty: it must be a valid name
+            check_display_name(self.display_name)
         user = uow.find(User, self.user_id)
         if user is None:
             user = User.register(
