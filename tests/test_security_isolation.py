@@ -70,6 +70,8 @@ async def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
         r = await a.get("/api/v1/frontend_messages/mpa")
         assert r.status_code == 200, r.text
         ids["message"] = r.json()["id"]
+        r = await t.get(f"/api/v1/trees/{ids['message']}/events")
+        ids["client_a"] = next(e["client_id"] for e in r.json() if e["client_id"])
         ids["ack_task"] = (await a.task(person("a2"), "label_initial_prompt"))["id"]
         ids["nack_task"] = (await a.task(person("a3"), "label_initial_prompt"))["id"]
         yield World(a, b, t, tmp_path, ids)
@@ -118,6 +120,31 @@ READS: list[tuple[str, str, Any, tuple[int, int, int]]] = [
     ("GET", "/api/v1/frontend_messages/mpa/max_children_in_tree", None, (200, 404, 404)),
     ("GET", "/api/v1/users/{u}/stats/total/window", None, (200, 404, 200)),
     ("GET", "/api/v1/stats/cached/human_messages_by_lang", None, (200, 200, 200)),
+    # ids in the query: another client named is refused (403, as OA); a user or message of
+    # another client is not shown (the B row must not contain A's texts or names)
+    ("GET", "/api/v1/users/{u}?api_client_id={c}", None, (200, 403, 200)),
+    ("GET", "/api/v1/frontend_users/local/a1?api_client_id={c}", None, (200, 403, 200)),
+    ("GET", "/api/v1/users/by_username?api_client_id={c}", None, (200, 403, 200)),
+    ("GET", "/api/v1/users/by_display_name?api_client_id={c}", None, (200, 403, 200)),
+    ("GET", "/api/v1/users/cursor?api_client_id={c}", None, (200, 403, 200)),
+    ("GET", "/api/v1/users/by_username?gte_username=a&gt_id={u}", None, (200, 200, 200)),
+    ("GET", "/api/v1/users/by_username?lte_username=b&lt_id={u}", None, (200, 200, 200)),
+    ("GET", "/api/v1/users/by_display_name?gte_display_name=A&gt_id={u}", None, (200, 200, 200)),
+    ("GET", "/api/v1/users/by_display_name?lte_display_name=B&lt_id={u}", None, (200, 200, 200)),
+    ("GET", "/api/v1/messages/?api_client_id={c}", None, (200, 403, 200)),
+    ("GET", "/api/v1/messages/?auth_method=local&username=a1", None, (200, 200, 200)),
+    ("GET", "/api/v1/messages/cursor?api_client_id={c}", None, (200, 403, 200)),
+    ("GET", "/api/v1/messages/cursor?user_id={u}", None, (200, 200, 200)),
+    ("GET", "/api/v1/users/{u}/messages?api_client_id={c}", None, (200, 403, 200)),
+    ("GET", "/api/v1/users/{u}/messages/cursor?api_client_id={c}", None, (200, 403, 200)),
+    ("GET", "/api/v1/frontend_users/local/a1/messages?api_client_id={c}", None, (200, 403, 200)),
+    (
+        "GET",
+        "/api/v1/frontend_users/local/a1/messages/cursor?api_client_id={c}",
+        None,
+        (200, 403, 200),
+    ),
+    ("GET", "/api/v1/text_labels/valid_labels?message_id={m}", None, (200, 403, 200)),
 ]
 
 # Commands: each client's own user acts (a2 for A, b1 for B, t1 for T). Refusals first;
@@ -127,6 +154,9 @@ FREE = {"type": "text_labels", "message_id": "{m}", "labels": {"quality": 0.5}}
 WRITES: list[tuple[str, str, Any, tuple[int, int, int]]] = [
     ("POST", "/api/v1/tasks/{ack}/ack", {"message_id": "f-ack"}, (204, 404, 404)),
     ("POST", "/api/v1/tasks/{nack}/nack", {"reason": "skip"}, (204, 404, 404)),
+    # a frontend id in the body names the calling client's task only (A's is not a
+    # collective task: OA's 2106)
+    ("POST", "/api/v1/tasks/close", {"message_id": "f-ack"}, (400, 404, 404)),
     ("POST", "/api/v1/text_labels/", REPORT, (204, 403, 204)),
     ("POST", "/api/v1/text_labels/", FREE, (204, 403, 204)),
     ("POST", "/api/v1/tasks/interaction", REPORT, (200, 403, 200)),
@@ -164,7 +194,11 @@ ACTOR = {"A": "a2", "B": "b1", "T": "t1"}
 def fill(value: Any, ids: dict[str, str], who: str) -> Any:
     if isinstance(value, str):
         return value.format(
-            m=ids["message"], u=ids["a1"], ack=ids["ack_task"], nack=ids["nack_task"]
+            m=ids["message"],
+            u=ids["a1"],
+            c=ids["client_a"],
+            ack=ids["ack_task"],
+            nack=ids["nack_task"],
         )
     if isinstance(value, dict):
         return {k: fill(v, ids, who) for k, v in value.items()}
@@ -210,6 +244,24 @@ def test_every_endpoint_taking_an_id_is_in_the_matrix(tmp_path: Path) -> None:
         if "{" in e.path and e.access != "root"
     }
     assert taking_ids - covered == set()
+    # every id a query takes (a client, a user, a message) is named by some row too
+    named = {
+        (m, p.split("?")[0], q.split("=")[0])
+        for m, p, _, _ in READS + WRITES
+        if "?" in p
+        for q in p.split("?")[1].split("&")
+    }
+    named = {(m, p.replace("{u}", "{user_id}"), q) for m, p, q in named}
+    for short, long in path_names.items():
+        named = {(m, p.replace(short, long), q) for m, p, q in named}
+    query_ids = {
+        (e.method, e.path, q)
+        for e in build_api(Service(tmp_path)).endpoints
+        if e.access != "root"
+        for q in e.query
+        if q.endswith("_id")
+    }
+    assert query_ids - {(m, p, q) for m, p, q in named} == set()
 
 
 async def test_untrusted_clients_read_only_their_own(world: World) -> None:

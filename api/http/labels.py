@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
 
+from api.http import auth
 from api.http import schemas as s
 from api.http.errors import HttpError
 from api.http.routing import Api, Call
@@ -52,6 +53,7 @@ async def valid_labels(call: Call) -> Any:
     row = await call.read(q.shape, str(message_id))
     if row is None:
         raise MessageNotFoundError(f"message {message_id} not found")
+    auth.check_owner(call.api_client, row[2])  # another client's message: 403 (issue 13)
     kind = (
         MessageKind.INITIAL_PROMPT
         if row[0]

@@ -69,9 +69,10 @@ def emojis_of(conn: sqlite3.Connection, message_id: str, user_id: str) -> list[s
 
 
 def shape(conn: sqlite3.Connection, message_id: str) -> tuple | None:
-    """(is a root, role) of a message, or None when unknown."""
+    """(is a root, role, owning client id) of a message, or None when unknown."""
     return conn.execute(
-        "SELECT parent_id IS NULL, role FROM messages WHERE message_id = ?", (message_id,)
+        "SELECT parent_id IS NULL, role, client_id FROM messages WHERE message_id = ?",
+        (message_id,),
     ).fetchone()
 
 
