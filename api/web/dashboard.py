@@ -29,6 +29,8 @@ from projections import agreement, arena
 from projections import availability as av
 from projections.datasets.live import NAME as TRAINING
 from projections.datasets.precut import status as training_status
+from projections.queries import datasets, models, votes
+from projections.queries import trees as tree_counts
 
 HOURS = 48
 CURVES = "curves.png"  # what training.runs writes into a run folder
@@ -37,7 +39,7 @@ MAX_PICTURE = 5_000_000
 
 
 def _trees(conn: sqlite3.Connection) -> dict[str, Any]:
-    rows = conn.execute("SELECT state, lang, count(*) FROM trees GROUP BY state, lang").fetchall()
+    rows = tree_counts.count_by_state_and_lang(conn)
     states: dict[str, int] = {}
     langs: dict[str, dict[str, int]] = {}
     for state, lang, n in rows:
@@ -49,14 +51,7 @@ def _trees(conn: sqlite3.Connection) -> dict[str, Any]:
 def _votes_per_hour(conn: sqlite3.Connection, now: float) -> list[tuple[str, float]]:
     """Labels and rankings per hour (the votes), the last HOURS hours, oldest first."""
     since = now - HOURS * 3600
-    counts: dict[int, int] = {}
-    for table in ("labels", "rankings"):
-        for hour, n in conn.execute(
-            f"SELECT CAST(created_at / 3600 AS INTEGER), count(*) FROM {table}"
-            " WHERE created_at >= ? GROUP BY 1",
-            (since,),
-        ):
-            counts[hour] = counts.get(hour, 0) + n
+    counts = votes.per_hour(conn, since)
     first = int(since // 3600) + 1
     return [
         (time.strftime("%m-%d %H:00", time.gmtime(h * 3600)), float(counts.get(h, 0)))
@@ -65,12 +60,8 @@ def _votes_per_hour(conn: sqlite3.Connection, now: float) -> list[tuple[str, flo
 
 
 def _models(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    rows = conn.execute(
-        "SELECT name, kind, base_model, dataset_position, metrics, registered_at, path"
-        " FROM models ORDER BY registered_at DESC LIMIT 50"
-    ).fetchall()
     out = []
-    for name, kind, base, position, metrics, registered, path in rows:
+    for name, kind, base, position, metrics, registered, path in models.latest(conn, 50):
         m = json.loads(metrics or "{}")
         curve = m.get("loss_history") or m.get("losses") or []
         scalars = {
@@ -105,18 +96,8 @@ def _all(conn: sqlite3.Connection, config: Any, now: Any, user_id: Any) -> dict[
     }
 
 
-_DATASET_KEY = (
-    "SELECT (SELECT position FROM tracking WHERE projection = ?),"
-    " count(*), max(ready_position), max(changed_position) FROM dataset_trees"
-)
-
-
 def _dataset_key(conn: sqlite3.Connection) -> tuple[Any, ...] | None:
-    try:
-        row = conn.execute(_DATASET_KEY, (TRAINING,)).fetchone()
-    except sqlite3.OperationalError:  # no training projection yet
-        return None
-    return tuple(row) if row and row[0] is not None else None
+    return datasets.change_key(conn, TRAINING)
 
 
 _statuses: WeakSet[TrainingStatus] = WeakSet()
@@ -191,10 +172,8 @@ def curves_file(folder: str) -> Path | None:
 
 async def curves(ctx: Ctx) -> Response:
     name = ctx.request.query_params.get("model", "")
-    row = await ctx.site.read(
-        lambda c: c.execute("SELECT path FROM models WHERE name = ?", (name,)).fetchone()
-    )
-    picture = await ctx.site.blocking(curves_file, row[0]) if row else None
+    path = await ctx.site.read(models.path_of, name)
+    picture = await ctx.site.blocking(curves_file, path) if path is not None else None
     if picture is None:
         raise ModelNotFoundError(f"no training curves for model {name!r}")
     body = await ctx.site.blocking(picture.read_bytes)

@@ -4,7 +4,6 @@ event history and the tree as of any version (the audit read side), moderation a
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 from uuid import UUID
 
@@ -16,35 +15,20 @@ from domain.model.errors import MessageNotFoundError, TreeNotFoundError
 from domain.model.states import TreeState
 from projections import leaderboard
 from projections.audit.history import history, tree_as_of, tree_view
-
-_BROWSE = """
-SELECT t.tree_id, t.state, t.lang, t.message_count, t.created_at, m.text, u.username
-FROM trees t JOIN messages m ON m.message_id = t.tree_id
-LEFT JOIN users u ON u.user_id = t.user_id
-WHERE (:state = '' OR t.state = :state) AND (:lang = '' OR t.lang = :lang)
-  AND (:q = '' OR t.tree_id IN (SELECT tree_id FROM messages WHERE text LIKE :q ESCAPE '\\'))
-  AND (:user = '' OR t.tree_id IN (SELECT m2.tree_id FROM messages m2
-       JOIN users u2 ON u2.user_id = m2.user_id WHERE u2.username = :user
-       OR u2.display_name = :user))
-ORDER BY t.created_at DESC LIMIT 100"""
-
-
-def _browse(conn: sqlite3.Connection, **where: str) -> list[dict[str, Any]]:
-    keys = ("tree_id", "state", "lang", "messages", "created_at", "text", "author")
-    return [dict(zip(keys, r)) for r in conn.execute(_BROWSE, where).fetchall()]
+from projections.queries import moderation as mq
+from projections.queries import users
 
 
 async def trees(ctx: Ctx) -> Response:
     q = ctx.request.query_params
     text = q.get("q", "").strip()
-    like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     where = {
         "state": q.get("state", ""),
         "lang": q.get("lang", ""),
-        "q": like if text else "",
+        "q": mq.like_pattern(text) if text else "",
         "user": q.get("user", "").strip(),
     }
-    rows = await ctx.site.read(_browse, **where)
+    rows = await ctx.site.read(mq.browse_trees, **where)
     states = [s.value for s in TreeState]
     return ctx.render("mod_trees.html", rows=rows, where={**where, "q": text}, states=states)
 
@@ -66,18 +50,6 @@ def _tree_now(service: Any, tree_id: UUID) -> dict[str, Any]:
     return view
 
 
-def _names(conn: sqlite3.Connection, user_ids: set[str]) -> dict[str, str]:
-    """Display names of these users only (a tree has a few authors, the site many users)."""
-    ids = sorted(user_ids)
-    if not ids:
-        return {}
-    rows = conn.execute(
-        f"SELECT user_id, display_name FROM users WHERE user_id IN ({','.join('?' * len(ids))})",
-        ids,
-    ).fetchall()
-    return dict(rows)
-
-
 def _tree_page(ctx: Ctx, tree_id: UUID, version: int | None) -> dict[str, Any]:
     """In the threadpool: the tree as of a version and its whole history."""
     service = ctx.site.service
@@ -92,7 +64,8 @@ def _tree_page(ctx: Ctx, tree_id: UUID, version: int | None) -> dict[str, Any]:
             (e["position"] for e in events if e["version"] == view["version"]), None
         )
     ids = {m["user_id"] for m in view["messages"] if m["user_id"]}
-    names = _names(service.reader(), ids | {e["user_id"] for e in events if e["user_id"]})
+    authors = ids | {e["user_id"] for e in events if e["user_id"]}
+    names = users.display_names(service.reader(), sorted(authors))
     for e in events:
         e["user"] = names.get(e["user_id"]) if e["user_id"] else None
     by_parent: dict[str | None, list[dict[str, Any]]] = {}
@@ -166,19 +139,8 @@ async def trolls(ctx: Ctx) -> Response:
     return ctx.render("mod_trolls.html", board=data, frame=frame)
 
 
-def _reports(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    rows = conn.execute(
-        "SELECT l.message_id, m.tree_id, m.text, l.labels, l.created_at, u.display_name"
-        " FROM labels l JOIN messages m ON m.message_id = l.message_id"
-        " LEFT JOIN users u ON u.user_id = l.user_id"
-        " WHERE l.kind = 'report' ORDER BY l.created_at DESC LIMIT 200"
-    ).fetchall()
-    keys = ("message_id", "tree_id", "text", "labels", "created_at", "reporter")
-    return [dict(zip(keys, r)) for r in rows]
-
-
 async def reports(ctx: Ctx) -> Response:
-    return ctx.render("mod_reports.html", rows=await ctx.site.read(_reports))
+    return ctx.render("mod_reports.html", rows=await ctx.site.read(mq.reports))
 
 
 def routes(site: Site) -> list[Route]:

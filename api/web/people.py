@@ -15,6 +15,7 @@ from api.web.site import Ctx, Site, redirect
 from domain.model.errors import MessageNotFoundError
 from domain.model.labels import LABELS, REPORT_LABELS
 from projections import leaderboard
+from projections.queries import messages as message_queries
 
 EMOJIS = {"+1": "👍", "-1": "👎", "red_flag": "🚩"}
 
@@ -49,16 +50,12 @@ async def emoji(ctx: Ctx) -> Response:
 
 async def report_form(ctx: Ctx) -> Response:
     message_id = _message_id(ctx)
-    row = await ctx.site.read(
-        lambda c: c.execute(
-            "SELECT text FROM messages WHERE message_id = ? AND deleted = 0", (str(message_id),)
-        ).fetchone()
-    )
-    if row is None:
+    text = await ctx.site.read(message_queries.live_text, str(message_id))
+    if text is None:
         raise MessageNotFoundError(f"message {message_id} not found")
     labels = [LABELS[n] for n in REPORT_LABELS]
     return ctx.render(
-        "report.html", message_id=message_id, text=row[0], labels=labels, back=_back(ctx)
+        "report.html", message_id=message_id, text=text, labels=labels, back=_back(ctx)
     )
 
 
@@ -85,11 +82,7 @@ async def preview(ctx: Ctx) -> Response:
 
 
 def _my_messages(conn: sqlite3.Connection, user_id: str) -> list[dict[str, Any]]:
-    rows = conn.execute(
-        "SELECT message_id, tree_id, role, text, created_at, review_result, rank, emojis, deleted"
-        " FROM messages WHERE user_id = ? ORDER BY created_at DESC LIMIT 50",
-        (user_id,),
-    ).fetchall()
+    rows = message_queries.recent_by_user(conn, user_id, 50)
     keys = (
         "id",
         "tree_id",
