@@ -25,12 +25,16 @@ def _actor(call: Call) -> Actor:
 async def put_tree_state(call: Call) -> Any:
     row = await _target(call)
     halt = call.flag("halt", True)
-    tree_id, app = UUID(row[1]), call.service.app
+    app = call.service.app
     command = app.halt_tree if halt else app.resume_tree
-    await call.service.catch_up_async(
-        await call.blocking(command, tree_id=tree_id, actor=_actor(call))
-    )
-    return await _tree_state(call, row[1])
+
+    def act() -> tuple[UUID, int | None]:
+        tree_id = app.tree_of_message(UUID(row[0]))  # the message index: from the log
+        return tree_id, command(tree_id=tree_id, actor=_actor(call))
+
+    tree_id, position = await call.blocking(act)
+    await call.service.catch_up_async(position)
+    return await _tree_state(call, str(tree_id))
 
 
 async def _moderate(
@@ -43,8 +47,9 @@ async def _moderate(
     def act() -> tuple[Actor, int | None]:
         with call.deferred():
             actor = call.user(user) if user is not None else _actor(call)
+            # no tree_id: the command finds the message's tree in the message index
             return actor, getattr(call.service.app, command)(
-                tree_id=UUID(row[1]), message_id=UUID(row[0]), actor=actor, **kwargs
+                message_id=UUID(row[0]), actor=actor, **kwargs
             )
 
     actor, position = await call.blocking(act)
