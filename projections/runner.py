@@ -36,6 +36,7 @@ from typing import Any
 from eventsourcing.utils import resolve_topic
 
 from api.storage.space import disk_full
+from api.storage.unreachable import store_unreachable
 from projections import identity
 from projections.base import Handler, Projection
 from projections.log import LogSource, Row, event_view, views_through
@@ -334,9 +335,10 @@ class ProjectionRunner:
         """A batch failed (rolled back, nothing applied). A full disk pauses following and
         the batch is tried again (the error stays for /health meanwhile); anything else
         stops it."""
-        if disk_full(error):
+        if disk_full(error) or store_unreachable(error):  # both pass: retried until they do
             if not self.waiting_for_space:
-                log.error("the read model waits for disk space (retrying): %s", error)
+                what = "disk space" if disk_full(error) else "the event store"
+                log.error("the read model waits for %s (retrying): %s", what, error)
             self.waiting_for_space = True
         self.error = error
         with self._cond:
@@ -358,9 +360,11 @@ class ProjectionRunner:
             while self._position < position:
                 if self.error is not None:
                     raise ProjectionError(
-                        "the read model waits for disk space"
-                        if self.waiting_for_space
-                        else "the projection runner stopped"
+                        "the projection runner stopped"
+                        if not self.waiting_for_space
+                        else "the read model waits for the event store"
+                        if store_unreachable(self.error)
+                        else "the read model waits for disk space"
                     ) from self.error
                 left = deadline - time.monotonic()
                 if left <= 0:

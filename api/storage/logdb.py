@@ -163,6 +163,8 @@ class LogConnection:
         psycopg = self._psycopg
         with self._lock:
             self._finish()
+            if self._conn.closed or self._conn.broken:  # the server restarted: connect again
+                self._conn = psycopg.connect(split_url(self.url)[0], autocommit=True)
             try:
                 query = self.translate(sql)
                 stream = self._conn.cursor().stream(query, list(params), size=STREAM_ROWS)
