@@ -24,6 +24,9 @@ from api.bootstrap import check_storage
 from api.http.app import create_app as create_api
 from api.http.errors import internal_error, json_response
 from api.http.log_position import LogPositionMiddleware
+from api.http.store_down import StoreDownMiddleware
+from api.storage.logdb import log_location
+from api.storage.pg_url import is_postgres
 from api.web.app import create_site, web_routes
 from domain.model.config import TreeConfig
 from domain.model.errors import ErrorCode
@@ -91,13 +94,22 @@ def create_server(
         routes=[*web_routes(site), *api.router.routes],
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _unhandled},
-        # several processes on one store: read-your-writes on any of them
-        middleware=[Middleware(LogPositionMiddleware, service=service)] if service.shared else [],
+        middleware=_middleware(folder, service),  # PostgreSQL down; several processes
     )
     app.state.service = service
     app.state.api = api.state.api
     app.state.site = site
     return app
+
+
+def _middleware(folder: Path | str, service: Any) -> list[Middleware]:
+    found = []
+    location = log_location(folder)
+    if is_postgres(location):  # 503 at once while PostgreSQL is down
+        found.append(Middleware(StoreDownMiddleware, url=str(location)))
+    if service.shared:  # several processes on one store: read-your-writes on any of them
+        found.append(Middleware(LogPositionMiddleware, service=service))
+    return found
 
 
 def from_env() -> Starlette:

@@ -287,3 +287,86 @@ def test_serve_workers_runs_processes_with_their_own_read_models(tmp_path: Path)
         )
         pids = {int(p) for p in LEADER.findall(parent.log())}
         assert len(pids) == 1  # one of the two workers runs the process loop
+
+
+PG_CTL = "pg_ctl"
+
+
+def _pg_ctl(postgres: Any, *args: str) -> None:
+    from tests.pg_fixture import PG_BIN
+
+    postgres._run(str(PG_BIN / PG_CTL), "-D", str(postgres.data), *args)
+
+
+def test_postgresql_down_answers_503_and_the_node_recovers(
+    tmp_path: Path, postgres: Any, monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("DATAENGINE_STORE", postgres.url())
+    with nodes(tmp_path, 1, "--shared") as (node,):
+        key = new_key(node.url)
+        headers = {"X-API-Key": key}
+        acked: list[str] = []
+
+        def prompt(n: int) -> int:
+            who = {"id": f"w{n}", "display_name": "W", "auth_method": "local"}
+            with httpx.Client(base_url=node.url, headers=headers, timeout=20) as c:
+                r = c.post("/api/v1/tasks/", json={"type": "initial_prompt", "user": who})
+                if r.status_code != 200:
+                    return r.status_code
+                task = r.json()
+                r = c.post(f"/api/v1/tasks/{task['id']}/ack", json={"message_id": f"w{n}"})
+                if r.status_code != 204:
+                    return r.status_code
+                body = {
+                    "type": "text_reply_to_message",
+                    "message_id": f"w{n}",
+                    "user_message_id": f"mw{n}",
+                    "text": f"w {n}",
+                    "user": who,
+                }
+                r = c.post("/api/v1/tasks/interaction", json=body)
+                if r.status_code == 200:
+                    acked.append(f"mw{n}")
+                return r.status_code
+
+        assert [prompt(n) for n in range(3)] == [200, 200, 200]
+        _pg_ctl(postgres, "-m", "fast", "-w", "stop")
+        try:
+            answers: list[httpx.Response] = []
+
+            def refused_at_once() -> bool:
+                # the first requests may wait through the driver's retries; once the lost
+                # connection is seen (by any of them or the runner), 503 comes at once
+                try:
+                    answers.append(
+                        httpx.post(
+                            node.url + "/api/v1/tasks/",
+                            json={
+                                "type": "initial_prompt",
+                                "user": {"id": "x", "display_name": "x", "auth_method": "local"},
+                            },
+                            headers=headers,
+                            timeout=2,
+                        )
+                    )
+                except httpx.TimeoutException:
+                    return False
+                return answers[-1].status_code == 503
+
+            assert wait_for(refused_at_once, 20)
+            r = answers[-1]
+            assert "event store is unreachable" in r.json()["message"], r.text
+            assert r.headers["Retry-After"] == "1"
+            health = httpx.get(node.url + "/health", timeout=5)
+            assert health.status_code == 503, health.text
+        finally:
+            options = f"-p {postgres.port} -k {postgres.folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+            _pg_ctl(
+                postgres, "-l", str(postgres.folder / "server.log"), "-o", options, "-w", "start"
+            )
+        # back by itself: writes succeed and the read models follow again
+        assert wait_for(lambda: prompt(100 + len(acked)) == 200, 20)
+        assert wait_for(lambda: httpx.get(node.url + "/health", timeout=10).status_code == 200, 20)
+        for fid in acked:
+            got = httpx.get(f"{node.url}/api/v1/frontend_messages/{fid}", headers=headers)
+            assert got.status_code == 200, got.text

@@ -34,7 +34,9 @@ class LogPositionMiddleware:
 
         async def send_with_position(message: Any) -> None:
             if message["type"] == "http.response.start" and service.runner is not None:
-                position = await service.head_async() if write else service.runner.position
+                position = service.runner.position
+                if write and message["status"] < 500:
+                    position = await service.head_async()  # includes the write
                 headers = list(message.get("headers", ()))
                 headers.append((HEADER, str(position).encode()))
                 message = {**message, "headers": headers}
