@@ -239,6 +239,37 @@ def readmodel_duplicates(data: Path, pid: int) -> tuple[set[str], int]:
     return {r[0] for r in rows}, sum(1 for r in rows if r[1] > 1)
 
 
+def rows_equal_a_rebuild(data: Path, pid: int) -> None:
+    """The read model of process ``pid`` (stopped) equals one rebuilt from the log up to
+    the same position, table by table."""
+    from api.storage.logdb import log_location
+    from projections.log import StoreLog
+    from projections.runner import ProjectionRunner
+    from projections.store import ReadModel
+
+    (slot,) = [
+        lease.parent
+        for lease in (data / "workers").glob("*/slot.lease")
+        if lease.read_text().strip() == str(pid)
+    ]
+    live = ReadModel(slot / "readmodel.sqlite")
+    upto = min(live.positions().values())
+    rebuilt_path = data / "rebuilt" / "readmodel.sqlite"
+    rebuilt_path.parent.mkdir()
+    runner = ProjectionRunner(StoreLog(log_location(data)), rebuilt_path)
+    runner.run_once(until=upto)
+    runner.close()
+    a = sqlite3.connect(slot / "readmodel.sqlite")
+    b = sqlite3.connect(rebuilt_path)
+    try:
+        for table in live.tables():
+            query = f"SELECT * FROM {table}"
+            assert sorted(map(repr, a.execute(query))) == sorted(map(repr, b.execute(query))), table
+    finally:
+        a.close()
+        b.close()
+
+
 def test_two_nodes_one_store(tmp_path: Path, each_store: str) -> None:
     with nodes(tmp_path, 2, "--shared") as (a, b):
         urls = [a.url, b.url]
@@ -276,6 +307,8 @@ def test_two_nodes_one_store(tmp_path: Path, each_store: str) -> None:
             assert got.status_code == 200, got.text
         ids, twice = readmodel_duplicates(tmp_path, survivor.proc.pid)
         assert set(load.acked) <= ids and twice == 0
+        survivor.stop()
+        rows_equal_a_rebuild(tmp_path, survivor.proc.pid)
 
 
 def test_serve_workers_runs_processes_with_their_own_read_models(tmp_path: Path) -> None:
