@@ -54,7 +54,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if _is_api(request):
         code = ErrorCode.VALIDATION_ERROR if exc.status_code == 422 else ErrorCode.GENERIC_ERROR
         body = {"message": str(exc.detail), "error_code": int(code)}
-        return json_response(body, exc.status_code, exc.headers)  # a 405 keeps its Allow
+        return json_response(body, exc.status_code, dict(exc.headers or {}))  # 405: Allow
     page = _page(
         exc.status_code, "There is no such page." if exc.status_code == 404 else str(exc.detail)
     )

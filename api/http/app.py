@@ -73,7 +73,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = ErrorCode.VALIDATION_ERROR if exc.status_code == 422 else ErrorCode.GENERIC_ERROR
     body = {"message": str(exc.detail), "error_code": int(code)}
-    return json_response(body, exc.status_code, exc.headers)  # a 405 keeps its Allow
+    return json_response(body, exc.status_code, dict(exc.headers or {}))  # a 405 keeps Allow
 
 
 async def _unhandled(request: Request, exc: Exception) -> Response:
