@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from api.storage.claim_log import claim_log_for
 from api.storage.leases import Announced, LeaseKeeper, claim_slot, lease_for
 from api.storage.logdb import Location
 from api.storage.rate_log import rate_log_for
@@ -53,6 +54,7 @@ class ScaleOut:
         self.slot, self._slot = claim_slot(folder)
         self.readmodel = self.slot / READMODEL_FILE
         self.rate_log = rate_log_for(folder, location)
+        self.claims = claim_log_for(folder, location)  # the hand-out's, of every process
         self.process_lease = Announced(
             lease_for(folder, location, "process-loop"), "the process loop"
         )

@@ -35,6 +35,7 @@ from api.bootstrap import check_storage, load_config, open_app
 from api.http.errors import HttpError, log
 from api.http.ratelimit import RateLimits, TaskRequestLimits
 from api.http.scaleout import ScaleOut, shared_from_env
+from api.http.shared_claims import SharedClaims
 from api.storage.log_reads import PostgresReadPool, open_log_reads
 from api.storage.logdb import connect_log, log_location
 from api.storage.positions import last_position
@@ -212,6 +213,8 @@ class Service:
             before_read=(lambda: self.catch_up(self.head())) if scaleout else None,
             position=lambda: runner.position,
         )
+        if scaleout is not None:  # every process's claims, not only this one's
+            self.handout.claims = SharedClaims(lambda: runner.position, scaleout.claims)
         self.lottery = Lottery(
             engine,
             self.rng,
