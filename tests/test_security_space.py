@@ -5,6 +5,7 @@ or loop mount for tests); raising the cap is space returning."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import sqlite3
 import time
@@ -135,3 +136,36 @@ def test_process_loop_resumes_when_space_returns(tmp_path: Path) -> None:
     finally:
         loop.stop()
         runner.close()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_health_says_the_read_model_waits_for_space_then_ready(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, anyio_backend: str
+) -> None:
+    from api.http.app import create_app
+    from tests.http_helpers import ROOT, SMALL, Env, in_process, new_client_key
+
+    monkeypatch.setenv("DATAENGINE_SYNCHRONOUS", "NORMAL")
+    monkeypatch.setenv("DATAENGINE_RATE_LIMIT", "false")
+    app = create_app(tmp_path, SMALL, root_tokens=frozenset({ROOT}), process_interval=0.05)
+    async with in_process(app) as client:
+        a = Env(client, await new_client_key(client))
+        runner = app.state.service.runner
+        fill_up(runner)
+        for k in range(12):  # the log takes them; the read model cannot
+            who = {"id": f"w{k}", "display_name": "W", "auth_method": "local"}
+            await a.prompt(who, f"prompt {k} " + "long text " * 150, f"f{k}")
+        r = await client.get("/health")
+        assert r.status_code == 503 and "waits for disk space" in r.json()["reason"], r.text
+        make_room(runner)
+        deadline = time.monotonic() + 10
+        while (r := await client.get("/health")).status_code != 200:
+            assert time.monotonic() < deadline, r.text
+            await asyncio.sleep(0.05)
+        assert r.json()["lag"] == 0
+        found = await a.get("/api/v1/frontend_messages/mf11")
+        assert found.status_code == 200, found.text  # the last prompt is readable again
+        assert app.state.service.processes.error is None or until(
+            lambda: app.state.service.processes.error is None
+        )
