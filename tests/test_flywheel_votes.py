@@ -185,7 +185,7 @@ async def test_http_votes_on_model_candidates_reach_the_next_turn(tmp_path) -> N
         assert r.status_code == 200, r.text
         arena = r.json()
         r = await client.get("/api/v1/models/arena?rounds=x", headers=crowd.headers)
-        assert r.status_code == 422 and r.json()["message"].startswith("rounds"), r.text
+        assert r.status_code == 422 and "rounds" in r.json()["message"], r.text
 
     # The leaderboard: the preferred model is stronger, with intervals, votes and voters.
     win, lose = board[preferred], board[other]

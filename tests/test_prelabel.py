@@ -325,3 +325,10 @@ def test_prelabel_cli_rejects_bad_input(tmp_path, tiny, capsys):
     assert "cannot load model" in capsys.readouterr().err
     assert main(["prelabel", "--data", str(tmp_path / "empty"), "--model", str(tiny)]) == 2
     assert "no event store" in capsys.readouterr().err
+
+
+def test_generated_text_loses_control_characters_but_keeps_lines() -> None:
+    from training.generated_text import clean_text
+
+    assert clean_text(" a\x00b\x07c\nd\te \x1b[31m ") == "abc\nd\te [31m"
+    assert clean_text("\x00\x00") == ""

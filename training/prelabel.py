@@ -31,6 +31,7 @@ from domain.model.states import TreeState
 from domain.model.tree import ConversationTree
 from domain.model.tree_rules import active_children, reply_limit
 from domain.service.application import DataEngine, message_id_for
+from training.generated_text import clean_text
 from training.prelabel_vision import TEXT_MODEL_SKIP, VisionGenerator, job_chat
 from training.registry import ResolvedModel, resolve
 from training.tiny_vlm import is_vision_model as _vision
@@ -203,7 +204,7 @@ class Generator:
             )
         new = out[:, batch["input_ids"].shape[1] :]
         tokens = int((new != self.tokenizer.pad_token_id).sum())
-        texts = [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
+        texts = [clean_text(t) for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
         return [texts[i * n : (i + 1) * n] for i in range(len(chats))], tokens
 
 

@@ -20,6 +20,7 @@ from uuid import UUID
 from api.storage.blobs import BlobStore
 from domain.model.tree import ConversationTree
 from domain.model.tree_rules import path_to_root
+from training.generated_text import clean_text
 
 CHAT_ROLES = {"prompter": "user", "assistant": "assistant"}
 TEXT_MODEL_SKIP = "image_prompt_text_model"
@@ -105,5 +106,7 @@ class VisionGenerator:
             )
         new = out[:, batch["input_ids"].shape[1] :]
         tokens = int((new != self.tokenizer.pad_token_id).sum())
-        decoded = [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
+        decoded = [
+            clean_text(t) for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)
+        ]
         return [decoded[i * n : (i + 1) * n] for i in range(len(chats))], tokens
