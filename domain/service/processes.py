@@ -23,6 +23,7 @@ from typing import Any
 from uuid import UUID
 
 from api.storage.space import disk_full
+from api.storage.unreachable import store_unreachable
 from domain.model.catalogue import event_classes, topics_of
 from domain.model.errors import DomainError
 from domain.model.states import ACTIVE_STATES, TreeState
@@ -375,7 +376,9 @@ class ProcessLoop:
                     log.warning("disk space is back: process rounds run again")
                 self.error = None
             except Exception as e:  # noqa: BLE001 - reported, and the next round tries again
-                if not disk_full(e):
+                if store_unreachable(e):  # one line a round while PostgreSQL is down
+                    log.error("a process round waits for the event store: %s", e)
+                elif not disk_full(e):
                     log.error("a process round failed", exc_info=True)
                 elif self.error is None or not disk_full(self.error):
                     # one line, not a traceback every round, while the disk stays full
