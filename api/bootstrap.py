@@ -106,8 +106,8 @@ def open_app(
     the WAL is synced only at checkpoints, so a power cut (not a process crash) can lose
     the last acknowledged commits; the database itself stays consistent.
 
-    Messages of a log written before the message index existed are indexed on opening
-    (DataEngine.index_messages: once; afterwards one indexed read).
+    Messages (tasks) of a log written before the message (task) index existed are indexed
+    on opening (DataEngine.index_messages, index_tasks: once; afterwards one indexed read).
     """
     level = (synchronous or os.environ.get("DATAENGINE_SYNCHRONOUS") or "FULL").upper()
     if level not in SYNCHRONOUS_LEVELS:
@@ -119,6 +119,7 @@ def open_app(
         app.recorder.synchronous = level
     try:
         app.index_messages()  # a log written before the message index: indexed once
+        app.index_tasks()  # a log written before the task index: indexed once
     except BaseException:
         app.close()
         raise

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from api.bootstrap import check_storage, load_config, open_app
-from api.http.errors import HttpError, log
+from api.http.errors import log
 from api.http.ratelimit import RateLimits, TaskRequestLimits
 from api.http.scaleout import ScaleOut, shared_from_env
 from api.http.shared_claims import SharedClaims
@@ -43,7 +43,7 @@ from api.storage.reads import ReadPool, connect_reader
 from api.storage.unreachable import store_unreachable
 from domain.model.api_client import ApiClient
 from domain.model.config import TreeConfig
-from domain.model.errors import ConfigError, ErrorCode
+from domain.model.errors import ConfigError
 from domain.model.user import User, user_id_for
 from domain.service.application import DataEngine
 from domain.service.handout import Handout
@@ -54,7 +54,6 @@ from projections.log import StoreLog
 from projections.queries import log as log_queries
 from projections.runner import ProjectionError, ProjectionRunner
 from projections.store import READMODEL_FILE
-from projections.task_queries import task_owner
 
 ROOT_TOKENS_ENV = "DATAENGINE_ROOT_TOKENS"
 WEB_API_KEY_ENV = "DATAENGINE_WEB_API_KEY"
@@ -388,11 +387,6 @@ class Service:
         return self.app.tree_of_message(message_id)
 
     def task_owner(self, task_id: UUID) -> UUID:
-        """The user a task was handed to (projections.queries), read-your-writes."""
-        owner = task_owner(self.reader(), task_id)
-        if owner is None:  # maybe handed out a moment ago
-            self.catch_up(self.head())
-            owner = task_owner(self.reader(), task_id)
-        if owner is None:
-            raise HttpError(f"task {task_id} not found", ErrorCode.TASK_NOT_FOUND, 404)
-        return owner
+        """The user a task was handed to, from the log's task index (never a read model:
+        an ack right after the hand-out must not wait for the projections)."""
+        return self.app.task_owner(task_id)

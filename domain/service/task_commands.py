@@ -10,7 +10,7 @@ from domain.model.message import SKIP_LABELING, SKIP_RANKING, SKIP_REPLY
 from domain.model.task_types import LABEL_TASKS, RANKING_TASKS, REPLY_TASKS, TaskType
 from domain.model.tree import ConversationTree
 from domain.model.user import Task, User
-from domain.service.base import ServiceBase
+from domain.service.task_index import TaskIndexCommands
 from domain.service.unit_of_work import UnitOfWork
 
 _SKIP_EMOJI = {
@@ -20,7 +20,7 @@ _SKIP_EMOJI = {
 }
 
 
-class TaskCommands(ServiceBase):
+class TaskCommands(TaskIndexCommands):
     def issue_task(
         self,
         *,

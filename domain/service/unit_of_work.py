@@ -20,15 +20,17 @@ from domain.model.errors import (
     DomainError,
     MessageNotFoundError,
     ModelNotFoundError,
+    TaskNotFoundError,
     TreeNotFoundError,
     UserNotFoundError,
 )
 from domain.model.message_index import MessageIndex
+from domain.model.task_index import TaskIndex
 from domain.model.trained_model import TrainedModel
 from domain.model.tree import ConversationTree
 from domain.model.user import User
 
-A = TypeVar("A", ConversationTree, User, ApiClient, TrainedModel, MessageIndex)
+A = TypeVar("A", ConversationTree, User, ApiClient, TrainedModel, MessageIndex, TaskIndex)
 
 
 def message_id_for(client_id: UUID | None, frontend_message_id: str | None) -> UUID:
@@ -93,4 +95,6 @@ def not_found(cls: type, aggregate_id: UUID) -> DomainError:
         return ModelNotFoundError(f"model {aggregate_id} is not registered")
     if cls is MessageIndex:
         return MessageNotFoundError(f"message index entry {aggregate_id} not found")
+    if cls is TaskIndex:
+        return TaskNotFoundError(f"task index entry {aggregate_id} not found")
     return ApiClientNotFoundError(f"api client {aggregate_id} not found")

@@ -1,0 +1,36 @@
+"""The task index: which user a task was handed to, recorded in the log itself.
+
+One small aggregate per task id (eventsourcing's index pattern, as the message index),
+created in the same transaction as the user's TaskIssued. An acknowledgement that names
+only the task (OA's ack/nack without a user header) finds the task's user here, from the
+log, so it never waits for a read model.
+"""
+
+from __future__ import annotations
+
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate
+
+
+def task_index_id_for(task_id: UUID) -> UUID:
+    return uuid5(NAMESPACE_URL, f"/task-index/{task_id}")
+
+
+class TaskIndex(Aggregate):
+    task_id: UUID
+    user_id: UUID
+
+    class TaskIndexed(Aggregate.Created):
+        task_id: UUID
+        user_id: UUID
+
+        def apply(self, index: TaskIndex) -> None:
+            index.task_id = self.task_id
+            index.user_id = self.user_id
+
+    @classmethod
+    def record(cls, *, task_id: UUID, user_id: UUID) -> TaskIndex:
+        return cls._create(
+            cls.TaskIndexed, id=task_index_id_for(task_id), task_id=task_id, user_id=user_id
+        )

@@ -1,0 +1,79 @@
+"""Which user holds a task, from the log: the task index's commands and reads.
+
+Whatever command issues a task, its index entry is recorded in the same unit of work
+(``_before_save``), so an ack or nack that names only the task finds its user without
+asking a read model. Logs written before the index existed are indexed once when the
+application is opened (``index_tasks``, idempotent), as the message index's are.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+from uuid import UUID
+
+from domain.model.catalogue import topics_of
+from domain.model.errors import TaskNotFoundError
+from domain.model.task_index import TaskIndex, task_index_id_for
+from domain.model.user import User
+from domain.service.base import ServiceBase
+from domain.service.unit_of_work import UnitOfWork
+
+# TaskIssued under its stored topic and its class's current one (a log may hold either).
+_ISSUED = topics_of(User.TaskIssued)
+
+
+def new_tasks(uow: UnitOfWork) -> list[tuple[UUID, UUID]]:
+    """(task id, user id) of every task the unit of work is about to issue."""
+    return [
+        (event.task_id, aggregate.id)
+        for aggregate in list(uow.loaded.values())
+        if isinstance(aggregate, User)
+        for event in aggregate.pending_events
+        if isinstance(event, User.TaskIssued)
+    ]
+
+
+class TaskIndexCommands(ServiceBase):
+    def _before_save(self, uow: UnitOfWork) -> list[Any]:
+        added = super()._before_save(uow)
+        for task_id, user_id in new_tasks(uow):
+            # task ids are random (uuid4): no other task claims the entry
+            entry = TaskIndex.record(task_id=task_id, user_id=user_id)
+            uow.add(entry)
+            added.append(entry)
+        return added
+
+    def task_owner(self, task_id: UUID) -> UUID:
+        """The user a task was handed to, from the log (TaskNotFoundError when none)."""
+        entry = self._peek(TaskIndex, task_index_id_for(task_id))
+        if entry is not None:
+            return entry.user_id
+        raise TaskNotFoundError(f"task {task_id} not found")
+
+    def index_tasks(self, batch_size: int = 500) -> int:
+        """Index the tasks issued before the index existed; returns how many it indexed (0
+        on a log that needs nothing, after one read of the first TaskIssued).
+
+        The first task of the log is indexed last, so "the first task is indexed" means
+        every task is, even after an interrupted run: that one read is the check."""
+        select = self.recorder.select_notifications
+        first = select(start=None, limit=1, topics=_ISSUED)
+        if not first or self._peek(TaskIndex, task_index_id_for(self._issued(first[0])[0])):
+            return 0
+        issued = [self._issued(n) for n in select(start=None, limit=1_000_000_000, topics=_ISSUED)]
+        issued = issued[1:] + issued[:1]
+        for start in range(0, len(issued), batch_size):
+            self.run((), partial(_index, issued=issued[start : start + batch_size]))
+        return len(issued)
+
+    def _issued(self, notification: Any) -> tuple[UUID, UUID]:
+        event = self.mapper.to_domain_event(notification)
+        assert isinstance(event, User.TaskIssued), notification.topic
+        return event.task_id, UUID(str(event.originator_id))
+
+
+def _index(uow: UnitOfWork, issued: list[tuple[UUID, UUID]]) -> None:
+    for task_id, user_id in issued:
+        if uow.find(TaskIndex, task_index_id_for(task_id)) is None:
+            uow.add(TaskIndex.record(task_id=task_id, user_id=user_id))

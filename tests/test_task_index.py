@@ -1,0 +1,102 @@
+"""The task index: an ack or nack that names only its task finds the task's user in the
+log (never in a read model), and logs written before the index get indexed once."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+from uuid import UUID, uuid4
+
+import pytest
+from eventsourcing.utils import get_topic
+
+from api.bootstrap import open_app
+from domain.model.errors import TaskNotFoundError
+from domain.model.task_index import TaskIndex, task_index_id_for
+from domain.model.user import User
+from domain.service.application import DataEngine
+
+LOGS = Path(__file__).parent / "fixtures" / "logs"
+INDEXED = get_topic(TaskIndex.TaskIndexed)
+
+
+def test_a_task_is_indexed_with_its_issue(kit) -> None:
+    tree_id = kit.growing_tree()
+    actor = kit.user()
+    head = kit.app.recorder.max_notification_id()
+    task = kit.issue(actor, "assistant_reply", tree_id=tree_id, message_id=tree_id)
+    assert kit.app.task_owner(task.id) == actor.user_id  # the kit runs no projection
+    new = kit.app.recorder.select_notifications(start=head + 1, limit=10)
+    # one transaction: the index entry first, then the user's TaskIssued
+    assert [n.topic for n in new] == [INDEXED, get_topic(User.TaskIssued)]
+    assert new[0].originator_id == task_index_id_for(task.id)
+    with pytest.raises(TaskNotFoundError):
+        kit.app.task_owner(uuid4())
+
+
+def test_ack_and_nack_by_the_indexed_owner(kit) -> None:
+    tree_id = kit.growing_tree()
+    actor = kit.user()
+    task = kit.issue(actor, "assistant_reply", tree_id=tree_id, message_id=tree_id)
+    owner = kit.app.task_owner(task.id)
+    kit.app.ack_task(user_id=owner, task_id=task.id, frontend_message_id="f1")
+    other = kit.issue(actor, "assistant_reply", tree_id=tree_id, message_id=tree_id)
+    kit.app.nack_task(user_id=kit.app.task_owner(other.id), task_id=other.id)
+    user = kit.app.repository.get(actor.user_id)
+    assert user.tasks[task.id].frontend_message_id == "f1" and user.tasks[other.id].skipped
+
+
+def _old_log(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    with (
+        gzip.open(LOGS / "v0-simulated.sqlite.gz") as src,
+        open(folder / "events.sqlite", "wb") as dst,
+    ):
+        shutil.copyfileobj(src, dst)
+    return folder
+
+
+def test_a_log_written_before_the_index_is_indexed_once(tmp_path: Path) -> None:
+    folder = _old_log(tmp_path / "data")
+    env = {
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "SQLITE_DBNAME": str(folder / "events.sqlite"),
+    }
+    app = DataEngine(env=env)
+    try:
+        issued = [
+            (app.mapper.to_domain_event(n).task_id, UUID(str(n.originator_id)))
+            for n in app.recorder.select_notifications(
+                start=None, limit=1_000_000, topics=[get_topic(User.TaskIssued)]
+            )
+        ]
+        assert len(issued) > 1, "the fixture log holds tasks"
+        with pytest.raises(TaskNotFoundError):
+            app.task_owner(issued[0][0])  # not indexed yet
+        real, calls = app.run, []
+
+        def failing_after_one(*args, **kwargs):
+            if calls:
+                raise OSError("interrupted")
+            calls.append(1)
+            return real(*args, **kwargs)
+
+        app.run = failing_after_one  # type: ignore[method-assign]
+        with pytest.raises(OSError):
+            app.index_tasks(batch_size=1)  # an interrupted first run leaves the check unmet
+        app.run = real  # type: ignore[method-assign]
+        assert app.index_tasks() == len(issued)
+        assert app.index_tasks() == 0
+    finally:
+        app.close()
+    app = open_app(folder)  # what every entry point does: nothing left to index
+    try:
+        head = app.recorder.max_notification_id()
+        assert app.index_tasks() == 0
+        assert all(app.task_owner(task_id) == user_id for task_id, user_id in issued)
+        indexed = app.recorder.select_notifications(start=None, limit=1_000_000, topics=[INDEXED])
+        assert len(indexed) == len(issued)
+        assert app.recorder.max_notification_id() == head
+    finally:
+        app.close()
