@@ -1,5 +1,6 @@
-"""Read-model queries the task protocol needs: who holds a task, and the details of a
-task's messages that its hand-out payload leaves out (author, emojis)."""
+"""Read-model queries the task protocol needs: the details of a task's messages that its
+hand-out payload leaves out (author, emojis). Who holds a task is the log's task index
+(domain.service.task_index), so an ack never waits for a read model."""
 
 from __future__ import annotations
 
@@ -7,12 +8,6 @@ import json
 import sqlite3
 from typing import Any
 from uuid import UUID
-
-
-def task_owner(conn: sqlite3.Connection, task_id: UUID) -> UUID | None:
-    """The user a task was handed to, or None when the read model has no such task."""
-    row = conn.execute("SELECT user_id FROM tasks WHERE task_id = ?", (str(task_id),)).fetchone()
-    return UUID(row[0]) if row else None
 
 
 def conversation_messages(
