@@ -285,7 +285,7 @@ def test_two_nodes_one_store(tmp_path: Path, each_store: str) -> None:
         load = Load(urls, key)
 
         async def load_then_kill() -> None:
-            running = asyncio.ensure_future(load.run(clients=12, prompts=8))
+            running = asyncio.ensure_future(load.run(clients=32, prompts=4))
             while len(load.acked) < 30 and not running.done():
                 await asyncio.sleep(0.02)
             os.kill(leader.proc.pid, signal.SIGKILL)  # mid-load
