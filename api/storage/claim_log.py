@@ -48,7 +48,7 @@ class SQLiteClaimLog:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA synchronous=OFF")  # claims outlive no crash that matters
+            conn.execute("PRAGMA synchronous=NORMAL")  # WAL: no fsync per commit
             self._local.conn = conn
         return conn
 

@@ -190,9 +190,9 @@ class LeaseKeeper:
     def check(self) -> bool:
         held = self.lease.held()
         if held and not self.leading:
-            self.leading = True
             log.info("this process (pid %d) now runs the leased work", os.getpid())
-            self.gained()
+            self.gained()  # if it fails, the next check tries again (the lease is kept)
+            self.leading = True
         elif not held and self.leading:
             self.leading = False
             log.warning("this process (pid %d) lost the lease", os.getpid())

@@ -6,8 +6,8 @@ and the rules of one request are checked and recorded together. Check and record
 transaction, so two processes never both take the last admission of a window:
 
 - one machine (the SQLite store): ``<data>/ratelimit.sqlite``, written under SQLite's
-  write lock (``BEGIN IMMEDIATE``); WAL, not synced (a rate log lost with the machine
-  only forgets some recent requests);
+  write lock (``BEGIN IMMEDIATE``); WAL with ``synchronous=NORMAL`` (no fsync per commit:
+  a power cut only forgets some recent requests, and never corrupts the file);
 - many machines (the PostgreSQL store): a table beside the log, the keys locked with
   transaction-level advisory locks (in sorted order, so two requests never deadlock).
 
@@ -63,7 +63,7 @@ class SQLiteRateLog:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA synchronous=OFF")
+            conn.execute("PRAGMA synchronous=NORMAL")  # WAL: no fsync per commit
             self._local.conn = conn
         return conn
 
