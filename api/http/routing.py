@@ -6,7 +6,8 @@ A handler is a function of a ``Call``, of one of two kinds:
   body (size-capped) on the event loop, then runs authentication and the handler
   together in the service's threadpool (one hop per request);
 - a coroutine function: a read. It runs on the event loop and queries the read model
-  (``call.rows``) or the event store (``call.log_rows``) through aiosqlite; a command it
+  (``call.read(query, ...)``, a projections/ query) or the event store (``call.log_rows``,
+  handed to projections.queries.log) through aiosqlite; a command it
   needs goes to the threadpool with ``await call.blocking(...)``. Its authentication is
   answered from the aggregate cache when the client is there (no hop at all).
 
@@ -80,15 +81,9 @@ class Call:
                 self.deferring = False
 
     # ------------------------------------------------------------ on the event loop
-    async def rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[tuple]:
-        """Rows of the read model (aiosqlite)."""
-        return await self.service.reads.rows(sql, params)
-
-    async def row(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> tuple | None:
-        return await self.service.reads.row(sql, params)
-
     async def read(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
-        """A projection's read function ``fn(conn, ...)`` on a read-model connection."""
+        """A projection's read function ``fn(conn, ...)`` on a read-model connection (the
+        queries live in projections/: no SQL in the edges, tests/test_service_boundary)."""
         return await self.service.reads.run(fn, *args, **kwargs)
 
     async def log_rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
