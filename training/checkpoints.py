@@ -59,7 +59,7 @@ def restore_finished(trainer: Any, checkpoint: str) -> Any:
     history = trainer.state.log_history
     losses = [e["loss"] for e in history if isinstance(e.get("loss"), (int, float))]
     mean = sum(losses) / len(losses) if losses else 0.0
-    return TrainOutput(trainer.state.global_step, mean, {"train_runtime": None})
+    return TrainOutput(trainer.state.global_step, mean, {})
 
 
 def identity(kind: str, model: str, data: Any) -> dict[str, Any]:
@@ -143,7 +143,7 @@ def stop_callback() -> Any:
     """A TrainerCallback that saves a checkpoint and stops after the step a signal hit."""
     from transformers import TrainerCallback
 
-    class StopOnSignal(TrainerCallback):  # type: ignore[misc]
+    class StopOnSignal(TrainerCallback):
         def __init__(self) -> None:
             self.signal: int | None = None
             self.stopped_at: int | None = None
@@ -174,7 +174,7 @@ def signals_stop(callback: Any) -> Iterator[None]:
             flush=True,
         )
 
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
     try:
         for sig in SIGNALS:
             previous[sig] = signal.signal(sig, handler)

@@ -159,14 +159,16 @@ class Generator:
         self.tokenizer.truncation_side = "left"  # keep the end of a long conversation
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device)
+        # transformers types from_pretrained().to() too narrowly for a str device
+        model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        self.model = model.to(self.device)
         self.model.eval()
         self.max_positions = getattr(self.model.config, "max_position_embeddings", None)
 
     def render(self, chat: list[dict[str, str]]) -> str:
         if self.tokenizer.chat_template:
-            return self.tokenizer.apply_chat_template(
-                chat, tokenize=False, add_generation_prompt=True
+            return str(
+                self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
             )
         # A base model without a template: a plain transcript ending where the reply starts.
         lines = [f"{m['role'].capitalize()}: {m['content']}" for m in chat]
@@ -331,7 +333,7 @@ def prelabel(
     model: str | ResolvedModel,
     options: PrelabelOptions = PrelabelOptions(),
     *,
-    generator: Generator | None = None,
+    generator: Generator | VisionGenerator | None = None,
     progress: Callable[[int], Any] | None = None,
     caps: Mapping[Target, int] | None = None,
     blobs: Any = None,

@@ -74,7 +74,9 @@ class VisionGenerator:
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype).to(self.device)
+        # transformers types from_pretrained().to() too narrowly for a str device
+        model: Any = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype)
+        self.model = model.to(self.device)
         self.model.eval()
 
     def image(self, sha256: str) -> Any:

@@ -136,7 +136,8 @@ def prepare(
     dataset = load(data, kind)
     own = own_options(kind, options)
     split = validation.split(dataset, own["val_fraction"], own["val_min"])
-    spec = RunSpec(kind, model, dataset, load_tokenizer(model), load_model_config(model), **models)
+    extra: dict[str, Any] = dict(models)
+    spec = RunSpec(kind, model, dataset, load_tokenizer(model), load_model_config(model), **extra)
     spec.resolved = resolve(
         kind,
         options,

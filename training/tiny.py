@@ -40,7 +40,7 @@ DEFAULT_TEXTS = [
 ]
 
 
-def build_tokenizer(texts: Iterable[str], vocab_size: int = 400):  # type: ignore[no-untyped-def]
+def build_tokenizer(texts: Iterable[str], vocab_size: int = 400):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -70,7 +70,7 @@ def build_model(
     *,
     hidden_size: int = 64,
     layers: int = 2,
-    seed: int = 0,  # type: ignore[no-untyped-def]
+    seed: int = 0,
     max_positions: int = 512,
 ):
     import torch

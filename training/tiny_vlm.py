@@ -40,7 +40,7 @@ CHAT_TEMPLATE = (
 )
 
 
-def build_processor(texts: Iterable[str], vocab_size: int = 400):  # type: ignore[no-untyped-def]
+def build_processor(texts: Iterable[str], vocab_size: int = 400):
     from transformers import CLIPImageProcessor, LlavaProcessor
 
     tokenizer = build_tokenizer(texts, vocab_size=vocab_size)
@@ -59,7 +59,7 @@ def build_processor(texts: Iterable[str], vocab_size: int = 400):  # type: ignor
     )
 
 
-def build_vlm(processor, *, hidden_size: int = 64, layers: int = 2, seed: int = 0):  # type: ignore[no-untyped-def]
+def build_vlm(processor, *, hidden_size: int = 64, layers: int = 2, seed: int = 0):
     import torch
     from transformers import AutoModelForImageTextToText, CLIPVisionConfig, LlamaConfig, LlavaConfig
 

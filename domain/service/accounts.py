@@ -28,7 +28,7 @@ AUTH_METHOD = "local"  # OA's auth method for a front end's own accounts
 def find_account(app: DataEngine, username: str) -> Account | None:
     """The account as cached, to read (never to change), or None."""
     try:
-        account = app.repository.get(account_id_for(username), deepcopy_from_cache=False)
+        account: object = app.repository.get(account_id_for(username), deepcopy_from_cache=False)
     except AggregateNotFoundError:
         return None
     return account if isinstance(account, Account) else None

@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 from eventsourcing.application import AggregateNotFoundError, Repository
+from eventsourcing.domain import Aggregate
 
-from domain.model.api_client import ApiClient
 from domain.model.errors import (
     ApiClientNotFoundError,
     DomainError,
@@ -30,7 +30,9 @@ from domain.model.trained_model import TrainedModel
 from domain.model.tree import ConversationTree
 from domain.model.user import User
 
-A = TypeVar("A", ConversationTree, User, ApiClient, TrainedModel, MessageIndex, TaskIndex)
+# Any aggregate: a unit of work loads whichever kind a command names (trees, users, clients,
+# accounts, models, imports, indexes).
+A = TypeVar("A", bound=Aggregate)
 
 
 def message_id_for(client_id: UUID | None, frontend_message_id: str | None) -> UUID:
