@@ -79,6 +79,7 @@ class _Server:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
+        self.folder = folder
         self.app = create_server(
             folder, _config(), process_interval=0, seed=7, rate_limits=RateLimits(enabled=False)
         )
@@ -200,6 +201,13 @@ def test_a_six_people_drive_three_trees_to_ready(browser: Any, server: _Server) 
     assert sum(f"worker{i}" in names for i in range(6)) >= 5
     pages[0].goto(f"{server.url}/me")
     shot(pages[0], "me")
+    # ... and in a dataset build: the rankings cast on the pages are preference pairs
+    from projections.datasets.build import build
+    from projections.datasets.rows import BuildOptions
+
+    manifest = build(server.folder, server.folder.parent / "datasets", BuildOptions())
+    pairs = manifest["rows"]["rm"]["train"] + manifest["rows"]["rm"]["validation"]
+    assert manifest["ready_trees"] >= 3 and pairs >= 3, manifest["rows"]
 
 
 # ---------------------------------------------------------------- a ranking set up by commands
