@@ -75,6 +75,27 @@ async def to_messages(call: Call, rows: list[tuple]) -> list[s.Message]:
     return [_message(r, viewer, mine) for r in rows]
 
 
+def as_conversation(found: list[s.Message]) -> s.Conversation:
+    """Messages (root first) as OA's Conversation."""
+    return s.Conversation(
+        messages=[
+            s.ConversationMessage(
+                id=m.id,
+                user_id=m.user_id,
+                frontend_message_id=m.frontend_message_id,
+                text=m.text,
+                lang=m.lang,
+                is_assistant=m.is_assistant,
+                emojis=m.emojis,
+                user_emojis=m.user_emojis,
+                user_is_author=m.user_is_author,
+                synthetic=m.synthetic,
+            )
+            for m in found
+        ]
+    )
+
+
 async def _target(call: Call) -> tuple:
     """The path's message row, after the owner check; 404 if unknown.
 
@@ -110,23 +131,7 @@ async def conversation(call: Call) -> Any:
         path.append(by_id[current])
         current = by_id[current][2]
     found = await to_messages(call, path[::-1])
-    return s.Conversation(
-        messages=[
-            s.ConversationMessage(
-                id=m.id,
-                user_id=m.user_id,
-                frontend_message_id=m.frontend_message_id,
-                text=m.text,
-                lang=m.lang,
-                is_assistant=m.is_assistant,
-                emojis=m.emojis,
-                user_emojis=m.user_emojis,
-                user_is_author=m.user_is_author,
-                synthetic=m.synthetic,
-            )
-            for m in found
-        ]
-    )
+    return as_conversation(found)
 
 
 async def tree(call: Call) -> Any:

@@ -19,7 +19,7 @@ import msgspec
 from api.http import auth, users
 from api.http import schemas as s
 from api.http.errors import HttpError, not_authorized
-from api.http.messages import COLUMNS, _target, to_messages
+from api.http.messages import COLUMNS, _target, as_conversation, to_messages
 from api.http.routing import Api, Call
 from domain.model.actor import Actor
 from domain.model.errors import ErrorCode, UserNotFoundError
@@ -54,23 +54,7 @@ async def _messages(call: Call, ids: list[str]) -> list[s.Message]:
 async def longest_conversation(call: Call) -> Any:
     row = await _target(call)
     found = await _messages(call, await call.read(q.longest_conversation, row[1]))
-    return s.Conversation(
-        messages=[
-            s.ConversationMessage(
-                id=m.id,
-                user_id=m.user_id,
-                frontend_message_id=m.frontend_message_id,
-                text=m.text,
-                lang=m.lang,
-                is_assistant=m.is_assistant,
-                emojis=m.emojis,
-                user_emojis=m.user_emojis,
-                user_is_author=m.user_is_author,
-                synthetic=m.synthetic,
-            )
-            for m in found
-        ]
-    )
+    return as_conversation(found)
 
 
 async def max_children(call: Call) -> Any:
