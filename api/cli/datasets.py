@@ -45,6 +45,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(ranked model replies always enter rm, dpo and kto)",
     )
     build.add_argument(
+        "--sources",
+        default=None,
+        metavar="A,B",
+        help="only trees from these import sources (`import data --source`), and `local` "
+        "for what people wrote here; default: every tree. Listed in the manifest",
+    )
+    build.add_argument(
         "--source",
         default="auto",
         choices=["auto", "replay", "projection"],
@@ -96,6 +103,9 @@ def build_datasets(args: argparse.Namespace) -> int:
         top_k=args.top_k,
         include_synthetic=args.include_synthetic,
         sft_model_replies=args.sft_model_replies,
+        sources=None
+        if args.sources is None
+        else tuple(s.strip() for s in args.sources.split(",") if s.strip()),
     )
     if args.images:
         from api.cli.datasets_images import build_with_images

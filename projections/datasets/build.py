@@ -29,6 +29,7 @@ from projections import log_reader
 from projections.datasets import replay as slim
 from projections.datasets.rows import (
     KINDS,
+    LOCAL,
     ROW_KINDS,
     SFT_PATHS,
     SOURCE,
@@ -63,6 +64,13 @@ def check_options(options: BuildOptions) -> None:
         raise DatasetOptionsError(f"--sft-paths must be one of {', '.join(SFT_PATHS)}")
     if options.top_k < 1:
         raise DatasetOptionsError("--top-k must be at least 1")
+    if options.sources is not None and (
+        not options.sources or not all(s.strip() for s in options.sources)
+    ):
+        raise DatasetOptionsError(
+            f"--sources needs source names (an import's --source, or {LOCAL}), "
+            f"not {','.join(options.sources)!r}"
+        )
 
 
 def split_of(tree_id: UUID, val_fraction: float) -> str:
@@ -111,6 +119,8 @@ def collect(trees: Iterable[Any], options: BuildOptions) -> Collected:
         if tree.state.value != slim.READY:
             continue
         if options.lang is not None and tree.root.lang != options.lang:
+            continue
+        if not options.takes(tree.origin):
             continue
         result.trees += 1
         split = split_of(tree.id, options.val_fraction)

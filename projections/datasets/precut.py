@@ -54,7 +54,10 @@ def collect(
 ) -> tuple[Collected | None, str]:
     """The rows a build at ``position`` needs, or (None, why not)."""
     if not options.default_rows:
-        return None, "only the default --sft-paths best without --include-synthetic is pre-cut"
+        return None, (
+            "only the default --sft-paths best without --include-synthetic,"
+            " --sft-model-replies or --sources is pre-cut"
+        )
     conn = _open(folder)
     if conn is None:
         return None, f"there is no {READMODEL_FILE}"

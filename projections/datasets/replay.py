@@ -66,10 +66,11 @@ class RowMessage:
 class RowTree:
     """What TreeRows reads of a ConversationTree: id, state, messages, root."""
 
-    __slots__ = ("id", "state", "messages")
+    __slots__ = ("id", "state", "messages", "origin")
 
     def __init__(self, id: UUID):
         self.id = id
+        self.origin: str | None = None  # the import source's name; None: written here
         self.state = TreeState.INITIAL_PROMPT_REVIEW
         self.messages: dict[str, RowMessage] = {}
 
@@ -84,6 +85,7 @@ class _Started(msgspec.Struct):
     lang: str
     synthetic: bool
     state: str
+    origin: str | None = None
 
 
 class _Reply(msgspec.Struct):
@@ -148,6 +150,7 @@ def _started(tree: RowTree, e: _Started) -> None:
     root_id = str(tree.id)
     tree.messages = {root_id: RowMessage(root_id, Role.PROMPTER, e.text, e.lang, e.synthetic)}
     tree.state = TreeState(e.state)
+    tree.origin = e.origin
 
 
 @_applies(_Reply, ConversationTree.ReplyAdded)

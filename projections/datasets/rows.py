@@ -41,6 +41,8 @@ SOURCE = {
 }  # output kind -> row kind, in output order
 
 Chat = list[dict[str, str]]
+# The source of a tree people wrote here (no origin); imported trees carry their source name.
+LOCAL = "local"
 
 
 @dataclass(frozen=True)
@@ -52,15 +54,26 @@ class BuildOptions:
     top_k: int = 2
     include_synthetic: bool = False
     sft_model_replies: bool = False  # the best path may take a model reply ranked best
+    # only trees from these sources (an imported tree's origin, or LOCAL); None: every tree
+    sources: tuple[str, ...] | None = None
 
     @property
     def default_rows(self) -> bool:
         """Rows as the training projection cuts them (kinds, lang and split may differ)."""
         return (
-            self.sft_paths == "best" and not self.include_synthetic and not self.sft_model_replies
+            self.sft_paths == "best"
+            and not self.include_synthetic
+            and not self.sft_model_replies
+            and self.sources is None  # the pre-cut rows keep no origin
         )
 
+    def takes(self, origin: str | None) -> bool:
+        """Whether a tree of this origin is in the build."""
+        return self.sources is None or (origin or LOCAL) in self.sources
+
     def as_dict(self) -> dict[str, Any]:
+        # sources only when asked for: a default build's manifest stays byte for byte as before
+        chosen = {} if self.sources is None else {"sources": list(self.sources)}
         return {
             "kinds": list(self.kinds),
             "lang": self.lang,
@@ -69,7 +82,7 @@ class BuildOptions:
             "top_k": self.top_k,
             "include_synthetic": self.include_synthetic,
             "sft_model_replies": self.sft_model_replies,
-        }
+        } | chosen
 
 
 def split_draw(tree_id: UUID) -> float:
