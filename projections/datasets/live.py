@@ -97,6 +97,10 @@ class TrainingProjection(Projection):
             lines BLOB NOT NULL)""",
         "CREATE UNIQUE INDEX IF NOT EXISTS dataset_rows_kind ON dataset_rows (row_kind, tree_id)",
         "CREATE INDEX IF NOT EXISTS dataset_rows_tree ON dataset_rows (tree_id)",
+        # Covers the training status's per-kind counts (precut.status, read by the
+        # dashboard): a scan of this index rather than of the rows with their large lines
+        # (~8.6 ms -> ~1.3 ms at 1,000 trees).
+        "CREATE INDEX IF NOT EXISTS dataset_rows_counts ON dataset_rows (row_kind, tree_id, count)",
         "CREATE INDEX IF NOT EXISTS dataset_trees_ready ON dataset_trees (ready_position)",
     )
     schema_version = _code_digest()
