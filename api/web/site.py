@@ -8,6 +8,7 @@ turns a refused command (DomainError) into a readable page with the error's stat
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -86,6 +87,23 @@ class _Environment(Environment):
         return super().getattr(obj, attribute)
 
 
+_heap_frozen = False
+
+
+def freeze_startup_heap() -> None:
+    """Once per process, when the first site has started: what is alive then (modules,
+    compiled templates, the service and what it loaded) leaves the cycle collector's
+    generations. Each full collection scanned it again, ~35 ms on a 1,000-tree store, and
+    landed on whichever page was being served (bench/web.py: a tree view's p99 ~30 ms at a
+    6 ms p50). Those objects are still freed by reference counting; only a cycle among
+    them would never be collected."""
+    global _heap_frozen
+    if not _heap_frozen:
+        _heap_frozen = True
+        gc.collect()
+        gc.freeze()
+
+
 class Site:
     def __init__(self, service: Service, *, signup: bool = True, secure: bool | None = None):
         self.service = service
@@ -115,6 +133,7 @@ class Site:
             trusted=True,
             frontend_type="web",
         )
+        freeze_startup_heap()
 
     # ------------------------------------------------------------------ rendering
     def render(self, ctx: Ctx, template: str, status: int = 200, **values: Any) -> HTMLResponse:
