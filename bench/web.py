@@ -139,16 +139,7 @@ def build_store(folder: Path, trees: int, growing: int) -> None:
         report = import_trees(app, stream, batch_size=250)
     finally:
         app.close()
-    from api.storage.events import EVENTS_FILE
-    from projections.log import SQLiteLog
-    from projections.runner import ProjectionRunner
-    from projections.store import READMODEL_FILE
-
-    runner = ProjectionRunner(SQLiteLog(folder / EVENTS_FILE), folder / READMODEL_FILE)
-    try:
-        runner.run_once()  # read models cached with the log: each run starts caught up
-    finally:
-        runner.close()
+    project(folder)
     print(
         f"imported {report.imported} trees ({len(report.failed)} failed) into {folder} "
         f"in {time.perf_counter() - started:.1f} s",
@@ -158,6 +149,22 @@ def build_store(folder: Path, trees: int, growing: int) -> None:
         raise SystemExit(f"import failed: {report.failed[:3]}")
 
 
+def project(folder: Path) -> None:
+    """Bring the store's read models up to date, in place: they are cached with the log, so
+    each run starts caught up, and a projection whose schema changed since the cache was
+    made re-projects here once rather than during a run."""
+    from api.storage.events import EVENTS_FILE
+    from projections.log import SQLiteLog
+    from projections.runner import ProjectionRunner
+    from projections.store import READMODEL_FILE
+
+    runner = ProjectionRunner(SQLiteLog(folder / EVENTS_FILE), folder / READMODEL_FILE)
+    try:
+        runner.run_once()
+    finally:
+        runner.close()
+
+
 def _store(args: argparse.Namespace) -> Path:
     if args.data:
         return Path(args.data)
@@ -165,6 +172,8 @@ def _store(args: argparse.Namespace) -> Path:
     if not (folder / "ready").exists():
         build_store(folder, args.trees, args.growing)
         (folder / "ready").write_text("imported\n")
+    else:
+        project(folder)
     return folder
 
 
@@ -265,18 +274,19 @@ def _p(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(len(values) * q))]
 
 
-Figures = dict[str, tuple[float, float, float, int]]  # p50, p99, cpu p50 (ms), n
+Figures = dict[str, tuple[float, float, float, float, int]]  # p50, p99, cpu p50, cpu p99 (ms), n
 
 
 def _measure(c: Any, timed: Timed, pages: Pages, rounds: int, n: int) -> Figures:
     _round(c, timed, pages, 3)  # warm up
-    per_round: dict[str, list[tuple[float, float, float]]] = {}
+    per_round: dict[str, list[tuple[float, float, float, float]]] = {}
     for _ in range(rounds):
         for name, values in _round(c, timed, pages, n).items():
             wall, cpu = [v[0] for v in values], [v[1] for v in values]
-            per_round.setdefault(name, []).append((_p(wall, 0.5), _p(wall, 0.99), _p(cpu, 0.5)))
+            figures = (_p(wall, 0.5), _p(wall, 0.99), _p(cpu, 0.5), _p(cpu, 0.99))
+            per_round.setdefault(name, []).append(figures)
     return {
-        name: (*(statistics.median(f[i] for f in figures) for i in range(3)), n * rounds)  # type: ignore[misc]
+        name: (*(statistics.median(f[i] for f in figures) for i in range(4)), n * rounds)  # type: ignore[misc]
         for name, figures in sorted(per_round.items())
     }
 
@@ -316,24 +326,28 @@ def run(folder: Path, rounds: int, n: int) -> tuple[Figures, int]:
                 _p(handouts, 0.5),
                 _p(handouts, 0.99),
                 0.0,
+                0.0,
                 len(handouts),
             )
     return results, first_bytes
 
 
 def report(results: Figures, first_bytes: int) -> None:
-    print(f"\n{'page':<48} {'n':>5} {'p50 ms':>7} {'p99 ms':>7} {'cpu p50':>8} {'p99/goal':>9}")
-    for name, (p50, p99, cpu, n) in results.items():
+    print(
+        f"\n{'page':<48} {'n':>5} {'p50 ms':>7} {'p99 ms':>7} {'cpu p50':>8} {'cpu p99':>8} {'p99/goal':>9}"
+    )
+    for name, (p50, p99, cpu, cpu99, n) in results.items():
         ratio = "" if name.startswith("skip") else f"{p99 / GOAL_P99_MS:.2f}"
-        cpu_text = f"{cpu:.2f}" if cpu else ""
-        print(f"{name:<48} {n:>5} {p50:>7.2f} {p99:>7.2f} {cpu_text:>8} {ratio:>9}")
+        cpu_text = f"{cpu:>8.2f} {cpu99:>8.2f}" if cpu else ""
+        print(f"{name:<48} {n:>5} {p50:>7.2f} {p99:>7.2f} {cpu_text:>17} {ratio:>9}")
     print(
         f"{'first task page transfer (HTML + CSS + JS)':<48} {first_bytes:>7} bytes"
-        f"{'':>17} {first_bytes / GOAL_BYTES:>9.2f}"
+        f"{'':>26} {first_bytes / GOAL_BYTES:>9.2f}"
     )
     print(
         f"goals: p99 < {GOAL_P99_MS:.0f} ms server time per page, a first task page "
-        f"< {GOAL_BYTES:,} bytes. cpu: this process's CPU time during the request"
+        f"< {GOAL_BYTES:,} bytes. cpu: this process's CPU time during the request (read it"
+        " where other processes load the machine: they inflate the wall times)"
     )
 
 
