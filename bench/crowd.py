@@ -49,29 +49,8 @@ from domain.model.labels import (  # noqa: E402  # noqa: E402
 from domain.model.message import USER_EMOJIS, Role  # noqa: E402
 from domain.model.states import TreeState as S  # noqa: E402
 from domain.model.task_types import TaskType as T  # noqa: E402
+from domain.service.simulator import WORDS  # noqa: E402  (the simulator's vocabulary)
 
-WORDS = (
-    "how",
-    "why",
-    "explain",
-    "write",
-    "poem",
-    "code",
-    "python",
-    "river",
-    "history",
-    "sun",
-    "recipe",
-    "bread",
-    "travel",
-    "music",
-    "theory",
-    "garden",
-    "planet",
-    "story",
-    "list",
-    "tips",
-)
 ZERO_LABELS = (
     "lang_mismatch",
     "pii",

@@ -70,7 +70,9 @@ def _config() -> Any:
 
 
 class _Server:
-    def __init__(self, folder: Path):
+    """The whole app (web + API) under a real uvicorn on a free port, in a thread."""
+
+    def __init__(self, folder: Path, config: Any = None):
         import uvicorn
 
         from api.http.ratelimit import RateLimits
@@ -81,7 +83,11 @@ class _Server:
             self.port = s.getsockname()[1]
         self.folder = folder
         self.app = create_server(
-            folder, _config(), process_interval=0, seed=7, rate_limits=RateLimits(enabled=False)
+            folder,
+            config or _config(),
+            process_interval=0,
+            seed=7,
+            rate_limits=RateLimits(enabled=False),
         )
         self.server = uvicorn.Server(uvicorn.Config(self.app, port=self.port, log_level="warning"))
         self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]

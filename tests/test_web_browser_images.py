@@ -8,16 +8,13 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
-import threading
-import time
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import pytest
 
-from tests.test_web_browser import ARGS, CHROMIUM, kind, person, shot
+from tests.test_web_browser import ARGS, CHROMIUM, _Server, kind, person, shot
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
@@ -26,53 +23,22 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-class _Server:
-    def __init__(self, folder: Path):
-        import uvicorn
+def _config() -> Any:
+    """Small trees: one review each, two replies, one ranking."""
+    from domain.model.config import TreeConfig
 
-        from api.http.ratelimit import RateLimits
-        from api.server import create_server
-        from domain.model.config import TreeConfig
-
-        config = TreeConfig(
-            max_active_trees=3,
-            goal_tree_size=3,
-            min_goal_tree_size=3,
-            max_tree_depth=1,
-            max_children_count=2,
-            num_reviews_initial_prompt=1,
-            num_reviews_reply=1,
-            num_required_rankings=1,
-            p_full_labeling_review_prompt=0.0,
-            p_full_labeling_review_reply_assistant=0.0,
-        )
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.folder = folder
-        self.app = create_server(
-            folder, config, process_interval=0, seed=7, rate_limits=RateLimits(enabled=False)
-        )
-        self.server = uvicorn.Server(uvicorn.Config(self.app, port=self.port, log_level="warning"))
-        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> _Server:
-        self.thread.start()
-        deadline = time.time() + 30
-        while not self.server.started and time.time() < deadline:
-            time.sleep(0.05)
-        assert self.server.started, "the server did not start"
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-
-    @property
-    def service(self) -> Any:
-        return self.app.state.service
+    return TreeConfig(
+        max_active_trees=3,
+        goal_tree_size=3,
+        min_goal_tree_size=3,
+        max_tree_depth=1,
+        max_children_count=2,
+        num_reviews_initial_prompt=1,
+        num_reviews_reply=1,
+        num_required_rankings=1,
+        p_full_labeling_review_prompt=0.0,
+        p_full_labeling_review_reply_assistant=0.0,
+    )
 
 
 def _png() -> bytes:
@@ -111,7 +77,7 @@ def test_image_prompt_to_trained_vlm_in_the_browser(tmp_path: Path) -> None:
     from training.tiny_vlm import init_tiny_vlm
 
     vlm = init_tiny_vlm(tmp_path / "vlm")
-    with _Server(tmp_path / "data") as server, playwright_api.sync_playwright() as p:
+    with _Server(tmp_path / "data", _config()) as server, playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         author = person(browser, server, "author")
         author.click("button[name=type][value=initial_prompt]")
