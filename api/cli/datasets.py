@@ -110,7 +110,7 @@ def build_datasets(args: argparse.Namespace) -> int:
     if args.images:
         from api.cli.datasets_images import build_with_images
 
-        return build_with_images(args, options, _bar)
+        return build_with_images(args, options, _bar, print_row_counts)
     manifest = build(
         data_dir(args.data),
         Path(args.out),
@@ -124,12 +124,17 @@ def build_datasets(args: argparse.Namespace) -> int:
         f"{manifest['log_position']} into {args.out} (rows from the {manifest.source})",
         file=sys.stderr,
     )
+    print_row_counts(manifest)
+    return 0
+
+
+def print_row_counts(manifest: Any) -> None:
+    """Rows per dataset kind and split, as every build prints them."""
     for kind, counts in manifest["rows"].items():
         print(
             f"  {kind:12} train {counts['train']:>8}  validation {counts['validation']:>7}",
             file=sys.stderr,
         )
-    return 0
 
 
 def show_status(args: argparse.Namespace) -> int:

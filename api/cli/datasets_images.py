@@ -10,7 +10,9 @@ from typing import Any
 from api.cli import fail
 
 
-def build_with_images(args: argparse.Namespace, options: Any, progress: Any) -> int:
+def build_with_images(
+    args: argparse.Namespace, options: Any, progress: Any, print_rows: Any
+) -> int:
     from api.bootstrap import data_dir
     from projections.datasets.build import DatasetOptionsError
     from projections.datasets.images import build_images
@@ -24,9 +26,5 @@ def build_with_images(args: argparse.Namespace, options: Any, progress: Any) -> 
         f"{manifest['log_position']} into {args.out} with {len(manifest['images'])} images",
         file=sys.stderr,
     )
-    for kind, counts in manifest["rows"].items():
-        print(
-            f"  {kind:12} train {counts['train']:>8}  validation {counts['validation']:>7}",
-            file=sys.stderr,
-        )
+    print_rows(manifest)
     return 0
