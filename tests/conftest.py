@@ -9,6 +9,7 @@ them, so the self-labelling and one-review-per-user rules never get in the way b
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -25,8 +26,56 @@ from domain.model.tree import ConversationTree
 from domain.service.application import DataEngine
 
 # A real PostgreSQL for the store tests (started on first use; fixtures postgres, pg_url,
-# each_store).
+# each_store, and the whole-suite store switch below).
 pytest_plugins = ["pg_fixture"]
+
+# The store the whole suite runs on: "sqlite" (default) or "postgresql" (DATAENGINE_TEST_STORE,
+# or --store). Under "postgresql" every test's log is a fresh schema of the session's
+# PostgreSQL: DATAENGINE_STORE is set for whatever the test opens (open_app, the CLI, server
+# subprocesses) and the in-memory kits below are built on it too. Tests of something only
+# SQLite has (its file, its locks) are marked ``sqlite_only`` and run in the SQLite pass.
+STORES = ("sqlite", "postgresql")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--store",
+        choices=STORES,
+        default=os.environ.get("DATAENGINE_TEST_STORE") or "sqlite",
+        help="the event store the suite runs on (default $DATAENGINE_TEST_STORE or sqlite)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "sqlite_only(reason): tests SQLite itself; skipped in the PostgreSQL pass"
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"store under test: {config.getoption('--store')}"
+
+
+@pytest.fixture(scope="session")
+def store_under_test(request: pytest.FixtureRequest) -> str:
+    return str(request.config.getoption("--store"))
+
+
+@pytest.fixture(autouse=True)
+def _store_for_each_test(
+    request: pytest.FixtureRequest, store_under_test: str, monkeypatch: pytest.MonkeyPatch
+) -> str | None:
+    """Under the PostgreSQL pass: a fresh schema per test, named in DATAENGINE_STORE."""
+    if store_under_test != "postgresql":
+        return None
+    marker = request.node.get_closest_marker("sqlite_only")
+    if marker is not None:
+        pytest.skip(f"SQLite only: {marker.args[0] if marker.args else 'tests SQLite itself'}")
+    if "each_store" in request.fixturenames:
+        return None  # the test picks its stores itself
+    url = str(request.getfixturevalue("pg_url"))
+    monkeypatch.setenv("DATAENGINE_STORE", url)
+    return url
 
 START = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -202,6 +251,16 @@ class Kit:
         return task
 
 
+def kit_env(request: pytest.FixtureRequest) -> dict[str, str] | None:
+    """A kit's store: in memory, or (PostgreSQL pass) a fresh schema of its own, so the
+    domain tests also run through the PostgreSQL recorder and two kits never share a log."""
+    if request.config.getoption("--store") != "postgresql":
+        return None
+    from api.storage.pg_url import postgres_env
+
+    return postgres_env(request.getfixturevalue("postgres").url())
+
+
 def small_config(**overrides: Any) -> TreeConfig:
     return TreeConfig(**{**SMALL, **overrides})
 
@@ -212,11 +271,11 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def make_kit(clock: Clock) -> Callable[..., Kit]:
+def make_kit(clock: Clock, request: pytest.FixtureRequest) -> Callable[..., Kit]:
     """Build a Kit on a fresh in-memory app; keyword arguments override the small config."""
 
     def build(**overrides: Any) -> Kit:
-        return Kit(DataEngine(config=small_config(**overrides), clock=clock), clock)
+        return Kit(DataEngine(config=small_config(**overrides), clock=clock, env=kit_env(request)), clock)
 
     return build
 
