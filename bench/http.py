@@ -71,6 +71,9 @@ class RawClient:
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self._encode = msgspec.json.Encoder().encode
         self.requests = 0
+        # latencies (s) per request kind (``kind_of``) while ``timing`` is on
+        self.timings: dict[str, list[float]] = {}
+        self.timing = False
 
     async def request(
         self, method: str, path: str, json: Any = None, headers: dict[str, str] | None = None
@@ -82,6 +85,7 @@ class RawClient:
         head += [f"{k}: {v}" for k, v in (headers or {}).items()]
         data = ("\r\n".join(head) + "\r\n\r\n").encode() + body
         self.requests += 1
+        began = time.perf_counter()
         conn = (
             self._idle.pop() if self._idle else await asyncio.open_connection(self.host, self.port)
         )
@@ -98,6 +102,8 @@ class RawClient:
                 length = int(value)
         content = await reader.readexactly(length) if length else b""
         self._idle.append(conn)
+        if self.timing:
+            self.timings.setdefault(kind_of(path), []).append(time.perf_counter() - began)
         return RawResponse(int(status_line.split()[1]), content)
 
     async def post(
@@ -114,39 +120,73 @@ class RawClient:
         self._idle.clear()
 
 
+def kind_of(path: str) -> str:
+    """The request type a crowd's path is: request, ack, nack, interaction or counts."""
+    if path.endswith("/tasks/"):
+        return "request"
+    if path.endswith(("/ack", "/nack", "/interaction")):
+        return path.rsplit("/", 1)[1]
+    return "counts" if "state_counts" in path else "other"
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 async def drive(
-    url: str, clients: int, seconds: float, warmup: float, active: int, raw: bool = True
+    url: str,
+    clients: int,
+    seconds: float,
+    warmup: float,
+    active: int,
+    raw: bool = True,
+    mark: Callable[[], None] | None = None,
 ) -> Crowd:
+    """The crowd's warm-up, then its measured phase; ``mark()`` is called as the measured
+    phase starts and as it ends (e.g. to read the server's CPU time). With the raw client
+    the crowd gets ``timings``: latencies per request kind of the measured phase."""
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as setup:
         key = await new_client_key(setup)
         if raw:
             client: Any = RawClient(url)
             try:
-                crowd = await _phases(client, key, clients, seconds, warmup, active)
+                crowd = await _phases(client, key, clients, seconds, warmup, active, mark)
                 crowd.requests = client.requests  # type: ignore[attr-defined]
+                crowd.timings = client.timings  # type: ignore[attr-defined]
                 return crowd
             finally:
                 await client.aclose()
-        return await _phases(setup, key, clients, seconds, warmup, active)
+        return await _phases(setup, key, clients, seconds, warmup, active, mark)
 
 
 async def _phases(
-    client: Any, key: str, clients: int, seconds: float, warmup: float, active: int
+    client: Any,
+    key: str,
+    clients: int,
+    seconds: float,
+    warmup: float,
+    active: int,
+    mark: Callable[[], None] | None = None,
 ) -> Crowd:
     warm = Crowd(client, key, users=clients, trees=10**9, seed=1)
     await warm.run(max_cycles=10**9, duration=warmup, active_target=active, poll_interval=0.05)
     crowd = Crowd(client, key, users=clients, trees=10**9, seed=2)
     crowd.ids = warm.ids  # front-end ids stay unique per client across both phases
     crowd.users = warm.users
+    if mark is not None:
+        mark()
+    raw = isinstance(client, RawClient)
+    if raw:
+        client.timing = True
     started = time.perf_counter()
     await crowd.run(max_cycles=10**9, duration=seconds, active_target=active, poll_interval=0.05)
     crowd.elapsed = time.perf_counter() - started  # type: ignore[attr-defined]
+    if raw:
+        client.timing = False
+    if mark is not None:
+        mark()
     crowd.ready = (await crowd.live_and_ready())[1]  # type: ignore[attr-defined]
     return crowd
 
