@@ -1,4 +1,4 @@
-"""OA export from the SQLite log: filters, ordering, labels, events, anonymising, --as-of."""
+"""OA export from the log: filters, ordering, labels, events, anonymising, --as-of."""
 
 from __future__ import annotations
 
@@ -21,9 +21,12 @@ from tests.conftest import Clock, Kit, small_config
 class Scene:
     """A ready tree (root, r1 ranked below r2, an unreviewed late reply r3) and a growing one."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, store: str | None = None):
         self.folder = folder
-        self.kit = kit = Kit(open_app(folder, small_config(), clock=Clock()), Clock())
+        # The scene is shared by the module's tests, so it names its log itself (each
+        # test's own DATAENGINE_STORE schema, in the PostgreSQL pass, is another log).
+        self.store = ["--store", store] if store else []
+        self.kit = kit = Kit(open_app(folder, small_config(), clock=Clock(), store=store), Clock())
         self.tree = kit.growing_tree()
         self.r1 = kit.accepted_reply(self.tree, self.tree)
         self.r2 = kit.accepted_reply(self.tree, self.tree)
@@ -45,13 +48,19 @@ class Scene:
 
     def export(self, *args: str) -> list[dict]:
         out = self.folder / "out.jsonl"
-        assert main(["export", "oa", "--data", str(self.folder), "--out", str(out), *args]) == 0
+        assert main(self.command("--out", str(out), *args)) == 0
         return [json.loads(line) for line in out.read_text().splitlines()]
+
+    def command(self, *args: str) -> list[str]:
+        return ["export", "oa", "--data", str(self.folder), *self.store, *args]
 
 
 @pytest.fixture(scope="module")
-def scene(tmp_path_factory: pytest.TempPathFactory) -> Scene:
-    return Scene(tmp_path_factory.mktemp("scene"))
+def scene(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Scene:
+    store = None
+    if request.config.getoption("--store") == "postgresql":
+        store = request.getfixturevalue("postgres").url()  # a schema of its own
+    return Scene(tmp_path_factory.mktemp("scene"), store)
 
 
 def test_default_export_is_ready_trees_with_accepted_replies_sorted_by_rank(scene: Scene) -> None:
@@ -129,18 +138,13 @@ def test_as_of_exports_the_tree_as_it_was(scene: Scene) -> None:
     assert scene.export("--as-of", position) == []
     [tree] = scene.export("--as-of", position, "--state", "ranking")
     assert all("rank" not in r for r in tree["prompt"]["replies"])
-    assert (
-        main(["export", "oa", "--data", str(scene.folder), "--out", "-", "--as-of", "999999999"])
-        == 2
-    )
+    assert main(scene.command("--out", "-", "--as-of", "999999999")) == 2
 
 
 def test_gzip_output_is_byte_stable(scene: Scene, tmp_path: Path) -> None:
     outs = []
     for name in ("a.jsonl.gz", "b.jsonl.gz"):
-        assert (
-            main(["export", "oa", "--data", str(scene.folder), "--out", str(tmp_path / name)]) == 0
-        )
+        assert main(scene.command("--out", str(tmp_path / name))) == 0
         outs.append((tmp_path / name).read_bytes())
     assert outs[0] == outs[1]
     assert json.loads(gzip.decompress(outs[0]))["message_tree_id"] == str(scene.tree)
