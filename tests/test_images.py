@@ -285,7 +285,9 @@ def test_audit_verify_blobs_names_missing_and_altered(tmp_path: Path, capsys):
 
 
 # ---------------------------------------------------------------- OA export and import
-def test_oa_export_names_images_and_import_reads_them_back(tmp_path: Path):
+def test_oa_export_names_images_and_import_reads_them_back(
+    tmp_path: Path, request: pytest.FixtureRequest
+):
     import json
 
     from api.bootstrap import open_app
@@ -308,7 +310,12 @@ def test_oa_export_names_images_and_import_reads_them_back(tmp_path: Path):
     assert images[0]["path"] == f"blobs/sha256/{refs[0].sha256[:2]}/{refs[0].sha256}"
     assert "images" not in exported[1]["prompt"]  # unchanged for text-only messages
 
-    other = open_app(tmp_path / "b", SMALL, synchronous="NORMAL")
+    # The import goes to another installation: a log of its own on either store (on the
+    # exporter's own log the trees are already there, and an import skips them).
+    elsewhere = None
+    if request.config.getoption("--store") == "postgresql":
+        elsewhere = request.getfixturevalue("postgres").url()
+    other = open_app(tmp_path / "b", SMALL, synchronous="NORMAL", store=elsewhere)
     try:
         assert import_trees(other, exported).imported == 2
         assert other.get_tree(tree_id).root.images == refs
