@@ -15,13 +15,14 @@ import pytest
 
 from api.bootstrap import open_app
 from api.http.app import create_app
+from api.storage.logdb import log_location
 from domain.model.actor import Actor
 from domain.model.config import TreeConfig
 from domain.model.errors import InvalidInputError, UserNotFoundError
 from domain.model.user import User
 from domain.service.simulator import run_simulation
 from projections import log_reader
-from projections.log import SQLiteLog
+from projections.log import StoreLog
 from projections.oa_export import ExportOptions, TreeExporter
 from projections.rebuild import rebuild
 from projections.runner import ProjectionRunner
@@ -65,7 +66,7 @@ def _hours(conn: sqlite3.Connection, user: str) -> list[int]:
 
 def test_merge_moves_every_attributed_row_and_a_rebuild_equals_live(tmp_path: Path) -> None:
     app = open_app(tmp_path, TreeConfig(goal_tree_size=3, min_goal_tree_size=1))
-    log = SQLiteLog(tmp_path / "events.sqlite")
+    log = StoreLog(log_location(tmp_path))  # the folder's events.sqlite, or the configured store
     runner = ProjectionRunner(log, tmp_path / "live.sqlite", batch_size=64).start()
     try:
         run_simulation(app, runner, trees=3, users=10, seed=7)
