@@ -7,6 +7,7 @@ from uuid import UUID
 import pytest
 
 from api.bootstrap import open_app
+from api.storage.logdb import log_location
 from domain.model.actor import Actor
 from domain.model.config import TreeConfig
 from domain.model.topics import MOVED_MODULES
@@ -19,7 +20,9 @@ from projections.rebuild import rebuild
 from projections.runner import ProjectionError, ProjectionRunner
 from projections.store import default_projections
 from projections.users import UsersProjection
+from tests import log_helpers
 from tests.projection_helpers import World, dump
+from tests.store_helpers import copy_store
 
 SMALL = TreeConfig(goal_tree_size=3, min_goal_tree_size=1)
 
@@ -29,7 +32,7 @@ def simulated(tmp_path):
     """A SQLite store filled by the simulator, followed live by a runner thread."""
     app = open_app(tmp_path, SMALL)
     runner = ProjectionRunner(
-        SQLiteLog(tmp_path / "events.sqlite"), tmp_path / "live.sqlite", batch_size=64
+        SQLiteLog(log_location(tmp_path)), tmp_path / "live.sqlite", batch_size=64
     ).start()
     run_simulation(app, runner, trees=3, users=10, seed=7)
     runner.stop()
@@ -39,7 +42,7 @@ def simulated(tmp_path):
 
 def test_live_read_model_equals_rebuild(simulated):
     folder, runner = simulated
-    log = SQLiteLog(folder / "events.sqlite")
+    log = SQLiteLog(log_location(folder))
     assert runner.position == log.head() > 100
     events, _ = rebuild(log, folder / "rebuilt.sqlite", batch_size=500)
     assert events == log.head()
@@ -101,7 +104,7 @@ class Failing(MessagesProjection):
 
 def test_crash_mid_batch_resumes_to_the_same_result(simulated):
     folder, runner = simulated
-    log = SQLiteLog(folder / "events.sqlite")
+    log = SQLiteLog(log_location(folder))
     path = folder / "crashy.sqlite"
     crashing = ProjectionRunner(log, path, [Failing(40), *default_projections()[1:]], batch_size=50)
     with pytest.raises(ProjectionError):
@@ -133,10 +136,10 @@ def test_two_runners_on_one_file_apply_each_event_once(simulated):
     skips what the other applied and drops the rows it had cached, so the file ends as
     one runner would have left it."""
     folder, runner = simulated
-    head = SQLiteLog(folder / "events.sqlite").head()
+    head = SQLiteLog(log_location(folder)).head()
     path = folder / "shared.sqlite"
     pair = [
-        ProjectionRunner(SQLiteLog(folder / "events.sqlite"), path, batch_size=40) for _ in range(2)
+        ProjectionRunner(SQLiteLog(log_location(folder)), path, batch_size=40) for _ in range(2)
     ]
     for k in range(1, 7):
         pair[k % 2].run_once(until=head * k // 6)
@@ -165,7 +168,7 @@ def test_live_following_has_low_lag(tmp_path):
     app = open_app(tmp_path, SMALL)
     client, _ = app.register_client(name="lag")
     runner = ProjectionRunner(
-        SQLiteLog(tmp_path / "events.sqlite"), tmp_path / "rm.sqlite", poll_interval=0.005
+        SQLiteLog(log_location(tmp_path)), tmp_path / "rm.sqlite", poll_interval=0.005
     ).start()
     lags = []
     try:
@@ -182,33 +185,35 @@ def test_live_following_has_low_lag(tmp_path):
     assert conn.execute("SELECT count(*) FROM trees").fetchone()[0] == 20
 
 
-def test_events_under_their_current_topics_project_the_same(simulated, tmp_path):
+def test_events_under_their_current_topics_project_the_same(
+    simulated, tmp_path, request, monkeypatch
+):
     """A log holding the events under their classes' current module path (domain.model.tree:…
     instead of the stored domain.tree:…) gives the same read models, trees and dataset trees."""
     folder, runner = simulated
-    stored = folder / "events.sqlite"
-    moved = tmp_path / "moved"
-    moved.mkdir()
-    with sqlite3.connect(stored) as source, sqlite3.connect(moved / "events.sqlite") as conn:
-        source.backup(conn)  # the log's WAL included
-        for old, new in MOVED_MODULES.items():
-            conn.execute(
-                "UPDATE stored_events SET topic = ? || substr(topic, ?) WHERE topic LIKE ?",
-                (new + ":", len(old) + 2, old + ":%"),
-            )
-        left = conn.execute(
-            "SELECT count(*) FROM stored_events WHERE topic NOT LIKE 'domain.model.%'"
-        ).fetchone()[0]
+    stored = log_location(folder)
+    moved_folder = tmp_path / "moved"
+    copy_store(folder, moved_folder, request, monkeypatch)  # the log's WAL included
+    moved = log_location(moved_folder)
+    for old, new in MOVED_MODULES.items():
+        log_helpers.write(
+            moved,
+            "UPDATE stored_events SET topic = ? || substr(topic, ?) WHERE topic LIKE ?",
+            (new + ":", len(old) + 2, old + ":%"),
+        )
+    left = log_helpers.read(
+        moved, "SELECT count(*) FROM stored_events WHERE topic NOT LIKE 'domain.model.%'"
+    )[0][0]
     assert left == 0
-    again = ProjectionRunner(SQLiteLog(moved / "events.sqlite"), moved / "rm.sqlite")
+    again = ProjectionRunner(SQLiteLog(moved), moved_folder / "rm.sqlite")
     again.run_once()
     assert dump(again.readmodel.reader()) == dump(runner.readmodel.reader())
     again.close()
     head = log_reader.log_position(stored)
     trees = log_reader.count_trees(stored, head)
-    assert trees > 0 and log_reader.count_trees(moved / "events.sqlite", head) == trees
-    assert [t.as_dict() for t in log_reader.iter_trees(moved / "events.sqlite", head)] == [
+    assert trees > 0 and log_reader.count_trees(moved, head) == trees
+    assert [t.as_dict() for t in log_reader.iter_trees(moved, head)] == [
         t.as_dict() for t in log_reader.iter_trees(stored, head)
     ]
     ready = [(t.id, t.state) for t in replay_trees(stored, head)]
-    assert ready and [(t.id, t.state) for t in replay_trees(moved / "events.sqlite", head)] == ready
+    assert ready and [(t.id, t.state) for t in replay_trees(moved, head)] == ready

@@ -6,16 +6,18 @@ from uuid import UUID
 from api.bootstrap import load_config, open_app
 from api.cli.projections import run_rebuild, show_status
 from api.cli.simulate import simulate
+from api.storage.logdb import log_location
 from domain.model.config import TreeConfig
 from domain.service.simulator import run_simulation
 from projections.log import SQLiteLog
 from projections.runner import ProjectionRunner
+from tests.store_helpers import fresh_store
 
 
 def test_simulation_drives_trees_to_ready_for_export(tmp_path):
     config = TreeConfig(goal_tree_size=4, min_goal_tree_size=1)
     app = open_app(tmp_path, config)
-    runner = ProjectionRunner(SQLiteLog(tmp_path / "events.sqlite"), tmp_path / "rm.sqlite")
+    runner = ProjectionRunner(SQLiteLog(log_location(tmp_path)), tmp_path / "rm.sqlite")
     sim, stats, _ = run_simulation(app, runner, trees=4, users=12, seed=11)
     states = sim.tree_states()
     assert states["ready_for_export"] >= 4
@@ -39,12 +41,13 @@ def test_simulation_drives_trees_to_ready_for_export(tmp_path):
     runner.close()
 
 
-def test_same_seed_same_run(tmp_path):
+def test_same_seed_same_run(tmp_path, request, monkeypatch):
     outcomes = []
     for run in ("one", "two"):
         folder = tmp_path / run
+        fresh_store(request, monkeypatch)  # each run on a log of its own, on either store
         app = open_app(folder, TreeConfig(goal_tree_size=3, min_goal_tree_size=1))
-        runner = ProjectionRunner(SQLiteLog(folder / "events.sqlite"), folder / "rm.sqlite")
+        runner = ProjectionRunner(SQLiteLog(log_location(folder)), folder / "rm.sqlite")
         sim, stats, _ = run_simulation(app, runner, trees=2, users=8, seed=5)
         outcomes.append((stats.steps, stats.by_type, sim.tree_states()))
         runner.close()
@@ -58,7 +61,7 @@ def test_cli_simulate_status_rebuild(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "ready_for_export" in out
     assert show_status(argparse.Namespace(data=data)) == 0
-    head = SQLiteLog(tmp_path / "events.sqlite").head()
+    head = SQLiteLog(log_location(tmp_path)).head()
     assert f"log position: {head}" in capsys.readouterr().out
     assert run_rebuild(argparse.Namespace(data=data, batch_size=100)) == 0
     assert f"from {head} events" in capsys.readouterr().out

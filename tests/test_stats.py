@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from api.bootstrap import open_app
+from api.storage.logdb import log_location
 from domain.model.actor import Actor
 from domain.model.config import TreeConfig
 from domain.model.errors import DomainError, ErrorCode
@@ -360,7 +361,7 @@ class SQLiteWorld(World):
             )
             self.users[name] = Actor(user_id, self.client)
         self.runner = ProjectionRunner(
-            SQLiteLog(tmp_path / "events.sqlite"), tmp_path / "live.sqlite", batch_size=3
+            SQLiteLog(log_location(tmp_path)), tmp_path / "live.sqlite", batch_size=3
         )
 
 
@@ -433,7 +434,7 @@ def test_rebuild_equals_live_for_the_statistics_tables(tmp_path):
     assert live["stats_label_votes"] and live["user_streaks"]
     assert {t for p in default_projections() if p.name in MINE for t in p.tables} == set(MY_TABLES)
 
-    log = SQLiteLog(tmp_path / "events.sqlite")
+    log = SQLiteLog(log_location(tmp_path))
     rebuild(log, tmp_path / "rebuilt.sqlite")
     rebuilt = dump(ProjectionRunner(log, tmp_path / "rebuilt.sqlite").readmodel.reader())
     # The same log handed to the handlers as domain events instead of decoded views.
