@@ -18,7 +18,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from api.storage.logdb import Location, connect_log, log_location, log_translator
+from api.storage.logdb import Location, connect_log, log_location, log_translator, store_url
 from api.storage.pg_url import is_postgres, split_url
 
 Where = str | PathLike[str]
@@ -114,3 +114,13 @@ def delete_row(where: Where, position: int) -> None:
 def move_row(where: Where, position: int, to: int) -> None:
     """Give a row another position (the one it leaves is then missing)."""
     assert write(where, "UPDATE stored_events SET rowid=? WHERE rowid=?", (to, position)) == 1
+
+
+def empty_store_url() -> str | None:
+    """Under a PostgreSQL store: a URL of the same server naming a schema nothing has written
+    (where a data folder's "no event store" is found); None on SQLite."""
+    url = store_url()
+    if url is None:
+        return None
+    libpq, schema = split_url(url)
+    return f"{libpq}{'&' if '?' in libpq else '?'}schema={schema}_empty"

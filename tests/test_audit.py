@@ -1,7 +1,8 @@
 """Audit: history, as-of views, the log's hash chain, tamper detection, replay plumbing.
 
-The store is built through DataEngine commands on SQLite, then damaged with plain sqlite3
-the way an intruder (or a bad disk) would; the CLI must name exactly the damaged event.
+The store is built through DataEngine commands (on SQLite, or on the PostgreSQL store of the
+PostgreSQL pass), then damaged with plain SQL on the log's table the way an intruder (or a bad
+disk) would (tests/log_helpers.py); the CLI must name exactly the damaged event.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
+import log_helpers as logs
 import pytest
 
 import projections.audit.record as digest_mod
 from api.bootstrap import open_app
 from api.cli import main
+from api.storage.logdb import Location, log_location
 from domain.model.actor import Actor
 from domain.model.catalogue import event_classes
 from domain.model.config import TreeConfig
@@ -49,7 +52,7 @@ class Snapshot:
 class Store:
     def __init__(self, folder: Path):
         self.folder = folder
-        self.db = folder / "events.sqlite"
+        self.db = log_location(folder)  # the events.sqlite file, or the PostgreSQL store
         self.app = open_app(folder, CONFIG)
         client_id, _ = self.app.register_client(name="web")
         self.users = [
@@ -139,21 +142,17 @@ class Store:
         )
 
     def sql(self, statement: str, params: tuple = ()) -> list[tuple]:
-        with sqlite3.connect(self.db) as conn:
-            return conn.execute(statement, params).fetchall()
+        return logs.read(self.db, statement, params)
+
+    def change(self, statement: str, params: tuple = ()) -> int:
+        """A changing statement on the log (SQLite-flavoured SQL, on either store)."""
+        return logs.write(self.db, statement, params)
 
     def row_of(self, tree_id: UUID, version: int) -> int:
-        return self.sql(
-            "SELECT rowid FROM stored_events WHERE originator_id=? AND originator_version=?",
-            (tree_id.hex, version),
-        )[0][0]
+        return logs.position_of(self.db, tree_id, version)
 
     def flip(self, position: int, offset: int = 10) -> None:
-        state = bytearray(
-            self.sql("SELECT state FROM stored_events WHERE rowid=?", (position,))[0][0]
-        )
-        state[offset] ^= 0x01
-        self.sql("UPDATE stored_events SET state=? WHERE rowid=?", (bytes(state), position))
+        logs.flip_byte(self.db, position, offset)
 
 
 @pytest.fixture
@@ -177,7 +176,7 @@ def cli_json(capsys: pytest.CaptureFixture[str], folder: Path, *argv: str) -> tu
     return code, json.loads(out)
 
 
-def spec_digest(db: Path, upto: int | None = None) -> tuple[int, str]:
+def spec_digest(db: Location, upto: int | None = None) -> tuple[int, str]:
     """The chain as the documentation spells it, written out independently of projections.audit.chain."""
 
     def text(value: str) -> bytes:
@@ -188,23 +187,19 @@ def spec_digest(db: Path, upto: int | None = None) -> tuple[int, str]:
         return b"\x01" + value.to_bytes(8, "big", signed=True)
 
     link, last = bytes(32), 0
-    with sqlite3.connect(db) as conn:
-        for pos, oid, ver, topic, state in conn.execute(
-            "SELECT rowid, originator_id, originator_version, topic, state "
-            "FROM stored_events ORDER BY rowid"
-        ):
-            if upto is not None and pos > upto:
-                break
-            row = (
-                integer(pos)
-                + text(oid)
-                + integer(ver)
-                + text(topic)
-                + b"\x04"
-                + len(state).to_bytes(4, "big")
-                + state
-            )
-            link, last = hashlib.sha256(link + row).digest(), pos
+    for pos, oid, ver, topic, state in logs.rows(db):
+        if upto is not None and pos > upto:
+            break
+        row = (
+            integer(pos)
+            + text(oid)
+            + integer(ver)
+            + text(topic)
+            + b"\x04"
+            + len(state).to_bytes(4, "big")
+            + state
+        )
+        link, last = hashlib.sha256(link + row).digest(), pos
     return last, link.hex()
 
 
@@ -276,12 +271,11 @@ def test_every_tree_event_has_a_summary() -> None:
 def test_history_reads_events_under_their_current_topic(store: Store) -> None:
     """A log holding a tree's events under the classes' current module path reads the same."""
     before = history(open_log(store.db), store.app.mapper, store.tree_a)
-    with sqlite3.connect(store.db) as conn:
-        changed = conn.execute(
-            "UPDATE stored_events SET topic = replace(topic, 'domain.tree:', 'domain.model.tree:')"
-            " WHERE originator_id = ?",
-            (store.tree_a.hex,),
-        ).rowcount
+    changed = store.change(
+        "UPDATE stored_events SET topic = replace(topic, 'domain.tree:', 'domain.model.tree:')"
+        " WHERE originator_id = ?",
+        (store.tree_a.hex,),
+    )
     assert changed == len(before)
     after = history(open_log(store.db), store.app.mapper, store.tree_a)
     assert [(e["event"], e["summary"]) for e in after] == [
@@ -289,7 +283,7 @@ def test_history_reads_events_under_their_current_topic(store: Store) -> None:
     ]
 
 
-def test_bad_input_is_refused_without_traceback(store: Store, capsys) -> None:
+def test_bad_input_is_refused_without_traceback(store: Store, capsys, monkeypatch) -> None:
     unknown = "12345678-1234-5678-1234-567812345678"
     for argv in (
         ["audit", "history", unknown],
@@ -305,6 +299,8 @@ def test_bad_input_is_refused_without_traceback(store: Store, capsys) -> None:
         code, _, err = cli(capsys, store.folder, *argv)
         assert code == 2, argv
         assert err.startswith("error: "), argv
+    if empty := logs.empty_store_url():  # on PostgreSQL the folder's log is the store's schema
+        monkeypatch.setenv("DATAENGINE_STORE", empty)
     code, _, err = cli(capsys, store.folder / "nowhere", "audit", "digest")
     assert code == 2 and "no event store" in err
 
@@ -413,11 +409,11 @@ def test_every_kind_of_damage_is_named(store: Store, capsys) -> None:
         "SELECT originator_id, originator_version FROM stored_events WHERE rowid=?", (head,)
     )[0]
     b_pos = store.row_of(store.tree_b, 1)
-    store.sql(
+    store.change(
         "UPDATE stored_events SET topic=? WHERE rowid=?",
         ("domain.tree:ConversationTree.ReplyAdded", b_pos),
     )
-    store.sql("DELETE FROM stored_events WHERE rowid=?", (head,))  # the newest event
+    store.change("DELETE FROM stored_events WHERE rowid=?", (head,))  # the newest event
     code, data = cli_json(capsys, store.folder, "audit", "verify")
     assert code == 1
     found = {(d["position"], d["kind"]) for d in data["damage"]}
@@ -435,7 +431,7 @@ def test_deleted_event_is_detected(store: Store, capsys) -> None:
     cli(capsys, store.folder, "audit", "digest")
     version = 3
     position = store.row_of(store.tree_a, version)
-    store.sql("DELETE FROM stored_events WHERE rowid=?", (position,))
+    store.change("DELETE FROM stored_events WHERE rowid=?", (position,))
     code, out, _ = cli(capsys, store.folder, "audit", "verify")
     assert code == 1
     assert out.startswith(
@@ -443,7 +439,7 @@ def test_deleted_event_is_detected(store: Store, capsys) -> None:
         f"tree {store.tree_a} version {version} "
     )
     # Moving a row to another position is no better than deleting it.
-    store.sql("UPDATE stored_events SET rowid=? WHERE rowid=?", (position, position + 1))
+    store.change("UPDATE stored_events SET rowid=? WHERE rowid=?", (position, position + 1))
     code, data = cli_json(capsys, store.folder, "audit", "verify")
     assert code == 1
     assert [(d["position"], d["kind"]) for d in data["damage"]] == [
@@ -454,7 +450,7 @@ def test_deleted_event_is_detected(store: Store, capsys) -> None:
 
 def test_unrecorded_hole_is_a_gap(store: Store, capsys) -> None:
     position = store.row_of(store.tree_c, 1) - 1
-    store.sql("DELETE FROM stored_events WHERE rowid=?", (position,))
+    store.change("DELETE FROM stored_events WHERE rowid=?", (position,))
     code, err_out, err = cli(capsys, store.folder, "audit", "digest")
     assert code == 1 and f"positions {position}..{position} are absent" in err
     code, data = cli_json(capsys, store.folder, "audit", "verify")
@@ -562,7 +558,7 @@ def test_parallel_blocks_find_what_one_pass_finds(store: Store, monkeypatch) -> 
     assert verify_mod.verify_digest(log, audit, link, position, workers=2).intact
     b_pos = store.row_of(store.tree_b, 1)
     store.flip(store.row_of(store.tree_a, 9))
-    store.sql("DELETE FROM stored_events WHERE rowid=?", (b_pos,))
+    store.change("DELETE FROM stored_events WHERE rowid=?", (b_pos,))
     damaged = verify(log, audit, workers=2)
     assert damaged.damage == verify(log, audit, workers=1).damage
     assert [(d.position, d.kind) for d in damaged.damage] == [
@@ -572,10 +568,13 @@ def test_parallel_blocks_find_what_one_pass_finds(store: Store, monkeypatch) -> 
     assert not verify_mod.verify_digest(log, audit, link, position, workers=2).intact
 
 
+@pytest.mark.sqlite_only(
+    "a TEXT value that is not UTF-8 exists only in SQLite: PostgreSQL refuses it in a text column"
+)
 def test_text_that_is_not_utf8_is_hashed_not_fatal(store: Store, capsys) -> None:
     cli(capsys, store.folder, "audit", "digest")
     position = store.row_of(store.tree_a, 4)
-    store.sql("UPDATE stored_events SET topic=CAST(X'FF41' AS TEXT) WHERE rowid=?", (position,))
+    store.change("UPDATE stored_events SET topic=CAST(X'FF41' AS TEXT) WHERE rowid=?", (position,))
     code, data = cli_json(capsys, store.folder, "audit", "verify")
     assert code == 1 and [d["position"] for d in data["damage"]] == [position]
     assert "topic" in data["first_damaged"]["detail"]
@@ -622,13 +621,13 @@ class TopicCounts:
         return json.loads(path.read_text())["position"] if path.exists() else 0
 
     def rebuild(self, data: Path, target: Path, upto: int) -> None:
-        with sqlite3.connect(data / "events.sqlite") as conn:
-            counts = dict(
-                conn.execute(
-                    "SELECT topic, count(*) FROM stored_events WHERE rowid <= ? GROUP BY topic",
-                    (upto,),
-                ).fetchall()
+        counts = dict(
+            logs.read(
+                data,
+                "SELECT topic, count(*) FROM stored_events WHERE rowid <= ? GROUP BY topic",
+                (upto,),
             )
+        )
         (target / "counts.json").write_text(json.dumps({"position": upto, "counts": counts}))
 
     def rows(self, folder: Path) -> list[tuple]:
@@ -655,7 +654,7 @@ def test_replay_compares_rebuilt_and_live_read_models(store: Store, capsys) -> N
     from projections.runner import ProjectionRunner
     from projections.store import READMODEL_FILE
 
-    log = SQLiteLog(store.folder / "events.sqlite")
+    log = SQLiteLog(store.db)
     ProjectionRunner(log, store.folder / READMODEL_FILE).run_once()
     log.close()
     code, out, _ = cli(capsys, store.folder, "audit", "replay")

@@ -10,8 +10,8 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
+from api.storage.logdb import log_location
 from projections.log import SQLiteLog
-from projections.log_reader import EVENTS_FILE
 from projections.runner import ProjectionRunner
 from projections.store import READMODEL_FILE, ReadModel
 
@@ -29,7 +29,8 @@ class ProjectionReadModel:
         return min(positions.values()) if positions else 0
 
     def rebuild(self, data: Path, target: Path, upto: int) -> None:
-        log = SQLiteLog(Path(data) / EVENTS_FILE)
+        # The data folder's log: its events.sqlite, or the configured PostgreSQL store.
+        log = SQLiteLog(log_location(data))
         try:
             runner = ProjectionRunner(log, Path(target) / READMODEL_FILE, batch_size=5000)
             runner.run_once(until=upto)
