@@ -74,8 +74,11 @@ class ProjectionRunner:
         batch_size: int = 1000,
         poll_interval: float = 0.01,
         bulk: bool = False,
+        observe: Callable[[Sequence[Row] | None], None] = lambda rows: None,
     ):
         self.log = log
+        # each batch read, before it is applied (None: rows another runner applied, unseen)
+        self.observe = observe  # the server's aggregate cache, evicting what others moved
         # a read model that is not this log's (restored backup, another store, corrupt) is
         # set aside and rebuilt; the reason stays for /health (projections.identity)
         self.set_aside = None if bulk else identity.ensure_own(Path(path), log)
@@ -171,6 +174,7 @@ class ProjectionRunner:
                 rows = self.log.read(self._position, limit)
                 if not rows:
                     break
+                self.observe(rows)
                 applied = self._apply(rows)
             done += applied
             if progress is not None and applied:
@@ -279,6 +283,8 @@ class ProjectionRunner:
             self._cond.notify_all()
         if self._position < before:
             return []
+        if self._position > rows[-1][0]:
+            self.observe(None)
         return [row for row in rows if row[0] > self._position]
 
     def _dispatch(self, cursor: Any, rows: Sequence[Row], lagging: bool) -> None:

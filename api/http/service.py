@@ -37,7 +37,7 @@ from api.http.ratelimit import RateLimits, TaskRequestLimits
 from api.http.scaleout import ScaleOut, shared_from_env
 from api.http.shared_claims import SharedClaims
 from api.storage.log_reads import PostgresReadPool, open_log_reads
-from api.storage.logdb import connect_log, log_location
+from api.storage.logdb import Location, connect_log, log_location, store_url
 from api.storage.positions import last_position
 from api.storage.reads import ReadPool, connect_reader
 from api.storage.unreachable import store_unreachable
@@ -107,6 +107,10 @@ class Service:
         process_interval: float | None = None,
     ):
         self.folder = Path(folder)
+        # The log is named once: the engine, the runner and every reader of this server use
+        # the same one, even where the process's environment changes later (an embedder).
+        self.store = store_url()
+        self.log: Location = log_location(self.folder)
         # Task expiry, backlog activation and the prompt lottery run beside the server.
         self.process_interval = (
             process_interval if process_interval is not None else process_interval_from_env()
@@ -145,7 +149,7 @@ class Service:
             await self.blocking(self.open)
             # after open: the runner has created the read model and set it to WAL
             self._reads = await ReadPool(self.readmodel_path, self.readers).open()
-            self._log_reads = await open_log_reads(log_location(self.folder), 2)
+            self._log_reads = await open_log_reads(self.log, 2)
         except BaseException:
             await self.stop()
             raise
@@ -186,7 +190,7 @@ class Service:
     def open(self) -> Service:
         check_storage(self.folder)  # a read-only folder stops start-up, naming file and cause
         scaleout = self._open_scaleout() if self.shared else None  # before the app: its cache
-        engine = open_app(self.folder, self.config or load_config(self.folder))
+        engine = open_app(self.folder, self.config or load_config(self.folder), store=self.store)
         if self.web_api_key:
             engine.register_client(
                 name="official web client",
@@ -194,14 +198,17 @@ class Service:
                 trusted=True,
                 frontend_type="web",
             )
-        runner = ProjectionRunner(StoreLog(log_location(self.folder)), self.readmodel_path)
+        # following the log, the runner also evicts cached aggregates other processes changed
+        runner = ProjectionRunner(
+            StoreLog(self.log), self.readmodel_path, observe=engine.forget_moved
+        )
         runner.run_once()  # catch up before serving, so the first reads are current
         runner.start()
         if scaleout is None:
-            self.audit = AuditFollower(self.folder, log_location(self.folder)).start()
+            self.audit = AuditFollower(self.folder, self.log).start()
         else:  # one live audit chain among the processes
             scaleout.follow_audit(
-                lambda: AuditFollower(self.folder, log_location(self.folder)).start()
+                lambda: AuditFollower(self.folder, self.log).start()
             )
         self.engine, self.runner = engine, runner
         self.handout = Handout(
@@ -233,7 +240,7 @@ class Service:
         return self
 
     def _open_scaleout(self) -> ScaleOut:
-        scaleout = self.scaleout = ScaleOut(self.folder, log_location(self.folder))
+        scaleout = self.scaleout = ScaleOut(self.folder, self.log)
         self.readmodel_path = scaleout.readmodel
         self.task_limits = TaskRequestLimits(self.task_limits.limits, scaleout.rate_log)
         return scaleout
@@ -275,7 +282,7 @@ class Service:
             return f"the read model waits for {what} (it resumes by itself): {runner.error}"
         if runner.error is not None:
             return f"the projection runner stopped: {runner.error}"
-        source = StoreLog(log_location(self.folder))
+        source = StoreLog(self.log)
         try:
             return identity.mismatch(self.reader(), source, quick_check=False)
         finally:
@@ -321,7 +328,7 @@ class Service:
         writers; or the PostgreSQL store, api.storage.logdb)."""
         conn = getattr(self._local, "events", None)
         if conn is None:
-            conn = self._local.events = connect_log(log_location(self.folder))
+            conn = self._local.events = connect_log(self.log)
         return conn
 
     def reader(self) -> sqlite3.Connection:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError
-
 from domain.model.account import (
     Account,
     AccountError,
@@ -26,12 +24,10 @@ AUTH_METHOD = "local"  # OA's auth method for a front end's own accounts
 
 
 def find_account(app: DataEngine, username: str) -> Account | None:
-    """The account as cached, to read (never to change), or None."""
-    try:
-        account: object = app.repository.get(account_id_for(username), deepcopy_from_cache=False)
-    except AggregateNotFoundError:
-        return None
-    return account if isinstance(account, Account) else None
+    """The account as cached, to read (never to change), or None. A sign-in decides access
+    on it (password, role): a change made by another process is seen here within
+    ``confirm_after`` seconds (ServiceBase.confirmed)."""
+    return app.confirmed(Account, account_id_for(username))
 
 
 def register_account(

@@ -11,15 +11,17 @@ The only I/O goes through eventsourcing's recorder, chosen by the environment
 from __future__ import annotations
 
 import copy
+import math
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import Application
+from eventsourcing.application import Application, LRUCache
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Recording
 
@@ -94,6 +96,10 @@ class ServiceBase(Application):
     }
     max_attempts = 5
     lock_stripes = 1024
+    # Reads that decide access (an API client's key, a web account) trust a cached copy
+    # this long at most, then one indexed read of the store confirms it: the bound holds
+    # even when the log follower (``forget_moved``, usually far quicker) lags or stopped.
+    confirm_after = 1.0
 
     def __init__(
         self,
@@ -107,6 +113,7 @@ class ServiceBase(Application):
         self.clock = clock
         self._locks = [threading.RLock() for _ in range(self.lock_stripes)]
         self._pending = threading.local()  # this thread's request's FirstSight, if any
+        self._confirmed: dict[UUID, float] = {}  # aggregate id -> when ``confirmed`` checked it
 
     def now(self) -> datetime:
         return self.clock()
@@ -280,3 +287,57 @@ class ServiceBase(Application):
         except KeyError:
             return None
         return found if isinstance(found, cls) else None
+
+    def confirmed(self, cls: type[A], aggregate_id: UUID) -> A | None:
+        """``_peek`` for a read that decides access: a cached copy last confirmed over
+        ``confirm_after`` seconds ago is first checked against the store (newer events
+        there: reloaded), so another process's change is seen here within that bound."""
+        now = time.monotonic()
+        if now - self._confirmed.get(aggregate_id, -math.inf) < self.confirm_after:
+            return self._peek(cls, aggregate_id)
+        cached = self._cached(cls, aggregate_id)
+        if cached is not None and self.recorder.select_events(
+            aggregate_id, gt=cached.version, limit=1
+        ):
+            self._evict(aggregate_id)
+        found = self._peek(cls, aggregate_id)
+        if found is not None:  # only what exists: unknown ids (guessed keys) take no room
+            self._confirmed[aggregate_id] = now
+        return found
+
+    def confirmed_cached(self, cls: type[A], aggregate_id: UUID) -> A | None:
+        """``confirmed`` without I/O: None when the aggregate is not cached or is due to be
+        confirmed (the caller then calls ``confirmed`` off its event loop)."""
+        if time.monotonic() - self._confirmed.get(aggregate_id, -math.inf) >= self.confirm_after:
+            return None
+        return self._cached(cls, aggregate_id)
+
+    # ------------------------------------------------------------------ other writers
+    def forget_moved(self, rows: Iterable[tuple[Any, ...]] | None) -> None:
+        """Evict each cached aggregate another writer (process, node, CLI) moved past.
+
+        ``rows`` are new log entries ``(position, originator_id, originator_version, ...)``
+        as the projection runner reads them, before it applies them (so a request that
+        waits for a log position finds the aggregates it changed reloaded); None: entries
+        went by unseen (another runner applied them), so the whole cache is dropped. This
+        process's own writes leave the cached copy at or past the logged version: nothing
+        is evicted, a dict look-up per event. A command that holds an evicted copy still
+        saves safely: its save conflicts and it reruns on a fresh one.
+        """
+        cache = self.repository.cache
+        if cache is None or not cache.cache:
+            return
+        entries = cache.cache
+        if rows is None:
+            for key in list(entries):
+                self._evict(key)
+            return
+        lru = isinstance(cache, LRUCache)
+        for row in rows:
+            key = row[1] if isinstance(row[1], UUID) else UUID(row[1])
+            entry = entries.get(key)  # no lock, no LRU reordering: the runner only looks
+            if entry is None:
+                continue
+            cached = entry[LRUCache.RESULT] if lru else entry  # None: a link being recycled
+            if cached is not None and cached.version < row[2]:
+                self._evict(key)

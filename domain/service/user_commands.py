@@ -35,17 +35,19 @@ class ClientCommands(ServiceBase):
         return client_id, api_key
 
     def authenticate(self, api_key: str | None) -> ApiClient | None:
-        """The enabled client this key belongs to, or None."""
+        """The enabled client this key belongs to, or None. A client disabled by another
+        process is refused here within ``confirm_after`` seconds (ServiceBase.confirmed)."""
         if not api_key:
             return None
-        return _usable(self._peek(ApiClient, client_id_for_key(api_key)), api_key)
+        return _usable(self.confirmed(ApiClient, client_id_for_key(api_key)), api_key)
 
     def authenticate_cached(self, api_key: str | None) -> ApiClient | None | bool:
         """``authenticate`` answered from the aggregate cache without I/O; False when the
-        client is not cached (the caller then calls ``authenticate`` off its event loop)."""
+        client is not cached or due to be confirmed against the store (the caller then
+        calls ``authenticate`` off its event loop)."""
         if not api_key:
             return None
-        client = self._cached(ApiClient, client_id_for_key(api_key))
+        client = self.confirmed_cached(ApiClient, client_id_for_key(api_key))
         return False if client is None else _usable(client, api_key)
 
     def find_client(self, client_id: UUID) -> ApiClient | None:
