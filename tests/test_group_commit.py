@@ -1,4 +1,7 @@
-"""Group commit on the SQLite store: shared commits, isolated failures, exact positions."""
+"""Group commit on the store under test (SQLite, or PostgreSQL in the PostgreSQL pass):
+shared commits, isolated failures, exact positions. Both recorders share the queue
+(api.storage.group_commit) and give the same guarantees; only the synchronous pragma is
+SQLite's own."""
 
 from __future__ import annotations
 
@@ -18,10 +21,12 @@ from eventsourcing.persistence import (
 )
 
 from api.bootstrap import open_app
-from api.storage.events import EVENTS_FILE, GroupCommitSQLiteRecorder
+from api.storage.events import GroupCommitSQLiteRecorder
+from api.storage.group_commit import GroupCommit
 from domain.model.actor import Actor
 from domain.model.config import TreeConfig
 from domain.model.errors import ConfigError
+from tests import log_helpers
 
 CONFIG = TreeConfig(goal_tree_size=3, min_goal_tree_size=1)
 LABELS = {"spam": 0.0, "lang_mismatch": 0.0, "quality": 0.5}
@@ -35,13 +40,8 @@ def _events(originator: UUID, *versions: int, state: Any = b"{}") -> list[Stored
 
 
 def _rows(folder: Any) -> dict[tuple[str, int], int]:
-    with sqlite3.connect(folder / EVENTS_FILE) as con:
-        return {
-            (o, v): rowid
-            for rowid, o, v in con.execute(
-                "SELECT rowid, originator_id, originator_version FROM stored_events"
-            )
-        }
+    """(originator id hex, version) -> position, of every row of the folder's log."""
+    return {(o, v): position for position, o, v, _, _ in log_helpers.rows(folder)}
 
 
 @pytest.fixture
@@ -68,20 +68,20 @@ def _in_threads(calls: list[Callable[[], Any]]) -> tuple[list[Any], list[threadi
 
 
 def _one_batch(
-    recorder: GroupCommitSQLiteRecorder, monkeypatch: Any, requests: list[list[StoredEvent]]
+    recorder: GroupCommit, monkeypatch: Any, requests: list[list[StoredEvent]]
 ) -> tuple[list[Any], list[int]]:
     """Hold a first commit open until every request has queued: they then share one batch."""
     release = threading.Event()
     sizes: list[int] = []
-    write_batch = recorder._write_batch
+    commit = recorder._commit  # the store's commit of one batch (GroupCommit's hook)
 
-    def held(cursor: Any, batch: list[Any]) -> None:
+    def held(batch: list[Any]) -> None:
         sizes.append(len(batch))
         if len(sizes) == 1:
             release.wait(10)
-        write_batch(cursor, batch)
+        commit(batch)
 
-    monkeypatch.setattr(recorder, "_write_batch", held)
+    monkeypatch.setattr(recorder, "_commit", held)
     _, first = _in_threads([lambda: recorder.insert_events(_events(uuid4(), 1))])
     deadline = time.monotonic() + 10
     while not sizes and time.monotonic() < deadline:
@@ -158,19 +158,35 @@ def test_a_bad_request_in_a_batch_is_rejected_whole(
     assert not [k for k in rows if k[0] == bad.hex]
 
 
+def _broken_write(recorder: Any) -> Callable[[Any, Any], Any]:
+    """The recorder's ``_write`` failing as its driver does when the disk fails. PostgreSQL
+    fails after inserting the rows (its transaction must take them back); on SQLite one
+    statement is its own transaction, so it fails before the statement."""
+    if isinstance(recorder, GroupCommitSQLiteRecorder):
+
+        def broken(cursor: Any, items: Any) -> Any:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        return broken
+    import psycopg
+
+    write = recorder._write
+
+    def broken_after(cursor: Any, rows: Any) -> Any:
+        write(cursor, rows)
+        raise psycopg.errors.IoError("could not write to file: Input/output error")
+
+    return broken_after
+
+
 def test_a_failed_commit_stores_nothing_and_the_next_one_works(
     app: Any, tmp_path: Any, monkeypatch: Any
 ) -> None:
     recorder = app.recorder
     first, second = uuid4(), uuid4()
-
-    def broken(cursor: Any, items: list[Any]) -> None:
-        raise sqlite3.OperationalError("disk I/O error")
-
-    monkeypatch.setattr(recorder, "_write", broken)
-    with pytest.raises(OperationalError):
+    with monkeypatch.context() as m, pytest.raises(OperationalError):
+        m.setattr(recorder, "_write", _broken_write(recorder))
         recorder.insert_events(_events(first, 1, 2))
-    monkeypatch.undo()
     assert recorder.insert_events(_events(second, 1)) == [_rows(tmp_path)[(second.hex, 1)]]
     assert not [k for k in _rows(tmp_path) if k[0] == first.hex]
 
@@ -180,14 +196,18 @@ def test_a_request_too_big_for_one_statement_is_atomic(
 ) -> None:
     recorder = app.recorder
     recorder.insert_events(_events(uuid4(), 1))  # opens the writer connection
-    monkeypatch.setattr(recorder, "_max_rows", 3)
+    if isinstance(recorder, GroupCommitSQLiteRecorder):
+        # SQLite binds at most _max_rows rows per INSERT: 3 makes the requests below span
+        # several statements (one transaction). PostgreSQL's INSERT takes arrays, one
+        # statement for any size: the same requests check its atomicity as they stand.
+        monkeypatch.setattr(recorder, "_max_rows", 3)
     big, clash = uuid4(), uuid4()
     ids = recorder.insert_events(_events(big, *range(1, 11)))
     rows = _rows(tmp_path)
     assert ids == [rows[(big.hex, v)] for v in range(1, 11)]
 
     recorder.insert_events(_events(clash, 5))
-    with pytest.raises(IntegrityError):  # the conflict is in the second statement
+    with pytest.raises(IntegrityError):  # the conflict is in the second statement (SQLite)
         recorder.insert_events(_events(clash, *range(1, 8)))
     assert [k for k in _rows(tmp_path) if k[0] == clash.hex] == [(clash.hex, 5)]
 
@@ -211,6 +231,7 @@ def test_a_stale_cache_retries_against_another_writer(tmp_path: Any) -> None:
         two.close()
 
 
+@pytest.mark.sqlite_only("SQLite's synchronous pragma; PostgreSQL's durability is its server's")
 def test_synchronous_level_is_full_unless_asked(tmp_path: Any, monkeypatch: Any) -> None:
     monkeypatch.delenv("DATAENGINE_SYNCHRONOUS", raising=False)
     app = open_app(tmp_path)

@@ -10,8 +10,9 @@ connection pool), with the same rows and positions as the SQLite store.
   skips the values of every rolled-back insert (each version conflict). A hole in the
   positions then still means a deleted row, as the audit assumes.
 * Group commit as on SQLite (api.storage.group_commit): one transaction per batch; when
-  it fails (a version conflict), each request is retried alone under a savepoint, so the
-  conflict fails only its own request and the others still share one commit.
+  it fails (a version conflict, a value that cannot be stored), each request is retried
+  alone under a savepoint, so the failure fails only its own request and the others still
+  share one commit.
 """
 
 from __future__ import annotations
@@ -110,8 +111,10 @@ class GroupCommitPostgresRecorder(GroupCommit, PostgresApplicationRecorder):
                         self._notify_channel(cursor)
                         ids = self._write(cursor, [row for item in batch for row in item.rows])
                     self._hand_out(batch, ids)
-                except psycopg.IntegrityError:
-                    if len(batch) == 1:
+                except psycopg.Error:
+                    # a conflict, or a value the server or the driver refuses: each request
+                    # on its own (as on SQLite); a lost connection fails the whole batch
+                    if len(batch) == 1 or conn.broken:
                         raise
                     self._one_by_one(conn, batch)
         except psycopg.Error as e:
@@ -135,7 +138,9 @@ class GroupCommitPostgresRecorder(GroupCommit, PostgresApplicationRecorder):
                 try:
                     with conn.transaction():
                         stored.append((item, self._write(cursor, item.rows)))
-                except psycopg.IntegrityError as e:
+                except psycopg.Error as e:
+                    if conn.broken:
+                        raise
                     failed.append((item, _convert(e)))
         # only once committed do the requests learn their positions
         for item, ids in stored:
