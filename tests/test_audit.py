@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
-import log_helpers as logs
 import pytest
 
 import projections.audit.record as digest_mod
@@ -32,6 +31,7 @@ from projections.audit.chain import GENESIS, Text, canonical, chain, encode_valu
 from projections.audit.history import SUMMARIES, history, replay, summarize
 from projections.audit.record import AuditStore, open_log, record
 from projections.audit.verify import verify
+from tests import log_helpers as logs
 
 CONFIG = TreeConfig(goal_tree_size=3, min_goal_tree_size=1)
 LABELS = {"spam": 0.0, "lang_mismatch": 0.0}

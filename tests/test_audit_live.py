@@ -17,6 +17,7 @@ import pytest
 from api.cli import main
 from api.http.app import create_app
 from projections.audit.signing import PUBLIC_FILE, Signatures
+from tests import log_helpers as logs
 from tests.http_helpers import ROOT, SMALL, WEB_KEY, Env, in_process, new_client_key
 
 pytestmark = pytest.mark.anyio
@@ -31,17 +32,9 @@ def person(name: str) -> dict[str, str]:
     return {"id": name, "display_name": name, "auth_method": "local"}
 
 
-def sql(folder: Path, query: str, params: tuple = ()) -> list[tuple]:
-    with sqlite3.connect(folder / "events.sqlite") as conn:
-        return conn.execute(query, params).fetchall()
-
-
 def flip(folder: Path, position: int) -> None:
-    state = bytearray(
-        sql(folder, "SELECT state FROM stored_events WHERE rowid=?", (position,))[0][0]
-    )
-    state[len(state) // 2] ^= 0x01
-    sql(folder, "UPDATE stored_events SET state=? WHERE rowid=?", (bytes(state), position))
+    """One bit of a stored event's state, on the folder's log (SQLite or PostgreSQL)."""
+    logs.flip_byte(folder, position, len(logs.state_at(folder, position)) // 2)
 
 
 def verify(folder: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str]:
@@ -61,7 +54,7 @@ class Server:
         return self.app.state.service.audit
 
     def head(self) -> int:
-        return sql(self.folder, "SELECT max(rowid) FROM stored_events")[0][0] or 0
+        return logs.head(self.folder)
 
     async def covered(self, within: float = 1.0) -> float:
         """Seconds until the follower has recorded the log's head (fails past ``within``)."""
