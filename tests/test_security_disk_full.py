@@ -1,6 +1,7 @@
-"""Disk full: a write that fails with SQLITE_FULL answers 507 with a JSON message (not 500)
-and records nothing. Simulated: this machine allows no small tmpfs or loop mount for tests,
-so the event store's insert raises the error sqlite3 raises when the disk is full."""
+"""Disk full: a write that fails with SQLITE_FULL (PostgreSQL: SQLSTATE 53100) answers 507
+with a JSON message (not 500) and records nothing. Simulated: this machine allows no small
+tmpfs or loop mount for tests, so the event store's insert raises the error the store's
+driver raises when the disk is full (sqlite3's, or psycopg's in the PostgreSQL pass)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from typing import Any
 import pytest
 
 from api.http.app import create_app
+from api.storage.space import disk_full
+from tests import log_helpers
 from tests.http_helpers import ROOT, SMALL, WEB_KEY, Env, in_process, new_client_key
 
 pytestmark = pytest.mark.anyio
@@ -32,8 +35,25 @@ async def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
 
 
 def count(folder: Path) -> int:
-    with sqlite3.connect(folder / "events.sqlite") as conn:
-        return conn.execute("SELECT count(*) FROM stored_events").fetchone()[0]
+    return int(log_helpers.read(folder, "SELECT count(*) FROM stored_events")[0][0])
+
+
+def full_disk_error(folder: Path) -> Exception:
+    """What the store's driver raises when a write finds the disk full."""
+    if log_helpers.on_postgres(folder):
+        import psycopg
+
+        return psycopg.errors.DiskFull(
+            'could not extend file "base/16384/16385": No space left on device'
+        )
+    return sqlite3.OperationalError("database or disk is full")
+
+
+def test_postgresql_disk_full_is_recognised_by_its_sqlstate() -> None:
+    psycopg = pytest.importorskip("psycopg")
+    # the server's messages may be in another language (lc_messages): the SQLSTATE is not
+    assert disk_full(psycopg.errors.DiskFull("konnte Datei nicht erweitern"))
+    assert not disk_full(psycopg.errors.UniqueViolation("duplicate key value"))
 
 
 async def test_a_full_disk_answers_507_and_recovers(env: Any, monkeypatch) -> None:
@@ -42,7 +62,7 @@ async def test_a_full_disk_answers_507_and_recovers(env: Any, monkeypatch) -> No
     before = count(folder)
 
     def full(*args: Any, **kwargs: Any) -> Any:
-        raise sqlite3.OperationalError("database or disk is full")
+        raise full_disk_error(folder)
 
     with monkeypatch.context() as m:
         m.setattr(engine.events, "put", full)

@@ -5,7 +5,6 @@ log, 405 with Allow, and an OpenAPI document that states what the server checks.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -22,6 +21,7 @@ from api.http.app import create_app
 from api.http.params import query_schema
 from domain.model.errors import InvalidInputError
 from domain.model.input_rules import check_display_name, check_no_nul, check_username
+from tests import log_helpers
 from tests.http_helpers import (
     ROOT,
     SMALL,
@@ -51,8 +51,7 @@ async def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
 
 
 def events(folder: Path) -> int:
-    with sqlite3.connect(folder / "events.sqlite") as conn:
-        return int(conn.execute("SELECT count(*) FROM stored_events").fetchone()[0])
+    return int(log_helpers.read(folder, "SELECT count(*) FROM stored_events")[0][0])
 
 
 def person(id: str, display_name: str = "Someone") -> dict[str, str]:

@@ -11,7 +11,6 @@ leaves the log unchanged. The test fails when an endpoint taking an id is not co
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import pytest
 
 from api.http.app import build_api, create_app
 from api.http.service import Service
+from tests import log_helpers
 from tests.http_helpers import ROOT, SMALL, WEB_KEY, Env, error, in_process, new_client_key
 
 pytestmark = pytest.mark.anyio
@@ -36,8 +36,7 @@ def person(name: str) -> dict[str, str]:
 
 
 def events(folder: Path) -> int:
-    with sqlite3.connect(folder / "events.sqlite") as conn:
-        return conn.execute("SELECT count(*) FROM stored_events").fetchone()[0]
+    return int(log_helpers.read(folder, "SELECT count(*) FROM stored_events")[0][0])
 
 
 @dataclass

@@ -5,7 +5,6 @@ with the same values it gets the earlier answer."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import pytest
 
 from api.http.app import create_app
+from tests import log_helpers
 from tests.http_helpers import ROOT, SMALL, WEB_KEY, Env, in_process, new_client_key
 
 pytestmark = pytest.mark.anyio
@@ -32,8 +32,7 @@ class Log:
         self.env, self.folder = env, folder
 
     async def state(self) -> tuple[int, str]:
-        with sqlite3.connect(self.folder / "events.sqlite") as conn:
-            count = conn.execute("SELECT count(*) FROM stored_events").fetchone()[0]
+        count = log_helpers.read(self.folder, "SELECT count(*) FROM stored_events")[0][0]
         r = await self.env.get("/api/v1/audit/digest")
         assert r.status_code == 200, r.text
         return count, r.json()["digest"]
