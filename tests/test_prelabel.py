@@ -17,6 +17,7 @@ import pytest
 
 from api.bootstrap import load_config, open_app
 from api.cli import main
+from api.storage.logdb import log_location
 from domain.model.actor import Actor
 from domain.model.errors import TaskNotAvailableError
 from domain.model.message import Role
@@ -26,6 +27,7 @@ from domain.service.handout import Handout
 from projections.log import SQLiteLog
 from projections.runner import ProjectionRunner
 from projections.store import READMODEL_FILE
+from tests.store_helpers import fresh_store
 from training.prelabel import (
     PRELABEL_CLIENT_KEY,
     Generator,
@@ -104,7 +106,7 @@ class Store:
         ).id
 
     def head(self) -> int:
-        return SQLiteLog(self.folder / "events.sqlite").head()
+        return SQLiteLog(log_location(self.folder)).head()
 
     def model_replies(self, tree_id: UUID) -> list:
         tree = self.app.get_tree(tree_id)
@@ -269,9 +271,7 @@ def test_model_replies_go_to_review_and_ranking(tmp_path, tiny, capsys):
 
     store.open()
     ours = {m.id for m in store.model_replies(tree)}
-    runner = ProjectionRunner(
-        SQLiteLog(store.folder / "events.sqlite"), store.folder / READMODEL_FILE
-    )
+    runner = ProjectionRunner(SQLiteLog(log_location(store.folder)), store.folder / READMODEL_FILE)
     handout = Handout(
         store.app,
         runner.readmodel.reader,
@@ -311,7 +311,7 @@ def test_model_replies_go_to_review_and_ranking(tmp_path, tiny, capsys):
     assert row["mean_rank"] == 1.0  # ranks 0 and 2
 
 
-def test_prelabel_cli_rejects_bad_input(tmp_path, tiny, capsys):
+def test_prelabel_cli_rejects_bad_input(tmp_path, tiny, capsys, request, monkeypatch):
     store = Store(tmp_path / "data")
     store.growing_tree("What is the capital of France?")
     store.app.close()
@@ -323,6 +323,7 @@ def test_prelabel_cli_rejects_bad_input(tmp_path, tiny, capsys):
     missing = str(tmp_path / "no-such-model")
     assert main(["prelabel", "--data", folder, "--model", missing]) == 2
     assert "cannot load model" in capsys.readouterr().err
+    fresh_store(request, monkeypatch)  # a folder without a log: on PostgreSQL, an empty schema
     assert main(["prelabel", "--data", str(tmp_path / "empty"), "--model", str(tiny)]) == 2
     assert "no event store" in capsys.readouterr().err
 

@@ -12,6 +12,7 @@ import pytest
 
 from api.bootstrap import load_config, open_app
 from api.cli import main
+from api.storage.logdb import log_location
 from domain.model.errors import InvalidStateTransitionError
 from domain.model.states import TreeState
 from domain.model.task_types import TaskType
@@ -229,7 +230,7 @@ def test_cli_runs_one_round_and_a_rebuild_changes_nothing(tmp_path, capsys):
     assert main(args) == 0
     assert "activated 1 backlog tree(s)" in capsys.readouterr().out
     # A rebuilt read model is the same state: the next round finds the floor met.
-    log = SQLiteLog(tmp_path / "events.sqlite")
+    log = SQLiteLog(log_location(tmp_path))
     rebuild(log, tmp_path / "readmodel.sqlite")
     assert main(args) == 0
     assert "activated 0 backlog tree(s)" in capsys.readouterr().out
