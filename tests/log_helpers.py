@@ -13,11 +13,14 @@ its events.sqlite), an events.sqlite path, or a ``postgresql://`` URL.
 
 from __future__ import annotations
 
+import gzip
+import shutil
 import sqlite3
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
+from api.storage.events import EVENTS_FILE
 from api.storage.logdb import Location, connect_log, log_location, log_translator, store_url
 from api.storage.pg_url import is_postgres, split_url
 
@@ -124,3 +127,27 @@ def empty_store_url() -> str | None:
         return None
     libpq, schema = split_url(url)
     return f"{libpq}{'&' if '?' in libpq else '?'}schema={schema}_empty"
+
+
+FIXTURE_LOGS = Path(__file__).parent / "fixtures" / "logs"
+
+
+def old_log(name: str, folder: Path) -> Path:
+    """A data folder whose log is the fixture log ``name`` (tests/fixtures/logs/NAME.sqlite.gz,
+    written by older code): its events.sqlite, or, under a PostgreSQL store, that file copied
+    into the store with `dataengine store copy` (what a user moving such a log would do); the
+    copy's SQLite source then lies beside the folder, not in it."""
+    from api.cli import main
+
+    folder.mkdir(parents=True)
+    url = store_url()
+    source = folder if url is None else folder.with_name(f"{folder.name}-sqlite")
+    source.mkdir(exist_ok=True)
+    with (
+        gzip.open(FIXTURE_LOGS / f"{name}.sqlite.gz") as src,
+        open(source / EVENTS_FILE, "wb") as dst,
+    ):
+        shutil.copyfileobj(src, dst)
+    if url is not None:
+        assert main(["store", "copy", "--from", str(source), "--to", url]) == 0
+    return folder

@@ -3,22 +3,20 @@ message ids are unique across trees, and logs written before the index get index
 
 from __future__ import annotations
 
-import gzip
-import shutil
 from pathlib import Path
 from uuid import UUID, uuid4
 
 import pytest
 from eventsourcing.utils import get_topic
 
-from api.bootstrap import open_app
+from api.bootstrap import open_app, store_env
 from domain.model.actor import Actor
 from domain.model.errors import DomainError, ErrorCode, MessageNotFoundError
 from domain.model.message_index import MessageIndex, index_id_for
 from domain.model.tree import ConversationTree
 from domain.service.application import DataEngine
+from tests import log_helpers as logs
 
-LOGS = Path(__file__).parent / "fixtures" / "logs"
 INDEXED = get_topic(MessageIndex.MessageIndexed)
 
 
@@ -105,10 +103,8 @@ def test_import_reports_a_tree_whose_message_another_tree_holds(kit) -> None:
 
 
 def _old_log(name: str, folder: Path) -> Path:
-    folder.mkdir(parents=True)
-    with gzip.open(LOGS / f"{name}.sqlite.gz") as src, open(folder / "events.sqlite", "wb") as dst:
-        shutil.copyfileobj(src, dst)
-    return folder
+    """The old log as the folder's log (on PostgreSQL: copied into the store)."""
+    return logs.old_log(name, folder)
 
 
 def _trees(app: DataEngine) -> list[ConversationTree]:
@@ -120,12 +116,7 @@ def _trees(app: DataEngine) -> list[ConversationTree]:
 @pytest.mark.parametrize("name", ["v0-simulated", "v0-imported"])
 def test_a_log_written_before_the_index_is_indexed_once(name: str, tmp_path: Path) -> None:
     folder = _old_log(name, tmp_path / "data")
-    app = DataEngine(
-        env={
-            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
-            "SQLITE_DBNAME": str(folder / "events.sqlite"),
-        }
-    )
+    app = DataEngine(env=store_env(folder))  # not open_app: that would index on opening
     try:
         trees = _trees(app)
         reply = next(m for t in trees for m in t.messages if m != t.id)

@@ -12,6 +12,7 @@ from uuid import UUID, uuid5
 import pytest
 
 from api.bootstrap import open_app
+from api.storage.logdb import log_location
 from domain.model.actor import SYSTEM
 from domain.model.config import TreeConfig
 from domain.model.tree import ConversationTree as T
@@ -235,7 +236,7 @@ def test_imported_ranks_are_projected(tmp_path):
         ),
     }
     assert import_trees(app, [export]).imported == 1
-    runner = ProjectionRunner(SQLiteLog(tmp_path / "events.sqlite"), tmp_path / "rm.sqlite")
+    runner = ProjectionRunner(SQLiteLog(log_location(tmp_path)), tmp_path / "rm.sqlite")
     runner.run_once()
     ranks = dict(runner.readmodel.reader().execute("SELECT message_id, rank FROM messages"))
     runner.close()

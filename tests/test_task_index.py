@@ -3,21 +3,19 @@ log (never in a read model), and logs written before the index get indexed once.
 
 from __future__ import annotations
 
-import gzip
-import shutil
 from pathlib import Path
 from uuid import UUID, uuid4
 
 import pytest
 from eventsourcing.utils import get_topic
 
-from api.bootstrap import open_app
+from api.bootstrap import open_app, store_env
 from domain.model.errors import TaskNotFoundError
 from domain.model.task_index import TaskIndex, task_index_id_for
 from domain.model.user import User
 from domain.service.application import DataEngine
+from tests import log_helpers as logs
 
-LOGS = Path(__file__).parent / "fixtures" / "logs"
 INDEXED = get_topic(TaskIndex.TaskIndexed)
 
 
@@ -48,22 +46,13 @@ def test_ack_and_nack_by_the_indexed_owner(kit) -> None:
 
 
 def _old_log(folder: Path) -> Path:
-    folder.mkdir(parents=True)
-    with (
-        gzip.open(LOGS / "v0-simulated.sqlite.gz") as src,
-        open(folder / "events.sqlite", "wb") as dst,
-    ):
-        shutil.copyfileobj(src, dst)
-    return folder
+    """The old log as the folder's log (on PostgreSQL: copied into the store)."""
+    return logs.old_log("v0-simulated", folder)
 
 
 def test_a_log_written_before_the_index_is_indexed_once(tmp_path: Path) -> None:
     folder = _old_log(tmp_path / "data")
-    env = {
-        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
-        "SQLITE_DBNAME": str(folder / "events.sqlite"),
-    }
-    app = DataEngine(env=env)
+    app = DataEngine(env=store_env(folder))  # not open_app: that would index on opening
     try:
         issued = [
             (app.mapper.to_domain_event(n).task_id, UUID(str(n.originator_id)))

@@ -10,8 +10,6 @@ keep writing under the same topics, and export byte for byte what the old code e
 from __future__ import annotations
 
 import gzip
-import shutil
-import sqlite3
 from pathlib import Path
 from uuid import UUID
 
@@ -28,6 +26,7 @@ from domain.model.topics import MOVED_MODULES, nested_classes
 from domain.model.trained_model import TrainedModel
 from domain.model.tree import ConversationTree
 from domain.model.user import User
+from tests import log_helpers as logs
 
 FIXTURES = Path(__file__).parent / "fixtures" / "logs"
 INDEXED = get_topic(MessageIndex.MessageIndexed)  # added by opening an old log
@@ -36,18 +35,12 @@ LOGS = ["v0-simulated", "v0-imported"]
 
 
 def _unpack(name: str, folder: Path) -> Path:
-    folder.mkdir(parents=True)
-    with (
-        gzip.open(FIXTURES / f"{name}.sqlite.gz") as src,
-        open(folder / "events.sqlite", "wb") as dst,
-    ):
-        shutil.copyfileobj(src, dst)
-    return folder
+    """The old log as the folder's log (on PostgreSQL: copied into the store)."""
+    return logs.old_log(name, folder)
 
 
 def _topics(folder: Path) -> set[str]:
-    with sqlite3.connect(folder / "events.sqlite") as conn:
-        return {t for (t,) in conn.execute("SELECT DISTINCT topic FROM stored_events")}
+    return {t for (t,) in logs.read(folder, "SELECT DISTINCT topic FROM stored_events")}
 
 
 def test_every_moved_class_keeps_its_stored_topic() -> None:
