@@ -326,22 +326,26 @@ def test_a_read_model_of_the_old_messages_schema_is_projected_again(tmp_path):
 
 # ---------------------------------------------------------------- rebuilds in parallel
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    """An events.sqlite filled by the simulator (worker processes need a file to read)."""
+def store(tmp_path_factory, request, store_under_test):
+    """A log filled by the simulator, which the rebuild's worker processes read themselves:
+    an events.sqlite, or in the PostgreSQL pass a schema of its own (the module's tests share
+    it, so it cannot be the per-test schema)."""
     folder = tmp_path_factory.mktemp("store")
-    app = open_app(folder, TreeConfig(goal_tree_size=3, min_goal_tree_size=1))
-    runner = ProjectionRunner(SQLiteLog(folder / "events.sqlite"), folder / "sim.sqlite")
+    url = request.getfixturevalue("postgres").url() if store_under_test == "postgresql" else None
+    app = open_app(folder, TreeConfig(goal_tree_size=3, min_goal_tree_size=1), store=url)
+    location = url or folder / "events.sqlite"
+    runner = ProjectionRunner(SQLiteLog(location), folder / "sim.sqlite")
     run_simulation(app, runner, trees=3, users=10, seed=5)
     runner.close()
     app.close()
-    return folder
+    return location
 
 
 INDEXES = "SELECT name, sql FROM sqlite_master WHERE type = 'index' ORDER BY name"
 
 
 def test_workers_build_the_same_file(store, tmp_path):
-    log = SQLiteLog(store / "events.sqlite")
+    log = SQLiteLog(store)
     tables, indexes = {}, {}
     for workers in (1, 2, 3):
         path = tmp_path / f"w{workers}.sqlite"
@@ -365,7 +369,7 @@ class ExplodingLabels(MessagesProjection):
 
 
 def test_a_failing_worker_fails_the_rebuild_and_keeps_the_old_file(store, tmp_path):
-    log = SQLiteLog(store / "events.sqlite")
+    log = SQLiteLog(store)
     path = tmp_path / "readmodel.sqlite"
     rebuild(log, path, projections=core(), workers=1)
     before = dump(sqlite3.connect(path))
