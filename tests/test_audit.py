@@ -305,6 +305,18 @@ def test_bad_input_is_refused_without_traceback(store: Store, capsys, monkeypatc
     assert code == 2 and "no event store" in err
 
 
+def test_an_unreachable_store_is_reported_without_traceback(tmp_path: Path, capsys, monkeypatch):
+    pytest.importorskip("psycopg")
+    from tests.pg_fixture import _free_port
+
+    url = f"postgresql://postgres:secret@127.0.0.1:{_free_port()}/dataengine?schema=s"
+    monkeypatch.setenv("DATAENGINE_STORE", url)  # nothing listens there
+    for argv in (["digest"], ["verify"], ["history", str(uuid4())], ["show", str(uuid4())]):
+        code, _, err = cli(capsys, tmp_path, "audit", *argv)
+        assert code == 2 and err.startswith("error: cannot reach the store"), (argv, err)
+        assert "secret" not in err
+
+
 # ---------------------------------------------------------------------------- as of
 def test_as_of_views_match_the_tree_at_that_version_and_moment(store: Store, capsys) -> None:
     assert len(store.snapshots) > 10

@@ -21,6 +21,7 @@ from api.cli import add_data_option, fail
 from api.cli.audit_keys import check_signatures, run_keygen
 from api.storage.events import EVENTS_FILE
 from api.storage.logdb import describe, log_exists, log_location
+from api.storage.unreachable import store_unreachable
 
 # Read models `audit replay` rebuilds and compares: "module:attribute", the attribute being a
 # projections.audit.history.ReadModelRebuilder or a function of no arguments returning one.
@@ -102,6 +103,11 @@ def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
             return fail(str(e), 1)
         except sqlite3.DatabaseError as e:
             return fail(f"cannot read the store in {args.data}: {e}", 1)
+        except Exception as e:
+            # A PostgreSQL store that is down or unreachable: nothing could be checked.
+            if store_unreachable(e):
+                return fail(f"cannot reach the store {describe(log_location(args.data))}: {e}")
+            raise
 
     return run
 
