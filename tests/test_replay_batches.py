@@ -271,7 +271,7 @@ class EventsOnly:
 def test_a_log_without_views_gives_the_same_tables(tmp_path):
     w, _, _ = busy_world(tmp_path)
     log = AppLog(w.app)
-    assert project(EventsOnly(log), tmp_path / "events.sqlite", 5) == project(
+    assert project(EventsOnly(log), tmp_path / "events-only.sqlite", 5) == project(
         log, tmp_path / "views.sqlite", 5
     )
 
