@@ -20,7 +20,8 @@ _SECRET = re.compile(rf"((?:^|[?&;])(?:{_NAMES})=)[^&;#\s]*", re.IGNORECASE)
 
 def redact(text: str) -> str:
     """``text`` with the values of secret query parameters replaced by ``[redacted]``."""
-    return _SECRET.sub(r"\1[redacted]", text)
+    # most lines carry no query string: skip the regex (4% of a busy server's CPU)
+    return _SECRET.sub(r"\1[redacted]", text) if "=" in text else text
 
 
 class RedactSecrets(logging.Filter):

@@ -1,7 +1,8 @@
 """Read-your-writes across server processes: the ``X-Log-Position`` header.
 
 Every answer carries the log position it reflects: after a write (any method but GET and
-HEAD), the log's head once the write has committed, so it includes the write; after a
+HEAD), the position its commands recorded (known to the API's endpoints: no query), or
+else the log's head once the write has committed, so it includes the write; after a
 read, the position the process's read models hold. A request that sends the header back
 (the highest value the client has seen) is answered only once this process's read models
 hold that position, waiting for them (bounded by the service's catch-up timeout, as after
@@ -15,6 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 HEADER = b"x-log-position"
+# Set by the API's endpoints (api.http.routing) in the request's scope: the log position
+# their commands recorded, which the answer already waited for.
+RECORDED = "dataengine.recorded"
 _READS = ("GET", "HEAD")
 
 
@@ -35,7 +39,10 @@ class LogPositionMiddleware:
         async def send_with_position(message: Any) -> None:
             if message["type"] == "http.response.start" and service.runner is not None:
                 position = service.runner.position
-                if write and message["status"] < 500:
+                recorded = scope.get(RECORDED)
+                if recorded is not None:  # what the write recorded: no query for the head
+                    position = max(position, recorded)
+                elif write and message["status"] < 500:
                     position = await service.head_async()  # includes the write
                 headers = list(message.get("headers", ()))
                 headers.append((HEADER, str(position).encode()))

@@ -43,6 +43,7 @@ from api.http.errors import (
     require_json,
     validation,
 )
+from api.http.log_position import RECORDED
 from api.http.params import check_query
 from api.http.schemas import User
 from api.http.service import Service
@@ -276,6 +277,8 @@ class Api:
                 else:
                     result = await service.blocking(run, call)
                 await service.catch_up_async(call.wait)
+                if call.wait is not None:  # what it recorded, for the answer's position
+                    request.scope[RECORDED] = call.wait  # (api.http.log_position)
             except DomainError as e:
                 return error_response(e)
             except Exception as e:  # noqa: BLE001 - a bug: logged, answered without details
