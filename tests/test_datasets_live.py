@@ -13,6 +13,7 @@ import pytest
 
 from api.bootstrap import open_app
 from api.cli import main
+from api.storage.logdb import log_location
 from domain.model.actor import SYSTEM
 from domain.model.catalogue import event_classes, topics_of
 from domain.model.config import TreeConfig
@@ -29,7 +30,9 @@ from projections.log import AppLog, SQLiteLog
 from projections.rebuild import rebuild
 from projections.runner import ProjectionError, ProjectionRunner
 from projections.store import READMODEL_FILE
+from tests import log_helpers
 from tests.projection_helpers import World, dump
+from tests.store_helpers import copy_store, module_store, use_store
 
 SMALL = TreeConfig(goal_tree_size=3, min_goal_tree_size=1)
 READY = "domain.tree:ConversationTree.StateChanged"
@@ -38,7 +41,7 @@ READY = "domain.tree:ConversationTree.StateChanged"
 def follow(folder: Path, batch_size: int = 1000, path: Path | None = None) -> ProjectionRunner:
     """A runner of the training projection alone, caught up with the log."""
     runner = ProjectionRunner(
-        SQLiteLog(folder / "events.sqlite"),
+        SQLiteLog(log_location(folder)),
         path or folder / READMODEL_FILE,
         [TrainingProjection()],
         batch_size=batch_size,
@@ -77,13 +80,32 @@ def moderate(folder: Path) -> dict[str, UUID]:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A simulated SQLite store (reviews, rankings, scoring, spam) plus moderation."""
+def simulated(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> tuple[Path, str | None]:
+    """A simulated store (reviews, rankings, scoring, spam) plus moderation: its folder
+    and, on the PostgreSQL pass, the URL of its log."""
     folder = tmp_path_factory.mktemp("sim")
-    app = open_app(folder, SMALL)
-    with ProjectionRunner(SQLiteLog(folder / "events.sqlite"), folder / "sim.sqlite") as runner:
-        run_simulation(app, runner, trees=5, users=12, seed=3)
-    moderate(folder)
+    with module_store(request) as url:
+        app = open_app(folder, SMALL)
+        with ProjectionRunner(SQLiteLog(log_location(folder)), folder / "sim.sqlite") as runner:
+            run_simulation(app, runner, trees=5, users=12, seed=3)
+        moderate(folder)
+    return folder, url
+
+
+@pytest.fixture
+def store(simulated: tuple[Path, str | None], monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder, url = simulated
+    use_store(monkeypatch, url)
+    return folder
+
+
+@pytest.fixture
+def copied(store: Path, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch) -> Path:
+    """A folder with a copy of the store's log (in use from now on), for a test to change."""
+    folder = tmp_path / "copy"
+    copy_store(store, folder, request, monkeypatch)
     return folder
 
 
@@ -98,7 +120,7 @@ def rows_of(conn: sqlite3.Connection) -> dict[tuple[str, str], tuple[int, bytes]
 
 def test_rows_are_the_replay_cut_and_live_equals_rebuild(store: Path, tmp_path: Path) -> None:
     live = follow(store, batch_size=7, path=tmp_path / "live.sqlite")
-    log = SQLiteLog(store / "events.sqlite")
+    log = SQLiteLog(log_location(store))
     assert live.position == log.head()
     rebuild(log, tmp_path / "rebuilt.sqlite", projections=[TrainingProjection()])
     again = ProjectionRunner(log, tmp_path / "rebuilt.sqlite", [TrainingProjection()])
@@ -116,20 +138,14 @@ def test_rows_are_the_replay_cut_and_live_equals_rebuild(store: Path, tmp_path: 
     }
     assert rows_of(live.readmodel.reader()) == expected
     # The ready position is the event that made the tree ready, exactly.
-    events = sqlite3.connect(db)
     for tree_id, ready_at in live.readmodel.reader().execute(
         "SELECT tree_id, ready_position FROM dataset_trees"
     ):
-        topic, state = events.execute(
-            "SELECT topic, state FROM stored_events WHERE rowid = ?", (ready_at,)
-        ).fetchone()
-        assert topic == READY and json.loads(state)["to_state"] == slim.READY
-        assert (
-            events.execute(
-                "SELECT originator_id FROM stored_events WHERE rowid = ?", (ready_at,)
-            ).fetchone()[0]
-            == UUID(tree_id).hex
+        ((originator_id, topic, state),) = log_helpers.read(
+            db, "SELECT originator_id, topic, state FROM stored_events WHERE rowid = ?", (ready_at,)
         )
+        assert topic == READY and json.loads(state)["to_state"] == slim.READY
+        assert originator_id == UUID(tree_id).hex
 
 
 class Crashing(TrainingProjection):
@@ -144,7 +160,7 @@ class Crashing(TrainingProjection):
 
 
 def test_a_failed_batch_leaves_nothing_and_following_resumes(store: Path, tmp_path: Path) -> None:
-    log = SQLiteLog(store / "events.sqlite")
+    log = SQLiteLog(log_location(store))
     path = tmp_path / "rm.sqlite"
     crashing = Crashing()
     runner = ProjectionRunner(log, path, [crashing], batch_size=150)
@@ -160,11 +176,8 @@ def test_a_failed_batch_leaves_nothing_and_following_resumes(store: Path, tmp_pa
     assert dump(resumed.readmodel.reader()) == dump(sqlite3.connect(tmp_path / "rebuilt.sqlite"))
 
 
-def test_changes_to_a_ready_tree_recut_its_rows(store: Path, tmp_path: Path) -> None:
-    folder = tmp_path / "copy"
-    folder.mkdir()
-    src = sqlite3.connect(store / "events.sqlite")
-    src.execute(f"VACUUM INTO '{folder / 'events.sqlite'}'")
+def test_changes_to_a_ready_tree_recut_its_rows(copied: Path) -> None:
+    folder = copied
     runner = follow(folder)
     conn = runner.readmodel.reader()
     tree = ranked_trees(folder)[0]
@@ -181,7 +194,7 @@ def test_changes_to_a_ready_tree_recut_its_rows(store: Path, tmp_path: Path) -> 
     after = {k: v for (k, t), v in rows_of(conn).items() if t == tree_id}
     assert after != before
     assert best.text.encode() not in b"".join(lines for _, lines in after.values())
-    head = log_reader.log_position(folder / "events.sqlite")
+    head = log_reader.log_position(log_location(folder))
     assert conn.execute(
         "SELECT ready_position, changed_position FROM dataset_trees WHERE tree_id = ?", (tree_id,)
     ).fetchone() == (ready_at, head)
@@ -224,7 +237,7 @@ def test_the_projection_serves_only_its_position_and_default_rows(
     store: Path, tmp_path: Path
 ) -> None:
     follow(store).close()
-    head = log_reader.log_position(store / "events.sqlite")
+    head = log_reader.log_position(log_location(store))
     auto = build(store, tmp_path / "auto", BuildOptions())
     assert auto.source == "projection"
     assert build(store, tmp_path / "old", BuildOptions(), as_of=head - 1).source == "replay"
@@ -268,10 +281,8 @@ def test_the_projection_serves_only_its_position_and_default_rows(
     )
 
 
-def test_rows_from_tables_of_other_code_are_not_served(store: Path, tmp_path: Path) -> None:
-    folder = tmp_path / "copy"
-    folder.mkdir()
-    sqlite3.connect(store / "events.sqlite").execute(f"VACUUM INTO '{folder / 'events.sqlite'}'")
+def test_rows_from_tables_of_other_code_are_not_served(copied: Path, tmp_path: Path) -> None:
+    folder = copied
     follow(folder).close()
     with sqlite3.connect(folder / READMODEL_FILE) as conn:
         conn.execute("UPDATE schemas SET digest = 'older' WHERE projection = 'datasets'")
@@ -286,9 +297,9 @@ def test_slim_replay_cuts_the_rows_of_the_aggregate(store: Path) -> None:
     """Every tree of the store (every state, deletions and edits included), every option."""
     db = log_reader.events_db(store)
     position = log_reader.log_position(db)
-    conn = sqlite3.connect(db)
     events: dict[str, list[tuple[str, bytes]]] = {}
-    for originator_id, topic, state in conn.execute(
+    for originator_id, topic, state in log_helpers.read(
+        db,
         "SELECT originator_id, topic, state FROM stored_events WHERE topic LIKE ?"
         " ORDER BY originator_id, originator_version",
         ("domain.tree:%",),
@@ -362,14 +373,12 @@ def test_an_in_memory_log_is_followed_through_the_recorder(tmp_path: Path) -> No
 
 
 def test_status_shows_the_lag_and_what_the_projection_holds(
-    store: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    copied: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    folder = tmp_path / "copy"
-    folder.mkdir()
-    sqlite3.connect(store / "events.sqlite").execute(f"VACUUM INTO '{folder / 'events.sqlite'}'")
+    folder = copied
     assert main(["datasets", "status", "--data", str(folder), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    head = log_reader.log_position(folder / "events.sqlite")
+    head = log_reader.log_position(log_location(folder))
     assert (report["log_position"], report["projection_position"]) == (head, None)
 
     runner = follow(folder)
