@@ -25,7 +25,6 @@ from api.http.app import create_app as create_api
 from api.http.errors import internal_error, json_response
 from api.http.log_position import LogPositionMiddleware
 from api.http.store_down import StoreDownMiddleware
-from api.storage.logdb import log_location
 from api.storage.pg_url import is_postgres
 from api.web.app import create_site, web_routes
 from domain.model.config import TreeConfig
@@ -94,7 +93,7 @@ def create_server(
         routes=[*web_routes(site), *api.router.routes],
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _unhandled},
-        middleware=_middleware(folder, service),  # PostgreSQL down; several processes
+        middleware=_middleware(service),  # PostgreSQL down; several processes
     )
     app.state.service = service
     app.state.api = api.state.api
@@ -102,9 +101,9 @@ def create_server(
     return app
 
 
-def _middleware(folder: Path | str, service: Any) -> list[Middleware]:
+def _middleware(service: Any) -> list[Middleware]:
     found = []
-    location = log_location(folder)
+    location = service.log  # the service's log, named once
     if is_postgres(location):  # 503 at once while PostgreSQL is down
         found.append(Middleware(StoreDownMiddleware, url=str(location)))
     if service.shared:  # several processes on one store: read-your-writes on any of them

@@ -118,9 +118,20 @@ class _Server:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    with _Server(tmp_path_factory.mktemp("web")) as s:
-        yield s
+def server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Any:
+    """One server for the module: in the PostgreSQL pass on a schema of its own, named in
+    DATAENGINE_STORE while it starts only (each test then names another schema there; the
+    server keeps the log it started on)."""
+    with pytest.MonkeyPatch.context() as env:
+        if request.config.getoption("--store") == "postgresql":
+            env.setenv("DATAENGINE_STORE", request.getfixturevalue("postgres").url())
+        else:
+            env.delenv("DATAENGINE_STORE", raising=False)
+        started = _Server(tmp_path_factory.mktemp("web")).__enter__()
+    try:
+        yield started
+    finally:
+        started.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +192,9 @@ def work_one(page: Any, n: int, shots: set[str]) -> str:
     return k
 
 
-def test_a_six_people_drive_three_trees_to_ready(browser: Any, server: _Server) -> None:
+def test_a_six_people_drive_three_trees_to_ready(
+    browser: Any, server: _Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pages = [person(browser, server, f"worker{i}") for i in range(6)]
     shots: set[str] = set()
     done: dict[str, int] = {}
@@ -211,6 +224,8 @@ def test_a_six_people_drive_three_trees_to_ready(browser: Any, server: _Server) 
     from projections.datasets.build import build
     from projections.datasets.rows import BuildOptions
 
+    if server.service.store:  # the server's log, as `datasets build --store URL` reads it
+        monkeypatch.setenv("DATAENGINE_STORE", server.service.store)
     manifest = build(server.folder, server.folder.parent / "datasets", BuildOptions())
     pairs = manifest["rows"]["rm"]["train"] + manifest["rows"]["rm"]["validation"]
     assert manifest["ready_trees"] >= 3 and pairs >= 3, manifest["rows"]

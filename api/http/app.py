@@ -114,7 +114,7 @@ def create_app(
 
 
 def _audit(api: Api, service: Service) -> None:
-    digest = digest_endpoint(service.folder)
+    digest = digest_endpoint(service.folder, service.log)
 
     async def audit_digest(call: Call) -> Any:
         return await digest(call.request)

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.storage.logdb import log_location
+from api.storage.logdb import Location, log_location
 from domain.model.errors import ErrorCode
 from projections.audit.record import (
     AUDIT_FILE,
@@ -32,17 +32,22 @@ def _json(data: object, status: int = 200) -> Response:
     return Response(msgspec.json.encode(data), status_code=status, media_type="application/json")
 
 
-def digest_endpoint(folder: Path) -> Callable[[Request], Awaitable[Response]]:
+def digest_endpoint(
+    folder: Path, location: Location | None = None
+) -> Callable[[Request], Awaitable[Response]]:
+    """The digest of the log at ``location`` (the server's; default: the folder's, named
+    now, not at the first request), its audit record in ``folder``."""
+    location = log_location(folder) if location is None else location
     opened: dict[str, Any] = {}
     lock = threading.Lock()
 
     def compute(position: int | None) -> tuple[int, bytes]:
         with lock:  # one connection pair per app, used by one request at a time
             if not opened:
-                opened["log"] = open_log(log_location(folder))
+                opened["log"] = open_log(location)
                 opened["store"] = AuditStore(folder / AUDIT_FILE)
             if opened["log"] is None:  # the store did not exist when first asked
-                opened["log"] = open_log(log_location(folder))
+                opened["log"] = open_log(location)
             log, store = opened["log"], opened["store"]
             head, digest = record(log, store)[:2]
             if position is None:

@@ -130,7 +130,8 @@ class TrainingStatus:
         if key is not None and cached is not None and cached[0][1:] == key[1:]:
             at = key[0]
             return {**cached[1], "log_position": head, "projection_position": at, "lag": head - at}
-        report = await site.blocking(training_status, site.service.folder)
+        service = site.service  # its log: the one the server started on
+        report = await site.blocking(training_status, service.folder, log=service.log)
         if report["projection_position"] is not None:
             at = report["projection_position"]
             dataset = (report["ready_trees"], report["newest_ready_position"])

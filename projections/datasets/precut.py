@@ -13,6 +13,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from api.storage.logdb import Location
 from projections import log_reader
 from projections.datasets.build import Collected
 from projections.datasets.live import NAME, TrainingProjection
@@ -79,9 +80,12 @@ def collect(
         conn.close()
 
 
-def status(folder: Path, val_fraction: float = BuildOptions.val_fraction) -> dict[str, Any]:
-    """How far the training projection is behind the log, and what it holds."""
-    head = log_reader.log_position(log_reader.events_db(folder))
+def status(
+    folder: Path, val_fraction: float = BuildOptions.val_fraction, log: Location | None = None
+) -> dict[str, Any]:
+    """How far the training projection is behind the log, and what it holds. ``log``: the
+    log to measure against (a server's own; default: the folder's configured log)."""
+    head = log_reader.log_position(log_reader.events_db(folder) if log is None else log)
     report: dict[str, Any] = {
         "log_position": head,
         "projection_position": None,
