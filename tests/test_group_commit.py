@@ -191,6 +191,19 @@ def test_a_failed_commit_stores_nothing_and_the_next_one_works(
     assert not [k for k in _rows(tmp_path) if k[0] == first.hex]
 
 
+def test_a_failed_shared_commit_stores_none_of_its_requests(
+    app: Any, tmp_path: Any, monkeypatch: Any
+) -> None:
+    recorder = app.recorder
+    one, two = uuid4(), uuid4()
+    with monkeypatch.context() as m:
+        m.setattr(recorder, "_write", _broken_write(recorder))
+        results, sizes = _one_batch(recorder, m, [_events(one, 1, 2), _events(two, 1)])
+    assert sizes[:2] == [1, 2]  # (PostgreSQL's recorder then retries each on its own)
+    assert all(isinstance(r, OperationalError) for r in results), results
+    assert not [k for k in _rows(tmp_path) if k[0] in (one.hex, two.hex)]
+
+
 def test_a_request_too_big_for_one_statement_is_atomic(
     app: Any, tmp_path: Any, monkeypatch: Any
 ) -> None:

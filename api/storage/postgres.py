@@ -57,6 +57,11 @@ def _convert(error: psycopg.Error) -> PersistenceError:
     return converted
 
 
+def _batch_wide(conn: Any, error: psycopg.Error) -> bool:
+    """An error of the connection or the server, not of one request's rows."""
+    return conn.broken or isinstance(error, psycopg.OperationalError)
+
+
 class GroupCommitPostgresRecorder(GroupCommit, PostgresApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -111,10 +116,11 @@ class GroupCommitPostgresRecorder(GroupCommit, PostgresApplicationRecorder):
                         self._notify_channel(cursor)
                         ids = self._write(cursor, [row for item in batch for row in item.rows])
                     self._hand_out(batch, ids)
-                except psycopg.Error:
+                except psycopg.Error as e:
                     # a conflict, or a value the server or the driver refuses: each request
-                    # on its own (as on SQLite); a lost connection fails the whole batch
-                    if len(batch) == 1 or conn.broken:
+                    # on its own (as on SQLite); the server's own trouble (a lost
+                    # connection, a full disk) is no request's and fails the whole batch
+                    if len(batch) == 1 or _batch_wide(conn, e):
                         raise
                     self._one_by_one(conn, batch)
         except psycopg.Error as e:
@@ -139,7 +145,7 @@ class GroupCommitPostgresRecorder(GroupCommit, PostgresApplicationRecorder):
                     with conn.transaction():
                         stored.append((item, self._write(cursor, item.rows)))
                 except psycopg.Error as e:
-                    if conn.broken:
+                    if _batch_wide(conn, e):
                         raise
                     failed.append((item, _convert(e)))
         # only once committed do the requests learn their positions
