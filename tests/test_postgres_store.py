@@ -281,3 +281,21 @@ def test_threads_sharing_a_log_connection_see_every_row(copied: str) -> None:
         stop.set()
         other.join()
         log.close()
+
+
+@pytest.mark.parametrize(
+    "command", [["export", "oa", "--out", "out.jsonl"], ["clients", "create", "--name", "x"]]
+)
+def test_an_unreachable_store_is_a_message_and_exit_2(
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """Any command on a PostgreSQL store that nothing answers: one line naming the store
+    (without its password) and exit 2, not a traceback."""
+    pytest.importorskip("psycopg")
+    monkeypatch.setenv("DATAENGINE_STORE", "postgresql://de:secret@127.0.0.1:1/x?schema=s")
+    monkeypatch.setenv("POSTGRES_CONNECT_TIMEOUT", "1")
+    monkeypatch.chdir(tmp_path)
+    assert main([*command, "--data", str(tmp_path / "data")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot reach the event store postgresql://de:***@127.0.0.1:1/")
+    assert "secret" not in err and "Traceback" not in err

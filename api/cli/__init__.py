@@ -73,6 +73,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(f"{e.message} (error_code {int(e.error_code)})")
     except KeyboardInterrupt:
         return 130
+    except Exception as e:
+        # A PostgreSQL store that is down or unreachable is a message, not a traceback.
+        from api.storage.logdb import describe, store_url
+        from api.storage.unreachable import store_unreachable
+
+        if not store_unreachable(e):
+            raise
+        return fail(f"cannot reach the event store {describe(store_url() or '')}: {e}")
     finally:
         if before is None:
             os.environ.pop("DATAENGINE_STORE", None)
