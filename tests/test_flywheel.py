@@ -14,20 +14,38 @@ pytest.importorskip("trl")
 from api.bootstrap import open_app  # noqa: E402
 from api.cli import main  # noqa: E402
 from api.flywheel import Flywheel, FlywheelError, FlywheelPlan  # noqa: E402
+from api.storage.logdb import log_location  # noqa: E402
 from domain.model.actor import Actor  # noqa: E402
 from domain.model.config import TreeConfig  # noqa: E402
 from domain.model.states import TreeState  # noqa: E402
 from domain.service.simulator import run_simulation  # noqa: E402
 from projections.log import SQLiteLog  # noqa: E402
 from projections.runner import ProjectionRunner  # noqa: E402
+from tests.store_helpers import fresh_store, module_store, use_store  # noqa: E402
 from training.tiny import init_tiny  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def simulated(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> tuple[Path, str | None]:
+    """The store's folder and, on the PostgreSQL pass, the URL of its log."""
     folder = tmp_path_factory.mktemp("store")
+    with module_store(request) as url:
+        fill(folder)
+    return folder, url
+
+
+@pytest.fixture
+def store(simulated: tuple[Path, str | None], monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder, url = simulated
+    use_store(monkeypatch, url)
+    return folder
+
+
+def fill(folder: Path) -> None:
     app = open_app(folder, TreeConfig(goal_tree_size=4, min_goal_tree_size=1))
-    runner = ProjectionRunner(SQLiteLog(folder / "events.sqlite"), folder / "readmodel.sqlite")
+    runner = ProjectionRunner(SQLiteLog(log_location(folder)), folder / "readmodel.sqlite")
     sim, _, _ = run_simulation(app, runner, trees=6, users=12, seed=3)
     assert sim.tree_states()["ready_for_export"] >= 6
     # Two accepted prompts waiting for replies: the new policy's pre-labelling targets.
@@ -49,7 +67,6 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
         assert app.get_tree(tree_id).state is TreeState.GROWING
     runner.close()
     app.close()
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +77,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def synthetic_replies(store: Path, model_name: str) -> int:
     app = open_app(store)
     try:
-        runner = ProjectionRunner(SQLiteLog(store / "events.sqlite"), store / "readmodel.sqlite")
+        runner = ProjectionRunner(SQLiteLog(log_location(store)), store / "readmodel.sqlite")
         runner.run_once()
         conn = runner.readmodel.reader()
         (count,) = conn.execute(
@@ -180,7 +197,12 @@ def check_report(out: Path, report: dict) -> None:
 
 
 def test_refusals_change_nothing(
-    store: Path, base: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    store: Path,
+    base: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     out = tmp_path / "turn"
     # A step whose inputs are missing.
@@ -243,6 +265,7 @@ def test_refusals_change_nothing(
         Flywheel(FlywheelPlan(store=store, out=foreign, base_model=str(base)))
     assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
     # No store there.
+    fresh_store(request, monkeypatch)
     assert (
         main(
             [
