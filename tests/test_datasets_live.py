@@ -83,8 +83,7 @@ def moderate(folder: Path) -> dict[str, UUID]:
 def simulated(
     tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> tuple[Path, str | None]:
-    """A simulated store (reviews, rankings, scoring, spam) plus moderation: its folder
-    and, on the PostgreSQL pass, the URL of its log."""
+    """A simulated store (reviews, rankings, scoring, spam) plus moderation; (folder, URL)."""
     folder = tmp_path_factory.mktemp("sim")
     with module_store(request) as url:
         app = open_app(folder, SMALL)
@@ -96,17 +95,15 @@ def simulated(
 
 @pytest.fixture
 def store(simulated: tuple[Path, str | None], monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder, url = simulated
-    use_store(monkeypatch, url)
-    return folder
+    use_store(monkeypatch, simulated[1])
+    return simulated[0]
 
 
 @pytest.fixture
 def copied(store: Path, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch) -> Path:
     """A folder with a copy of the store's log (in use from now on), for a test to change."""
-    folder = tmp_path / "copy"
-    copy_store(store, folder, request, monkeypatch)
-    return folder
+    copy_store(store, tmp_path / "copy", request, monkeypatch)
+    return tmp_path / "copy"
 
 
 def rows_of(conn: sqlite3.Connection) -> dict[tuple[str, str], tuple[int, bytes]]:
