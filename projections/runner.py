@@ -3,7 +3,7 @@
 Each batch of events is applied in one read-model transaction together with the new
 tracking positions: either the batch and its position are both there, or neither is.
 Catch-up reads large batches (one transaction per batch, not per event); live following
-is a thread polling the log every few milliseconds when it has nothing to do, and
+is a thread polling the log every few milliseconds when idle (or at once on ``wake``), and
 ``catch_up(position)`` gives a caller read-your-writes after a command.
 
 Optional hooks of a projection make replay fast (declared, with defaults that do nothing,
@@ -113,7 +113,8 @@ class ProjectionRunner:
         self._position = min(self._positions[n] for n in self._names) if self._names else 0
         self._lock = threading.Lock()  # one batch at a time
         self._cond = threading.Condition()
-        self._stop = threading.Event()
+        self._stop, self._wake = threading.Event(), threading.Event()
+        self.wake = self._wake.set  # a waiter's nudge: an idle runner reads the log now
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
         self.waiting_for_space = False  # a full disk paused following; it resumes by itself
@@ -167,9 +168,7 @@ class ProjectionRunner:
         """Apply what the log holds now (or up to ``until``); return the number of events."""
         done = 0
         while until is None or self._position < until:
-            limit = (
-                self.batch_size if until is None else min(self.batch_size, until - self._position)
-            )
+            limit = min(self.batch_size, until - self._position) if until else self.batch_size
             with self._lock:
                 rows = self.log.read(self._position, limit)
                 if not rows:
@@ -321,6 +320,7 @@ class ProjectionRunner:
     def _follow(self) -> None:
         retry = SPACE_RETRY[0]
         while not self._stop.is_set():
+            self._wake.clear()  # set during this batch: the next wait returns at once
             try:
                 applied = self.run_once()
             except BaseException as e:  # noqa: BLE001 - reported to whoever waits or stops
@@ -335,7 +335,7 @@ class ProjectionRunner:
                 self.error, self.waiting_for_space = None, False
             retry = SPACE_RETRY[0]
             if applied == 0:
-                self._stop.wait(self.poll_interval)
+                self._wake.wait(self.poll_interval)
 
     def _failed(self, error: BaseException) -> None:
         """A batch failed (rolled back, nothing applied). A full disk pauses following and

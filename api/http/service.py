@@ -207,9 +207,7 @@ class Service:
         if scaleout is None:
             self.audit = AuditFollower(self.folder, self.log).start()
         else:  # one live audit chain among the processes
-            scaleout.follow_audit(
-                lambda: AuditFollower(self.folder, self.log).start()
-            )
+            scaleout.follow_audit(lambda: AuditFollower(self.folder, self.log).start())
         self.engine, self.runner = engine, runner
         self.handout = Handout(
             engine,
@@ -301,6 +299,7 @@ class Service:
         The command is committed before this is called, so a stopped runner must not turn
         its success into an error: the answer goes out, /health reports the runner."""
         if position is not None and self.runner is not None:
+            self.runner.wake()  # an idle runner reads the log now, not at its next poll
             try:
                 self.runner.catch_up(position, timeout=self.catch_up_timeout)
             except ProjectionError:
@@ -312,6 +311,7 @@ class Service:
         runner = self.runner
         if position is None or runner is None or runner.position >= position:
             return
+        runner.wake()  # an idle runner reads the log now, not at its next poll
         loop = asyncio.get_running_loop()
         deadline, delay = loop.time() + self.catch_up_timeout, 0.0005
         while runner.position < position and runner.error is None and loop.time() < deadline:
