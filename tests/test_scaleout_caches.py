@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from api.bootstrap import open_app
@@ -186,3 +187,32 @@ def test_rows_another_runner_applied_drop_the_cache(
         runner.run_once()
         assert runner.position == runner.log.head()
         assert b.authenticate_cached(key) in (None, False) and answer(b, key) is None
+
+
+def test_two_server_nodes_see_each_others_user_changes(tmp_path: Path) -> None:
+    """End to end, two ``serve --shared`` nodes: a user's profile changed through node A is
+    what node B answers from its aggregate cache, at once for a request that carries A's
+    log position, and within the runner's lag for one that does not."""
+    from tests.test_scaleout import new_key, nodes, wait_for
+
+    with nodes(tmp_path, 2, "--shared") as (a, b):
+        headers = {"X-API-Key": new_key(a.url)}
+        path = "/api/v1/frontend_users/"
+
+        def change(**fields: Any) -> int:
+            body = {"id": "ann", "auth_method": "local", **fields}
+            r = httpx.post(a.url + path, json=body, headers=headers)
+            assert r.status_code == 200, r.text
+            return int(r.headers["x-log-position"])
+
+        def on_b(position: int | None = None) -> dict[str, Any]:
+            extra = {} if position is None else {"X-Log-Position": str(position)}
+            r = httpx.get(b.url + path + "local/ann", headers={**headers, **extra})
+            assert r.status_code == 200, r.text
+            return dict(r.json())
+
+        assert on_b(change(display_name="Ann"))["display_name"] == "Ann"  # cached on b
+        assert on_b(change(display_name="Ann B."))["display_name"] == "Ann B."
+        change(display_name="Ann C.", enabled=False)
+        assert wait_for(lambda: on_b()["display_name"] == "Ann C.", 2.0)
+        assert on_b()["enabled"] is False
