@@ -11,6 +11,10 @@
 - Aggregate caches: each process caches aggregates; a command first brings its cached
   copy up to date (eventsourcing's fast-forward), and one that saves on a copy another
   process changed meanwhile conflicts and reruns on a fresh one (domain.service.base).
+  Reads answered from the cache without I/O stay current too: the projection runner
+  evicts what another process changed as it reads the log (DataEngine.forget_moved), and
+  reads that decide access (API keys, web accounts) confirm a cached copy against the
+  store once it is over ``confirm_after`` (1 s) old, however far the runner lags.
 - Read-your-writes across processes: answers carry the log position they reflect and a
   request may ask to see one (api.http.log_position).
 """
