@@ -13,6 +13,8 @@ some trees, N clients GET /api/v1/messages/{id} (random ids of the client's mess
 as fast as they can; prints requests/s, latency and server CPU per request.
 
 ``--rounds R`` repeats on a fresh server each time and prints the medians.
+``--mode table`` prints the throughput table of bench/throughput.py (SQLite and
+PostgreSQL, 1 and N server processes, 8 and 32 clients; ``--quick`` about 2 minutes).
 ``--server-root DIR`` runs the server from another checkout (same harness, same load),
 e.g. the previous revision, to compare the two in one run on one machine.
 
@@ -330,7 +332,12 @@ def reads_round(args: argparse.Namespace, data: Path) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", default="cycles", choices=("cycles", "reads"))
+    parser.add_argument(
+        "--mode",
+        default="cycles",
+        choices=("cycles", "reads", "table"),
+        help="table: the issue-14 throughput table (bench.throughput; its options follow)",
+    )
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=3.0)
@@ -348,6 +355,12 @@ def main(argv: list[str] | None = None) -> int:
         help="raw: a minimal keep-alive HTTP/1.1 client (default), so the "
         "load generator's CPU does not crowd out the server's",
     )
+    argv = sys.argv[1:] if argv is None else argv
+    for i, arg in enumerate(argv):  # the table's options are its own (--clients 8,32 ...)
+        if arg == "--mode=table" or (arg == "--mode" and argv[i + 1 : i + 2] == ["table"]):
+            from bench.throughput import main as table
+
+            return table([a for j, a in enumerate(argv) if j not in (i, i + (arg == "--mode"))])
     args = parser.parse_args(argv)
     print(
         f"mode={args.mode} clients={args.clients} seconds={args.seconds:.0f} "

@@ -232,7 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for i in range(args.rounds):
             for row in rows:
-                found = one_round(args, pg, row)  # type: ignore[arg-type]
+                try:
+                    found = one_round(args, pg, row)  # type: ignore[arg-type]
+                except Exception as e:  # noqa: BLE001 - one failed round: said, not a median
+                    print(f"  round {i + 1} {_label(row, True)}: failed: {e!r}"[:400], flush=True)
+                    continue
                 results[row].append(found)
                 print(
                     f"  round {i + 1} {_label(row, True)}: {found['cycles/s']:.0f} cycles/s, "
