@@ -175,6 +175,8 @@ def decode(body: bytes, schema: type[S], *, strict: bool = True) -> S:
         raise validation(f"invalid request body: {e}") from None
     except msgspec.DecodeError as e:
         raise validation(f"malformed JSON body: {e}") from None
-    if _ESCAPED_NUL.search(body):  # NUL is refused in every field (domain.model.input_rules)
+    # NUL is refused in every field (domain.model.input_rules); the substring test first:
+    # the regex alone costs ~25 us a body, the test well under one
+    if b"\\u0000" in body and _ESCAPED_NUL.search(body):
         raise validation("the request body contains a NUL character (\\u0000)")
     return decoded
