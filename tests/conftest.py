@@ -77,6 +77,7 @@ def _store_for_each_test(
     monkeypatch.setenv("DATAENGINE_STORE", url)
     return url
 
+
 START = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
 
 # Goal 3: the root plus two accepted replies ends growth, so a ranking tree is cheap to build.
@@ -275,7 +276,9 @@ def make_kit(clock: Clock, request: pytest.FixtureRequest) -> Callable[..., Kit]
     """Build a Kit on a fresh in-memory app; keyword arguments override the small config."""
 
     def build(**overrides: Any) -> Kit:
-        return Kit(DataEngine(config=small_config(**overrides), clock=clock, env=kit_env(request)), clock)
+        return Kit(
+            DataEngine(config=small_config(**overrides), clock=clock, env=kit_env(request)), clock
+        )
 
     return build
 
