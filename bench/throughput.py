@@ -215,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     if pg is not None and not pg.usable:
         print(f"PostgreSQL rows skipped: {pg.reason}")
         stores.remove("postgresql")
+    elif pg is not None and pg.server is None:
+        print("--store: that PostgreSQL server's own CPU is not in the CPU column")
     which = ("before", "after") if args.server_root else ("this",)
     rows = [
         (store, workers, int(clients), w)
