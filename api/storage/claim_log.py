@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from api.storage.logdb import Location
-from api.storage.pg_url import is_postgres, split_url
+from api.storage.pg_url import create_tables, is_postgres, split_url
 
 CLAIMS_FILE = "claims.sqlite"
 KEEP = 120.0
@@ -93,11 +93,12 @@ class PostgresClaimLog:
         self.table = f'"{self.schema}".{self.TABLE}'
         self._local = threading.local()
         with psycopg.connect(self.libpq, autocommit=True) as conn:
-            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-            conn.execute(
+            create_tables(
+                conn,
+                self.schema,
                 f"CREATE TABLE IF NOT EXISTS {self.table} (id bigserial PRIMARY KEY,"
                 " message_id text NOT NULL, user_id text NOT NULL, kind text NOT NULL,"
-                " bound bigint, at float8 NOT NULL)"
+                " bound bigint, at float8 NOT NULL)",
             )
 
     def _conn(self) -> Any:

@@ -3,6 +3,7 @@ eventsourcing. psycopg (the ``postgres`` extra) is imported only when a URL is u
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 SCHEMES = ("postgresql://", "postgres://")
@@ -20,6 +21,21 @@ def split_url(url: str) -> tuple[str, str]:
     schema = next((v for k, v in query if k == "schema"), "") or "public"
     rest = urlencode([(k, v) for k, v in query if k != "schema"])
     return urlunsplit(parts._replace(query=rest)), schema
+
+
+def create_tables(conn: Any, schema: str, *statements: str) -> None:
+    """The schema and ``statements`` (CREATE ... IF NOT EXISTS) on an autocommit ``conn``,
+    under a transaction-level advisory lock per schema: PostgreSQL's IF NOT EXISTS is no
+    guard against a concurrent creator (two server processes starting at once on a fresh
+    schema: a unique violation on pg_class), the lock makes the second one wait and find
+    the tables there."""
+    with conn.transaction():
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"dataengine:{schema}:ddl",)
+        )
+        conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        for statement in statements:
+            conn.execute(statement)
 
 
 def postgres_env(url: str) -> dict[str, str]:

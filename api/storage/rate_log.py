@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from api.storage.logdb import Location
-from api.storage.pg_url import is_postgres, split_url
+from api.storage.pg_url import create_tables, is_postgres, split_url
 
 RATE_FILE = "ratelimit.sqlite"
 SWEEP_EVERY = 4096  # admissions between sweeps of every key's expired rows
@@ -111,11 +111,12 @@ class PostgresRateLog:
         self._local = threading.local()
         self._admitted = 0
         with psycopg.connect(self.libpq, autocommit=True) as conn:
-            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-            conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {self._table} (key text NOT NULL, at float8 NOT NULL)"
+            create_tables(
+                conn,
+                self.schema,
+                f"CREATE TABLE IF NOT EXISTS {self._table} (key text NOT NULL, at float8 NOT NULL)",
+                f"CREATE INDEX IF NOT EXISTS rate_hits_key_at ON {self._table} (key, at)",
             )
-            conn.execute(f"CREATE INDEX IF NOT EXISTS rate_hits_key_at ON {self._table} (key, at)")
 
     @property
     def _table(self) -> str:
