@@ -14,11 +14,14 @@ Without --store a throw-away PostgreSQL is started here (tests/pg_fixture.Postgr
 initdb + pg_ctl in a temporary folder), each round on a fresh schema; when it cannot be
 started the PostgreSQL rows are skipped with the reason. ``--server-root DIR`` adds the
 same rows for the server of another checkout (e.g. the previous revision), interleaved
-with this one's, for a before/after in one run.
+with this one's, for a before/after in one run. ``--profile DIR`` samples the server
+processes with py-spy during each measured phase and prints where their GIL time goes
+(bench/profile_server.py).
 
     python -m bench.throughput [--quick] [--rounds 3] [--seconds 8] [--workers 2]
                                [--clients 8,32] [--stores sqlite,postgresql]
                                [--store postgresql://...] [--server-root DIR]
+                               [--profile DIR]
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.http import drive, percentile
+from bench.profile_server import Profiler
 from tests.http_helpers import server
 
 KINDS = ("request", "ack", "interaction")
@@ -118,7 +122,11 @@ def _command(data: Path, workers: int, root: Path | None) -> list[str]:
 
 
 def one_round(
-    args: argparse.Namespace, pg: Postgres, row: tuple[str, int, int, str]
+    args: argparse.Namespace,
+    pg: Postgres,
+    row: tuple[str, int, int, str],
+    profiler: Profiler | None = None,
+    name: str = "",
 ) -> dict[str, float]:
     store, workers, clients, which = row
     root = args.server_root if which == "before" else None
@@ -133,10 +141,14 @@ def one_round(
 
             def mark() -> None:
                 cpu.append(tree_cpu(proc.pid) + (pg.cpu() if store == "postgresql" else 0.0))
+                if profiler is not None and len(cpu) == 1:  # the measured phase begins
+                    profiler.start(proc.pid, args.seconds, name)
 
             crowd = asyncio.run(
                 drive(url, clients, args.seconds, args.warmup, args.active, mark=mark)
             )
+            if profiler is not None:
+                profiler.wait()
     finally:
         shutil.rmtree(data, ignore_errors=True)
     return _figures(crowd, cpu[-1] - cpu[0])
@@ -192,6 +204,20 @@ def print_table(results: dict[tuple[str, int, int, str], list[dict[str, float]]]
     print("(latencies in ms; cpu ms: server CPU per cycle, all its processes and PostgreSQL's)")
 
 
+def _key(row: tuple[str, int, int, str]) -> str:
+    store, workers, clients, which = row
+    return f"{store}-{workers}p-{clients}c-{which}"
+
+
+def print_profiles(profiler: Profiler, rows: list[tuple[str, int, int, str]]) -> None:
+    print("where the GIL time goes (py-spy --gil samples of every server process, all rounds):")
+    for row in rows:
+        samples, shares = profiler.shares(_key(row))
+        if samples:
+            cells = ", ".join(f"{name} {share:.0f}%" for name, share in shares if share >= 0.5)
+            print(f"  {_label(row, True)} ({samples} samples): {cells}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 short rounds (~2 minutes)")
@@ -206,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--synchronous", default="NORMAL", choices=("FULL", "NORMAL"))
     parser.add_argument("--store", help="a PostgreSQL URL ('{n}' is replaced per round)")
     parser.add_argument("--server-root", type=Path, help="also rows for this checkout's server")
+    parser.add_argument(
+        "--profile", type=Path, help="sample the servers with py-spy into this folder; shares"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.seconds, args.warmup = 2, 3.0, 1.0
@@ -217,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         stores.remove("postgresql")
     elif pg is not None and pg.server is None:
         print("--store: that PostgreSQL server's own CPU is not in the CPU column")
+    profiler = Profiler(args.profile) if args.profile else None
     which = ("before", "after") if args.server_root else ("this",)
     rows = [
         (store, workers, int(clients), w)
@@ -235,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(args.rounds):
             for row in rows:
                 try:
-                    found = one_round(args, pg, row)  # type: ignore[arg-type]
+                    found = one_round(args, pg, row, profiler, f"{_key(row)}-r{i + 1}")  # type: ignore[arg-type]
                 except Exception as e:  # noqa: BLE001 - one failed round: said, not a median
                     print(f"  round {i + 1} {_label(row, True)}: failed: {e!r}"[:400], flush=True)
                     continue
@@ -250,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
             pg.stop()
     print(f"medians of {args.rounds} rounds:")
     print_table(results, both=args.server_root is not None)
+    if profiler is not None:
+        print_profiles(profiler, rows)
     return 0
 
 
