@@ -33,12 +33,19 @@ pytestmark = pytest.mark.usefixtures("each_store")
 HOUR = 3600.0  # a confirm_after so long that only the log follower can refresh the cache
 
 
-@pytest.fixture
-def apps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[DataEngine, ...]]:
-    # the default: a command trusts its cached copy (a shared server turns fast-forward on,
-    # and a test run may have set it for the whole process)
-    monkeypatch.delenv("AGGREGATE_CACHE_FASTFORWARD", raising=False)
+@pytest.fixture(params=["trust", "fastforward"])
+def apps(
+    request: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[DataEngine, ...]]:
+    # "trust": a command trusts its cached copy (one process; the follower evicts what others
+    # moved). "fastforward": loads read the newer events (a shared server's setting; the
+    # follower only marks what others moved, and reads without I/O must not answer from it).
+    if request.param == "fastforward":
+        monkeypatch.setenv("AGGREGATE_CACHE_FASTFORWARD", "y")
+    else:
+        monkeypatch.delenv("AGGREGATE_CACHE_FASTFORWARD", raising=False)
     a, b = open_app(tmp_path), open_app(tmp_path)
+    assert b.repository.fastforward is (request.param == "fastforward")
     try:
         yield a, b
     finally:

@@ -115,6 +115,7 @@ class ServiceBase(Application):
         self._pending = threading.local()  # this thread's request's FirstSight, if any
         self._confirmed: dict[UUID, float] = {}  # aggregate id -> when ``confirmed`` checked it
         self._log_ids: dict[Any, UUID] = {}  # the log's originator ids (text) as UUIDs
+        self._moved: set[UUID] = set()  # cached, moved by others, not yet fast-forwarded
 
     def now(self) -> datetime:
         return self.clock()
@@ -276,12 +277,13 @@ class ServiceBase(Application):
         """The aggregate as cached (loaded if need be), to read and never to change; None
         when there is none. No copy: for fields that never change once recorded, or for a
         read that tolerates a concurrent command."""
+        self._moved.discard(aggregate_id)  # before the load, so a later mark stays
         return UnitOfWork(self.repository).find(cls, aggregate_id)
 
     def _cached(self, cls: type[A], aggregate_id: UUID) -> A | None:
         """``_peek`` without I/O: the aggregate if it is in the cache, else None."""
         cache = self.repository.cache
-        if cache is None:
+        if cache is None or aggregate_id in self._moved:
             return None
         try:
             found = cache.get(aggregate_id)
@@ -315,7 +317,8 @@ class ServiceBase(Application):
 
     # ------------------------------------------------------------------ other writers
     def forget_moved(self, rows: Iterable[tuple[Any, ...]] | None) -> None:
-        """Evict each cached aggregate another writer (process, node, CLI) moved past.
+        """Evict each cached aggregate another writer (process, node, CLI) moved past
+        (where loads fast-forward: mark it, ``_moved_past``).
 
         ``rows`` are new log entries ``(position, originator_id, originator_version, ...)``
         as the projection runner reads them, before it applies them (so a request that
@@ -351,4 +354,19 @@ class ServiceBase(Application):
                 continue
             cached = entry[LRUCache.RESULT] if lru else entry  # None: a link being recycled
             if cached is not None and cached.version < row[2]:
-                self._evict(key)
+                self._moved_past(key)
+
+    def _moved_past(self, key: UUID) -> None:
+        """Where loads fast-forward the cache (several processes), a moved aggregate stays
+        cached: its next load reads only the newer events, where an eviction would rebuild
+        it from all of them (measured with two processes: 175 -> 195 cycles/s on SQLite,
+        75 -> 86 on PostgreSQL, bench/throughput.py). Only reads without I/O (``_cached``)
+        must not answer from it: the mark sends them to a loading read first."""
+        if not self.repository.fastforward:
+            self._evict(key)
+            return
+        if len(self._moved) >= 50_000:  # a bound, not a record: start over from the store
+            for cached in list(self.repository.cache.cache if self.repository.cache else ()):
+                self._evict(cached)
+            self._moved.clear()
+        self._moved.add(key)
