@@ -3,7 +3,9 @@ log (never in a read model), and logs written before the index get indexed once.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
@@ -11,6 +13,7 @@ from eventsourcing.utils import get_topic
 
 from api.bootstrap import open_app, store_env
 from domain.model.errors import TaskNotFoundError
+from domain.model.message_index import MessageIndex, index_id_for
 from domain.model.task_index import TaskIndex, task_index_id_for
 from domain.model.user import User
 from domain.service.application import DataEngine
@@ -43,6 +46,58 @@ def test_ack_and_nack_by_the_indexed_owner(kit) -> None:
     kit.app.nack_task(user_id=kit.app.task_owner(other.id), task_id=other.id)
     user = kit.app.repository.get(actor.user_id)
     assert user.tasks[task.id].frontend_message_id == "f1" and user.tasks[other.id].skipped
+
+
+def test_the_entry_is_made_as_eventsourcing_makes_it_stamped_as_its_task() -> None:
+    # index_entry.created skips Aggregate._create's introspection: same aggregate, same event
+    task_id, user_id, when = uuid4(), uuid4(), datetime(2024, 5, 1, tzinfo=UTC)
+    fast = TaskIndex.record(task_id=task_id, user_id=user_id, timestamp=when)
+    slow = TaskIndex._create(
+        TaskIndex.TaskIndexed,
+        id=task_index_id_for(task_id),
+        task_id=task_id,
+        user_id=user_id,
+        timestamp=when,
+    )
+    assert type(fast) is TaskIndex and vars(fast) == vars(slow)
+    assert fast.pending_events == slow.pending_events and fast.created_on == when
+    message_id, tree_id = uuid4(), uuid4()
+    entry = MessageIndex.record(message_id=message_id, tree_id=tree_id, timestamp=when)
+    assert vars(entry) == vars(
+        MessageIndex._create(
+            MessageIndex.MessageIndexed,
+            id=index_id_for(message_id),
+            message_id=message_id,
+            tree_id=tree_id,
+            timestamp=when,
+        )
+    )
+    assert TaskIndex.record(task_id=task_id, user_id=user_id).created_on.tzinfo is not None
+
+
+def test_the_owner_of_a_task_issued_here_is_never_read_another_is_read_once(kit) -> None:
+    tree_id = kit.growing_tree()
+    actor = kit.user()
+    head = kit.app.recorder.max_notification_id()
+    task = kit.issue(actor, "assistant_reply", tree_id=tree_id, message_id=tree_id)
+    new = kit.app.recorder.select_notifications(start=head + 1, limit=2)
+    indexed, issued = (kit.app.mapper.to_domain_event(n) for n in new)
+    assert indexed.timestamp == issued.timestamp  # one transaction, the application's clock
+    reads: list[UUID] = []
+    select_events = kit.app.recorder.select_events
+
+    def counted(originator_id: Any, *args: Any, **kwargs: Any) -> Any:
+        reads.append(originator_id)
+        return select_events(originator_id, *args, **kwargs)
+
+    kit.app.recorder.select_events = counted  # type: ignore[method-assign]
+    assert kit.app.task_owner(task.id) == actor.user_id
+    assert reads == []  # recorded by this process: cached with the save
+    # as if another process had issued it (or another runner moved the log): from the log
+    kit.app.forget_moved(None)
+    assert kit.app.task_owner(task.id) == actor.user_id
+    assert [str(r) for r in reads] == [str(task_index_id_for(task.id))]
+    assert kit.app.task_owner(task.id) == actor.user_id and len(reads) == 1
 
 
 def _old_log(folder: Path) -> Path:

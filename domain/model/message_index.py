@@ -11,9 +11,12 @@ conflicts on version 1 of the same index aggregate: message ids are unique acros
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
+
+from domain.model.index_entry import created
 
 
 def index_id_for(message_id: UUID) -> UUID:
@@ -33,7 +36,15 @@ class MessageIndex(Aggregate):
             index.tree_id = self.tree_id
 
     @classmethod
-    def record(cls, *, message_id: UUID, tree_id: UUID) -> MessageIndex:
-        return cls._create(
-            cls.MessageIndexed, id=index_id_for(message_id), message_id=message_id, tree_id=tree_id
+    def record(
+        cls, *, message_id: UUID, tree_id: UUID, timestamp: datetime | None = None
+    ) -> MessageIndex:
+        """The entry for ``message_id``; ``timestamp``: the indexed event's (now when None)."""
+        return created(
+            cls,
+            cls.MessageIndexed,
+            index_id_for(message_id),
+            timestamp,
+            message_id=message_id,
+            tree_id=tree_id,
         )

@@ -8,9 +8,12 @@ log, so it never waits for a read model.
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
+
+from domain.model.index_entry import created
 
 
 def task_index_id_for(task_id: UUID) -> UUID:
@@ -30,7 +33,15 @@ class TaskIndex(Aggregate):
             index.user_id = self.user_id
 
     @classmethod
-    def record(cls, *, task_id: UUID, user_id: UUID) -> TaskIndex:
-        return cls._create(
-            cls.TaskIndexed, id=task_index_id_for(task_id), task_id=task_id, user_id=user_id
+    def record(
+        cls, *, task_id: UUID, user_id: UUID, timestamp: datetime | None = None
+    ) -> TaskIndex:
+        """The entry for ``task_id``; ``timestamp``: the indexed event's (now when None)."""
+        return created(
+            cls,
+            cls.TaskIndexed,
+            task_index_id_for(task_id),
+            timestamp,
+            task_id=task_id,
+            user_id=user_id,
         )

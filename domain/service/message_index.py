@@ -1,15 +1,16 @@
 """Which tree holds a message, from the log: the index aggregate's commands and reads.
 
 Whatever command adds a message (a prompt, a reply, an imported tree), its index entry
-is claimed in the same unit of work (``index_new_messages``, run before every save), so a label or report finds its tree without asking a read model, and two
-trees never hold the same message id. Logs written before the index existed are indexed
-once when the application is opened (``index_messages``, idempotent).
+is claimed in the same unit of work (``_before_save``, run before every save), so a label
+or report finds its tree without asking a read model, and two trees never hold the same
+message id. Logs written before the index existed are indexed once when the application
+is opened (``index_messages``, idempotent: domain.service.index_backfill).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import partial
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -19,13 +20,19 @@ from domain.model.errors import MessageAlreadyExistsError, MessageNotFoundError
 from domain.model.message_index import MessageIndex, index_id_for
 from domain.model.tree import ConversationTree
 from domain.service.base import ServiceBase
+from domain.service.index_backfill import backfill
 from domain.service.unit_of_work import UnitOfWork
 
 # The events that create a tree (a new prompt, an imported tree).
 _TREE_CREATED = (get_topic(ConversationTree.TreeStarted),)
 
 
-def claim(uow: UnitOfWork, tree_id: UUID, message_ids: Iterable[UUID]) -> list[MessageIndex]:
+def claim(
+    uow: UnitOfWork,
+    tree_id: UUID,
+    message_ids: Iterable[UUID],
+    timestamp: datetime | None = None,
+) -> list[MessageIndex]:
     """Record that ``tree_id`` holds these messages, in the command's unit of work.
 
     A first attempt records without looking (a read per message saved): if another tree
@@ -40,22 +47,22 @@ def claim(uow: UnitOfWork, tree_id: UUID, message_ids: Iterable[UUID]) -> list[M
                     f"message {message_id} already exists in tree {found.tree_id}"
                 )
         ids = [i for i in ids if index_id_for(i) not in uow.loaded]
-    entries = [MessageIndex.record(message_id=i, tree_id=tree_id) for i in ids]
+    entries = [MessageIndex.record(message_id=i, tree_id=tree_id, timestamp=timestamp) for i in ids]
     for entry in entries:
         uow.add(entry)
     return entries
 
 
-def new_messages(uow: UnitOfWork) -> list[tuple[UUID, UUID]]:
-    """(tree id, message id) of every message the unit of work is about to add."""
+def new_messages(uow: UnitOfWork) -> list[tuple[UUID, UUID, datetime]]:
+    """(tree id, message id, when) of every message the unit of work is about to add."""
     found = []
     for aggregate in list(uow.loaded.values()):
-        if isinstance(aggregate, ConversationTree):
+        if isinstance(aggregate, ConversationTree) and aggregate.pending_events:
             for event in aggregate.pending_events:
                 if isinstance(event, ConversationTree.TreeStarted):
-                    found.append((aggregate.id, aggregate.id))
+                    found.append((aggregate.id, aggregate.id, event.timestamp))
                 elif isinstance(event, ConversationTree.ReplyAdded):
-                    found.append((aggregate.id, event.message_id))
+                    found.append((aggregate.id, event.message_id, event.timestamp))
     return found
 
 
@@ -63,10 +70,12 @@ class MessageIndexCommands(ServiceBase):
     def _before_save(self, uow: UnitOfWork) -> list[Any]:
         added = super()._before_save(uow)
         by_tree: dict[UUID, list[UUID]] = {}
-        for tree_id, message_id in new_messages(uow):
+        when: dict[UUID, datetime] = {}  # stamped as the tree's last new message (one clock)
+        for tree_id, message_id, timestamp in new_messages(uow):
             by_tree.setdefault(tree_id, []).append(message_id)
+            when[tree_id] = timestamp
         for tree_id, message_ids in by_tree.items():
-            added += claim(uow, tree_id, message_ids)
+            added += claim(uow, tree_id, message_ids, when[tree_id])
         return added
 
     def tree_of_message(self, message_id: UUID) -> UUID:
@@ -82,16 +91,14 @@ class MessageIndexCommands(ServiceBase):
 
         The first tree of the log is indexed last, so "the first tree is indexed" means
         every tree is, even after an interrupted run: that one read is the check."""
-        select = self.recorder.select_notifications
-        first = select(start=None, limit=1, topics=_TREE_CREATED)
-        if not first or self._peek(MessageIndex, index_id_for(UUID(str(first[0].originator_id)))):
-            return 0
-        created = select(start=None, limit=1_000_000_000, topics=_TREE_CREATED)
-        tree_ids = [UUID(str(n.originator_id)) for n in created]
-        tree_ids = tree_ids[1:] + tree_ids[:1]
-        for start in range(0, len(tree_ids), batch_size):
-            self.run((), partial(_index, tree_ids=tree_ids[start : start + batch_size]))
-        return len(tree_ids)
+        return backfill(
+            self,
+            topics=_TREE_CREATED,
+            key=lambda notification: UUID(str(notification.originator_id)),
+            indexed=lambda tree_id: self._peek(MessageIndex, index_id_for(tree_id)) is not None,
+            index=_index,
+            batch_size=batch_size,
+        )
 
 
 def _index(uow: UnitOfWork, tree_ids: list[UUID]) -> None:

@@ -3,12 +3,12 @@
 Whatever command issues a task, its index entry is recorded in the same unit of work
 (``_before_save``), so an ack or nack that names only the task finds its user without
 asking a read model. Logs written before the index existed are indexed once when the
-application is opened (``index_tasks``, idempotent), as the message index's are.
+application is opened (``index_tasks``, idempotent: domain.service.index_backfill).
 """
 
 from __future__ import annotations
 
-from functools import partial
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -17,18 +17,19 @@ from domain.model.errors import TaskNotFoundError
 from domain.model.task_index import TaskIndex, task_index_id_for
 from domain.model.user import User
 from domain.service.base import ServiceBase
+from domain.service.index_backfill import backfill
 from domain.service.unit_of_work import UnitOfWork
 
 # TaskIssued under its stored topic and its class's current one (a log may hold either).
 _ISSUED = topics_of(User.TaskIssued)
 
 
-def new_tasks(uow: UnitOfWork) -> list[tuple[UUID, UUID]]:
-    """(task id, user id) of every task the unit of work is about to issue."""
+def new_tasks(uow: UnitOfWork) -> list[tuple[UUID, UUID, datetime]]:
+    """(task id, user id, when) of every task the unit of work is about to issue."""
     return [
-        (event.task_id, aggregate.id)
+        (event.task_id, aggregate.id, event.timestamp)
         for aggregate in list(uow.loaded.values())
-        if isinstance(aggregate, User)
+        if isinstance(aggregate, User) and aggregate.pending_events
         for event in aggregate.pending_events
         if isinstance(event, User.TaskIssued)
     ]
@@ -37,15 +38,18 @@ def new_tasks(uow: UnitOfWork) -> list[tuple[UUID, UUID]]:
 class TaskIndexCommands(ServiceBase):
     def _before_save(self, uow: UnitOfWork) -> list[Any]:
         added = super()._before_save(uow)
-        for task_id, user_id in new_tasks(uow):
-            # task ids are random (uuid4): no other task claims the entry
-            entry = TaskIndex.record(task_id=task_id, user_id=user_id)
+        for task_id, user_id, when in new_tasks(uow):
+            # task ids are random (uuid4): no other task claims the entry. Stamped as the
+            # TaskIssued it indexes (same transaction, the application's clock). Saved, it
+            # stays in the aggregate cache, so this process's ack finds it unread.
+            entry = TaskIndex.record(task_id=task_id, user_id=user_id, timestamp=when)
             uow.add(entry)
             added.append(entry)
         return added
 
     def task_owner(self, task_id: UUID) -> UUID:
-        """The user a task was handed to, from the log (TaskNotFoundError when none)."""
+        """The user a task was handed to, from the log (TaskNotFoundError when none): a
+        task this process issued is in the cache; another process's is read once."""
         entry = self._peek(TaskIndex, task_index_id_for(task_id))
         if entry is not None:
             return entry.user_id
@@ -53,19 +57,15 @@ class TaskIndexCommands(ServiceBase):
 
     def index_tasks(self, batch_size: int = 500) -> int:
         """Index the tasks issued before the index existed; returns how many it indexed (0
-        on a log that needs nothing, after one read of the first TaskIssued).
-
-        The first task of the log is indexed last, so "the first task is indexed" means
-        every task is, even after an interrupted run: that one read is the check."""
-        select = self.recorder.select_notifications
-        first = select(start=None, limit=1, topics=_ISSUED)
-        if not first or self._peek(TaskIndex, task_index_id_for(self._issued(first[0])[0])):
-            return 0
-        issued = [self._issued(n) for n in select(start=None, limit=1_000_000_000, topics=_ISSUED)]
-        issued = issued[1:] + issued[:1]
-        for start in range(0, len(issued), batch_size):
-            self.run((), partial(_index, issued=issued[start : start + batch_size]))
-        return len(issued)
+        on a log that needs nothing, after one read of the first TaskIssued)."""
+        return backfill(
+            self,
+            topics=_ISSUED,
+            key=self._issued,
+            indexed=lambda key: self._peek(TaskIndex, task_index_id_for(key[0])) is not None,
+            index=_index,
+            batch_size=batch_size,
+        )
 
     def _issued(self, notification: Any) -> tuple[UUID, UUID]:
         event = self.mapper.to_domain_event(notification)

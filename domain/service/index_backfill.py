@@ -1,0 +1,47 @@
+"""Back-fill an index aggregate from a topic of the log: what the message and task indexes
+share for logs written before they existed.
+
+Each index is recorded with the events it indexes from the day it exists; a log written
+before then holds events of the topic (TreeStarted, TaskIssued) with no index entry. On
+opening, the application indexes them once, in batches of commands. The log's first
+event of the topic is indexed last, so "the first one is indexed" means every one is,
+even after an interrupted run: that one indexed read is the check, and a log that needs
+nothing costs that read alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from domain.service.base import ServiceBase
+from domain.service.unit_of_work import UnitOfWork
+
+K = TypeVar("K")  # what one event of the topic gives the index (a tree id, a task and its user)
+
+
+def backfill(
+    app: ServiceBase,
+    *,
+    topics: Sequence[str],
+    key: Callable[[Any], K],
+    indexed: Callable[[K], bool],
+    index: Callable[[UnitOfWork, list[K]], None],
+    batch_size: int = 500,
+) -> int:
+    """Index every event of ``topics`` in the log; returns how many it indexed (0 when the
+    first one is indexed already).
+
+    ``key`` turns a notification into what the index needs, ``indexed`` says whether a key
+    is indexed (read from the log), ``index`` records a batch of keys in one unit of work
+    (idempotently: a rerun after an interruption finds part of them indexed)."""
+    select = app.recorder.select_notifications
+    first = select(start=None, limit=1, topics=list(topics))
+    if not first or indexed(key(first[0])):
+        return 0
+    keys = [key(n) for n in select(start=None, limit=1_000_000_000, topics=list(topics))]
+    keys = keys[1:] + keys[:1]
+    for start in range(0, len(keys), batch_size):
+        batch = keys[start : start + batch_size]
+        app.run((), lambda uow, batch=batch: index(uow, batch))
+    return len(keys)
