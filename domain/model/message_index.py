@@ -24,6 +24,9 @@ def index_id_for(message_id: UUID) -> UUID:
 
 
 class MessageIndex(Aggregate):
+    # one event, never another: a cached copy is current (domain.service.indexes.entry)
+    written_once = True
+
     message_id: UUID
     tree_id: UUID
 

@@ -21,6 +21,9 @@ def task_index_id_for(task_id: UUID) -> UUID:
 
 
 class TaskIndex(Aggregate):
+    # one event, never another: a cached copy is current (domain.service.indexes.entry)
+    written_once = True
+
     task_id: UUID
     user_id: UUID
 

@@ -255,9 +255,11 @@ class ServiceBase(Application):
             events += obj.collect_events()
         recordings = self.events.put(events)
         repository = self.repository
-        if repository.cache is not None and not repository.fastforward:
+        if repository.cache is not None:
             for obj in objs:
-                repository.cache.put(obj.id, obj)
+                # an index entry never changes: cached even where loads fast-forward
+                if not repository.fastforward or getattr(obj, "written_once", False):
+                    repository.cache.put(obj.id, obj)
         self._notify(recordings)
         return recordings
 

@@ -4,7 +4,7 @@ Whatever command adds a message (a prompt, a reply, an imported tree), its index
 is claimed in the same unit of work (``_before_save``, run before every save), so a label
 or report finds its tree without asking a read model, and two trees never hold the same
 message id. Logs written before the index existed are indexed once when the application
-is opened (``index_messages``, idempotent: domain.service.index_backfill).
+is opened (``index_messages``, idempotent: domain.service.indexes).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from domain.model.errors import MessageAlreadyExistsError, MessageNotFoundError
 from domain.model.message_index import MessageIndex, index_id_for
 from domain.model.tree import ConversationTree
 from domain.service.base import ServiceBase
-from domain.service.index_backfill import backfill
+from domain.service.indexes import backfill, entry
 from domain.service.unit_of_work import UnitOfWork
 
 # The events that create a tree (a new prompt, an imported tree).
@@ -47,10 +47,12 @@ def claim(
                     f"message {message_id} already exists in tree {found.tree_id}"
                 )
         ids = [i for i in ids if index_id_for(i) not in uow.loaded]
-    entries = [MessageIndex.record(message_id=i, tree_id=tree_id, timestamp=timestamp) for i in ids]
-    for entry in entries:
-        uow.add(entry)
-    return entries
+    recorded = [
+        MessageIndex.record(message_id=i, tree_id=tree_id, timestamp=timestamp) for i in ids
+    ]
+    for new in recorded:
+        uow.add(new)
+    return recorded
 
 
 def new_messages(uow: UnitOfWork) -> list[tuple[UUID, UUID, datetime]]:
@@ -80,9 +82,9 @@ class MessageIndexCommands(ServiceBase):
 
     def tree_of_message(self, message_id: UUID) -> UUID:
         """The tree holding a message, from the log (MessageNotFoundError when none does)."""
-        entry = self._peek(MessageIndex, index_id_for(message_id))
-        if entry is not None:
-            return entry.tree_id
+        found = entry(self, MessageIndex, index_id_for(message_id))
+        if found is not None:
+            return found.tree_id
         raise MessageNotFoundError(f"message {message_id} not found")
 
     def index_messages(self, batch_size: int = 500) -> int:
@@ -95,7 +97,7 @@ class MessageIndexCommands(ServiceBase):
             self,
             topics=_TREE_CREATED,
             key=lambda notification: UUID(str(notification.originator_id)),
-            indexed=lambda tree_id: self._peek(MessageIndex, index_id_for(tree_id)) is not None,
+            indexed=lambda tree_id: entry(self, MessageIndex, index_id_for(tree_id)) is not None,
             index=_index,
             batch_size=batch_size,
         )

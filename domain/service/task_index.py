@@ -3,7 +3,7 @@
 Whatever command issues a task, its index entry is recorded in the same unit of work
 (``_before_save``), so an ack or nack that names only the task finds its user without
 asking a read model. Logs written before the index existed are indexed once when the
-application is opened (``index_tasks``, idempotent: domain.service.index_backfill).
+application is opened (``index_tasks``, idempotent: domain.service.indexes).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from domain.model.errors import TaskNotFoundError
 from domain.model.task_index import TaskIndex, task_index_id_for
 from domain.model.user import User
 from domain.service.base import ServiceBase
-from domain.service.index_backfill import backfill
+from domain.service.indexes import backfill, entry
 from domain.service.unit_of_work import UnitOfWork
 
 # TaskIssued under its stored topic and its class's current one (a log may hold either).
@@ -42,17 +42,17 @@ class TaskIndexCommands(ServiceBase):
             # task ids are random (uuid4): no other task claims the entry. Stamped as the
             # TaskIssued it indexes (same transaction, the application's clock). Saved, it
             # stays in the aggregate cache, so this process's ack finds it unread.
-            entry = TaskIndex.record(task_id=task_id, user_id=user_id, timestamp=when)
-            uow.add(entry)
-            added.append(entry)
+            recorded = TaskIndex.record(task_id=task_id, user_id=user_id, timestamp=when)
+            uow.add(recorded)
+            added.append(recorded)
         return added
 
     def task_owner(self, task_id: UUID) -> UUID:
         """The user a task was handed to, from the log (TaskNotFoundError when none): a
         task this process issued is in the cache; another process's is read once."""
-        entry = self._peek(TaskIndex, task_index_id_for(task_id))
-        if entry is not None:
-            return entry.user_id
+        found = entry(self, TaskIndex, task_index_id_for(task_id))
+        if found is not None:
+            return found.user_id
         raise TaskNotFoundError(f"task {task_id} not found")
 
     def index_tasks(self, batch_size: int = 500) -> int:
@@ -62,7 +62,7 @@ class TaskIndexCommands(ServiceBase):
             self,
             topics=_ISSUED,
             key=self._issued,
-            indexed=lambda key: self._peek(TaskIndex, task_index_id_for(key[0])) is not None,
+            indexed=lambda key: entry(self, TaskIndex, task_index_id_for(key[0])) is not None,
             index=_index,
             batch_size=batch_size,
         )

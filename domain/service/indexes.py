@@ -1,5 +1,10 @@
-"""Back-fill an index aggregate from a topic of the log: what the message and task indexes
-share for logs written before they existed.
+"""What the log's indexes (message -> tree, task -> user) share: reading an entry, and
+back-filling an index for a log written before it existed.
+
+An entry is one event, written once and never changed, so a cached copy is always
+current: ``entry`` answers from the cache without the fast-forward read that shared
+servers make for every other cached aggregate, and reads the log only for an entry this
+process has not seen (another process recorded it, or the cache let it go).
 
 Each index is recorded with the events it indexes from the day it exists; a log written
 before then holds events of the topic (TreeStarted, TaskIssued) with no index entry. On
@@ -13,11 +18,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
+from uuid import UUID
 
 from domain.service.base import ServiceBase
-from domain.service.unit_of_work import UnitOfWork
+from domain.service.unit_of_work import A, UnitOfWork
 
 K = TypeVar("K")  # what one event of the topic gives the index (a tree id, a task and its user)
+
+
+def entry(app: ServiceBase, cls: type[A], entry_id: UUID) -> A | None:
+    """The index entry ``entry_id`` (None when there is none): cached, else from the log."""
+    assert getattr(cls, "written_once", False), cls
+    found = app._cached(cls, entry_id)
+    return found if found is not None else app._peek(cls, entry_id)
 
 
 def backfill(
