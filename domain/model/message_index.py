@@ -12,15 +12,17 @@ conflicts on version 1 of the same index aggregate: message ids are unique acros
 from __future__ import annotations
 
 from datetime import datetime
-from uuid import NAMESPACE_URL, UUID, uuid5
+from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from domain.model.index_entry import created
+from domain.model.index_entry import created, derived_id
 
 
 def index_id_for(message_id: UUID) -> UUID:
-    return uuid5(NAMESPACE_URL, f"/message-index/{message_id}")
+    return derived_id(
+        "/message-index/", message_id
+    )  # uuid5(NAMESPACE_URL, f"/message-index/{message_id}")
 
 
 class MessageIndex(Aggregate):

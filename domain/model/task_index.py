@@ -9,15 +9,15 @@ log, so it never waits for a read model.
 from __future__ import annotations
 
 from datetime import datetime
-from uuid import NAMESPACE_URL, UUID, uuid5
+from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from domain.model.index_entry import created
+from domain.model.index_entry import created, derived_id
 
 
 def task_index_id_for(task_id: UUID) -> UUID:
-    return uuid5(NAMESPACE_URL, f"/task-index/{task_id}")
+    return derived_id("/task-index/", task_id)  # uuid5(NAMESPACE_URL, f"/task-index/{task_id}")
 
 
 class TaskIndex(Aggregate):
