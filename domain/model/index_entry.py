@@ -52,7 +52,7 @@ def created(
     ``cls._create(event_class, id=entry_id, **fields)`` makes it."""
     if timestamp is None:
         timestamp = event_class.create_timestamp()
-    event = event_class(  # type: ignore[call-arg]
+    event = event_class(
         originator_topic=get_topic(cls),
         originator_id=entry_id,
         originator_version=cls.INITIAL_VERSION,

@@ -55,6 +55,10 @@ def backfill(
     keys = [key(n) for n in select(start=None, limit=1_000_000_000, topics=list(topics))]
     keys = keys[1:] + keys[:1]
     for start in range(0, len(keys), batch_size):
-        batch = keys[start : start + batch_size]
-        app.run((), lambda uow, batch=batch: index(uow, batch))
+        batch: list[K] = keys[start : start + batch_size]
+
+        def record(uow: UnitOfWork, batch: list[K] = batch) -> None:
+            index(uow, batch)
+
+        app.run((), record)
     return len(keys)
