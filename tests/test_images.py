@@ -101,6 +101,28 @@ def test_blob_store_names_missing_and_altered(tmp_path: Path):
     assert store.check(digest) == "missing"
 
 
+def damage(blobs: object, sha256: str, data: bytes | None) -> None:
+    """Alter (``data``) or remove (None) a stored blob behind the store's back, on files or
+    on the PostgreSQL store's table."""
+    if isinstance(blobs, FileBlobStore):
+        if data is None:
+            blobs.path(sha256).unlink()
+        else:
+            blobs.path(sha256).write_bytes(data)
+        return
+    import psycopg
+
+    from api.storage.pg_blobs import PostgresBlobStore
+
+    assert isinstance(blobs, PostgresBlobStore)
+    tables = blobs.tables
+    with psycopg.connect(tables.libpq, autocommit=True) as conn:
+        if data is None:
+            conn.execute(f"DELETE FROM {tables.blobs} WHERE sha256 = %s", (sha256,))
+        else:
+            conn.execute(f"UPDATE {tables.blobs} SET data = %s WHERE sha256 = %s", (data, sha256))
+
+
 # ---------------------------------------------------------------- HTTP
 @pytest.fixture
 def anyio_backend() -> str:
@@ -142,9 +164,21 @@ async def answer_prompt(env: Env, image_ids: list[str], fid: str):
     return await env.post("/api/v1/tasks/interaction", body)
 
 
-def stored_files(folder: Path) -> list[Path]:
-    root = folder / "blobs"
-    return [p for p in root.rglob("*") if p.is_file() and p.name != "url.key"]
+def stored(env: Env) -> list[object]:
+    """What uploads stored: files beside the log, or rows of the PostgreSQL store's tables."""
+    from api.http import images
+
+    blobs = images.uploads(env.service).blobs  # type: ignore[attr-defined]
+    if isinstance(blobs, FileBlobStore):
+        return [p for p in blobs.root.rglob("*") if p.is_file() and p.name != "url.key"]
+    import psycopg
+
+    tables = blobs.tables  # type: ignore[attr-defined]
+    with psycopg.connect(tables.libpq, autocommit=True) as conn:
+        return [
+            *conn.execute(f"SELECT sha256 FROM {tables.blobs}").fetchall(),
+            *conn.execute(f"SELECT id FROM {tables.uploads}").fetchall(),
+        ]
 
 
 def log_size(env: Env) -> int:
@@ -218,7 +252,7 @@ async def test_bad_uploads_store_nothing(env: Env, raw: bytes, status: int, code
     before = log_size(env)
     error(await upload(env, raw), status, code)
     error(await upload(env, raw, multipart=True), status, code)
-    assert stored_files(env.folder) == []  # type: ignore[attr-defined]
+    assert stored(env) == []
     assert log_size(env) == before
 
 
@@ -275,8 +309,8 @@ def test_audit_verify_blobs_names_missing_and_altered(tmp_path: Path, capsys):
 
     code, out = verify()
     assert code == 0 and "blobs intact: 3 files behind 3 image references" in out, out
-    store.blobs.path(refs[0].sha256).write_bytes(b"not the image")
-    store.blobs.path(refs[2].sha256).unlink()
+    damage(store.blobs, refs[0].sha256, b"not the image")
+    damage(store.blobs, refs[2].sha256, None)
     code, out = verify()
     assert code == 1, out
     assert f"BLOB ALTERED: {refs[0].sha256} (image {refs[0].id} of message {first}" in out

@@ -10,7 +10,9 @@ from PIL import Image
 
 from api.bootstrap import caught_up_runner
 from api.cli import main
+from api.cli.images_demo import pictures
 from api.storage.blobs import blob_store
+from api.storage.image_codec import ImageLimits, sanitize
 
 
 def test_demo_seeds_growing_image_prompts_once(tmp_path: Path, capsys) -> None:
@@ -28,8 +30,10 @@ def test_demo_seeds_growing_image_prompts_once(tmp_path: Path, capsys) -> None:
     assert main(["audit", "verify", "--blobs", "--data", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "blobs intact: 6 files behind 6 image references" in out, out
+    # Read through the store (files, or rows of the PostgreSQL schema): the demo's six
+    # pictures as the upload sanitised them.
     blobs = blob_store(tmp_path)
-    files = sorted((tmp_path / "blobs" / "sha256").rglob("*"))
-    sizes = {Image.open(io.BytesIO(blobs.read(p.name))).size for p in files if p.is_file()}
-    assert sizes == {(48, 48)}
+    digests = {sanitize(png, ImageLimits()).sha256 for _, _, png in pictures(6, 48)}
+    sizes = {Image.open(io.BytesIO(blobs.read(d))).size for d in digests}
+    assert len(digests) == 6 and sizes == {(48, 48)}
     assert main(["images", "demo", "--data", str(tmp_path), "--count", "0"]) == 2

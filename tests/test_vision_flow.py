@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from api.cli import main
+from api.storage.blobs import blob_store
 from domain.model.states import TreeState
+from tests.test_images import damage
 from tests.test_prelabel import Store, cli_prelabel
 from tests.test_prelabel_vision import image_tree
 from training.tiny_vlm import init_tiny_vlm
@@ -87,7 +89,7 @@ def test_a_missing_image_blob_stops_the_build(tmp_path: Path, tiny_vlm: Path, ca
     store = Store(tmp_path / "data", goal_tree_size=3, max_children_count=2)
     tree_id, _ = ranked_image_tree(store, tiny_vlm, capsys)
     (image,) = store.app.get_tree(tree_id).root.images
-    (store.folder / "blobs" / "sha256" / image.sha256[:2] / image.sha256).unlink()
+    damage(blob_store(store.folder), image.sha256, None)  # a file, or a PostgreSQL row
     out = tmp_path / "build"
     argv = ["datasets", "build", "--images", "--data", str(store.folder), "--out", str(out)]
     assert main(argv) == 2

@@ -37,14 +37,16 @@ from domain.model.tree import ConversationTree
 
 MAX_UPLOAD_BYTES = 12 * 1024 * 1024  # the request; the image limit itself is ImageLimits
 URL_LIFETIME_S = 24 * 3600
-_uploads: dict[Path, ImageUploads] = {}
+_uploads: dict[tuple[Path, str], ImageUploads] = {}
 
 
 def uploads(service: Service) -> ImageUploads:
-    """The data folder's image uploads (one per folder, shared by the web app)."""
-    found = _uploads.get(service.folder)
+    """The data folder's image uploads (one per folder and log, shared by the web app): on
+    the PostgreSQL store, in the log's schema, so every node of the store sees them."""
+    key = (service.folder, str(service.log))
+    found = _uploads.get(key)
     if found is None:
-        found = _uploads.setdefault(service.folder, ImageUploads(service.folder))
+        found = _uploads.setdefault(key, ImageUploads(service.folder, location=service.log))
     return found
 
 

@@ -11,6 +11,10 @@ Extension point: another store (an S3-compatible bucket, say) implements ``BlobS
 bytes or raises ``FileNotFoundError``, ``check`` re-hashes. Keys would be the same
 ``sha256/<hex>`` names (boto3's ``put_object(Key=..., ChecksumSHA256=...)`` checks the
 upload server-side). Nothing else in the system touches the files directly.
+
+Where the log is PostgreSQL (several nodes, each with its own data folder, on one log),
+the blobs live in the log's schema instead (api.storage.pg_blobs): ``blob_store`` picks
+the store from the log's location, so every node reads what any node stored.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ import os
 import re
 from pathlib import Path
 from typing import Literal, Protocol
+
+from api.storage.logdb import Location, log_location
+from api.storage.pg_url import is_postgres
 
 BLOBS_FOLDER = "blobs"
 _HEX = re.compile(r"[0-9a-f]{64}")
@@ -36,6 +43,12 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def valid_digest(sha256: str) -> str:
+    if not _HEX.fullmatch(sha256):
+        raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+    return sha256
+
+
 class FileBlobStore:
     """Blobs as files under ``root`` (normally ``<data>/blobs``)."""
 
@@ -43,8 +56,7 @@ class FileBlobStore:
         self.root = Path(root)
 
     def path(self, sha256: str) -> Path:
-        if not _HEX.fullmatch(sha256):
-            raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+        valid_digest(sha256)
         return self.root / "sha256" / sha256[:2] / sha256
 
     def put(self, data: bytes) -> str:
@@ -76,6 +88,12 @@ class FileBlobStore:
         return "ok" if digest.hexdigest() == sha256 else "altered"
 
 
-def blob_store(data_folder: Path) -> FileBlobStore:
-    """The store beside a data folder's log."""
+def blob_store(data_folder: Path, location: Location | None = None) -> BlobStore:
+    """The store beside a data folder's log (``location``: the log, when the caller has
+    fixed it; else the configured store, as ``log_location`` finds it)."""
+    where = log_location(data_folder) if location is None else location
+    if is_postgres(where):
+        from api.storage.pg_blobs import PostgresBlobStore  # psycopg: the postgres extra
+
+        return PostgresBlobStore(str(where))
     return FileBlobStore(Path(data_folder) / BLOBS_FOLDER)

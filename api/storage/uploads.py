@@ -10,6 +10,10 @@ named stays an orphan blob (harmless, and visible to nobody).
 
 The module also keeps the HMAC key for signed image URLs (``url_key``), created once per
 data folder with owner-only permissions.
+
+On the PostgreSQL store the tickets and the key are rows of the log's schema, as the blobs
+are (api.storage.pg_blobs): an upload acknowledged by one node can be named through, and
+its signed URL read from, any other node of the store.
 """
 
 from __future__ import annotations
@@ -20,10 +24,13 @@ import secrets
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, Protocol
 from uuid import UUID, uuid4
 
-from api.storage.blobs import FileBlobStore, blob_store
+from api.storage.blobs import BLOBS_FOLDER, BlobStore, blob_store
 from api.storage.image_codec import ImageLimits, sanitize
+from api.storage.logdb import Location, log_location
+from api.storage.pg_url import is_postgres
 from domain.model.images import ImageRef
 
 
@@ -49,13 +56,67 @@ class Ticket:
         )
 
 
+class Tickets(Protocol):
+    def save(self, ticket: dict[str, Any]) -> None: ...
+    def load(self, image_id: str) -> dict[str, Any] | None: ...
+    def url_key(self) -> bytes: ...
+
+
+class FileTickets:
+    """Tickets as ``<root>/uploads/<image_id>.json``, the key as ``<root>/url.key``."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.folder = self.root / "uploads"
+
+    def save(self, ticket: dict[str, Any]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"{ticket['id']}.json"
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(ticket))
+        os.replace(temporary, path)
+
+    def load(self, image_id: str) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.folder / f"{image_id}.json").read_text())
+        except FileNotFoundError:
+            return None
+
+    def url_key(self) -> bytes:
+        path = self.root / "url.key"
+        try:
+            return bytes.fromhex(path.read_text().strip())
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:  # another process made it first
+                return bytes.fromhex(path.read_text().strip())
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+            return bytes.fromhex(path.read_text().strip())
+
+
 class ImageUploads:
     """Sanitise, store, and remember who uploaded what."""
 
-    def __init__(self, data_folder: Path, limits: ImageLimits | None = None):
-        self.blobs: FileBlobStore = blob_store(data_folder)
+    def __init__(
+        self,
+        data_folder: Path,
+        limits: ImageLimits | None = None,
+        location: Location | None = None,
+    ):
+        # ``location``: the log, where the caller has fixed it (a server's ``service.log``).
+        where = log_location(data_folder) if location is None else location
+        self.blobs: BlobStore = blob_store(data_folder, where)
         self.limits = limits or ImageLimits()
-        self.tickets = self.blobs.root / "uploads"
+        self.tickets: Tickets
+        if is_postgres(where):
+            from api.storage.pg_blobs import PostgresTickets  # psycopg: the postgres extra
+
+            self.tickets = PostgresTickets(str(where))
+        else:
+            self.tickets = FileTickets(Path(data_folder) / BLOBS_FOLDER)
 
     def upload(self, raw: bytes, client_id: UUID) -> Ticket:
         """Store a sanitised copy of ``raw``; ImageRefused (nothing stored) otherwise."""
@@ -71,31 +132,13 @@ class ImageUploads:
             client_id=str(client_id),
             uploaded_at=time.time(),
         )
-        self.tickets.mkdir(parents=True, exist_ok=True)
-        path = self.tickets / f"{ticket.id}.json"
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(asdict(ticket)))
-        os.replace(temporary, path)
+        self.tickets.save(asdict(ticket))
         return ticket
 
     def ticket(self, image_id: UUID) -> Ticket | None:
-        path = self.tickets / f"{image_id}.json"
-        try:
-            return Ticket(**json.loads(path.read_text()))
-        except FileNotFoundError:
-            return None
+        found = self.tickets.load(str(image_id))
+        return None if found is None else Ticket(**found)
 
     def url_key(self) -> bytes:
-        """The data folder's key for signed image URLs (made on first use)."""
-        path = self.blobs.root / "url.key"
-        try:
-            return bytes.fromhex(path.read_text().strip())
-        except FileNotFoundError:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:  # another process made it first
-                return bytes.fromhex(path.read_text().strip())
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_hex(32))
-            return bytes.fromhex(path.read_text().strip())
+        """The key for signed image URLs (made on first use)."""
+        return self.tickets.url_key()
