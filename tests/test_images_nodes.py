@@ -153,3 +153,34 @@ def test_audit_blobs_from_another_node_names_damage(tmp_path: Path, shared_store
     assert code == 1, out
     assert f"BLOB ALTERED: {refs[1].sha256} (image {refs[1].id} of message {message}" in out
     assert refs[0].sha256 not in out
+
+
+def test_store_copy_moves_a_folders_images(tmp_path: Path, postgres, monkeypatch, capsys):
+    from api.bootstrap import open_app
+    from api.cli import main
+    from domain.model.actor import Actor
+
+    monkeypatch.delenv("DATAENGINE_STORE", raising=False)  # the source: SQLite and files
+    old, url, client = tmp_path / "old", postgres.url(), UUID(int=5)
+    uploads = ImageUploads(old)
+    ticket = uploads.upload(picture("PNG"), client)
+    key = uploads.url_key()
+    app = open_app(old, SMALL, synchronous="NORMAL")
+    app.create_prompt(actor=Actor(None, client), text="What?", images=[ticket.ref()])
+    app.close()
+    spoilt = uploads.upload(picture("WEBP"), client)
+    damage(uploads.blobs, spoilt.sha256, b"not the image")
+    argv = ["store", "copy", "--from", str(old), "--to", url]
+    assert main(argv) == 1  # the log and the intact images moved; the altered one is named
+    got = capsys.readouterr()
+    assert "copied 1 image blobs and 2 upload tickets" in got.out
+    assert f"altered image blobs, not copied: {spoilt.sha256}" in got.err
+
+    monkeypatch.setenv("DATAENGINE_STORE", url)
+    (tmp_path / "new").mkdir()
+    moved = ImageUploads(tmp_path / "new")
+    assert moved.ticket(UUID(ticket.id)) == ticket
+    assert moved.url_key() == key  # URLs signed before the move stay valid
+    assert moved.blobs.read(ticket.sha256) == uploads.blobs.read(ticket.sha256)
+    assert main(["audit", "verify", "--blobs", "--data", str(tmp_path / "new")]) == 0
+    assert "blobs intact: 1 files behind 1 image references" in capsys.readouterr().out

@@ -76,4 +76,15 @@ def run_copy(args: argparse.Namespace) -> int:
         )
     print(f"copied {copied} events (positions 1..{head}) from {source} to {target}")
     print(f"audit digest at position {head}: {after[2].hex()} (equal on both stores)")
+    return _copy_images(source.parent, args.target)
+
+
+def _copy_images(folder: Path, url: str) -> int:
+    """The folder's images go along: on PostgreSQL they live beside the log."""
+    from api.storage.uploads import copy_images
+
+    blobs, tickets, altered = copy_images(folder, url)
+    print(f"copied {blobs} image blobs and {tickets} upload tickets from {folder / 'blobs'}")
+    if altered:
+        return fail(f"altered image blobs, not copied: {', '.join(altered)}", 1)
     return 0

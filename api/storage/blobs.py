@@ -76,6 +76,12 @@ class FileBlobStore:
     def read(self, sha256: str) -> bytes:
         return self.path(sha256).read_bytes()
 
+    def digests(self) -> list[str]:
+        """The names of the stored blobs (a stray ``.tmp`` is none)."""
+        folder = self.root / "sha256"
+        found = folder.glob("*/*") if folder.is_dir() else ()
+        return sorted(p.name for p in found if _HEX.fullmatch(p.name) and p.is_file())
+
     def check(self, sha256: str) -> Check:
         """Re-hash the stored file: ok, missing, or altered (its bytes hash otherwise)."""
         path = self.path(sha256)

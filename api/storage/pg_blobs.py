@@ -141,8 +141,10 @@ class PostgresTickets:
     def save(self, ticket: dict[str, Any]) -> None:
         columns = ", ".join(TICKET_FIELDS)
         marks = ", ".join(["%s"] * len(TICKET_FIELDS))
+        # A ticket id is a fresh uuid4; the conflict is a copy run again (store copy).
         self.tables.conn().execute(
-            f"INSERT INTO {self.tables.uploads} ({columns}) VALUES ({marks})",
+            f"INSERT INTO {self.tables.uploads} ({columns}) VALUES ({marks})"
+            " ON CONFLICT (id) DO NOTHING",
             tuple(ticket[f] for f in TICKET_FIELDS),
         )
 
@@ -160,13 +162,18 @@ class PostgresTickets:
     def url_key(self) -> bytes:
         if self._key is not None:
             return self._key
-        conn = self.tables.conn()
         # The first node to ask makes the key; a concurrent second one keeps the first's.
+        self._key = self.adopt_key(secrets.token_bytes(32))
+        return self._key
+
+    def adopt_key(self, key: bytes) -> bytes:
+        """The store's URL key: ``key`` where it has none yet (a data folder's key, moved by
+        store copy, keeps the URLs it signed valid), else the one it has."""
+        conn = self.tables.conn()
         conn.execute(
             f"INSERT INTO {self.tables.keys} (name, key) VALUES ('url', %s)"
             " ON CONFLICT (name) DO NOTHING",
-            (secrets.token_hex(32),),
+            (key.hex(),),
         )
         row = conn.execute(f"SELECT key FROM {self.tables.keys} WHERE name = 'url'").fetchone()
-        self._key = bytes.fromhex(row[0])
-        return self._key
+        return bytes.fromhex(row[0])
