@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from api.storage.logdb import Location
-from api.storage.pg_url import create_tables, is_postgres, split_url
+from api.storage.pg_url import create_tables, is_postgres, split_url, thread_connection
 
 CLAIMS_FILE = "claims.sqlite"
 KEEP = 120.0
@@ -102,14 +102,7 @@ class PostgresClaimLog:
             )
 
     def _conn(self) -> Any:
-        import psycopg
-
-        conn = getattr(self._local, "conn", None)
-        if conn is None or conn.closed or conn.broken:
-            conn = self._local.conn = psycopg.connect(
-                self.libpq, autocommit=True, connect_timeout=5
-            )
-        return conn
+        return thread_connection(self._local, self.libpq)
 
     def decide(self, seen: int, choose: Choose) -> tuple[Any, int | None]:
         conn, table = self._conn(), self.table

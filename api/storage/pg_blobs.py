@@ -24,7 +24,7 @@ import threading
 from typing import Any
 
 from api.storage.blobs import Check, sha256_hex, valid_digest
-from api.storage.pg_url import create_tables, split_url
+from api.storage.pg_url import create_tables, split_url, thread_connection
 
 BLOBS_TABLE = "dataengine_blobs"
 UPLOADS_TABLE = "dataengine_uploads"
@@ -75,14 +75,7 @@ class _Tables:
             )
 
     def conn(self) -> Any:
-        import psycopg
-
-        conn = getattr(self._local, "conn", None)
-        if conn is None or conn.closed or conn.broken:
-            conn = self._local.conn = psycopg.connect(
-                self.libpq, autocommit=True, connect_timeout=5
-            )
-        return conn
+        return thread_connection(self._local, self.libpq)
 
 
 class PostgresBlobStore:

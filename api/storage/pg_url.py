@@ -68,3 +68,15 @@ def postgres_env(url: str) -> dict[str, str]:
         "POSTGRES_LOCK_TIMEOUT": "10",
         "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "30",
     }
+
+
+def thread_connection(local: Any, libpq: str) -> Any:
+    """This thread's autocommit connection kept in ``local`` (a ``threading.local``),
+    opened again when closed or broken (a restarted server): the shared tables beside the
+    log (claims, rate log, blobs) each keep one per thread."""
+    import psycopg  # the postgres extra
+
+    conn = getattr(local, "conn", None)
+    if conn is None or conn.closed or conn.broken:
+        conn = local.conn = psycopg.connect(libpq, autocommit=True, connect_timeout=5)
+    return conn

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from api.storage.logdb import Location
-from api.storage.pg_url import create_tables, is_postgres, split_url
+from api.storage.pg_url import create_tables, is_postgres, split_url, thread_connection
 
 RATE_FILE = "ratelimit.sqlite"
 SWEEP_EVERY = 4096  # admissions between sweeps of every key's expired rows
@@ -123,13 +123,7 @@ class PostgresRateLog:
         return f'"{self.schema}".{self.TABLE}'
 
     def _conn(self) -> Any:
-        import psycopg
-
-        conn = getattr(self._local, "conn", None)
-        if conn is None or conn.closed or conn.broken:
-            conn = psycopg.connect(self.libpq, autocommit=True, connect_timeout=5)
-            self._local.conn = conn
-        return conn
+        return thread_connection(self._local, self.libpq)
 
     def admit(self, checks: Checks, horizon: float = 86_400.0) -> float:
         conn, table = self._conn(), self._table
